@@ -1,0 +1,81 @@
+//! The proxy-wasm serialized header map, decoded without trusting it: a `u32` count,
+//! then a (`u32` name length, `u32` value length) pair for each header, then each
+//! name and value followed by a NUL. Anything out of bounds yields `None`, never a
+//! panic. (The SDK's own decoder unwraps names as UTF-8.)
+
+/// Decodes a serialized header map into (name, value) byte slices.
+pub fn decode(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = read_u32(bytes, 0)?;
+    let sizes_end = count.checked_mul(8)?.checked_add(4)?;
+    let mut data = sizes_end;
+    let mut pairs = Vec::with_capacity(count.min(1024));
+    for i in 0..count {
+        let at = 4 + i * 8;
+        let name_len = read_u32(bytes, at)?;
+        let value_len = read_u32(bytes, at + 4)?;
+        let name = bytes.get(data..data.checked_add(name_len)?)?;
+        data = data.checked_add(name_len)?.checked_add(1)?;
+        let value = bytes.get(data..data.checked_add(value_len)?)?;
+        data = data.checked_add(value_len)?.checked_add(1)?;
+        pairs.push((name, value));
+    }
+    Some(pairs)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+    let raw: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(raw)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (n, v) in pairs {
+            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        }
+        for (n, v) in pairs {
+            out.extend_from_slice(n);
+            out.push(0);
+            out.extend_from_slice(v);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn round_trips_including_non_utf8_values() {
+        let pairs: Vec<(&[u8], &[u8])> = vec![
+            (b":path", b"/wechat"),
+            (b"x-odd", b"\xff\xfe"),
+            (b"empty", b""),
+        ];
+        assert_eq!(decode(&encode(&pairs)), Some(pairs));
+    }
+
+    #[test]
+    fn empty_buffer_is_an_empty_map() {
+        assert_eq!(decode(&[]), Some(vec![]));
+    }
+
+    #[test]
+    fn truncated_or_lying_buffers_are_refused() {
+        let good = encode(&[(b"a", b"b")]);
+        for cut in 1..good.len() {
+            assert_eq!(decode(&good[..cut]), None, "cut at {cut}");
+        }
+        let mut lying = good.clone();
+        lying[0] = 0xff;
+        assert_eq!(decode(&lying), None);
+        let mut long_name = good;
+        long_name[4] = 0xff;
+        assert_eq!(decode(&long_name), None);
+        assert_eq!(decode(&[0xff, 0xff, 0xff, 0xff]), None);
+    }
+}

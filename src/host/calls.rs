@@ -1,0 +1,79 @@
+//! Hostcalls wrapped so that nothing a request carries can make them panic.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MapType};
+use std::time::UNIX_EPOCH;
+
+/// The host's log level, so debug lines are not even formatted when Envoy drops them.
+pub fn host_log_level() -> LogLevel {
+    hostcalls::get_log_level().unwrap_or(LogLevel::Info)
+}
+
+pub fn request_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+        .ok()
+        .flatten()
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+}
+
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+/// Seconds since the Unix epoch, by the proxy's clock.
+pub fn now_unix() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+/// A local reply. Errors are ignored: the stream is gone, and there is no one to tell.
+pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) {
+    let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
+}
+
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::PluginConfiguration,
+        0,
+        usize::MAX,
+    )
+    .ok()
+    .flatten()
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+}
+
+/// The names of all request headers, as bytes. `None` if the host refuses.
+pub fn request_header_names() -> Option<Vec<Vec<u8>>> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through this module's
+    // `proxy_on_memory_allocate` (the SDK's allocator, a `Vec<u8>` of `size`
+    // capacity), which we take back as an owned Vec exactly once.
+    let status = unsafe {
+        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
+    };
+    if status != 0 {
+        return None;
+    }
+    if data.is_null() || size == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: see above.
+    let buffer = unsafe { Vec::from_raw_parts(data, size, size) };
+    let pairs = crate::header_map::decode(&buffer)?;
+    Some(pairs.into_iter().map(|(name, _)| name.to_vec()).collect())
+}

@@ -1,0 +1,186 @@
+//! One request: gather method, path, source and time, let `verify::decide` judge,
+//! then answer locally or forward with the gate's headers set.
+
+use super::calls;
+use super::metrics::Metrics;
+use crate::config::Config;
+use crate::verify::{self, Reason, Rejection, RequestHead, Sources, Verdict};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use std::rc::Rc;
+
+pub struct GateHttp {
+    config: Option<Rc<Config>>,
+    metrics: Option<Rc<Metrics>>,
+    /// A verified POST with no declared length: its body is held until it ends.
+    holding_body: bool,
+}
+
+impl GateHttp {
+    pub fn new(config: Option<Rc<Config>>, metrics: Option<Rc<Metrics>>) -> Self {
+        GateHttp {
+            config,
+            metrics,
+            holding_body: false,
+        }
+    }
+
+    fn reject(&mut self, rejection: &Rejection) -> Action {
+        self.holding_body = false;
+        if let Some(m) = &self.metrics {
+            m.rejected(rejection.reason);
+        }
+        log::debug!(
+            "rejected {} ({}) from {}: {}",
+            rejection.reason.name(),
+            rejection.reason.status(),
+            source_for_log(),
+            rejection.detail
+        );
+        let mut headers: Vec<(&str, &str)> = vec![("content-type", "text/plain; charset=utf-8")];
+        headers.extend_from_slice(rejection.headers());
+        calls::send_response(
+            rejection.reason.status(),
+            &headers,
+            rejection.body().as_bytes(),
+        );
+        Action::Pause
+    }
+
+    fn forwarded(&self) {
+        if let Some(m) = &self.metrics {
+            m.forwarded();
+        }
+    }
+
+    /// Removes every client-sent `x-wechat-gate-*` header and sets the gate's own.
+    fn set_gate_headers(&self, openid: Option<&str>) -> Result<(), Rejection> {
+        let names = calls::request_header_names()
+            .ok_or_else(|| malformed("request headers could not be read"))?;
+        for name in names.iter().filter(|n| verify::is_gate_header(n)) {
+            let name =
+                std::str::from_utf8(name).map_err(|_| malformed("a header name is not valid"))?;
+            if !calls::set_request_header(name, None) {
+                return Err(malformed(
+                    "a client-sent x-wechat-gate-* header could not be removed",
+                ));
+            }
+        }
+        calls::set_request_header("x-wechat-gate-verified", Some("1"));
+        if let Some(openid) = openid {
+            calls::set_request_header("x-wechat-gate-openid", Some(openid));
+        }
+        Ok(())
+    }
+}
+
+fn malformed(detail: &'static str) -> Rejection {
+    Rejection {
+        reason: Reason::Malformed,
+        detail: detail.into(),
+    }
+}
+
+fn source_for_log() -> String {
+    calls::property(&["source", "address"])
+        .map(|a| String::from_utf8_lossy(&a).into_owned())
+        .unwrap_or_else(|| "an unknown source".to_string())
+}
+
+impl Context for GateHttp {}
+
+impl HttpContext for GateHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            calls::send_response(503, &[], b"wechat-gate: not configured\n");
+            return Action::Pause;
+        };
+        let method = calls::request_header(":method").unwrap_or_default();
+        let path = calls::request_header(":path");
+        let source = calls::property(&["source", "address"]);
+        let head = RequestHead {
+            method: &method,
+            path: path.as_deref(),
+            source: source.as_deref(),
+        };
+        let sources = Sources {
+            allow: &config.source.allow,
+            live_list_ready: true,
+        };
+        let verdict = verify::decide(&head, &config, sources, calls::now_unix());
+        match verdict {
+            Verdict::PassThrough => {
+                if let Some(m) = &self.metrics {
+                    m.passed_through();
+                }
+                Action::Continue
+            }
+            Verdict::Reject(rejection) => self.reject(&rejection),
+            Verdict::Echo { echostr, source } => {
+                if let Some(m) = &self.metrics {
+                    m.source(source);
+                    m.handshake();
+                }
+                calls::send_response(200, &[("content-type", "text/plain")], echostr.as_bytes());
+                Action::Pause
+            }
+            Verdict::Forward { openid, source } => {
+                let declared = calls::request_header("content-length");
+                let length = match verify::check_content_length(
+                    declared.as_deref(),
+                    config.max_body_bytes,
+                ) {
+                    Ok(length) => length,
+                    Err(rejection) => return self.reject(&rejection),
+                };
+                if let Err(rejection) = self.set_gate_headers(openid.as_deref()) {
+                    return self.reject(&rejection);
+                }
+                if let Some(m) = &self.metrics {
+                    m.source(source);
+                }
+                if source == verify::SourceOutcome::ReportOnly {
+                    log::debug!(
+                        "report mode: forwarding a request from unlisted {}",
+                        source_for_log()
+                    );
+                }
+                if end_of_stream || length.is_some() {
+                    self.forwarded();
+                    Action::Continue
+                } else {
+                    // No declared length (chunked): hold everything until the body is
+                    // complete and known to be within max_body_bytes.
+                    self.holding_body = true;
+                    Action::Pause
+                }
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.holding_body {
+            return Action::Continue;
+        }
+        let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
+        let seen = u64::try_from(body_size).unwrap_or(u64::MAX);
+        if let Err(rejection) = verify::check_body_size(seen, max) {
+            return self.reject(&rejection);
+        }
+        if end_of_stream {
+            self.holding_body = false;
+            self.forwarded();
+            Action::Continue
+        } else {
+            Action::Pause
+        }
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.holding_body {
+            self.holding_body = false;
+            self.forwarded();
+        }
+        Action::Continue
+    }
+}

@@ -1,0 +1,169 @@
+//! The callback's query string, parsed strictly: the parameters WeChat sends are
+//! percent-decoded (`+` is a space, as in any form encoding), must be valid UTF-8 and
+//! must not repeat. Other parameters are ignored.
+
+use percent_encoding::percent_decode;
+use std::borrow::Cow;
+
+/// The parameters of a callback request. Values are decoded; presence is checked by
+/// the caller, which knows which are required for the method.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CallbackQuery {
+    pub signature: Option<String>,
+    pub timestamp: Option<String>,
+    pub nonce: Option<String>,
+    pub echostr: Option<String>,
+    pub openid: Option<String>,
+    pub encrypt_type: Option<String>,
+    pub msg_signature: Option<String>,
+}
+
+/// Why a query could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryError {
+    NotUtf8(String),
+    Repeated(&'static str),
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::NotUtf8(name) => write!(f, "query parameter {name} is not valid UTF-8"),
+            QueryError::Repeated(name) => write!(f, "query parameter {name} is repeated"),
+        }
+    }
+}
+
+/// Parses the part of `:path` after `?` (without the `?`).
+pub fn parse_query(query: &[u8]) -> Result<CallbackQuery, QueryError> {
+    let mut q = CallbackQuery::default();
+    for pair in query.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (raw_key, raw_value) = match pair.iter().position(|&b| b == b'=') {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let key = match decode(raw_key) {
+            Some(k) => k,
+            // A key we cannot read is not one of ours: ignore it like any other.
+            None => continue,
+        };
+        let (name, slot) = match key.as_ref() {
+            "signature" => ("signature", &mut q.signature),
+            "timestamp" => ("timestamp", &mut q.timestamp),
+            "nonce" => ("nonce", &mut q.nonce),
+            "echostr" => ("echostr", &mut q.echostr),
+            "openid" => ("openid", &mut q.openid),
+            "encrypt_type" => ("encrypt_type", &mut q.encrypt_type),
+            "msg_signature" => ("msg_signature", &mut q.msg_signature),
+            _ => continue,
+        };
+        if slot.is_some() {
+            return Err(QueryError::Repeated(name));
+        }
+        let value = decode(raw_value).ok_or_else(|| QueryError::NotUtf8(name.to_string()))?;
+        *slot = Some(value.into_owned());
+    }
+    Ok(q)
+}
+
+/// `application/x-www-form-urlencoded` decoding of one key or value; `None` when the
+/// decoded bytes are not UTF-8.
+fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
+    let plus_free: Cow<'_, [u8]> = if raw.contains(&b'+') {
+        Cow::Owned(
+            raw.iter()
+                .map(|&b| if b == b'+' { b' ' } else { b })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(raw)
+    };
+    match plus_free {
+        Cow::Borrowed(bytes) => percent_decode(bytes).decode_utf8().ok(),
+        Cow::Owned(bytes) => percent_decode(&bytes)
+            .decode_utf8()
+            .ok()
+            .map(|s| Cow::Owned(s.into_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_parameters_wechat_sends() {
+        let q = parse_query(
+            b"signature=abc&timestamp=1714036504&nonce=1514711492&echostr=42&openid=o_x-1",
+        )
+        .expect("valid");
+        assert_eq!(q.signature.as_deref(), Some("abc"));
+        assert_eq!(q.timestamp.as_deref(), Some("1714036504"));
+        assert_eq!(q.nonce.as_deref(), Some("1514711492"));
+        assert_eq!(q.echostr.as_deref(), Some("42"));
+        assert_eq!(q.openid.as_deref(), Some("o_x-1"));
+    }
+
+    #[test]
+    fn values_are_percent_and_plus_decoded() {
+        let q = parse_query(b"echostr=a%2Bb+c%20d%E5%BE%AE&nonce=%6e").expect("valid");
+        assert_eq!(q.echostr.as_deref(), Some("a+b c d微"));
+        assert_eq!(q.nonce.as_deref(), Some("n"));
+    }
+
+    #[test]
+    fn percent_encoded_keys_are_recognised() {
+        let q = parse_query(b"%73ignature=x").expect("valid");
+        assert_eq!(q.signature.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn repeated_parameter_is_an_error() {
+        assert_eq!(
+            parse_query(b"nonce=1&nonce=1"),
+            Err(QueryError::Repeated("nonce"))
+        );
+        assert_eq!(
+            parse_query(b"nonce=1&%6eonce=2"),
+            Err(QueryError::Repeated("nonce"))
+        );
+    }
+
+    #[test]
+    fn non_utf8_value_is_an_error() {
+        assert_eq!(
+            parse_query(b"echostr=%FF%FE"),
+            Err(QueryError::NotUtf8("echostr".into()))
+        );
+        assert_eq!(
+            parse_query(b"nonce=\xff"),
+            Err(QueryError::NotUtf8("nonce".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_and_unreadable_keys_are_ignored() {
+        let q = parse_query(b"x=1&%FF=2&&=3&nonce=4&signature").expect("valid");
+        assert_eq!(q.nonce.as_deref(), Some("4"));
+        assert_eq!(q.signature.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn huge_query_is_parsed_without_trouble() {
+        let mut q = Vec::new();
+        for i in 0..20_000 {
+            q.extend_from_slice(format!("k{i}=v&").as_bytes());
+        }
+        q.extend_from_slice(b"nonce=1");
+        assert_eq!(parse_query(&q).expect("valid").nonce.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn value_may_contain_equals_signs() {
+        let q = parse_query(b"echostr=a=b==").expect("valid");
+        assert_eq!(q.echostr.as_deref(), Some("a=b=="));
+    }
+}

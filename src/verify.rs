@@ -1,0 +1,869 @@
+//! The decision for one request, as a pure function of what the host gathered:
+//! method, `:path`, the downstream address, the time, the configuration and the
+//! allowlist. The host code only carries the [`Verdict`] out.
+//!
+//! The steps run in DESIGN.md's order: method, query, source, signature, freshness.
+
+use crate::allowlist::CallbackAllowlist;
+use crate::config::{Config, SourceMode, WhenUnavailable};
+use crate::query::{parse_query, CallbackQuery};
+use crate::signature::{request_signature, signature_matches};
+use std::borrow::Cow;
+use std::net::{IpAddr, SocketAddr};
+
+/// What the host hands over about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    /// `:method`, as sent.
+    pub method: &'a [u8],
+    /// `:path` (path and query); `None` when the request had none.
+    pub path: Option<&'a [u8]>,
+    /// The `source.address` property: `ip:port` or `[v6]:port`.
+    pub source: Option<&'a [u8]>,
+}
+
+/// The addresses allowed to call, and whether the live part of the list has loaded.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    pub allow: &'a CallbackAllowlist,
+    /// False until the live WeChat list has been fetched (when one is configured).
+    pub live_list_ready: bool,
+}
+
+/// Why a request was refused. Each has its own status code and counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Method,
+    Malformed,
+    Source,
+    Unavailable,
+    Signature,
+    Stale,
+    TooLarge,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::Method,
+        Reason::Malformed,
+        Reason::Source,
+        Reason::Unavailable,
+        Reason::Signature,
+        Reason::Stale,
+        Reason::TooLarge,
+    ];
+
+    pub fn status(self) -> u32 {
+        match self {
+            Reason::Method => 405,
+            Reason::Malformed => 400,
+            Reason::Source => 403,
+            Reason::Unavailable => 503,
+            Reason::Signature | Reason::Stale => 401,
+            Reason::TooLarge => 413,
+        }
+    }
+
+    /// The last part of the counter `wechat_gate.rejected.<name>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Method => "method",
+            Reason::Malformed => "malformed",
+            Reason::Source => "source",
+            Reason::Unavailable => "unavailable",
+            Reason::Signature => "signature",
+            Reason::Stale => "stale",
+            Reason::TooLarge => "too_large",
+        }
+    }
+}
+
+/// A refusal: the reason and a short detail for the response body and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: Cow<'static, str>,
+}
+
+impl Rejection {
+    fn new(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+
+    /// The plain-text body sent back.
+    pub fn body(&self) -> String {
+        format!("wechat-gate: {}: {}\n", self.reason.name(), self.detail)
+    }
+
+    /// Extra response headers: `Allow` for 405, `Retry-After` for 503.
+    pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
+        match self.reason {
+            Reason::Method => &[("allow", "GET, POST")],
+            Reason::Unavailable => &[("retry-after", RETRY_AFTER_SECONDS)],
+            _ => &[],
+        }
+    }
+}
+
+/// How long a caller refused with 503 should wait before trying again.
+pub const RETRY_AFTER_SECONDS: &str = "5";
+
+/// How the source check went for a request that was let through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceOutcome {
+    /// On the allowlist.
+    Listed,
+    /// Not listed, let through because `source.mode` is `report`.
+    ReportOnly,
+    /// Let through before the live list loaded (`when_unavailable: allow`).
+    Unverified,
+    /// `source.mode` is `off`.
+    NotChecked,
+}
+
+/// What to do with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not on the guarded path: untouched.
+    PassThrough,
+    /// Answer with the status and reason; the backend never sees it.
+    Reject(Rejection),
+    /// A verified handshake: answer 200 with `echostr`.
+    Echo {
+        echostr: String,
+        source: SourceOutcome,
+    },
+    /// A verified push: forward it (after the body-size check).
+    Forward {
+        openid: Option<String>,
+        source: SourceOutcome,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+/// Decides what to do with a request. `now_unix` is the current time in seconds.
+pub fn decide(
+    req: &RequestHead<'_>,
+    config: &Config,
+    sources: Sources<'_>,
+    now_unix: i64,
+) -> Verdict {
+    let (path_only, query) = match req.path {
+        Some(p) => split_path(p),
+        None => (&b""[..], &b""[..]),
+    };
+    if let Some(guarded) = &config.path {
+        if req.path.is_none() || path_only != guarded.as_bytes() {
+            return Verdict::PassThrough;
+        }
+    }
+    match check(req, query, config, sources, now_unix) {
+        Ok(v) => v,
+        Err(r) => Verdict::Reject(r),
+    }
+}
+
+fn check(
+    req: &RequestHead<'_>,
+    query: &[u8],
+    config: &Config,
+    sources: Sources<'_>,
+    now_unix: i64,
+) -> Result<Verdict, Rejection> {
+    // 1. Method.
+    let method = match req.method {
+        b"GET" => Method::Get,
+        b"POST" => Method::Post,
+        _ => {
+            return Err(Rejection::new(
+                Reason::Method,
+                "only GET and POST are accepted",
+            ))
+        }
+    };
+    if req.path.is_none() {
+        return Err(Rejection::new(Reason::Malformed, "request has no :path"));
+    }
+
+    // 2. Query.
+    let q = parse_query(query).map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
+    let Params {
+        signature,
+        timestamp,
+        timestamp_value,
+        nonce,
+    } = required_params(&q)?;
+    let echostr = match method {
+        Method::Get => Some(non_empty("echostr", q.echostr.as_deref())?),
+        Method::Post => None,
+    };
+    if let Some(openid) = q.openid.as_deref() {
+        if !is_plausible_openid(openid) {
+            return Err(Rejection::new(
+                Reason::Malformed,
+                "query parameter openid is not 1 to 128 letters, digits, '-' or '_'",
+            ));
+        }
+    }
+
+    // 3. Source.
+    let source = check_source(req.source, config, sources)?;
+
+    // 4. Signature.
+    let expected = request_signature(config.token.expose(), timestamp, nonce);
+    if !signature_matches(&expected, signature.as_bytes()) {
+        return Err(Rejection::new(
+            Reason::Signature,
+            "signature does not match",
+        ));
+    }
+
+    // 5. Freshness.
+    let tolerance = config.timestamp_tolerance_seconds;
+    if tolerance > 0 {
+        let skew = (i128::from(now_unix) - i128::from(timestamp_value)).unsigned_abs();
+        if skew > u128::from(tolerance) {
+            return Err(Rejection::new(
+                Reason::Stale,
+                format!("timestamp is {skew} s away from now, more than the {tolerance} s allowed"),
+            ));
+        }
+    }
+
+    // 6. and 7.
+    Ok(match echostr {
+        Some(echostr) => Verdict::Echo {
+            echostr: echostr.to_string(),
+            source,
+        },
+        None => Verdict::Forward {
+            openid: q.openid.clone(),
+            source,
+        },
+    })
+}
+
+struct Params<'q> {
+    signature: &'q str,
+    timestamp: &'q str,
+    timestamp_value: i64,
+    nonce: &'q str,
+}
+
+fn required_params(q: &CallbackQuery) -> Result<Params<'_>, Rejection> {
+    let signature = non_empty("signature", q.signature.as_deref())?;
+    let timestamp = non_empty("timestamp", q.timestamp.as_deref())?;
+    let nonce = non_empty("nonce", q.nonce.as_deref())?;
+    let timestamp_value = parse_timestamp(timestamp).ok_or_else(|| {
+        Rejection::new(
+            Reason::Malformed,
+            "query parameter timestamp is not a number of seconds",
+        )
+    })?;
+    Ok(Params {
+        signature,
+        timestamp,
+        timestamp_value,
+        nonce,
+    })
+}
+
+fn non_empty<'q>(name: &'static str, value: Option<&'q str>) -> Result<&'q str, Rejection> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        Some(_) => Err(Rejection::new(
+            Reason::Malformed,
+            format!("query parameter {name} is empty"),
+        )),
+        None => Err(Rejection::new(
+            Reason::Malformed,
+            format!("query parameter {name} is missing"),
+        )),
+    }
+}
+
+/// Unix seconds as decimal digits (64-bit: no year-2038 surprise).
+fn parse_timestamp(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn is_plausible_openid(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_source(
+    address: Option<&[u8]>,
+    config: &Config,
+    sources: Sources<'_>,
+) -> Result<SourceOutcome, Rejection> {
+    let mode = config.source.mode;
+    if mode == SourceMode::Off {
+        return Ok(SourceOutcome::NotChecked);
+    }
+    let ip = address.and_then(parse_source_address);
+    if ip.is_some_and(|ip| sources.allow.contains(ip)) {
+        return Ok(SourceOutcome::Listed);
+    }
+    if mode == SourceMode::Report {
+        return Ok(SourceOutcome::ReportOnly);
+    }
+    if !sources.live_list_ready {
+        return match config.source.when_unavailable {
+            WhenUnavailable::Allow => Ok(SourceOutcome::Unverified),
+            WhenUnavailable::Deny => Err(Rejection::new(
+                Reason::Unavailable,
+                "WeChat's callback IP list has not loaded yet",
+            )),
+        };
+    }
+    Err(Rejection::new(
+        Reason::Source,
+        match ip {
+            Some(_) => "source address is not on the allowlist",
+            None => "source address is unknown",
+        },
+    ))
+}
+
+/// `source.address` as Envoy gives it: `1.2.3.4:5678` or `[2001:db8::1]:5678`; a bare
+/// address (no port) is accepted too.
+pub fn parse_source_address(raw: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(raw).ok()?;
+    text.parse::<SocketAddr>()
+        .map(|s| s.ip())
+        .or_else(|_| text.parse::<IpAddr>())
+        .ok()
+}
+
+/// Splits `:path` into the path and the query (without `?`).
+fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
+    match path.iter().position(|&b| b == b'?') {
+        Some(i) => (&path[..i], &path[i + 1..]),
+        None => (path, &b""[..]),
+    }
+}
+
+/// The body-size rule for a forwarded POST, on the declared `content-length`.
+/// `Ok(None)`: no length declared, the body must be watched as it arrives.
+pub fn check_content_length(
+    value: Option<&[u8]>,
+    max_body_bytes: u64,
+) -> Result<Option<u64>, Rejection> {
+    let Some(raw) = value else {
+        return Ok(None);
+    };
+    let len = std::str::from_utf8(raw)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| Rejection::new(Reason::Malformed, "content-length is not a number"))?;
+    check_body_size(len, max_body_bytes)?;
+    Ok(Some(len))
+}
+
+/// The body-size rule on the bytes seen so far.
+pub fn check_body_size(len: u64, max_body_bytes: u64) -> Result<(), Rejection> {
+    if len > max_body_bytes {
+        return Err(Rejection::new(
+            Reason::TooLarge,
+            format!("body is larger than max_body_bytes ({max_body_bytes})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The headers this filter owns: any a client sends are removed before forwarding.
+pub const GATE_HEADER_PREFIX: &str = "x-wechat-gate-";
+
+pub fn is_gate_header(name: &[u8]) -> bool {
+    name.len() >= GATE_HEADER_PREFIX.len()
+        && name[..GATE_HEADER_PREFIX.len()].eq_ignore_ascii_case(GATE_HEADER_PREFIX.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::as_str;
+
+    const TOKEN: &str = "test-token";
+    const NOW: i64 = 1_800_000_000;
+
+    fn config(extra: &str) -> Config {
+        let json = format!(
+            r#"{{"path": "/wechat", "token": "{TOKEN}", "source": {{"allow": ["127.0.0.2", "10.0.0.0/8", "2001:db8::/32"]}}{extra}}}"#
+        );
+        crate::config::parse(json.as_bytes(), &|_| None).expect("test config")
+    }
+
+    fn signed_query(token: &str, ts: i64, nonce: &str) -> String {
+        let sig = request_signature(token, &ts.to_string(), nonce);
+        format!("signature={}&timestamp={ts}&nonce={nonce}", as_str(&sig))
+    }
+
+    fn run(cfg: &Config, method: &str, path: &str, source: &str) -> Verdict {
+        let allow = cfg.source.allow.clone();
+        decide(
+            &RequestHead {
+                method: method.as_bytes(),
+                path: Some(path.as_bytes()),
+                source: Some(source.as_bytes()),
+            },
+            cfg,
+            Sources {
+                allow: &allow,
+                live_list_ready: true,
+            },
+            NOW,
+        )
+    }
+
+    fn reason(v: &Verdict) -> Option<Reason> {
+        match v {
+            Verdict::Reject(r) => Some(r.reason),
+            _ => None,
+        }
+    }
+
+    const LISTED: &str = "127.0.0.2:40000";
+
+    #[test]
+    fn signed_handshake_is_echoed() {
+        let c = config("");
+        let path = format!("/wechat?{}&echostr=hello", signed_query(TOKEN, NOW, "7"));
+        assert_eq!(
+            run(&c, "GET", &path, LISTED),
+            Verdict::Echo {
+                echostr: "hello".into(),
+                source: SourceOutcome::Listed
+            }
+        );
+    }
+
+    #[test]
+    fn echostr_is_returned_decoded() {
+        let c = config("");
+        let path = format!(
+            "/wechat?{}&echostr=a%2Fb%20c+d",
+            signed_query(TOKEN, NOW, "7")
+        );
+        assert!(
+            matches!(run(&c, "GET", &path, LISTED), Verdict::Echo { echostr, .. } if echostr == "a/b c d")
+        );
+    }
+
+    #[test]
+    fn signed_post_is_forwarded_with_openid() {
+        let c = config("");
+        let path = format!("/wechat?{}&openid=oUser_1-x", signed_query(TOKEN, NOW, "7"));
+        assert_eq!(
+            run(&c, "POST", &path, LISTED),
+            Verdict::Forward {
+                openid: Some("oUser_1-x".into()),
+                source: SourceOutcome::Listed
+            }
+        );
+    }
+
+    #[test]
+    fn other_paths_pass_through() {
+        let c = config("");
+        for path in ["/", "/wechat/", "/wechatx", "/other?signature=x", "/Wechat"] {
+            assert_eq!(
+                run(&c, "DELETE", path, "1.1.1.1:1"),
+                Verdict::PassThrough,
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_path_every_request_is_guarded() {
+        let c = crate::config::parse(
+            format!(r#"{{"token": "{TOKEN}", "source": {{"mode": "off"}}}}"#).as_bytes(),
+            &|_| None,
+        )
+        .expect("config");
+        assert_eq!(
+            reason(&run(&c, "GET", "/anything", LISTED)),
+            Some(Reason::Malformed)
+        );
+    }
+
+    #[test]
+    fn methods_other_than_get_and_post_get_405_with_allow() {
+        let c = config("");
+        for m in ["PUT", "HEAD", "OPTIONS", "DELETE", "get", "CONNECT"] {
+            let v = run(&c, m, "/wechat", LISTED);
+            assert_eq!(reason(&v), Some(Reason::Method), "{m}");
+            if let Verdict::Reject(r) = v {
+                assert_eq!(r.reason.status(), 405);
+                assert_eq!(r.headers(), &[("allow", "GET, POST")]);
+            }
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_parameters_are_400() {
+        let c = config("");
+        let good = signed_query(TOKEN, NOW, "7");
+        for path in [
+            "/wechat".to_string(),
+            "/wechat?timestamp=1&nonce=2".to_string(),
+            "/wechat?signature=&timestamp=1&nonce=2".to_string(),
+            "/wechat?signature=a&nonce=2".to_string(),
+            "/wechat?signature=a&timestamp=1".to_string(),
+            format!("/wechat?{good}"), // GET without echostr
+            format!("/wechat?{good}&echostr="),
+        ] {
+            assert_eq!(
+                reason(&run(&c, "GET", &path, LISTED)),
+                Some(Reason::Malformed),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn repeated_or_non_utf8_parameters_are_400() {
+        let c = config("");
+        let good = signed_query(TOKEN, NOW, "7");
+        for path in [
+            format!("/wechat?{good}&nonce=7&echostr=x"),
+            format!("/wechat?{good}&echostr=%FF"),
+            format!("/wechat?{good}&echostr=1&echostr=1"),
+        ] {
+            assert_eq!(
+                reason(&run(&c, "GET", &path, LISTED)),
+                Some(Reason::Malformed),
+                "{path}"
+            );
+        }
+    }
+
+    #[test]
+    fn timestamp_that_is_not_a_number_is_400() {
+        let c = config("");
+        for ts in ["abc", "-5", "1e9", "99999999999999999999999", " 1"] {
+            let path = format!("/wechat?signature=a&timestamp={ts}&nonce=1&echostr=x");
+            assert_eq!(
+                reason(&run(&c, "GET", &path, LISTED)),
+                Some(Reason::Malformed),
+                "{ts}"
+            );
+        }
+    }
+
+    #[test]
+    fn implausible_openid_is_400() {
+        let c = config("");
+        let path = format!("/wechat?{}&openid=a%0D%0Ab", signed_query(TOKEN, NOW, "7"));
+        assert_eq!(
+            reason(&run(&c, "POST", &path, LISTED)),
+            Some(Reason::Malformed)
+        );
+    }
+
+    #[test]
+    fn unlisted_source_is_403_before_the_signature_is_looked_at() {
+        let c = config("");
+        let path = format!("/wechat?{}&echostr=x", signed_query("wrong", NOW, "7"));
+        assert_eq!(
+            reason(&run(&c, "GET", &path, "127.0.0.3:1")),
+            Some(Reason::Source)
+        );
+    }
+
+    #[test]
+    fn source_address_forms_envoy_reports() {
+        let c = config("");
+        let path = format!("/wechat?{}&echostr=x", signed_query(TOKEN, NOW, "7"));
+        for listed in [
+            "127.0.0.2:1",
+            "10.9.8.7:65535",
+            "[2001:db8::5]:443",
+            "[::ffff:127.0.0.2]:80",
+            "127.0.0.2",
+        ] {
+            assert!(
+                matches!(run(&c, "GET", &path, listed), Verdict::Echo { .. }),
+                "{listed}"
+            );
+        }
+        for unlisted in [
+            "127.0.0.3:1",
+            "[2001:db9::5]:443",
+            "garbage",
+            "",
+            "127.0.0.2:99999",
+            "envoy://internal",
+        ] {
+            assert_eq!(
+                reason(&run(&c, "GET", &path, unlisted)),
+                Some(Reason::Source),
+                "{unlisted}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_source_address_is_403() {
+        let c = config("");
+        let allow = c.source.allow.clone();
+        let path = format!("/wechat?{}&echostr=x", signed_query(TOKEN, NOW, "7"));
+        let v = decide(
+            &RequestHead {
+                method: b"GET",
+                path: Some(path.as_bytes()),
+                source: None,
+            },
+            &c,
+            Sources {
+                allow: &allow,
+                live_list_ready: true,
+            },
+            NOW,
+        );
+        assert_eq!(reason(&v), Some(Reason::Source));
+    }
+
+    #[test]
+    fn report_mode_lets_unlisted_sources_through_and_says_so() {
+        let c = crate::config::parse(
+            format!(
+                r#"{{"token": "{TOKEN}", "source": {{"mode": "report", "allow": ["127.0.0.2"]}}}}"#
+            )
+            .as_bytes(),
+            &|_| None,
+        )
+        .expect("config");
+        let path = format!("/wechat?{}", signed_query(TOKEN, NOW, "7"));
+        assert_eq!(
+            run(&c, "POST", &path, "127.0.0.9:1"),
+            Verdict::Forward {
+                openid: None,
+                source: SourceOutcome::ReportOnly
+            }
+        );
+        assert!(matches!(
+            run(&c, "POST", &path, LISTED),
+            Verdict::Forward {
+                source: SourceOutcome::Listed,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn report_mode_still_checks_the_signature() {
+        let c = crate::config::parse(
+            format!(r#"{{"token": "{TOKEN}", "source": {{"mode": "report"}}}}"#).as_bytes(),
+            &|_| None,
+        )
+        .expect("config");
+        let path = format!("/wechat?{}", signed_query("wrong", NOW, "7"));
+        assert_eq!(
+            reason(&run(&c, "POST", &path, "127.0.0.9:1")),
+            Some(Reason::Signature)
+        );
+    }
+
+    #[test]
+    fn mode_off_skips_the_source_check() {
+        let c = crate::config::parse(
+            format!(r#"{{"token": "{TOKEN}", "source": {{"mode": "off"}}}}"#).as_bytes(),
+            &|_| None,
+        )
+        .expect("config");
+        let path = format!("/wechat?{}", signed_query(TOKEN, NOW, "7"));
+        assert!(matches!(
+            run(&c, "POST", &path, "garbage"),
+            Verdict::Forward {
+                source: SourceOutcome::NotChecked,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn before_the_live_list_loads_deny_gives_503_and_static_entries_still_work() {
+        let mut c = config("");
+        let allow = c.source.allow.clone();
+        let path = format!("/wechat?{}", signed_query(TOKEN, NOW, "7"));
+        let run_unready = |c: &Config, source: &str| {
+            decide(
+                &RequestHead {
+                    method: b"POST",
+                    path: Some(path.as_bytes()),
+                    source: Some(source.as_bytes()),
+                },
+                c,
+                Sources {
+                    allow: &allow,
+                    live_list_ready: false,
+                },
+                NOW,
+            )
+        };
+        let v = run_unready(&c, "127.0.0.9:1");
+        assert_eq!(reason(&v), Some(Reason::Unavailable));
+        if let Verdict::Reject(r) = &v {
+            assert_eq!(r.reason.status(), 503);
+            assert_eq!(r.headers(), &[("retry-after", RETRY_AFTER_SECONDS)]);
+        }
+        assert!(matches!(
+            run_unready(&c, LISTED),
+            Verdict::Forward {
+                source: SourceOutcome::Listed,
+                ..
+            }
+        ));
+        c.source.when_unavailable = WhenUnavailable::Allow;
+        assert!(matches!(
+            run_unready(&c, "127.0.0.9:1"),
+            Verdict::Forward {
+                source: SourceOutcome::Unverified,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn wrong_signature_is_401() {
+        let c = config("");
+        let path = format!(
+            "/wechat?{}&echostr=x",
+            signed_query("not-the-token", NOW, "7")
+        );
+        assert_eq!(
+            reason(&run(&c, "GET", &path, LISTED)),
+            Some(Reason::Signature)
+        );
+        let v = run(&c, "GET", &path, LISTED);
+        if let Verdict::Reject(r) = v {
+            assert_eq!(r.reason.status(), 401);
+        }
+    }
+
+    #[test]
+    fn uppercase_signature_is_not_accepted() {
+        let c = config("");
+        let sig = request_signature(TOKEN, &NOW.to_string(), "7");
+        let upper = as_str(&sig).to_ascii_uppercase();
+        let path = format!("/wechat?signature={upper}&timestamp={NOW}&nonce=7&echostr=x");
+        assert_eq!(
+            reason(&run(&c, "GET", &path, LISTED)),
+            Some(Reason::Signature)
+        );
+    }
+
+    #[test]
+    fn timestamp_outside_the_window_is_401_stale() {
+        let c = config("");
+        for ts in [NOW - 301, NOW + 301, 0] {
+            let path = format!("/wechat?{}&echostr=x", signed_query(TOKEN, ts, "7"));
+            let v = run(&c, "GET", &path, LISTED);
+            assert_eq!(reason(&v), Some(Reason::Stale), "{ts}");
+        }
+        for ts in [NOW - 300, NOW + 300, NOW] {
+            let path = format!("/wechat?{}&echostr=x", signed_query(TOKEN, ts, "7"));
+            assert!(
+                matches!(run(&c, "GET", &path, LISTED), Verdict::Echo { .. }),
+                "{ts}"
+            );
+        }
+    }
+
+    #[test]
+    fn tolerance_zero_turns_the_freshness_check_off() {
+        let c = config(r#", "timestamp_tolerance_seconds": 0"#);
+        let path = format!("/wechat?{}&echostr=x", signed_query(TOKEN, 1, "7"));
+        assert!(matches!(
+            run(&c, "GET", &path, LISTED),
+            Verdict::Echo { .. }
+        ));
+    }
+
+    #[test]
+    fn largest_timestamps_do_not_overflow() {
+        let c = config("");
+        let path = format!(
+            "/wechat?{}&echostr=x",
+            signed_query(TOKEN, 999_999_999_999_999_999, "7")
+        );
+        assert_eq!(reason(&run(&c, "GET", &path, LISTED)), Some(Reason::Stale));
+    }
+
+    #[test]
+    fn every_reason_has_the_documented_status() {
+        let table: Vec<(u32, &str)> = Reason::ALL.iter().map(|r| (r.status(), r.name())).collect();
+        assert_eq!(
+            table,
+            [
+                (405, "method"),
+                (400, "malformed"),
+                (403, "source"),
+                (503, "unavailable"),
+                (401, "signature"),
+                (401, "stale"),
+                (413, "too_large")
+            ]
+        );
+    }
+
+    #[test]
+    fn content_length_over_the_limit_is_413() {
+        assert_eq!(check_content_length(Some(b"10"), 10), Ok(Some(10)));
+        assert_eq!(check_content_length(None, 10), Ok(None));
+        assert_eq!(
+            check_content_length(Some(b"11"), 10).map_err(|r| r.reason),
+            Err(Reason::TooLarge)
+        );
+        assert_eq!(
+            check_content_length(Some(b"99999999999999999999999999"), 10).map_err(|r| r.reason),
+            Err(Reason::Malformed)
+        );
+        assert_eq!(
+            check_content_length(Some(b"-1"), 10).map_err(|r| r.reason),
+            Err(Reason::Malformed)
+        );
+        assert_eq!(
+            check_body_size(11, 10).map_err(|r| r.reason),
+            Err(Reason::TooLarge)
+        );
+    }
+
+    #[test]
+    fn gate_headers_are_recognised_in_any_case() {
+        assert!(is_gate_header(b"x-wechat-gate-verified"));
+        assert!(is_gate_header(b"X-WeChat-Gate-Openid"));
+        assert!(!is_gate_header(b"x-wechat-gat"));
+        assert!(!is_gate_header(b"x-wechat-other"));
+    }
+
+    #[test]
+    fn rejection_body_names_the_reason() {
+        let c = config("");
+        if let Verdict::Reject(r) = run(&c, "PUT", "/wechat", LISTED) {
+            assert_eq!(
+                r.body(),
+                "wechat-gate: method: only GET and POST are accepted\n"
+            );
+        } else {
+            panic!("expected a rejection");
+        }
+    }
+}
