@@ -16,13 +16,19 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
         let at = 4 + i * 8;
         let name_len = read_u32(bytes, at)?;
         let value_len = read_u32(bytes, at + 4)?;
-        let name = bytes.get(data..data.checked_add(name_len)?)?;
-        data = data.checked_add(name_len)?.checked_add(1)?;
-        let value = bytes.get(data..data.checked_add(value_len)?)?;
-        data = data.checked_add(value_len)?.checked_add(1)?;
+        let (name, next) = terminated(bytes, data, name_len)?;
+        let (value, next) = terminated(bytes, next, value_len)?;
+        data = next;
         pairs.push((name, value));
     }
     Some(pairs)
+}
+
+/// `len` bytes at `at`, which must be followed by a NUL; and the offset after it.
+fn terminated(bytes: &[u8], at: usize, len: usize) -> Option<(&[u8], usize)> {
+    let end = at.checked_add(len)?;
+    let field = bytes.get(at..end)?;
+    (bytes.get(end) == Some(&0)).then_some((field, end + 1))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {

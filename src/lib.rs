@@ -1,6 +1,19 @@
 //! wechat-gate: a proxy-wasm HTTP filter that lets through only requests that really
 //! come from WeChat. Everything but `host` is pure and unit-tests natively; `host`
-//! (the only code that imports proxy-wasm) is built for `wasm32` only.
+//! (the only code that imports proxy-wasm) is built for `wasm32` only, and `client`
+//! (the CLI's and tests' HTTP client) natively only.
+
+// Nothing a request carries may make the filter panic: no unwrap, expect, panic or
+// unchecked indexing outside tests.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod allowlist;
 pub mod config;
@@ -8,6 +21,10 @@ pub mod header_map;
 pub mod query;
 pub mod signature;
 pub mod verify;
+pub mod wechat_push;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod client;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

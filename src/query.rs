@@ -41,10 +41,9 @@ pub fn parse_query(query: &[u8]) -> Result<CallbackQuery, QueryError> {
         if pair.is_empty() {
             continue;
         }
-        let (raw_key, raw_value) = match pair.iter().position(|&b| b == b'=') {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        };
+        let mut halves = pair.splitn(2, |&b| b == b'=');
+        let raw_key = halves.next().unwrap_or_default();
+        let raw_value = halves.next().unwrap_or_default();
         let key = match decode(raw_key) {
             Some(k) => k,
             // A key we cannot read is not one of ours: ignore it like any other.

@@ -39,11 +39,13 @@ pub fn signature_matches(expected: &HexDigest, given: &[u8]) -> bool {
 }
 
 fn to_hex(bytes: &[u8; 20]) -> HexDigest {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digit = |n: u8| if n < 10 { b'0' + n } else { b'a' + (n - 10) };
     let mut out = [0u8; 40];
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0x0f)];
+        if let [high, low] = pair {
+            *high = digit(byte >> 4);
+            *low = digit(byte & 0x0f);
+        }
     }
     out
 }

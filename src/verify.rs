@@ -40,10 +40,11 @@ pub enum Reason {
     Signature,
     Stale,
     TooLarge,
+    LengthRequired,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 8] = [
         Reason::Method,
         Reason::Malformed,
         Reason::Source,
@@ -51,6 +52,7 @@ impl Reason {
         Reason::Signature,
         Reason::Stale,
         Reason::TooLarge,
+        Reason::LengthRequired,
     ];
 
     pub fn status(self) -> u32 {
@@ -61,6 +63,7 @@ impl Reason {
             Reason::Unavailable => 503,
             Reason::Signature | Reason::Stale => 401,
             Reason::TooLarge => 413,
+            Reason::LengthRequired => 411,
         }
     }
 
@@ -74,6 +77,7 @@ impl Reason {
             Reason::Signature => "signature",
             Reason::Stale => "stale",
             Reason::TooLarge => "too_large",
+            Reason::LengthRequired => "length_required",
         }
     }
 }
@@ -351,32 +355,36 @@ pub fn parse_source_address(raw: &[u8]) -> Option<IpAddr> {
 
 /// Splits `:path` into the path and the query (without `?`).
 fn split_path(path: &[u8]) -> (&[u8], &[u8]) {
-    match path.iter().position(|&b| b == b'?') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (path, &b""[..]),
-    }
+    let mut halves = path.splitn(2, |&b| b == b'?');
+    (
+        halves.next().unwrap_or_default(),
+        halves.next().unwrap_or_default(),
+    )
 }
 
-/// The body-size rule for a forwarded POST, on the declared `content-length`.
-/// `Ok(None)`: no length declared, the body must be watched as it arrives.
-pub fn check_content_length(
-    value: Option<&[u8]>,
+/// The body-size rule for a verified POST, decided on its headers: the body must be
+/// declared (`content-length`, as WeChat always sends) and within `max_body_bytes`, or
+/// absent (`end_of_stream` on the headers). A body of unknown length is refused with
+/// 411 rather than streamed: nothing reaches the backend before its size is known.
+pub fn check_body(
+    content_length: Option<&[u8]>,
+    end_of_stream: bool,
     max_body_bytes: u64,
-) -> Result<Option<u64>, Rejection> {
-    let Some(raw) = value else {
-        return Ok(None);
+) -> Result<(), Rejection> {
+    let Some(raw) = content_length else {
+        if end_of_stream {
+            return Ok(());
+        }
+        return Err(Rejection::new(
+            Reason::LengthRequired,
+            "a POST must declare its content-length (WeChat always does)",
+        ));
     };
     let len = std::str::from_utf8(raw)
         .ok()
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| Rejection::new(Reason::Malformed, "content-length is not a number"))?;
-    check_body_size(len, max_body_bytes)?;
-    Ok(Some(len))
-}
-
-/// The body-size rule on the bytes seen so far.
-pub fn check_body_size(len: u64, max_body_bytes: u64) -> Result<(), Rejection> {
     if len > max_body_bytes {
         return Err(Rejection::new(
             Reason::TooLarge,
@@ -390,8 +398,8 @@ pub fn check_body_size(len: u64, max_body_bytes: u64) -> Result<(), Rejection> {
 pub const GATE_HEADER_PREFIX: &str = "x-wechat-gate-";
 
 pub fn is_gate_header(name: &[u8]) -> bool {
-    name.len() >= GATE_HEADER_PREFIX.len()
-        && name[..GATE_HEADER_PREFIX.len()].eq_ignore_ascii_case(GATE_HEADER_PREFIX.as_bytes())
+    name.get(..GATE_HEADER_PREFIX.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(GATE_HEADER_PREFIX.as_bytes()))
 }
 
 #[cfg(test)]
@@ -819,31 +827,48 @@ mod tests {
                 (503, "unavailable"),
                 (401, "signature"),
                 (401, "stale"),
-                (413, "too_large")
+                (413, "too_large"),
+                (411, "length_required")
             ]
         );
     }
 
     #[test]
-    fn content_length_over_the_limit_is_413() {
-        assert_eq!(check_content_length(Some(b"10"), 10), Ok(Some(10)));
-        assert_eq!(check_content_length(None, 10), Ok(None));
+    fn body_over_the_limit_is_413() {
+        assert_eq!(check_body(Some(b"10"), false, 10), Ok(()));
         assert_eq!(
-            check_content_length(Some(b"11"), 10).map_err(|r| r.reason),
+            check_body(Some(b"11"), false, 10).map_err(|r| r.reason),
             Err(Reason::TooLarge)
         );
         assert_eq!(
-            check_content_length(Some(b"99999999999999999999999999"), 10).map_err(|r| r.reason),
-            Err(Reason::Malformed)
+            check_body(Some(b"11"), false, 10).map_err(|r| r.reason.status()),
+            Err(413)
         );
+    }
+
+    #[test]
+    fn body_of_unknown_length_is_411_and_no_body_is_fine() {
         assert_eq!(
-            check_content_length(Some(b"-1"), 10).map_err(|r| r.reason),
-            Err(Reason::Malformed)
+            check_body(None, false, 10).map_err(|r| r.reason.status()),
+            Err(411)
         );
-        assert_eq!(
-            check_body_size(11, 10).map_err(|r| r.reason),
-            Err(Reason::TooLarge)
-        );
+        assert_eq!(check_body(None, true, 10), Ok(()));
+    }
+
+    #[test]
+    fn content_length_that_is_not_a_number_is_400() {
+        for bad in [
+            &b"99999999999999999999999999"[..],
+            b"-1",
+            b"",
+            b"1 0",
+            b"0x10",
+        ] {
+            assert_eq!(
+                check_body(Some(bad), false, 10).map_err(|r| r.reason),
+                Err(Reason::Malformed)
+            );
+        }
     }
 
     #[test]

@@ -12,21 +12,14 @@ use std::rc::Rc;
 pub struct GateHttp {
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
-    /// A verified POST with no declared length: its body is held until it ends.
-    holding_body: bool,
 }
 
 impl GateHttp {
     pub fn new(config: Option<Rc<Config>>, metrics: Option<Rc<Metrics>>) -> Self {
-        GateHttp {
-            config,
-            metrics,
-            holding_body: false,
-        }
+        GateHttp { config, metrics }
     }
 
     fn reject(&mut self, rejection: &Rejection) -> Action {
-        self.holding_body = false;
         if let Some(m) = &self.metrics {
             m.rejected(rejection.reason);
         }
@@ -45,12 +38,6 @@ impl GateHttp {
             rejection.body().as_bytes(),
         );
         Action::Pause
-    }
-
-    fn forwarded(&self) {
-        if let Some(m) = &self.metrics {
-            m.forwarded();
-        }
     }
 
     /// Removes every client-sent `x-wechat-gate-*` header and sets the gate's own.
@@ -126,18 +113,17 @@ impl HttpContext for GateHttp {
             }
             Verdict::Forward { openid, source } => {
                 let declared = calls::request_header("content-length");
-                let length = match verify::check_content_length(
-                    declared.as_deref(),
-                    config.max_body_bytes,
-                ) {
-                    Ok(length) => length,
-                    Err(rejection) => return self.reject(&rejection),
-                };
+                if let Err(rejection) =
+                    verify::check_body(declared.as_deref(), end_of_stream, config.max_body_bytes)
+                {
+                    return self.reject(&rejection);
+                }
                 if let Err(rejection) = self.set_gate_headers(openid.as_deref()) {
                     return self.reject(&rejection);
                 }
                 if let Some(m) = &self.metrics {
                     m.source(source);
+                    m.forwarded();
                 }
                 if source == verify::SourceOutcome::ReportOnly {
                     log::debug!(
@@ -145,42 +131,8 @@ impl HttpContext for GateHttp {
                         source_for_log()
                     );
                 }
-                if end_of_stream || length.is_some() {
-                    self.forwarded();
-                    Action::Continue
-                } else {
-                    // No declared length (chunked): hold everything until the body is
-                    // complete and known to be within max_body_bytes.
-                    self.holding_body = true;
-                    Action::Pause
-                }
+                Action::Continue
             }
         }
-    }
-
-    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.holding_body {
-            return Action::Continue;
-        }
-        let max = self.config.as_ref().map_or(0, |c| c.max_body_bytes);
-        let seen = u64::try_from(body_size).unwrap_or(u64::MAX);
-        if let Err(rejection) = verify::check_body_size(seen, max) {
-            return self.reject(&rejection);
-        }
-        if end_of_stream {
-            self.holding_body = false;
-            self.forwarded();
-            Action::Continue
-        } else {
-            Action::Pause
-        }
-    }
-
-    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
-        if self.holding_body {
-            self.holding_body = false;
-            self.forwarded();
-        }
-        Action::Continue
     }
 }

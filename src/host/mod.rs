@@ -9,7 +9,9 @@ mod root;
 
 /// Registers the root context. Called once when the VM starts.
 pub fn start() {
-    // Also installs a panic hook that logs at critical before the VM aborts.
-    proxy_wasm::set_log_level(calls::host_log_level());
+    // Also installs a panic hook that logs at critical before the VM aborts. Asking the
+    // host for its level is a restricted callback here (in `_initialize`): the root
+    // context asks in on_vm_start and on_configure.
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
     proxy_wasm::set_root_context(|_| Box::new(root::GateRoot::new()));
 }

@@ -27,6 +27,7 @@ impl Context for GateRoot {}
 
 impl RootContext for GateRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        proxy_wasm::set_log_level(calls::host_log_level());
         log::info!(
             "wechat-gate {} ({}) starting",
             env!("CARGO_PKG_VERSION"),

@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""A stand-in WeChat backend (Python standard library only).
+
+Logs every request it gets with its x-wechat-gate-* headers and body, and replies
+`success`, which tells WeChat the message was handled and shows the user nothing.
+Usage: python3 envoy/backend.py [--port 8080] [--host 127.0.0.1]
+"""
+import argparse
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _handle(self):
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        gate = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-wechat-gate-")}
+        print(
+            f"backend: {self.command} {self.path} gate={gate} body={body.decode('utf-8', 'replace')}",
+            flush=True,
+        )
+        reply = b"success"
+        self.send_response(200)
+        self.send_header("content-type", "text/plain; charset=utf-8")
+        self.send_header("content-length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def log_message(self, fmt, *args):  # the line above says it all
+        pass
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    args = parser.parse_args()
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    print(f"backend: listening on http://{args.host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
