@@ -15,8 +15,21 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
+/// Sets (or with `None` removes) a request header; false if the host refused. The
+/// SDK's own wrappers panic on any status but Ok, so the ABI is called directly.
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+    let map = MapType::HttpRequestHeaders as u32;
+    // SAFETY: the pointers and lengths describe live `&str`s for the whole call; the
+    // host only reads them.
+    let status = unsafe {
+        match value {
+            Some(v) => {
+                proxy_replace_header_map_value(map, name.as_ptr(), name.len(), v.as_ptr(), v.len())
+            }
+            None => proxy_remove_header_map_value(map, name.as_ptr(), name.len()),
+        }
+    };
+    status == 0
 }
 
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
@@ -54,6 +67,14 @@ extern "C" {
         return_data: *mut *mut u8,
         return_size: *mut usize,
     ) -> u32;
+    fn proxy_replace_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
 }
 
 /// The names of all request headers, as bytes. `None` if the host refuses.

@@ -19,7 +19,7 @@ impl GateHttp {
         GateHttp { config, metrics }
     }
 
-    fn reject(&mut self, rejection: &Rejection) -> Action {
+    fn reject(&self, rejection: &Rejection) -> Action {
         if let Some(m) = &self.metrics {
             m.rejected(rejection.reason);
         }
@@ -53,9 +53,10 @@ impl GateHttp {
                 ));
             }
         }
-        calls::set_request_header("x-wechat-gate-verified", Some("1"));
-        if let Some(openid) = openid {
-            calls::set_request_header("x-wechat-gate-openid", Some(openid));
+        let set = calls::set_request_header("x-wechat-gate-verified", Some("1"))
+            && openid.is_none_or(|o| calls::set_request_header("x-wechat-gate-openid", Some(o)));
+        if !set {
+            return Err(malformed("the gate's headers could not be set"));
         }
         Ok(())
     }
