@@ -25,6 +25,8 @@ pub mod wechat_push;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod client;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod mock_api;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -1,0 +1,1 @@
+//! `wechat-gate mock-api`: a local stand-in for api.weixin.qq.com (being written).
