@@ -19,8 +19,10 @@ pub mod allowlist;
 pub mod config;
 pub mod header_map;
 pub mod query;
+pub mod refresh;
 pub mod signature;
 pub mod verify;
+pub mod wechat_api;
 pub mod wechat_push;
 
 #[cfg(not(target_arch = "wasm32"))]

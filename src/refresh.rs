@@ -1,0 +1,527 @@
+//! When to fetch WeChat's callback IP list, who fetches, and what to do after each
+//! reply: a state machine fed with time and results, never with I/O.
+//!
+//! [`RefreshState`] is shared by every worker (one small value in proxy-wasm shared
+//! data, updated with CAS): the access token, when the next fetch is due, the failure
+//! count for backoff, and the fetch lease, so that one worker fetches per refresh.
+//! [`FetchPlan`] is the fetching worker's own walk through token → list, across the
+//! configured upstreams, with the errcode rules of `wechat_api::advice`.
+
+use crate::wechat_api::{advice, AccessToken, Advice, ApiFailure, CallbackIps};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// First retry delay after a failed fetch; it doubles per failure, up to `refresh_seconds`.
+pub const FIRST_BACKOFF_SECONDS: u64 = 2;
+/// A token is used until this long before WeChat says it expires.
+pub const TOKEN_MARGIN_SECONDS: u64 = 300;
+/// `stable_token` with `force_refresh: true` is allowed 20 times a day: at most this often.
+pub const FORCE_REFRESH_EVERY_SECONDS: i64 = 600;
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshState {
+    /// The access token. Never logged (see the `Debug` impl).
+    pub token: Option<String>,
+    pub token_valid_until: i64,
+    pub next_fetch_at: i64,
+    pub failures: u32,
+    pub lease_until: i64,
+    pub last_success_unix: i64,
+    pub last_forced_token_at: i64,
+}
+
+impl fmt::Debug for RefreshState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshState")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_valid_until", &self.token_valid_until)
+            .field("next_fetch_at", &self.next_fetch_at)
+            .field("failures", &self.failures)
+            .field("lease_until", &self.lease_until)
+            .field("last_success_unix", &self.last_success_unix)
+            .finish()
+    }
+}
+
+impl RefreshState {
+    /// A fetch is due and nobody holds the lease.
+    pub fn is_due(&self, now: i64) -> bool {
+        now >= self.next_fetch_at && now >= self.lease_until
+    }
+
+    /// The state with the lease taken until `now + lease_seconds`.
+    pub fn leased(&self, now: i64, lease_seconds: u64) -> RefreshState {
+        RefreshState {
+            lease_until: now.saturating_add(secs(lease_seconds)),
+            ..self.clone()
+        }
+    }
+
+    pub fn usable_token(&self, now: i64) -> Option<&str> {
+        self.token
+            .as_deref()
+            .filter(|_| now < self.token_valid_until)
+    }
+
+    /// Keeps a new token until `expires_in − 300 s` (half its life if it is that short).
+    pub fn with_token(&self, token: &AccessToken, now: i64, forced: bool) -> RefreshState {
+        let keep = if token.expires_in > 2 * TOKEN_MARGIN_SECONDS {
+            token.expires_in - TOKEN_MARGIN_SECONDS
+        } else {
+            (token.expires_in / 2).max(1)
+        };
+        RefreshState {
+            token: Some(token.value.clone()),
+            token_valid_until: now.saturating_add(secs(keep)),
+            last_forced_token_at: if forced {
+                now
+            } else {
+                self.last_forced_token_at
+            },
+            ..self.clone()
+        }
+    }
+
+    pub fn without_token(&self) -> RefreshState {
+        RefreshState {
+            token: None,
+            token_valid_until: 0,
+            ..self.clone()
+        }
+    }
+
+    /// May this fetch ask `stable_token` for `force_refresh: true`?
+    pub fn may_force_token(&self, now: i64) -> bool {
+        self.last_forced_token_at == 0
+            || now.saturating_sub(self.last_forced_token_at) >= FORCE_REFRESH_EVERY_SECONDS
+    }
+
+    /// After a good list: the next fetch in `refresh_seconds`, lease released.
+    pub fn succeeded(&self, now: i64, refresh_seconds: u64) -> RefreshState {
+        RefreshState {
+            failures: 0,
+            next_fetch_at: now.saturating_add(secs(refresh_seconds)),
+            lease_until: 0,
+            last_success_unix: now,
+            ..self.clone()
+        }
+    }
+
+    /// After a failed fetch: back off (2 s, doubling, capped at `refresh_seconds`), with
+    /// `jitter` in 0..=1000 spreading the delay over ±20 %; lease released.
+    pub fn failed(&self, now: i64, refresh_seconds: u64, jitter: u32) -> RefreshState {
+        let failures = self.failures.saturating_add(1);
+        let delay = backoff_seconds(failures, refresh_seconds, jitter);
+        RefreshState {
+            failures,
+            next_fetch_at: now.saturating_add(secs(delay)),
+            lease_until: 0,
+            ..self.clone()
+        }
+    }
+}
+
+/// The delay before the next try after `failures` failures in a row.
+pub fn backoff_seconds(failures: u32, refresh_seconds: u64, jitter: u32) -> u64 {
+    let doubling = FIRST_BACKOFF_SECONDS.saturating_mul(1u64 << failures.saturating_sub(1).min(40));
+    let capped = doubling.min(refresh_seconds.max(1));
+    let permille = 800 + u64::from(jitter.min(1000)) * 400 / 1000;
+    (capped.saturating_mul(permille) / 1000).max(1)
+}
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+/// One call the fetching worker is to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Get an access token from upstream `upstream` (`force`: stable_token's force_refresh).
+    Token { upstream: usize, force: bool },
+    /// Get the callback list from upstream `upstream` with the current token.
+    List { upstream: usize },
+}
+
+/// What to do after a reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    Call(Step),
+    /// The fetch is over with a list.
+    Done(CallbackIps),
+    /// Every upstream failed; the last failure says why.
+    GaveUp(ApiFailure),
+}
+
+/// The fetching worker's walk: token (if none is usable) then list, on one upstream;
+/// on failure the next upstream; `-1` is retried once on the same upstream; a token
+/// WeChat calls bad or expired is renewed once (stable: `force_refresh` if allowed).
+#[derive(Debug, Clone)]
+pub struct FetchPlan {
+    upstreams: usize,
+    upstream: usize,
+    force_allowed: bool,
+    busy_retried: bool,
+    token_renewed: bool,
+    /// The token should be dropped (WeChat refused it).
+    pub drop_token: bool,
+    /// The token step asked for force_refresh (to record when it succeeds).
+    pub forced: bool,
+}
+
+impl FetchPlan {
+    /// Starts a fetch; `have_token`: a usable token is in the shared state.
+    pub fn start(upstreams: usize, have_token: bool, force_allowed: bool) -> (FetchPlan, Step) {
+        let plan = FetchPlan {
+            upstreams: upstreams.max(1),
+            upstream: 0,
+            force_allowed,
+            busy_retried: false,
+            token_renewed: false,
+            drop_token: false,
+            forced: false,
+        };
+        let first = if have_token {
+            Step::List { upstream: 0 }
+        } else {
+            Step::Token {
+                upstream: 0,
+                force: false,
+            }
+        };
+        (plan, first)
+    }
+
+    pub fn upstream(&self) -> usize {
+        self.upstream
+    }
+
+    /// After a token reply.
+    pub fn after_token(&mut self, step: Step, result: &Result<AccessToken, ApiFailure>) -> Next {
+        match result {
+            Ok(_) => {
+                self.drop_token = false;
+                self.forced = matches!(step, Step::Token { force: true, .. });
+                Next::Call(Step::List {
+                    upstream: self.upstream,
+                })
+            }
+            Err(failure) => self.after_failure(step, failure.clone()),
+        }
+    }
+
+    /// After a list reply.
+    pub fn after_list(&mut self, step: Step, result: Result<CallbackIps, ApiFailure>) -> Next {
+        match result {
+            Ok(ips) => Next::Done(ips),
+            Err(failure @ ApiFailure::Errcode { code, .. }) if advice(code) == Advice::NewToken => {
+                self.drop_token = true;
+                if self.token_renewed {
+                    return self.next_upstream(true, failure);
+                }
+                self.token_renewed = true;
+                Next::Call(Step::Token {
+                    upstream: self.upstream,
+                    force: self.force_allowed,
+                })
+            }
+            Err(failure) => self.after_failure(step, failure),
+        }
+    }
+
+    fn after_failure(&mut self, step: Step, failure: ApiFailure) -> Next {
+        if let ApiFailure::Errcode { code, .. } = failure {
+            if advice(code) == Advice::Retry && !self.busy_retried {
+                self.busy_retried = true;
+                return Next::Call(step);
+            }
+        }
+        self.next_upstream(matches!(step, Step::Token { .. }), failure)
+    }
+
+    /// Fails over to the next upstream, from the token if the token failed or was
+    /// refused, else straight to the list.
+    fn next_upstream(&mut self, token_failed: bool, failure: ApiFailure) -> Next {
+        self.upstream += 1;
+        self.busy_retried = false;
+        if self.upstream >= self.upstreams {
+            return Next::GaveUp(failure);
+        }
+        Next::Call(if token_failed || self.drop_token {
+            Step::Token {
+                upstream: self.upstream,
+                force: false,
+            }
+        } else {
+            Step::List {
+                upstream: self.upstream,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allowlist::parse_block;
+
+    fn token(expires_in: u64) -> AccessToken {
+        AccessToken {
+            value: "TOKEN".into(),
+            expires_in,
+        }
+    }
+
+    fn ips() -> CallbackIps {
+        CallbackIps {
+            blocks: vec![parse_block("1.2.3.4").expect("ip")],
+            entries: vec!["1.2.3.4".into()],
+            skipped: vec![],
+        }
+    }
+
+    fn errcode(code: i64) -> ApiFailure {
+        ApiFailure::Errcode {
+            code,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_new_state_is_due_at_once() {
+        assert!(RefreshState::default().is_due(1_000));
+    }
+
+    #[test]
+    fn a_lease_keeps_other_workers_out_until_it_ends() {
+        let s = RefreshState::default().leased(1_000, 30);
+        assert!(!s.is_due(1_000));
+        assert!(!s.is_due(1_029));
+        assert!(
+            s.is_due(1_030),
+            "a lease left by a crashed fetcher runs out"
+        );
+    }
+
+    #[test]
+    fn success_schedules_the_next_refresh_and_releases_the_lease() {
+        let s = RefreshState::default()
+            .leased(1_000, 30)
+            .succeeded(1_005, 3600);
+        assert_eq!(
+            (
+                s.next_fetch_at,
+                s.lease_until,
+                s.failures,
+                s.last_success_unix
+            ),
+            (4_605, 0, 0, 1_005)
+        );
+        assert!(!s.is_due(4_604));
+        assert!(s.is_due(4_605));
+    }
+
+    #[test]
+    fn failures_back_off_doubling_capped_at_the_refresh_interval() {
+        let mid = 500; // no jitter
+        let delays: Vec<u64> = (1..=12).map(|f| backoff_seconds(f, 3600, mid)).collect();
+        assert_eq!(
+            delays,
+            [2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3600]
+        );
+        assert_eq!(backoff_seconds(40, 60, mid), 60);
+        assert_eq!(backoff_seconds(u32::MAX, 60, mid), 60);
+    }
+
+    #[test]
+    fn jitter_spreads_the_delay_by_twenty_percent_either_way() {
+        assert_eq!(backoff_seconds(5, 3600, 0), 25);
+        assert_eq!(backoff_seconds(5, 3600, 1000), 38);
+        assert_eq!(backoff_seconds(1, 3600, 0), 1, "never below a second");
+    }
+
+    #[test]
+    fn failed_counts_and_schedules_a_retry() {
+        let s = RefreshState::default()
+            .leased(100, 30)
+            .failed(100, 3600, 500);
+        assert_eq!((s.failures, s.next_fetch_at, s.lease_until), (1, 102, 0));
+        let s = s.failed(102, 3600, 500);
+        assert_eq!((s.failures, s.next_fetch_at), (2, 106));
+    }
+
+    #[test]
+    fn a_token_is_kept_until_five_minutes_before_it_expires() {
+        let s = RefreshState::default().with_token(&token(7200), 1_000, false);
+        assert_eq!(s.usable_token(1_000), Some("TOKEN"));
+        assert_eq!(s.usable_token(1_000 + 6899), Some("TOKEN"));
+        assert_eq!(s.usable_token(1_000 + 6900), None);
+        let short = RefreshState::default().with_token(&token(10), 1_000, false);
+        assert_eq!(
+            short.token_valid_until, 1_005,
+            "short-lived tokens are kept half their life"
+        );
+        assert_eq!(
+            RefreshState::default()
+                .with_token(&token(1), 0, false)
+                .token_valid_until,
+            1
+        );
+        assert_eq!(s.without_token().usable_token(1_000), None);
+    }
+
+    #[test]
+    fn force_refresh_at_most_every_ten_minutes() {
+        let s = RefreshState::default().with_token(&token(7200), 10_000, true);
+        assert!(!s.may_force_token(10_599));
+        assert!(s.may_force_token(10_600));
+        assert!(RefreshState::default().may_force_token(0));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let s = RefreshState::default().with_token(&token(7200), 0, false);
+        assert!(!format!("{s:?}").contains("TOKEN"));
+    }
+
+    #[test]
+    fn state_round_trips_through_shared_data_json() {
+        let s = RefreshState::default()
+            .with_token(&token(7200), 5, true)
+            .succeeded(9, 60);
+        let bytes = serde_json::to_vec(&s).expect("json");
+        assert_eq!(
+            serde_json::from_slice::<RefreshState>(&bytes).expect("back"),
+            s
+        );
+    }
+
+    #[test]
+    fn without_a_token_the_plan_starts_with_one_then_fetches_the_list() {
+        let (mut p, first) = FetchPlan::start(2, false, true);
+        assert_eq!(
+            first,
+            Step::Token {
+                upstream: 0,
+                force: false
+            }
+        );
+        assert_eq!(
+            p.after_token(first, &Ok(token(7200))),
+            Next::Call(Step::List { upstream: 0 })
+        );
+        assert_eq!(
+            p.after_list(Step::List { upstream: 0 }, Ok(ips())),
+            Next::Done(ips())
+        );
+    }
+
+    #[test]
+    fn with_a_usable_token_the_plan_goes_straight_to_the_list() {
+        let (_, first) = FetchPlan::start(1, true, true);
+        assert_eq!(first, Step::List { upstream: 0 });
+    }
+
+    #[test]
+    fn a_transport_failure_fails_over_to_the_next_upstream() {
+        let (mut p, first) = FetchPlan::start(2, false, true);
+        assert_eq!(
+            p.after_token(first, &Err(ApiFailure::Transport)),
+            Next::Call(Step::Token {
+                upstream: 1,
+                force: false
+            })
+        );
+        assert_eq!(p.upstream(), 1);
+        let list = Step::List { upstream: 1 };
+        assert_eq!(
+            p.after_token(
+                Step::Token {
+                    upstream: 1,
+                    force: false
+                },
+                &Ok(token(7200))
+            ),
+            Next::Call(list)
+        );
+        assert_eq!(
+            p.after_list(list, Err(ApiFailure::Status(502))),
+            Next::GaveUp(ApiFailure::Status(502))
+        );
+    }
+
+    #[test]
+    fn a_list_failure_fails_over_keeping_the_token() {
+        let (mut p, first) = FetchPlan::start(2, true, true);
+        assert_eq!(
+            p.after_list(first, Err(ApiFailure::BadReply)),
+            Next::Call(Step::List { upstream: 1 })
+        );
+        assert!(!p.drop_token);
+    }
+
+    #[test]
+    fn busy_is_retried_once_on_the_same_upstream() {
+        let (mut p, first) = FetchPlan::start(1, true, true);
+        assert_eq!(p.after_list(first, Err(errcode(-1))), Next::Call(first));
+        assert_eq!(
+            p.after_list(first, Err(errcode(-1))),
+            Next::GaveUp(errcode(-1))
+        );
+    }
+
+    #[test]
+    fn a_refused_token_is_dropped_and_renewed_once_with_force_refresh_if_allowed() {
+        for (allowed, force) in [(true, true), (false, false)] {
+            let (mut p, first) = FetchPlan::start(1, true, allowed);
+            assert_eq!(
+                p.after_list(first, Err(errcode(40001))),
+                Next::Call(Step::Token { upstream: 0, force })
+            );
+            assert!(p.drop_token);
+            let t = Step::Token { upstream: 0, force };
+            assert_eq!(
+                p.after_token(t, &Ok(token(7200))),
+                Next::Call(Step::List { upstream: 0 })
+            );
+            assert_eq!(p.forced, force);
+            assert!(!p.drop_token);
+            // Refused again: no endless loop.
+            assert_eq!(
+                p.after_list(first, Err(errcode(42001))),
+                Next::GaveUp(errcode(42001))
+            );
+            assert!(p.drop_token);
+        }
+    }
+
+    #[test]
+    fn operator_errors_fail_over_then_give_up_with_the_errcode() {
+        let (mut p, first) = FetchPlan::start(2, false, true);
+        assert_eq!(
+            p.after_token(first, &Err(errcode(40164))),
+            Next::Call(Step::Token {
+                upstream: 1,
+                force: false
+            })
+        );
+        assert_eq!(
+            p.after_token(
+                Step::Token {
+                    upstream: 1,
+                    force: false
+                },
+                &Err(errcode(40164))
+            ),
+            Next::GaveUp(errcode(40164))
+        );
+    }
+
+    #[test]
+    fn no_upstreams_is_treated_as_one() {
+        let (mut p, first) = FetchPlan::start(0, false, false);
+        assert_eq!(
+            p.after_token(first, &Err(ApiFailure::Transport)),
+            Next::GaveUp(ApiFailure::Transport)
+        );
+    }
+}
