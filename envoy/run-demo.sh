@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# `make run`: backend.py on 127.0.0.1:8080 and Envoy with the gate on 127.0.0.1:10000
-# (admin 127.0.0.1:9901). Ctrl-C stops both.
+# `make run`: backend.py on 127.0.0.1:8080, `wechat-gate mock-api` (WeChat's API
+# stand-in) on 127.0.0.1:8081 and Envoy with the gate on 127.0.0.1:10000 (admin
+# 127.0.0.1:9901). With WECHAT_APPID and WECHAT_APPSECRET set, the gate uses WeChat's
+# real API instead (envoy/envoy-wechat.yaml) and no mock-api is started.
+# Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ENVOY=$(scripts/ensure-envoy.sh)
@@ -12,12 +15,35 @@ else
   TOKEN_HINT="export WECHAT_TOKEN=...   # the same token you gave this demo"
 fi
 
+for port in 8080 8081 10000 9901; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "make run: port $port on 127.0.0.1 is already in use (the demo uses 8080, 8081, 10000 and 9901)" >&2
+    exit 1
+  fi
+done
+
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${TMPCFG:-}" ] && rm -f "$TMPCFG"; echo "demo stopped"' EXIT
+
 python3 envoy/backend.py --port 8080 &
-BACKEND=$!
-# Envoy's own log at warn; the gate's lines (one per rejection) at debug.
-"$ENVOY" -c envoy/envoy.yaml --use-dynamic-base-id --log-level warn --component-log-level wasm:debug &
+PIDS+=($!)
+if [ -n "${WECHAT_APPID:-}" ] && [ -n "${WECHAT_APPSECRET:-}" ]; then
+  TMPCFG=$(mktemp --suffix=.yaml)
+  sed "s/wx0123456789abcdef/$WECHAT_APPID/" envoy/envoy-wechat.yaml > "$TMPCFG"
+  CONFIG=$TMPCFG
+  SOURCE_NOTE="WeChat's real API (api.weixin.qq.com, AppID $WECHAT_APPID)"
+else
+  export WECHAT_APPSECRET=wechat-gate-demo-secret
+  "$CLI" mock-api --listen 127.0.0.1:8081 --appid wx0123456789abcdef --secret "$WECHAT_APPSECRET" \
+    --callback-ip 127.0.0.1 --callback-ip 127.0.0.2 &
+  PIDS+=($!)
+  CONFIG=envoy/envoy.yaml
+  SOURCE_NOTE="mock-api on :8081 (callback IPs 127.0.0.1, 127.0.0.2)"
+fi
+# Envoy's own log at warn; the gate's lines (one per rejection, list refreshes) at debug.
+"$ENVOY" -c "$CONFIG" --use-dynamic-base-id --log-level warn --component-log-level wasm:debug &
 ENVOY_PID=$!
-trap 'kill "$BACKEND" "$ENVOY_PID" 2>/dev/null || true; wait 2>/dev/null || true; echo "demo stopped"' EXIT
+PIDS+=($ENVOY_PID)
 trap 'exit 0' INT TERM
 
 for _ in $(seq 1 100); do
@@ -29,6 +55,7 @@ done
 cat <<TXT
 
 wechat-gate demo is up: Envoy $("$ENVOY" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1) on http://127.0.0.1:10000/wechat, backend on :8080.
+Callback IP list from $SOURCE_NOTE.
 Try, in another shell:
 
   $TOKEN_HINT
@@ -38,6 +65,7 @@ Try, in another shell:
   $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi --source 127.0.0.3  # 403 source
   curl -s http://127.0.0.1:9901/stats | grep wechat_gate                                  # the counters
 
-Ctrl-C stops both.
+Ctrl-C stops them all.
 TXT
-wait -n "$BACKEND" "$ENVOY_PID"
+wait -n "${PIDS[@]}" || true
+echo "a demo process exited (see its message above); stopping the others" >&2

@@ -249,9 +249,6 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
     if raw.safe_mode.is_some() {
         return Err(ConfigError::new("safe_mode", NOT_YET));
     }
-    if raw.source.as_ref().is_some_and(|s| s.wechat_api.is_some()) {
-        return Err(ConfigError::new("source.wechat_api", NOT_YET));
-    }
 
     let path = match raw.path {
         Some(p) if !p.starts_with('/') => {
@@ -620,10 +617,6 @@ mod tests {
                 r#"{"token": "t", "safe_mode": {"require": true}, "source": {"mode": "off"}}"#,
                 "safe_mode",
             ),
-            (
-                r#"{"token": "t", "appid": "wx1", "source": {"wechat_api": {"secret": "s", "upstreams": [{"cluster": "c", "authority": "a"}]}}}"#,
-                "source.wechat_api",
-            ),
         ] {
             let e = parse_str(json).expect_err(field);
             assert_eq!(e.field, field);
@@ -644,6 +637,63 @@ mod tests {
         )
         .expect_err("type");
         assert_eq!(e.field, "safe_mode.decrypt");
+    }
+
+    const LIVE: &str = r#"{"token": "t", "appid": "wx1", "source": {"wechat_api": {"secret": {"env": "SECRET"}, "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]}}}"#;
+
+    #[test]
+    fn live_list_configuration_takes_the_documented_defaults() {
+        let env = |n: &str| (n == "SECRET").then(|| "app-secret".to_string());
+        let c = parse(LIVE.as_bytes(), &env).expect("valid");
+        let api = c.source.wechat_api.expect("wechat_api");
+        assert_eq!(api.secret.expose(), "app-secret");
+        assert_eq!(
+            (api.token_api, api.refresh_seconds, api.timeout_ms),
+            (TokenApi::Stable, 3600, 5000)
+        );
+        assert_eq!(
+            api.upstreams,
+            [Upstream {
+                cluster: "wechat_api".into(),
+                authority: "api.weixin.qq.com".into()
+            }]
+        );
+        assert_eq!(c.source.when_unavailable, WhenUnavailable::Deny);
+        assert!(
+            c.source.allow.is_empty(),
+            "an empty static list is fine with a live list"
+        );
+    }
+
+    #[test]
+    fn live_list_needs_appid_secret_and_upstreams() {
+        let env = |n: &str| (n == "SECRET").then(|| "s".to_string());
+        let no_appid = LIVE.replace(r#""appid": "wx1", "#, "");
+        assert_eq!(
+            parse(no_appid.as_bytes(), &env).expect_err("appid").field,
+            "appid"
+        );
+        assert_eq!(
+            parse(LIVE.as_bytes(), &no_env).expect_err("secret").field,
+            "source.wechat_api.secret.env"
+        );
+        let no_upstreams = LIVE.replace(
+            r#""upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]"#,
+            r#""upstreams": []"#,
+        );
+        assert_eq!(
+            parse(no_upstreams.as_bytes(), &env)
+                .expect_err("upstreams")
+                .field,
+            "source.wechat_api.upstreams"
+        );
+        let bad_api = LIVE.replace(r#""secret""#, r#""token_api": "newest", "secret""#);
+        assert_eq!(
+            parse(bad_api.as_bytes(), &env)
+                .expect_err("token_api")
+                .field,
+            "source.wechat_api.token_api"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 use common::*;
 use serde_json::json;
 use std::process::Command;
+use std::time::Duration;
 
 const TOKEN: &str = "e2e-token-5d1f";
 const LISTED: &str = "127.0.0.2";
@@ -735,6 +736,7 @@ fn every_shipped_envoy_yaml_validates() {
             .arg(&path)
             .current_dir(MANIFEST_DIR)
             .env("WECHAT_TOKEN", "validate-token")
+            .env("WECHAT_APPSECRET", "validate-secret")
             .output()
             .expect("envoy --mode validate");
         let text = String::from_utf8_lossy(&out.stdout).to_string()
@@ -779,12 +781,24 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
         }
     });
 
+    // WeChat's API stand-in, as `make run` starts it.
+    let api = MockApi::start(&[
+        "--appid",
+        "wx0123456789abcdef",
+        "--secret",
+        "demo-secret-e2e",
+        "--callback-ip",
+        "127.0.0.1",
+        "--callback-ip",
+        "127.0.0.2",
+    ]);
     // The shipped demo config, on free ports and with the built .wasm.
     let yaml = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/envoy.yaml"))
         .expect("envoy/envoy.yaml")
         .replace("port_value: 9901", "port_value: 0")
         .replace("port_value: 10000", "port_value: 0")
         .replace("port_value: 8080", &format!("port_value: {port}"))
+        .replace("port_value: 8081", &format!("port_value: {}", api.port))
         .replace(
             "target/wasm32-wasip1/release/wechat_gate.wasm",
             &wasm_path().display().to_string(),
@@ -794,7 +808,10 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
         &yaml,
         EnvoyOptions {
             concurrency: 1,
-            env: &[("WECHAT_TOKEN", token)],
+            env: &[
+                ("WECHAT_TOKEN", token),
+                ("WECHAT_APPSECRET", "demo-secret-e2e"),
+            ],
         },
     );
     let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
@@ -808,8 +825,11 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
             String::from_utf8_lossy(&out.stdout).to_string(),
         )
     };
-    let (code, text) = cli(&["send", "handshake", &url, "--token", token]);
-    assert_eq!(code, Some(0), "{text}");
+    // The first list arrives from mock-api within moments of start (503 until then).
+    let echoed = wait_until(Duration::from_secs(3), || {
+        cli(&["send", "handshake", &url, "--token", token]).0 == Some(0)
+    });
+    assert!(echoed.is_some(), "{}", envoy.log_text());
     let (code, text) = cli(&[
         "send",
         "message",

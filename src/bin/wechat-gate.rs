@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 use wechat_gate::client::{self, Response};
+use wechat_gate::mock_api;
 use wechat_gate::wechat_push::{signed_query, text_message_xml};
 
 #[derive(Parser)]
@@ -40,6 +41,8 @@ enum Command {
     /// Send a request as WeChat's servers would.
     #[command(subcommand)]
     Send(Send),
+    /// Serve a local stand-in for WeChat's API server (api.weixin.qq.com) until killed.
+    MockApi(mock_api::MockApiArgs),
 }
 
 #[derive(Subcommand)]
@@ -158,6 +161,10 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             )?;
             print_response(&response);
             Ok(response.status == 200)
+        }
+        Command::MockApi(args) => {
+            mock_api::run(args)?;
+            Ok(true)
         }
     }
 }

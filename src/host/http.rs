@@ -3,6 +3,7 @@
 
 use super::calls;
 use super::metrics::Metrics;
+use super::root::Admission;
 use crate::config::Config;
 use crate::verify::{self, Reason, Rejection, RequestHead, Sources, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -12,11 +13,20 @@ use std::rc::Rc;
 pub struct GateHttp {
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
+    admission: Rc<Admission>,
 }
 
 impl GateHttp {
-    pub fn new(config: Option<Rc<Config>>, metrics: Option<Rc<Metrics>>) -> Self {
-        GateHttp { config, metrics }
+    pub fn new(
+        config: Option<Rc<Config>>,
+        metrics: Option<Rc<Metrics>>,
+        admission: Rc<Admission>,
+    ) -> Self {
+        GateHttp {
+            config,
+            metrics,
+            admission,
+        }
     }
 
     fn reject(&self, rejection: &Rejection) -> Action {
@@ -92,8 +102,8 @@ impl HttpContext for GateHttp {
             source: source.as_deref(),
         };
         let sources = Sources {
-            allow: &config.source.allow,
-            live_list_ready: true,
+            allow: &self.admission.allow,
+            live_list_ready: self.admission.live_list_ready,
         };
         let verdict = verify::decide(&head, &config, sources, calls::now_unix());
         match verdict {

@@ -10,6 +10,11 @@ pub struct Metrics {
     forwarded: Option<u32>,
     passed_through: Option<u32>,
     source_report_only: Option<u32>,
+    source_unverified: Option<u32>,
+    refresh_ok: Option<u32>,
+    refresh_failed: Option<u32>,
+    entries: Option<u32>,
+    last_success_unix: Option<u32>,
     rejected: [Option<u32>; Reason::ALL.len()],
 }
 
@@ -20,6 +25,22 @@ fn counter(name: &str) -> Option<u32> {
             log::error!("could not define metric {name}: {status:?}");
             None
         }
+    }
+}
+
+fn gauge(name: &str) -> Option<u32> {
+    match hostcalls::define_metric(MetricType::Gauge, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::error!("could not define metric {name}: {status:?}");
+            None
+        }
+    }
+}
+
+fn set(id: Option<u32>, value: u64) {
+    if let Some(id) = id {
+        let _ = hostcalls::record_metric(id, value);
     }
 }
 
@@ -36,6 +57,11 @@ impl Metrics {
             forwarded: counter("wechat_gate.forwarded"),
             passed_through: counter("wechat_gate.passed_through"),
             source_report_only: counter("wechat_gate.source_report_only"),
+            source_unverified: counter("wechat_gate.source_unverified"),
+            refresh_ok: counter("wechat_gate.allowlist.refresh_ok"),
+            refresh_failed: counter("wechat_gate.allowlist.refresh_failed"),
+            entries: gauge("wechat_gate.allowlist.entries"),
+            last_success_unix: gauge("wechat_gate.allowlist.last_success_unix"),
             rejected: Reason::ALL.map(|r| counter(&format!("wechat_gate.rejected.{}", r.name()))),
         }
     }
@@ -58,8 +84,21 @@ impl Metrics {
     }
 
     pub fn source(&self, outcome: SourceOutcome) {
-        if outcome == SourceOutcome::ReportOnly {
-            bump(self.source_report_only);
+        match outcome {
+            SourceOutcome::ReportOnly => bump(self.source_report_only),
+            SourceOutcome::Unverified => bump(self.source_unverified),
+            SourceOutcome::Listed | SourceOutcome::NotChecked => {}
         }
+    }
+
+    /// A fetch of the live list succeeded with `entries` entries at `now`.
+    pub fn refresh_ok(&self, entries: usize, now: i64) {
+        bump(self.refresh_ok);
+        set(self.entries, u64::try_from(entries).unwrap_or(0));
+        set(self.last_success_unix, u64::try_from(now).unwrap_or(0));
+    }
+
+    pub fn refresh_failed(&self) {
+        bump(self.refresh_failed);
     }
 }

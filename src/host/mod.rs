@@ -4,6 +4,7 @@
 
 mod calls;
 mod http;
+mod live_list;
 mod metrics;
 mod root;
 

@@ -1,17 +1,35 @@
-//! The root context: reads and compiles the configuration once per `on_configure`
-//! and hands it to every HTTP context.
+//! The root context: reads and compiles the configuration once per `on_configure`,
+//! keeps the live callback IP list fresh (when configured) and hands every HTTP
+//! context the current admission set.
 
 use super::calls;
 use super::http::GateHttp;
+use super::live_list::LiveList;
 use super::metrics::Metrics;
+use crate::allowlist::CallbackAllowlist;
 use crate::config::{self, Config};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
+use std::time::Duration;
+
+/// The first tick comes soon after configuration; later ticks every second.
+const FIRST_TICK: Duration = Duration::from_millis(100);
+const TICK: Duration = Duration::from_secs(1);
+
+/// The sources a request is checked against: static entries ∪ the live list.
+pub struct Admission {
+    pub allow: CallbackAllowlist,
+    /// False until the live list (if configured) has loaded.
+    pub live_list_ready: bool,
+}
 
 pub struct GateRoot {
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
+    live: Option<LiveList>,
+    admission: Rc<Admission>,
+    first_tick_done: bool,
 }
 
 impl GateRoot {
@@ -19,11 +37,44 @@ impl GateRoot {
         GateRoot {
             config: None,
             metrics: None,
+            live: None,
+            admission: Rc::new(Admission {
+                allow: CallbackAllowlist::default(),
+                live_list_ready: false,
+            }),
+            first_tick_done: false,
+        }
+    }
+
+    fn rebuild_admission(&mut self) {
+        let (Some(config), Some(live)) = (&self.config, &self.live) else {
+            return;
+        };
+        if let Some(list) = live.current() {
+            self.admission = Rc::new(Admission {
+                allow: config.source.allow.union(list),
+                live_list_ready: true,
+            });
         }
     }
 }
 
-impl Context for GateRoot {}
+impl Context for GateRoot {
+    fn on_http_call_response(
+        &mut self,
+        call_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) else {
+            return;
+        };
+        if live.on_response(call_id, body_size, calls::now_unix(), metrics) {
+            self.rebuild_admission();
+        }
+    }
+}
 
 impl RootContext for GateRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -40,27 +91,62 @@ impl RootContext for GateRoot {
         proxy_wasm::set_log_level(calls::host_log_level());
         let raw = calls::plugin_configuration().unwrap_or_default();
         let env = |name: &str| std::env::var(name).ok();
-        match config::parse(&raw, &env) {
-            Ok(config) => {
-                log::info!(
-                    "wechat-gate configured: path {}, source.mode {:?}, {} static allowlist entries, \
-                     timestamp tolerance {} s, max body {} bytes",
-                    config.path.as_deref().unwrap_or("(every request)"),
-                    config.source.mode,
-                    config.source.allow.entries(),
-                    config.timestamp_tolerance_seconds,
-                    config.max_body_bytes,
-                );
-                if self.metrics.is_none() {
-                    self.metrics = Some(Rc::new(Metrics::define()));
-                }
-                self.config = Some(Rc::new(config));
-                true
-            }
+        let config = match config::parse(&raw, &env) {
+            Ok(config) => config,
             Err(e) => {
                 log::error!("wechat-gate refused its {e}");
-                false
+                return false;
             }
+        };
+        log::info!(
+            "wechat-gate configured: path {}, source.mode {:?}, {} static allowlist entries{}, \
+             timestamp tolerance {} s, max body {} bytes",
+            config.path.as_deref().unwrap_or("(every request)"),
+            config.source.mode,
+            config.source.allow.entries(),
+            if config.source.wechat_api.is_some() {
+                " + WeChat's live callback IP list"
+            } else {
+                ""
+            },
+            config.timestamp_tolerance_seconds,
+            config.max_body_bytes,
+        );
+        if self.metrics.is_none() {
+            self.metrics = Some(Rc::new(Metrics::define()));
+        }
+        match (&config.source.wechat_api, &config.appid) {
+            (Some(api), Some(appid)) => {
+                self.live = Some(LiveList::new(api.clone(), appid.clone()));
+                self.admission = Rc::new(Admission {
+                    allow: config.source.allow.clone(),
+                    live_list_ready: false,
+                });
+                self.first_tick_done = false;
+                let _ = proxy_wasm::hostcalls::set_tick_period(FIRST_TICK);
+            }
+            _ => {
+                self.live = None;
+                self.admission = Rc::new(Admission {
+                    allow: config.source.allow.clone(),
+                    live_list_ready: true,
+                });
+            }
+        }
+        self.config = Some(Rc::new(config));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if !self.first_tick_done {
+            self.first_tick_done = true;
+            let _ = proxy_wasm::hostcalls::set_tick_period(TICK);
+        }
+        let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) else {
+            return;
+        };
+        if live.on_tick(calls::now_unix(), metrics) {
+            self.rebuild_admission();
         }
     }
 
@@ -69,6 +155,7 @@ impl RootContext for GateRoot {
         Some(Box::new(GateHttp::new(
             self.config.clone(),
             self.metrics.clone(),
+            self.admission.clone(),
         )))
     }
 

@@ -178,6 +178,17 @@ impl Gate {
 /// An Envoy config: listener and admin on free ports, `use_remote_address: true`, every
 /// path routed to the backend, `/unguarded` with every gate disabled by route config.
 pub fn envoy_yaml(backend_port: u16, gates: &[Gate], env_keys: &[&str]) -> String {
+    envoy_yaml_with_clusters(backend_port, gates, env_keys, &[])
+}
+
+/// As `envoy_yaml`, plus plain-HTTP clusters `(name, port on 127.0.0.1)` (WeChat's API
+/// stand-ins).
+pub fn envoy_yaml_with_clusters(
+    backend_port: u16,
+    gates: &[Gate],
+    env_keys: &[&str],
+    clusters: &[(&str, u16)],
+) -> String {
     let wasm = wasm_path();
     let mut filters = String::new();
     let mut disabled = String::new();
@@ -221,6 +232,20 @@ pub fn envoy_yaml(backend_port: u16, gates: &[Gate], env_keys: &[&str]) -> Strin
                 typed_per_filter_config:{disabled}"#
         )
     };
+    let mut extra = String::new();
+    for (name, port) in clusters {
+        extra.push_str(&format!(
+            r#"
+  - name: {name}
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+        ));
+    }
     format!(
         r#"
 admin:
@@ -254,7 +279,7 @@ static_resources:
       cluster_name: backend
       endpoints:
       - lb_endpoints:
-        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend_port} }} }} }}
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {backend_port} }} }} }}{extra}
 "#
     )
 }
@@ -447,6 +472,101 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+// ---------------------------------------------------------------- mock-api
+
+/// `wechat-gate mock-api`, WeChat's API stand-in, on a free port; killed on drop.
+pub struct MockApi {
+    pub port: u16,
+    _child: ChildGuard,
+}
+
+impl MockApi {
+    pub fn start(args: &[&str]) -> MockApi {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wechat-gate"))
+            .args(["mock-api", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("wechat-gate mock-api");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = ChildGuard(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("mock-api banner");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("mock-api said {line:?}"));
+        MockApi {
+            port,
+            _child: guard,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: &str) -> Response {
+        let url = client::parse_url(&format!("http://127.0.0.1:{}{path}", self.port)).expect("url");
+        client::request(
+            method,
+            &url,
+            &[("content-type", b"application/json")],
+            body.as_bytes(),
+            None,
+        )
+        .unwrap_or_else(|e| panic!("mock-api {path}: {e}"))
+    }
+
+    /// Calls per endpoint, from `GET /__calls`.
+    pub fn calls(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.call("GET", "/__calls", "").body).expect("/__calls json")
+    }
+
+    pub fn count(&self, endpoint: &str) -> u64 {
+        self.calls()[endpoint].as_u64().unwrap_or(0)
+    }
+
+    pub fn set_callback_ips(&self, ips: &[&str]) {
+        let r = self.call(
+            "POST",
+            "/__callback_ips",
+            &serde_json::json!(ips).to_string(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body_text());
+    }
+
+    pub fn set_faults(&self, faults: serde_json::Value) {
+        let r = self.call("POST", "/__faults", &faults.to_string());
+        assert_eq!(r.status, 200, "{}", r.body_text());
+    }
+
+    /// What WeChat's `stable_token` hands out now (the same token every caller gets).
+    pub fn current_stable_token(&self, appid: &str, secret: &str) -> String {
+        let body = serde_json::json!({"grant_type": "client_credential", "appid": appid, "secret": secret, "force_refresh": false});
+        let r = self.call("POST", "/cgi-bin/stable_token", &body.to_string());
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        v["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_string()
+    }
+}
+
+/// Polls `check` every 50 ms until it is true or `limit` passes; returns the time taken.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 /// A signed query for `token` at `timestamp`, with `extra` parameters.

@@ -1,0 +1,370 @@
+//! The live WeChat callback IP list inside Envoy. Every worker's root context ticks
+//! (a short first tick, then every second): it picks up the list from shared data
+//! when the shared value changes, and, when a fetch is due, tries to take the fetch
+//! lease. The one worker that gets it fetches the token and the list through
+//! `dispatch_http_call` to the configured clusters, following `refresh::FetchPlan`,
+//! and publishes the result (the list, the token, when the next fetch is due).
+//! Failures keep the last good list. Secrets and tokens are never logged.
+
+use super::metrics::Metrics;
+use crate::allowlist::{parse_block, CallbackAllowlist};
+use crate::config::{TokenApi, WechatApi};
+use crate::refresh::{FetchPlan, Next, RefreshState, Step};
+use crate::wechat_api::{self, advice, Advice, ApiFailure};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The largest API reply read (a callback list is a few KiB).
+const MAX_REPLY_BYTES: usize = 1 << 20;
+/// A CAS value no stored entry carries: a set with it succeeds only on a missing key.
+const ONLY_IF_ABSENT: u32 = u32::MAX;
+
+#[derive(Serialize, Deserialize)]
+struct SharedList {
+    entries: Vec<String>,
+    fetched_at: i64,
+}
+
+struct InFlight {
+    plan: FetchPlan,
+    step: Step,
+    call_id: u32,
+    started_at: i64,
+}
+
+pub struct LiveList {
+    api: WechatApi,
+    appid: String,
+    state_key: String,
+    list_key: String,
+    list_cas: Option<u32>,
+    live: Option<CallbackAllowlist>,
+    in_flight: Option<InFlight>,
+}
+
+impl LiveList {
+    pub fn new(api: WechatApi, appid: String) -> LiveList {
+        let prefix = format!("wechat_gate.{appid}.callback_ip");
+        LiveList {
+            api,
+            appid,
+            state_key: format!("{prefix}.state"),
+            list_key: format!("{prefix}.list"),
+            list_cas: None,
+            live: None,
+            in_flight: None,
+        }
+    }
+
+    /// The last good live list, once there is one.
+    pub fn current(&self) -> Option<&CallbackAllowlist> {
+        self.live.as_ref()
+    }
+
+    /// One tick. Returns true when the local copy of the list changed.
+    pub fn on_tick(&mut self, now: i64, metrics: &Metrics) -> bool {
+        let changed = self.pick_up_shared_list();
+        // Envoy answers every call (a timeout is an answer), but never wait forever.
+        let lease = i64::try_from(self.lease_seconds()).unwrap_or(i64::MAX);
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| now.saturating_sub(f.started_at) > lease)
+        {
+            log::warn!("callback IP list: a call got no answer within the lease; giving it up");
+            self.in_flight = None;
+        }
+        if self.in_flight.is_none() {
+            if let Some(state) = self.take_lease(now) {
+                let token = state.usable_token(now).is_some();
+                let force_allowed =
+                    self.api.token_api == TokenApi::Stable && state.may_force_token(now);
+                let (plan, first) =
+                    FetchPlan::start(self.api.upstreams.len(), token, force_allowed);
+                return self.advance(plan, Next::Call(first), now, metrics) || changed;
+            }
+        }
+        changed
+    }
+
+    /// A reply to a call this root context made. Returns true when the list changed.
+    pub fn on_response(
+        &mut self,
+        call_id: u32,
+        body_size: usize,
+        now: i64,
+        metrics: &Metrics,
+    ) -> bool {
+        if self.in_flight.as_ref().is_none_or(|f| f.call_id != call_id) {
+            return false;
+        }
+        let Some(InFlight { mut plan, step, .. }) = self.in_flight.take() else {
+            return false;
+        };
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| {
+                std::str::from_utf8(&s)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+            });
+        let body = if body_size > MAX_REPLY_BYTES {
+            None
+        } else {
+            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+                .ok()
+                .flatten()
+        };
+        let body = body.unwrap_or_default();
+        let next = match step {
+            Step::Token { force, .. } => {
+                let result = wechat_api::parse_token_reply(status, &body);
+                match &result {
+                    Ok(token) => {
+                        self.update_state(|s| s.with_token(token, now, force));
+                    }
+                    Err(failure) => self.log_failure(step, failure),
+                }
+                plan.after_token(step, &result)
+            }
+            Step::List { .. } => {
+                let result = wechat_api::parse_callback_ip_reply(status, &body);
+                if let Err(failure) = &result {
+                    self.log_failure(step, failure);
+                }
+                let next = plan.after_list(step, result);
+                if plan.drop_token {
+                    self.update_state(RefreshState::without_token);
+                }
+                next
+            }
+        };
+        self.advance(plan, next, now, metrics)
+    }
+
+    /// Runs the plan until a call is in flight or the fetch is over.
+    fn advance(
+        &mut self,
+        mut plan: FetchPlan,
+        mut next: Next,
+        now: i64,
+        metrics: &Metrics,
+    ) -> bool {
+        loop {
+            match next {
+                Next::Call(step) => match self.dispatch(step, now) {
+                    Ok(call_id) => {
+                        self.in_flight = Some(InFlight {
+                            plan,
+                            step,
+                            call_id,
+                            started_at: now,
+                        });
+                        return false;
+                    }
+                    Err(failure) => {
+                        self.log_failure(step, &failure);
+                        next = match step {
+                            Step::Token { .. } => plan.after_token(step, &Err(failure)),
+                            Step::List { .. } => plan.after_list(step, Err(failure)),
+                        };
+                    }
+                },
+                Next::Done(ips) => {
+                    let shared = SharedList {
+                        entries: ips.entries.clone(),
+                        fetched_at: now,
+                    };
+                    if let Ok(json) = serde_json::to_vec(&shared) {
+                        let _ = hostcalls::set_shared_data(&self.list_key, Some(&json), None);
+                    }
+                    let refresh = self.api.refresh_seconds;
+                    self.update_state(|s| s.succeeded(now, refresh));
+                    let cluster = self.cluster_name(plan.upstream());
+                    if !ips.skipped.is_empty() {
+                        log::warn!(
+                            "callback IP list: skipped {} entries that are not addresses: {:?}",
+                            ips.skipped.len(),
+                            ips.skipped
+                        );
+                    }
+                    log::info!("callback IP list: {} entries from cluster {cluster}; next refresh in {refresh} s", ips.entries.len());
+                    metrics.refresh_ok(ips.entries.len(), now);
+                    return self.pick_up_shared_list();
+                }
+                Next::GaveUp(failure) => {
+                    let refresh = self.api.refresh_seconds;
+                    let state = self.update_state(|s| s.failed(now, refresh, jitter()));
+                    let retry = state.map_or(0, |s| s.next_fetch_at.saturating_sub(now));
+                    log::warn!(
+                        "callback IP list: every upstream failed (last: {failure}); keeping the {} list; next try in {retry} s",
+                        if self.live.is_some() { "last good" } else { "static" }
+                    );
+                    metrics.refresh_failed();
+                    return false;
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, step: Step, now: i64) -> Result<u32, ApiFailure> {
+        let (index, call) = match step {
+            Step::Token { upstream, force } => (
+                upstream,
+                match self.api.token_api {
+                    TokenApi::Stable => {
+                        wechat_api::stable_token_call(&self.appid, self.api.secret.expose(), force)
+                    }
+                    TokenApi::Classic => {
+                        wechat_api::classic_token_call(&self.appid, self.api.secret.expose())
+                    }
+                },
+            ),
+            Step::List { upstream } => {
+                let state = self.read_state().unwrap_or_default();
+                let token = state.usable_token(now).ok_or(ApiFailure::Errcode {
+                    code: 40001,
+                    message: "no usable access token".into(),
+                })?;
+                (upstream, wechat_api::callback_ip_call(token))
+            }
+        };
+        let upstream = self.api.upstreams.get(index).ok_or(ApiFailure::Transport)?;
+        let mut headers = vec![
+            (":method", call.method),
+            (":path", call.path.as_str()),
+            (":authority", upstream.authority.as_str()),
+        ];
+        if call.body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        let timeout = Duration::from_millis(self.api.timeout_ms);
+        hostcalls::dispatch_http_call(
+            &upstream.cluster,
+            headers,
+            call.body.as_deref(),
+            vec![],
+            timeout,
+        )
+        .map_err(|status| {
+            log::warn!(
+                "callback IP list: cannot call cluster {} ({status:?}): is it defined?",
+                upstream.cluster
+            );
+            ApiFailure::Transport
+        })
+    }
+
+    fn log_failure(&self, step: Step, failure: &ApiFailure) {
+        let (what, index) = match step {
+            Step::Token { upstream, .. } => ("access token", upstream),
+            Step::List { upstream } => ("getcallbackip", upstream),
+        };
+        let hint = match failure {
+            ApiFailure::Errcode { code, .. } => match advice(*code) {
+                Advice::Operator(hint) => format!(": {hint}"),
+                Advice::NewToken => ": the token is dropped and a new one fetched".to_string(),
+                Advice::Retry => ": WeChat is busy, retrying".to_string(),
+                Advice::Other => String::new(),
+            },
+            _ => String::new(),
+        };
+        log::warn!(
+            "callback IP list: {what} from cluster {} failed: {failure}{hint}",
+            self.cluster_name(index)
+        );
+    }
+
+    fn cluster_name(&self, index: usize) -> &str {
+        self.api
+            .upstreams
+            .get(index)
+            .map_or("?", |u| u.cluster.as_str())
+    }
+
+    /// Installs the shared list if it changed since we last looked.
+    fn pick_up_shared_list(&mut self) -> bool {
+        let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&self.list_key) else {
+            return false;
+        };
+        if cas.is_some() && cas == self.list_cas {
+            return false;
+        }
+        self.list_cas = cas;
+        let Ok(shared) = serde_json::from_slice::<SharedList>(&bytes) else {
+            return false;
+        };
+        let blocks: Vec<_> = shared
+            .entries
+            .iter()
+            .filter_map(|e| parse_block(e).ok())
+            .collect();
+        if blocks.is_empty() {
+            return false;
+        }
+        self.live = Some(CallbackAllowlist::from_blocks(blocks));
+        true
+    }
+
+    fn read_state(&self) -> Option<RefreshState> {
+        let (bytes, _) = hostcalls::get_shared_data(&self.state_key).ok()?;
+        serde_json::from_slice(&bytes?).ok()
+    }
+
+    /// Takes the fetch lease if a fetch is due and nobody holds it.
+    fn take_lease(&self, now: i64) -> Option<RefreshState> {
+        // Seed the key first: a set on a missing key succeeds whatever CAS is passed, so
+        // the lease below must be taken on a key that exists. This seed cannot
+        // overwrite a state another worker already wrote.
+        if let Ok(default) = serde_json::to_vec(&RefreshState::default()) {
+            let _ =
+                hostcalls::set_shared_data(&self.state_key, Some(&default), Some(ONLY_IF_ABSENT));
+        }
+        let (bytes, cas) = hostcalls::get_shared_data(&self.state_key).ok()?;
+        let state: RefreshState = serde_json::from_slice(&bytes?).ok()?;
+        if !state.is_due(now) {
+            return None;
+        }
+        let leased = state.leased(now, self.lease_seconds());
+        let json = serde_json::to_vec(&leased).ok()?;
+        match hostcalls::set_shared_data(&self.state_key, Some(&json), cas) {
+            Ok(()) => Some(leased),
+            Err(_) => None,
+        }
+    }
+
+    /// Long enough for every call of one fetch to time out.
+    fn lease_seconds(&self) -> u64 {
+        let calls = 4 * self.api.upstreams.len() as u64;
+        calls.saturating_mul(self.api.timeout_ms) / 1000 + 5
+    }
+
+    /// Read-modify-write of the shared state, retried on a CAS conflict.
+    fn update_state(&self, change: impl Fn(&RefreshState) -> RefreshState) -> Option<RefreshState> {
+        for _ in 0..8 {
+            let (bytes, cas) = hostcalls::get_shared_data(&self.state_key).ok()?;
+            let current: RefreshState = bytes
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            let next = change(&current);
+            let json = serde_json::to_vec(&next).ok()?;
+            match hostcalls::set_shared_data(&self.state_key, Some(&json), cas) {
+                Ok(()) => return Some(next),
+                Err(Status::CasMismatch) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+}
+
+/// 0..=1000 from the clock's nanoseconds: enough to spread retries of many proxies.
+fn jitter() -> u32 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(500, |d| d.subsec_nanos() % 1001)
+}

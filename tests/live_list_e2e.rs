@@ -1,0 +1,398 @@
+//! The live WeChat callback IP list, end to end: Envoy 1.40 fetches the access token
+//! and `getcallbackip` from `wechat-gate mock-api` through its own clusters, shares
+//! the list across workers, refreshes it, fails over and keeps the last good list.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+const TOKEN: &str = "live-token-91c2";
+const APPID: &str = "wx0123456789abcdef";
+const SECRET: &str = "AppS3cretForTests0001";
+
+fn mock(extra: &[&str]) -> MockApi {
+    let mut args = vec!["--appid", APPID, "--secret", SECRET];
+    args.extend_from_slice(extra);
+    MockApi::start(&args)
+}
+
+/// A gate whose sources come from WeChat's list through `upstreams` (cluster names).
+fn live_gate(upstreams: &[&str], api: serde_json::Value, source: serde_json::Value) -> Gate {
+    let ups: Vec<serde_json::Value> = upstreams
+        .iter()
+        .map(|c| json!({"cluster": c, "authority": "api.weixin.qq.com"}))
+        .collect();
+    let mut wechat_api = json!({"secret": {"env": "WECHAT_APPSECRET"}, "upstreams": ups});
+    if let (Some(w), Some(extra)) = (wechat_api.as_object_mut(), api.as_object()) {
+        w.extend(extra.clone());
+    }
+    let mut src = json!({"wechat_api": wechat_api});
+    if let (Some(s), Some(extra)) = (src.as_object_mut(), source.as_object()) {
+        s.extend(extra.clone());
+    }
+    Gate::new(
+        "wechat_gate",
+        json!({"path": "/wechat", "appid": APPID, "token": TOKEN, "source": src}),
+    )
+}
+
+fn start_envoy(backend: &Backend, gate: Gate, clusters: &[(&str, u16)], concurrency: u32) -> Envoy {
+    Envoy::start(
+        &envoy_yaml_with_clusters(backend.port, &[gate], &["WECHAT_APPSECRET"], clusters),
+        EnvoyOptions {
+            concurrency,
+            env: &[("WECHAT_APPSECRET", SECRET)],
+        },
+    )
+}
+
+fn post_from(envoy: &Envoy, source: &str) -> u16 {
+    let q = signed(TOKEN, now(), "77", &[]);
+    envoy
+        .send(
+            "POST",
+            &format!("/wechat?{q}"),
+            &[("content-type", b"text/xml")],
+            b"<xml/>",
+            source,
+        )
+        .status
+}
+
+/// A port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+#[test]
+fn live_list_is_enforced_within_two_seconds_and_fetched_once_by_four_workers() {
+    let api = mock(&[
+        "--callback-ip",
+        "127.0.0.2",
+        "--callback-ip",
+        "10.0.0.0/8",
+        "--callback-ip",
+        "2001:db8::/32",
+    ]);
+    let backend = Backend::start();
+    let envoy = start_envoy(
+        &backend,
+        live_gate(&["wechat_api"], json!({}), json!({})),
+        &[("wechat_api", api.port)],
+        4,
+    );
+    let took = wait_until(Duration::from_secs(2), || {
+        post_from(&envoy, "127.0.0.2") == 200
+    });
+    assert!(
+        took.is_some(),
+        "the list was not enforced within 2 s:\n{}",
+        envoy.log_text()
+    );
+    assert_eq!(post_from(&envoy, "127.0.0.3"), 403);
+    // Every worker picks the list up; give the others a few ticks, then count calls.
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..8 {
+        assert_eq!(post_from(&envoy, "127.0.0.2"), 200);
+        assert_eq!(post_from(&envoy, "127.0.0.3"), 403);
+    }
+    assert_eq!(
+        api.count("stable_token"),
+        1,
+        "one token call per refresh: {}",
+        api.calls()
+    );
+    assert_eq!(
+        api.count("getcallbackip"),
+        1,
+        "one list call per refresh: {}",
+        api.calls()
+    );
+    assert_eq!(api.count("token"), 0);
+    assert_eq!(envoy.counter("wechat_gate.allowlist.refresh_ok"), 1);
+    let stats = envoy.admin_text("/stats?filter=wechat_gate.allowlist");
+    assert!(
+        stats.contains("wasmcustom.wechat_gate.allowlist.entries: 3"),
+        "{stats}"
+    );
+    let last = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("wasmcustom.wechat_gate.allowlist.last_success_unix: "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(0);
+    assert!((now() - last).abs() < 30, "last_success_unix {last}");
+    assert!(envoy
+        .log_text()
+        .contains("callback IP list: 3 entries from cluster wechat_api"));
+}
+
+#[test]
+fn a_changed_list_takes_effect_at_the_next_refresh() {
+    let api = mock(&["--callback-ip", "127.0.0.2"]);
+    let backend = Backend::start();
+    let gate = live_gate(&["wechat_api"], json!({"refresh_seconds": 2}), json!({}));
+    let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 2);
+    assert!(
+        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+            == 200)
+        .is_some()
+    );
+    assert_eq!(post_from(&envoy, "127.0.0.3"), 403);
+    api.set_callback_ips(&["127.0.0.3"]);
+    let took = wait_until(Duration::from_secs(5), || {
+        post_from(&envoy, "127.0.0.3") == 200
+    });
+    assert!(
+        took.is_some(),
+        "the new list was not picked up:\n{}",
+        envoy.log_text()
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+            == 403)
+        .is_some()
+    );
+    // A token is reused between refreshes: fewer token calls than list calls.
+    assert!(
+        api.count("stable_token") < api.count("getcallbackip"),
+        "{}",
+        api.calls()
+    );
+}
+
+#[test]
+fn when_the_primary_cluster_is_down_the_disaster_recovery_cluster_serves() {
+    let api = mock(&["--callback-ip", "127.0.0.2"]);
+    let backend = Backend::start();
+    let gate = live_gate(
+        &["wechat_api", "wechat_api_dr"],
+        json!({"timeout_ms": 1000}),
+        json!({}),
+    );
+    let envoy = start_envoy(
+        &backend,
+        gate,
+        &[("wechat_api", closed_port()), ("wechat_api_dr", api.port)],
+        1,
+    );
+    assert!(
+        wait_until(Duration::from_secs(4), || post_from(&envoy, "127.0.0.2")
+            == 200)
+        .is_some(),
+        "{}",
+        envoy.log_text()
+    );
+    let log = envoy.log_text();
+    // A refused connection comes back from Envoy as its own 503 local reply.
+    assert!(
+        log.contains("access token from cluster wechat_api failed: HTTP status 503"),
+        "{log}"
+    );
+    assert!(log.contains("entries from cluster wechat_api_dr"), "{log}");
+    assert_eq!(
+        envoy.counter("wechat_gate.allowlist.refresh_failed"),
+        0,
+        "failover is not a failed refresh"
+    );
+}
+
+#[test]
+fn every_api_fault_keeps_the_last_good_list() {
+    let api = mock(&["--callback-ip", "127.0.0.2"]);
+    let backend = Backend::start();
+    let gate = live_gate(
+        &["wechat_api"],
+        json!({"refresh_seconds": 1, "timeout_ms": 500}),
+        json!({}),
+    );
+    let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 2);
+    assert!(
+        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+            == 200)
+        .is_some()
+    );
+
+    let faults = [
+        (json!({"fail": 100, "errcode": 40164}), "errcode 40164"),
+        (json!({"fail": 100, "errcode": 45009}), "errcode 45009"),
+        (json!({"fail": 100, "errcode": 40125}), "errcode 40125"),
+        (json!({"garbage": 100}), "not the JSON expected"),
+        // Envoy answers a dropped connection or a timeout itself (503 / 504).
+        (json!({"drop": 100}), "failed: HTTP status 50"),
+        (json!({"delay_ms": 1500}), "failed: HTTP status 504"),
+    ];
+    for (fault, logged) in faults {
+        let failed_before = envoy.counter("wechat_gate.allowlist.refresh_failed");
+        api.set_faults(fault.clone());
+        let failed = wait_until(Duration::from_secs(12), || {
+            envoy.counter("wechat_gate.allowlist.refresh_failed") > failed_before
+        });
+        assert!(
+            failed.is_some(),
+            "{fault}: no failed refresh counted:\n{}",
+            envoy.log_text()
+        );
+        // Verified traffic from the known address is never refused meanwhile.
+        for _ in 0..3 {
+            assert_eq!(post_from(&envoy, "127.0.0.2"), 200, "{fault}");
+        }
+        assert_eq!(post_from(&envoy, "127.0.0.3"), 403, "{fault}");
+        let log = envoy.log_text();
+        assert!(
+            log.contains(logged),
+            "{fault}: the log does not say {logged:?}"
+        );
+        api.set_faults(json!({}));
+    }
+    let log = envoy.log_text();
+    assert!(
+        log.contains("IP whitelist"),
+        "40164 names what the operator must do"
+    );
+    assert!(
+        log.contains("daily API quota"),
+        "45009 names what the operator must do"
+    );
+    for crash in ["panicked", "critical", "Function: proxy_on"] {
+        assert!(!log.contains(crash), "{crash} in the log");
+    }
+    // And once WeChat answers again, the list is refreshed.
+    let ok_before = envoy.counter("wechat_gate.allowlist.refresh_ok");
+    assert!(wait_until(Duration::from_secs(30), || envoy
+        .counter("wechat_gate.allowlist.refresh_ok")
+        > ok_before)
+    .is_some());
+}
+
+#[test]
+fn an_expired_token_is_replaced() {
+    let api = mock(&["--callback-ip", "127.0.0.2", "--token-ttl", "3"]);
+    let backend = Backend::start();
+    let gate = live_gate(&["wechat_api"], json!({"refresh_seconds": 1}), json!({}));
+    let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 1);
+    assert!(
+        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+            == 200)
+        .is_some()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || api.count("stable_token") >= 3).is_some(),
+        "the token was not renewed: {}",
+        api.calls()
+    );
+    assert_eq!(
+        envoy.counter("wechat_gate.allowlist.refresh_failed"),
+        0,
+        "{}",
+        envoy.log_text()
+    );
+    assert_eq!(post_from(&envoy, "127.0.0.2"), 200);
+}
+
+#[test]
+fn classic_and_stable_token_apis_each_hit_their_own_endpoint() {
+    for (token_api, endpoint, other) in [
+        ("classic", "token", "stable_token"),
+        ("stable", "stable_token", "token"),
+    ] {
+        let api = mock(&["--callback-ip", "127.0.0.2"]);
+        let backend = Backend::start();
+        let gate = live_gate(&["wechat_api"], json!({"token_api": token_api}), json!({}));
+        let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 1);
+        assert!(
+            wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+                == 200)
+            .is_some(),
+            "{token_api}"
+        );
+        assert_eq!(
+            (api.count(endpoint), api.count(other)),
+            (1, 0),
+            "{token_api}: {}",
+            api.calls()
+        );
+    }
+}
+
+#[test]
+fn before_the_first_list_deny_answers_503_and_allow_forwards() {
+    for (mode, expected) in [("deny", 503), ("allow", 200)] {
+        let api = mock(&["--callback-ip", "127.0.0.2", "--delay-ms", "3000"]);
+        let backend = Backend::start();
+        let gate = live_gate(
+            &["wechat_api"],
+            json!({}),
+            json!({"when_unavailable": mode, "allow": ["127.0.0.4"]}),
+        );
+        let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 1);
+        let q = signed(TOKEN, now(), "1", &[]);
+        let r = envoy.send("POST", &format!("/wechat?{q}"), &[], b"<xml/>", "127.0.0.2");
+        assert_eq!(r.status, expected, "{mode}: {}", r.body_text());
+        if mode == "deny" {
+            assert!(r.header("retry-after").is_some());
+            assert_eq!(envoy.counter("wechat_gate.rejected.unavailable"), 1);
+        } else {
+            assert_eq!(envoy.counter("wechat_gate.source_unverified"), 1);
+        }
+        assert_eq!(
+            post_from(&envoy, "127.0.0.4"),
+            200,
+            "{mode}: static entries always work"
+        );
+        let loaded = wait_until(Duration::from_secs(10), || {
+            envoy.counter("wechat_gate.allowlist.refresh_ok") >= 1
+        });
+        assert!(loaded.is_some(), "{mode}: {}", envoy.log_text());
+        // Give the worker a tick to pick the list up.
+        std::thread::sleep(Duration::from_millis(1200));
+        assert_eq!(post_from(&envoy, "127.0.0.2"), 200, "{mode}");
+        assert_eq!(
+            post_from(&envoy, "127.0.0.3"),
+            403,
+            "{mode}: once loaded, the list is enforced"
+        );
+    }
+}
+
+#[test]
+fn the_app_secret_and_the_access_token_never_show() {
+    let api = mock(&["--callback-ip", "127.0.0.2"]);
+    let backend = Backend::start();
+    let envoy = start_envoy(
+        &backend,
+        live_gate(&["wechat_api"], json!({}), json!({})),
+        &[("wechat_api", api.port)],
+        2,
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+            == 200)
+        .is_some()
+    );
+    let access_token = api.current_stable_token(APPID, SECRET);
+    assert!(access_token.len() > 8);
+    for path in [
+        "/config_dump",
+        "/config_dump?include_eds",
+        "/stats",
+        "/clusters",
+    ] {
+        let text = envoy.admin_text(path);
+        assert!(!text.contains(SECRET), "{path} shows the AppSecret");
+        assert!(
+            !text.contains(&access_token),
+            "{path} shows the access token"
+        );
+    }
+    let log = envoy.log_text();
+    assert!(!log.contains(SECRET), "the log shows the AppSecret");
+    assert!(
+        !log.contains(&access_token),
+        "the log shows the access token"
+    );
+}
