@@ -136,7 +136,7 @@ fn a_changed_list_takes_effect_at_the_next_refresh() {
     let api = mock(&["--callback-ip", "127.0.0.2"]);
     let backend = Backend::start();
     let gate = live_gate(&["wechat_api"], json!({"refresh_seconds": 2}), json!({}));
-    let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 2);
+    let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 4);
     assert!(
         wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
             == 200)
@@ -156,6 +156,15 @@ fn a_changed_list_takes_effect_at_the_next_refresh() {
         wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
             == 403)
         .is_some()
+    );
+    // Over several refreshes, four workers still make exactly one list call each time.
+    std::thread::sleep(Duration::from_secs(3));
+    let refreshes = envoy.counter("wechat_gate.allowlist.refresh_ok");
+    assert!(refreshes >= 3, "{refreshes} refreshes");
+    let list_calls = api.count("getcallbackip");
+    assert!(
+        list_calls == refreshes || list_calls == refreshes + 1, // one may be in flight
+        "{list_calls} getcallbackip calls for {refreshes} refreshes"
     );
     // A token is reused between refreshes: fewer token calls than list calls.
     assert!(
