@@ -17,6 +17,7 @@
 
 pub mod allowlist;
 pub mod config;
+pub mod crypto;
 pub mod header_map;
 pub mod query;
 pub mod refresh;

@@ -227,7 +227,10 @@ fn every_api_fault_keeps_the_last_good_list() {
     );
 
     let faults = [
-        (json!({"fail": 100, "errcode": -1}), "WeChat is busy, retrying"),
+        (
+            json!({"fail": 100, "errcode": -1}),
+            "WeChat is busy, retrying",
+        ),
         (json!({"fail": 100, "errcode": 40164}), "errcode 40164"),
         (json!({"fail": 100, "errcode": 45009}), "errcode 45009"),
         (json!({"fail": 100, "errcode": 40125}), "errcode 40125"),

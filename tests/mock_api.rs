@@ -1,0 +1,545 @@
+//! `wechat-gate mock-api`, run as a process and driven over HTTP: WeChat's token and
+//! callback IP endpoints, the run-time controls and fault injection.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+use wechat_gate::client::{self, Response};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wechat-gate");
+const APPID: &str = "wxTEST";
+const SECRET: &str = "SECRET";
+
+/// A running mock-api, killed (and waited for) when dropped, even by a failed assertion.
+struct MockApi {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+    first_line: String,
+    port: u16,
+}
+
+impl MockApi {
+    fn start(extra: &[&str]) -> MockApi {
+        let mut child = Command::new(BIN)
+            .args([
+                "mock-api",
+                "--listen",
+                "127.0.0.1:0",
+                "--appid",
+                APPID,
+                "--secret",
+                SECRET,
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start wechat-gate mock-api");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut api = MockApi {
+            child,
+            stdout: BufReader::new(stdout),
+            first_line: String::new(),
+            port: 0,
+        };
+        api.stdout
+            .read_line(&mut api.first_line)
+            .expect("read the first line");
+        api.port = api
+            .first_line
+            .trim_end()
+            .strip_prefix("mock-api: listening on http://127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line {:?}", api.first_line));
+        api
+    }
+
+    fn call(&self, method: &str, target: &str, body: &[u8]) -> std::io::Result<Response> {
+        let url = client::parse_url(&format!("http://127.0.0.1:{}{target}", self.port))?;
+        let headers: &[(&str, &[u8])] = if body.is_empty() {
+            &[]
+        } else {
+            &[("content-type", b"application/json")]
+        };
+        client::request(method, &url, headers, body, None)
+    }
+
+    /// A call that must get an HTTP 200 with a JSON body.
+    fn json(&self, method: &str, target: &str, body: &[u8]) -> Value {
+        let r = self.call(method, target, body).expect("a response");
+        assert_eq!(r.status, 200, "{method} {target}: {}", r.body_text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json; charset=utf-8")
+        );
+        serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| panic!("{target}: not JSON: {}", r.body_text()))
+    }
+
+    fn get(&self, target: &str) -> Value {
+        self.json("GET", target, b"")
+    }
+
+    fn stable_token(&self, appid: &str, secret: &str, force_refresh: bool) -> Value {
+        let body = json!({
+            "grant_type": "client_credential",
+            "appid": appid,
+            "secret": secret,
+            "force_refresh": force_refresh,
+        });
+        self.json("POST", "/cgi-bin/stable_token", body.to_string().as_bytes())
+    }
+
+    fn classic_token(&self, appid: &str, secret: &str) -> Value {
+        self.get(&format!(
+            "/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}"
+        ))
+    }
+
+    fn callback_ips(&self, token: &str) -> Value {
+        self.get(&format!("/cgi-bin/getcallbackip?access_token={token}"))
+    }
+
+    fn calls(&self) -> Value {
+        self.get("/__calls")
+    }
+
+    /// Stops the server and returns all it printed on stdout.
+    fn finish(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut rest = String::new();
+        self.stdout
+            .read_to_string(&mut rest)
+            .expect("read stdout to the end");
+        format!("{}{rest}", self.first_line)
+    }
+}
+
+impl Drop for MockApi {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn token_of(reply: &Value) -> String {
+    let token = reply["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {reply}"));
+    assert!(token.starts_with("MOCK_") && token.len() > 40, "{token}");
+    token.to_string()
+}
+
+fn errcode_of(reply: &Value) -> i64 {
+    reply["errcode"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no errcode in {reply}"))
+}
+
+fn assert_secrets_not_printed(out: &str, tokens: &[String]) {
+    assert_eq!(out.lines().count(), 1, "only the listening line: {out:?}");
+    assert!(!out.contains(SECRET), "the secret was printed");
+    for t in tokens {
+        assert!(!out.contains(t.as_str()), "a token was printed");
+    }
+}
+
+#[test]
+fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
+    let api = MockApi::start(&[
+        "--callback-ip",
+        "101.226.103.0/25",
+        "--callback-ip",
+        "203.205.239.82",
+        "--callback-ip",
+        "240e:e1:a900:50::/64",
+    ]);
+
+    let first = api.stable_token(APPID, SECRET, false);
+    let t1 = token_of(&first);
+    assert_eq!(first["expires_in"], 7200);
+    let again = api.stable_token(APPID, SECRET, false);
+    assert_eq!(token_of(&again), t1, "the same token while it lives");
+    let remaining = again["expires_in"].as_u64().expect("expires_in");
+    assert!((7190..=7200).contains(&remaining), "{remaining}");
+
+    assert_eq!(
+        api.callback_ips(&t1),
+        json!({"ip_list": ["101.226.103.0/25", "203.205.239.82", "240e:e1:a900:50::/64"]})
+    );
+    assert_eq!(
+        api.get(&format!("/cgi-bin/get_api_domain_ip?access_token={t1}")),
+        json!({"ip_list": ["101.89.47.18", "101.91.34.103", "240e:e1:a900:50::18"]})
+    );
+
+    let forced = api.stable_token(APPID, SECRET, true);
+    let t2 = token_of(&forced);
+    assert_ne!(t2, t1, "force_refresh issues a new token");
+    assert_eq!(forced["expires_in"], 7200);
+    let stale = api.callback_ips(&t1);
+    assert_eq!(errcode_of(&stale), 40001, "{stale}");
+    assert_eq!(
+        stale["errmsg"],
+        "invalid credential, access_token is invalid or not latest"
+    );
+    assert_eq!(
+        errcode_of(&api.get(&format!("/cgi-bin/get_api_domain_ip?access_token={t1}"))),
+        40001
+    );
+    assert!(api.callback_ips(&t2)["ip_list"].is_array());
+    assert_eq!(errcode_of(&api.get("/cgi-bin/getcallbackip")), 40001);
+    assert_eq!(
+        errcode_of(&api.get("/cgi-bin/getcallbackip?access_token=")),
+        40001
+    );
+
+    let refused = api.stable_token("wxOTHER", SECRET, false);
+    assert_eq!(
+        refused,
+        json!({"errcode": 40013, "errmsg": "invalid appid"})
+    );
+    let refused = api.stable_token(APPID, "WRONG", false);
+    assert_eq!(
+        refused,
+        json!({"errcode": 40125, "errmsg": "invalid appsecret"})
+    );
+    let bad_grant = json!({"grant_type": "password", "appid": APPID, "secret": SECRET});
+    assert_eq!(
+        api.json(
+            "POST",
+            "/cgi-bin/stable_token",
+            bad_grant.to_string().as_bytes()
+        ),
+        json!({"errcode": 40002, "errmsg": "invalid grant_type"})
+    );
+    assert_eq!(
+        api.json("POST", "/cgi-bin/stable_token", b"{not json"),
+        json!({"errcode": 47001, "errmsg": "data format error"})
+    );
+    // A refused call leaves the current token alone.
+    assert_eq!(token_of(&api.stable_token(APPID, SECRET, false)), t2);
+
+    let not_found = api.call("GET", "/cgi-bin/nothing", b"").expect("response");
+    assert_eq!(not_found.status, 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&not_found.body).expect("json"),
+        json!({"errcode": -1, "errmsg": "not found"})
+    );
+
+    assert_eq!(
+        api.calls(),
+        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2})
+    );
+    let out = api.finish();
+    assert_secrets_not_printed(&out, &[t1, t2]);
+}
+
+#[test]
+fn classic_token_replaces_the_previous_one_on_every_call() {
+    let api = MockApi::start(&["--token-ttl", "600"]);
+    let first = api.classic_token(APPID, SECRET);
+    let t1 = token_of(&first);
+    assert_eq!(first["expires_in"], 600);
+    let t2 = token_of(&api.classic_token(APPID, SECRET));
+    assert_ne!(t1, t2);
+    assert_eq!(errcode_of(&api.callback_ips(&t1)), 40001);
+    assert_eq!(
+        api.callback_ips(&t2),
+        json!({"ip_list": ["127.0.0.1"]}),
+        "the default list"
+    );
+
+    // A stable_token call shares the classic one while it lives.
+    assert_eq!(token_of(&api.stable_token(APPID, SECRET, false)), t2);
+
+    assert_eq!(
+        errcode_of(&api.classic_token("wxOTHER", SECRET)),
+        40013,
+        "wrong appid"
+    );
+    assert_eq!(
+        errcode_of(&api.classic_token(APPID, "WRONG")),
+        40125,
+        "wrong secret"
+    );
+    assert_eq!(
+        errcode_of(&api.get(&format!("/cgi-bin/token?appid={APPID}&secret={SECRET}"))),
+        40002,
+        "missing grant_type"
+    );
+    assert_eq!(
+        errcode_of(&api.get(&format!(
+            "/cgi-bin/token?grant_type=authorization_code&appid={APPID}&secret={SECRET}"
+        ))),
+        40002
+    );
+    assert_eq!(
+        api.callback_ips(&t2)["ip_list"],
+        json!(["127.0.0.1"]),
+        "refusals do not invalidate"
+    );
+    assert_eq!(
+        api.calls(),
+        json!({"stable_token": 1, "token": 6, "getcallbackip": 3, "get_api_domain_ip": 0})
+    );
+    let out = api.finish();
+    assert_secrets_not_printed(&out, &[t1, t2]);
+}
+
+#[test]
+fn an_expired_token_gets_42001_and_stable_token_issues_a_new_one() {
+    let api = MockApi::start(&["--token-ttl", "1"]);
+    let first = api.stable_token(APPID, SECRET, false);
+    let t1 = token_of(&first);
+    assert_eq!(first["expires_in"], 1);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        api.callback_ips(&t1),
+        json!({"errcode": 42001, "errmsg": "access_token expired"})
+    );
+    let t2 = token_of(&api.stable_token(APPID, SECRET, false));
+    assert_ne!(t1, t2);
+    assert_eq!(api.callback_ips(&t2)["ip_list"], json!(["127.0.0.1"]));
+    assert_eq!(
+        errcode_of(&api.callback_ips(&t1)),
+        40001,
+        "no longer the latest"
+    );
+}
+
+#[test]
+fn the_callback_list_changes_at_run_time() {
+    let api = MockApi::start(&["--callback-ip", "127.0.0.2"]);
+    let token = token_of(&api.stable_token(APPID, SECRET, false));
+    assert_eq!(api.callback_ips(&token)["ip_list"], json!(["127.0.0.2"]));
+
+    let set = api.json(
+        "POST",
+        "/__callback_ips",
+        br#"["1.2.3.4","10.0.0.0/8","2001:db8::/32"]"#,
+    );
+    assert_eq!(set, json!({"ok": true, "entries": 3}));
+    assert_eq!(
+        api.callback_ips(&token)["ip_list"],
+        json!(["1.2.3.4", "10.0.0.0/8", "2001:db8::/32"])
+    );
+    let set = api.json("PUT", "/__callback_ips", br#"["127.0.0.3"]"#);
+    assert_eq!(set, json!({"ok": true, "entries": 1}));
+
+    for bad in [&br#"["1.2.3.4","not-an-ip"]"#[..], b"{\"a\":1}", b"1.2.3.4"] {
+        let r = api.call("POST", "/__callback_ips", bad).expect("response");
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(bad));
+        assert!(!r.body_text().is_empty());
+    }
+    let r = api
+        .call("POST", "/__callback_ips", br#"["1.2.3.4","not-an-ip"]"#)
+        .expect("response");
+    assert!(r.body_text().contains("not-an-ip"), "{}", r.body_text());
+    assert_eq!(
+        api.callback_ips(&token)["ip_list"],
+        json!(["127.0.0.3"]),
+        "a bad list changes nothing"
+    );
+    assert_eq!(
+        api.calls(),
+        json!({"stable_token": 1, "token": 0, "getcallbackip": 3, "get_api_domain_ip": 0}),
+        "control calls are not counted"
+    );
+}
+
+#[test]
+fn fail_answers_the_errcode_for_the_first_calls() {
+    let api = MockApi::start(&["--fail", "2", "--fail-errcode", "45009"]);
+    for _ in 0..2 {
+        let r = api.stable_token(APPID, SECRET, false);
+        assert_eq!(errcode_of(&r), 45009, "{r}");
+        assert!(r.get("access_token").is_none());
+    }
+    let token = token_of(&api.stable_token(APPID, SECRET, false));
+    assert!(api.callback_ips(&token)["ip_list"].is_array());
+    assert_eq!(api.calls()["stable_token"], 3, "faulted calls count");
+
+    let api = MockApi::start(&["--fail", "1"]);
+    assert_eq!(
+        api.classic_token(APPID, SECRET),
+        json!({"errcode": -1, "errmsg": "system error"})
+    );
+}
+
+#[test]
+fn garbage_answers_a_non_json_200_first() {
+    let api = MockApi::start(&["--garbage", "1"]);
+    let r = api
+        .call("GET", "/cgi-bin/getcallbackip?access_token=x", b"")
+        .expect("response");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "<html>not json"));
+    assert!(serde_json::from_slice::<Value>(&r.body).is_err());
+    token_of(&api.stable_token(APPID, SECRET, false));
+    assert_eq!(api.calls()["getcallbackip"], 1);
+}
+
+/// Sends `raw` and reads until the server closes: what came back, or the read error.
+fn raw_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(raw)?;
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got)?;
+    Ok(got)
+}
+
+#[test]
+fn drop_closes_the_connection_with_no_response() {
+    let api = MockApi::start(&["--drop", "2"]);
+    let started = Instant::now();
+    // A keep-alive request: the close must come at once, not at an idle timeout.
+    let dropped = raw_exchange(
+        api.port,
+        b"GET /cgi-bin/token?grant_type=client_credential HTTP/1.1\r\nhost: x\r\n\r\n",
+    );
+    match dropped {
+        Ok(bytes) => assert!(
+            bytes.is_empty(),
+            "got {:?}",
+            String::from_utf8_lossy(&bytes)
+        ),
+        Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "no close: {e}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The project's client sees an error, not a status line.
+    assert!(api.call("GET", "/cgi-bin/getcallbackip", b"").is_err());
+    // Control endpoints are never faulted, and faulted calls count.
+    assert_eq!(
+        api.calls(),
+        json!({"stable_token": 0, "token": 1, "getcallbackip": 1, "get_api_domain_ip": 0})
+    );
+    token_of(&api.classic_token(APPID, SECRET));
+}
+
+#[test]
+fn delay_holds_each_call_without_serializing_callers() {
+    let api = MockApi::start(&["--delay-ms", "300"]);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| api.stable_token(APPID, SECRET, false)))
+            .collect();
+        for c in calls {
+            token_of(&c.join().expect("caller"));
+        }
+    });
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert!(
+        took < Duration::from_millis(850),
+        "callers serialized: {took:?}"
+    );
+    let started = Instant::now();
+    api.calls();
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "control delayed"
+    );
+}
+
+#[test]
+fn faults_change_at_run_time() {
+    let api = MockApi::start(&[]);
+    let token = token_of(&api.stable_token(APPID, SECRET, false));
+
+    assert_eq!(
+        api.json("POST", "/__faults", br#"{"fail":1,"errcode":40164}"#),
+        json!({"ok": true})
+    );
+    assert_eq!(errcode_of(&api.callback_ips(&token)), 40164);
+    assert!(api.callback_ips(&token)["ip_list"].is_array());
+
+    api.json(
+        "POST",
+        "/__faults",
+        br#"{"drop":1,"garbage":1,"fail":1,"delay_ms":200}"#,
+    );
+    let started = Instant::now();
+    assert!(
+        api.call("GET", "/cgi-bin/getcallbackip", b"").is_err(),
+        "drop first"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let r = api
+        .call("GET", "/cgi-bin/getcallbackip", b"")
+        .expect("response");
+    assert_eq!(r.body_text(), "<html>not json", "then garbage");
+    assert_eq!(errcode_of(&api.callback_ips(&token)), -1, "then fail");
+    let started = Instant::now();
+    assert!(api.callback_ips(&token)["ip_list"].is_array());
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "delay stays"
+    );
+
+    // An empty object clears every fault.
+    api.json("POST", "/__faults", b"{}");
+    let started = Instant::now();
+    assert!(api.callback_ips(&token)["ip_list"].is_array());
+    assert!(started.elapsed() < Duration::from_millis(200));
+
+    let r = api
+        .call("POST", "/__faults", br#"{"fail":"many"}"#)
+        .expect("response");
+    assert_eq!(r.status, 400);
+    let r = api
+        .call("POST", "/__faults", br#"{"failures":1}"#)
+        .expect("response");
+    assert_eq!(r.status, 400, "unknown fields are refused");
+    assert_eq!(api.calls()["getcallbackip"], 7);
+}
+
+#[test]
+fn keep_alive_pipelining_and_chunked_bodies_work() {
+    let api = MockApi::start(&[]);
+    let body =
+        json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}).to_string();
+    let (a, b) = body.split_at(10);
+    let raw = format!(
+        "POST /cgi-bin/stable_token HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n\
+         {:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n\
+         GET /__calls HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let got = raw_exchange(api.port, raw.as_bytes()).expect("two responses");
+    let text = String::from_utf8_lossy(&got);
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+    assert!(text.contains("\"access_token\":\"MOCK_"), "{text}");
+    assert!(text.contains("\"stable_token\":1"), "{text}");
+}
+
+#[test]
+fn a_bad_callback_ip_is_a_usage_error() {
+    let out = Command::new(BIN)
+        .args([
+            "mock-api",
+            "--listen",
+            "127.0.0.1:0",
+            "--appid",
+            APPID,
+            "--secret",
+            SECRET,
+            "--callback-ip",
+            "1.2.3.4",
+            "--callback-ip",
+            "10.0.0.0/33",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("10.0.0.0/33"), "{stderr}");
+    assert!(!stderr.contains(SECRET));
+}
