@@ -1,5 +1,6 @@
 //! `wechat-gate`: signs and sends requests the way WeChat's servers do, to try a gate
-//! (or any WeChat callback endpoint) by hand or from tests.
+//! (or any WeChat callback endpoint) by hand or from tests; and `mock-api`, a local
+//! stand-in for WeChat's API (api.weixin.qq.com).
 //!
 //! Exit status: 0 when the endpoint accepted (handshake echoed, message answered 200),
 //! 1 when it rejected or the echo differed, 2 for usage or connection errors.
