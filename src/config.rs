@@ -139,6 +139,8 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 65536;
 pub const DEFAULT_DEDUPE_SECONDS: u64 = 15;
 pub const DEFAULT_REFRESH_SECONDS: u64 = 3600;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// WeChat answers in well under a second; a minute is already generous.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
 
 // ---- the JSON shape, exactly as DESIGN.md names it ----
 
@@ -385,10 +387,10 @@ fn compile_wechat_api(
         ));
     }
     let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
-    if timeout_ms == 0 {
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err(ConfigError::new(
             "source.wechat_api.timeout_ms",
-            "must be at least 1",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
         ));
     }
     Ok(WechatApi {
@@ -694,6 +696,18 @@ mod tests {
                 .field,
             "source.wechat_api.token_api"
         );
+    }
+
+    #[test]
+    fn live_list_timeout_is_bounded() {
+        let env = |n: &str| (n == "SECRET").then(|| "s".to_string());
+        for bad in ["0", "60001", "4294967296"] {
+            let json = LIVE.replace(r#""secret""#, &format!(r#""timeout_ms": {bad}, "secret""#));
+            assert_eq!(
+                parse(json.as_bytes(), &env).expect_err(bad).field,
+                "source.wechat_api.timeout_ms"
+            );
+        }
     }
 
     #[test]

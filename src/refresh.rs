@@ -15,11 +15,16 @@ use std::fmt;
 pub const FIRST_BACKOFF_SECONDS: u64 = 2;
 /// A token is used until this long before WeChat says it expires.
 pub const TOKEN_MARGIN_SECONDS: u64 = 300;
-/// `stable_token` with `force_refresh: true` is allowed 20 times a day: at most this often.
+/// `stable_token` with `force_refresh: true` is allowed 20 times a day, 30 s apart: the
+/// filter asks at most this often, and at most `FORCE_REFRESH_PER_DAY` times a day.
 pub const FORCE_REFRESH_EVERY_SECONDS: i64 = 600;
+pub const FORCE_REFRESH_PER_DAY: u32 = 10;
 
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RefreshState {
+    /// Which `wechat_api` configuration wrote this state: a new one fetches at once.
+    pub config: u64,
     /// The access token. Never logged (see the `Debug` impl).
     pub token: Option<String>,
     pub token_valid_until: i64,
@@ -28,6 +33,9 @@ pub struct RefreshState {
     pub lease_until: i64,
     pub last_success_unix: i64,
     pub last_forced_token_at: i64,
+    /// Forced refreshes on the UTC day `forced_day` (days since the epoch).
+    pub forced_today: u32,
+    pub forced_day: i64,
 }
 
 impl fmt::Debug for RefreshState {
@@ -44,15 +52,17 @@ impl fmt::Debug for RefreshState {
 }
 
 impl RefreshState {
-    /// A fetch is due and nobody holds the lease.
-    pub fn is_due(&self, now: i64) -> bool {
-        now >= self.next_fetch_at && now >= self.lease_until
+    /// A fetch is due and nobody holds the lease. A state written under another
+    /// configuration (a fixed secret, a shorter interval) is due at once.
+    pub fn is_due(&self, now: i64, config: u64) -> bool {
+        now >= self.lease_until && (now >= self.next_fetch_at || self.config != config)
     }
 
-    /// The state with the lease taken until `now + lease_seconds`.
-    pub fn leased(&self, now: i64, lease_seconds: u64) -> RefreshState {
+    /// The state with the lease taken until `now + lease_seconds`, under `config`.
+    pub fn leased(&self, now: i64, lease_seconds: u64, config: u64) -> RefreshState {
         RefreshState {
             lease_until: now.saturating_add(secs(lease_seconds)),
+            config,
             ..self.clone()
         }
     }
@@ -70,6 +80,13 @@ impl RefreshState {
         } else {
             (token.expires_in / 2).max(1)
         };
+        let today = now.div_euclid(86_400);
+        let forced_today = match (forced, today == self.forced_day) {
+            (true, true) => self.forced_today.saturating_add(1),
+            (true, false) => 1,
+            (false, true) => self.forced_today,
+            (false, false) => 0,
+        };
         RefreshState {
             token: Some(token.value.clone()),
             token_valid_until: now.saturating_add(secs(keep)),
@@ -78,6 +95,8 @@ impl RefreshState {
             } else {
                 self.last_forced_token_at
             },
+            forced_today,
+            forced_day: today,
             ..self.clone()
         }
     }
@@ -92,8 +111,11 @@ impl RefreshState {
 
     /// May this fetch ask `stable_token` for `force_refresh: true`?
     pub fn may_force_token(&self, now: i64) -> bool {
-        self.last_forced_token_at == 0
-            || now.saturating_sub(self.last_forced_token_at) >= FORCE_REFRESH_EVERY_SECONDS
+        let spaced = self.last_forced_token_at == 0
+            || now.saturating_sub(self.last_forced_token_at) >= FORCE_REFRESH_EVERY_SECONDS;
+        let budget =
+            now.div_euclid(86_400) != self.forced_day || self.forced_today < FORCE_REFRESH_PER_DAY;
+        spaced && budget
     }
 
     /// After a good list: the next fetch in `refresh_seconds`, lease released.
@@ -288,16 +310,16 @@ mod tests {
 
     #[test]
     fn a_new_state_is_due_at_once() {
-        assert!(RefreshState::default().is_due(1_000));
+        assert!(RefreshState::default().is_due(1_000, 0));
     }
 
     #[test]
     fn a_lease_keeps_other_workers_out_until_it_ends() {
-        let s = RefreshState::default().leased(1_000, 30);
-        assert!(!s.is_due(1_000));
-        assert!(!s.is_due(1_029));
+        let s = RefreshState::default().leased(1_000, 30, 7);
+        assert!(!s.is_due(1_000, 7));
+        assert!(!s.is_due(1_029, 7));
         assert!(
-            s.is_due(1_030),
+            s.is_due(1_030, 7),
             "a lease left by a crashed fetcher runs out"
         );
     }
@@ -305,7 +327,7 @@ mod tests {
     #[test]
     fn success_schedules_the_next_refresh_and_releases_the_lease() {
         let s = RefreshState::default()
-            .leased(1_000, 30)
+            .leased(1_000, 30, 7)
             .succeeded(1_005, 3600);
         assert_eq!(
             (
@@ -316,8 +338,8 @@ mod tests {
             ),
             (4_605, 0, 0, 1_005)
         );
-        assert!(!s.is_due(4_604));
-        assert!(s.is_due(4_605));
+        assert!(!s.is_due(4_604, 7));
+        assert!(s.is_due(4_605, 7));
     }
 
     #[test]
@@ -342,7 +364,7 @@ mod tests {
     #[test]
     fn failed_counts_and_schedules_a_retry() {
         let s = RefreshState::default()
-            .leased(100, 30)
+            .leased(100, 30, 7)
             .failed(100, 3600, 500);
         assert_eq!((s.failures, s.next_fetch_at, s.lease_until), (1, 102, 0));
         let s = s.failed(102, 3600, 500);
@@ -375,6 +397,32 @@ mod tests {
         assert!(!s.may_force_token(10_599));
         assert!(s.may_force_token(10_600));
         assert!(RefreshState::default().may_force_token(0));
+    }
+
+    #[test]
+    fn force_refresh_at_most_ten_times_a_utc_day() {
+        let day = 20_000 * 86_400;
+        let mut s = RefreshState::default();
+        for i in 0..FORCE_REFRESH_PER_DAY {
+            let t = day + i64::from(i) * 601;
+            assert!(s.may_force_token(t), "forced refresh {i}");
+            s = s.with_token(&token(7200), t, true);
+        }
+        assert!(
+            !s.may_force_token(day + 86_399),
+            "the day's budget is spent"
+        );
+        assert!(s.may_force_token(day + 86_400), "a new day");
+        assert_eq!(
+            s.with_token(&token(7200), day + 86_400, false).forced_today,
+            0
+        );
+    }
+
+    #[test]
+    fn an_older_state_without_newer_fields_still_parses() {
+        let s: RefreshState = serde_json::from_str(r#"{"next_fetch_at": 5}"#).expect("defaults");
+        assert_eq!((s.next_fetch_at, s.config, s.failures), (5, 0, 0));
     }
 
     #[test]

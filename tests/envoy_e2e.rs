@@ -859,6 +859,18 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
         "127.0.0.9",
     ]);
     assert_eq!(code, Some(1));
+    // Look-alikes of the callback path are answered 404 by the demo config, unchecked
+    // requests never reach the backend under a path a framework might take for /wechat.
+    for lookalike in ["/wechat/", "/wechat;jsessionid=1", "/WeChat", "/WECHAT/x"] {
+        let r = envoy.send(
+            "POST",
+            lookalike,
+            &[("x-wechat-gate-verified", b"1")],
+            b"<xml/>",
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 404, "{lookalike}");
+    }
     // Not on the gated route: forged gate headers are stripped by the demo route config.
     let other = envoy.send(
         "GET",

@@ -36,6 +36,8 @@ struct InFlight {
 
 pub struct LiveList {
     api: WechatApi,
+    /// Identifies this `wechat_api` configuration in the shared state.
+    fingerprint: u64,
     appid: String,
     state_key: String,
     list_key: String,
@@ -47,8 +49,25 @@ pub struct LiveList {
 impl LiveList {
     pub fn new(api: WechatApi, appid: String) -> LiveList {
         let prefix = format!("wechat_gate.{appid}.callback_ip");
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            // DefaultHasher::new() has fixed keys: every VM computes the same value.
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (
+                format!("{:?}", api.token_api),
+                api.secret.expose(),
+                api.refresh_seconds,
+                api.timeout_ms,
+            )
+                .hash(&mut h);
+            for u in &api.upstreams {
+                (&u.cluster, &u.authority).hash(&mut h);
+            }
+            h.finish()
+        };
         LiveList {
             api,
+            fingerprint,
             appid,
             state_key: format!("{prefix}.state"),
             list_key: format!("{prefix}.list"),
@@ -266,7 +285,12 @@ impl LiveList {
         let hint = match failure {
             ApiFailure::Errcode { code, .. } => match advice(*code) {
                 Advice::Operator(hint) => format!(": {hint}"),
-                Advice::NewToken => ": the token is dropped and a new one fetched".to_string(),
+                Advice::NewToken if matches!(step, Step::List { .. }) => {
+                    ": the token is dropped and a new one fetched".to_string()
+                }
+                Advice::NewToken => {
+                    ": WeChat refused the credentials: check the appid and AppSecret".to_string()
+                }
                 Advice::Retry => ": WeChat is busy, retrying".to_string(),
                 Advice::Other => String::new(),
             },
@@ -285,8 +309,9 @@ impl LiveList {
             .map_or("?", |u| u.cluster.as_str())
     }
 
-    /// Installs the shared list if it changed since we last looked.
-    fn pick_up_shared_list(&mut self) -> bool {
+    /// Installs the shared list if it changed since we last looked (also right after
+    /// a reconfiguration, so a new root context does not start blind).
+    pub fn pick_up_shared_list(&mut self) -> bool {
         let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&self.list_key) else {
             return false;
         };
@@ -324,11 +349,15 @@ impl LiveList {
                 hostcalls::set_shared_data(&self.state_key, Some(&default), Some(ONLY_IF_ABSENT));
         }
         let (bytes, cas) = hostcalls::get_shared_data(&self.state_key).ok()?;
-        let state: RefreshState = serde_json::from_slice(&bytes?).ok()?;
-        if !state.is_due(now) {
+        // A state that does not parse (written by another version) is started afresh,
+        // under the same CAS, rather than blocking every fetch forever.
+        let state: RefreshState = bytes
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        if !state.is_due(now, self.fingerprint) {
             return None;
         }
-        let leased = state.leased(now, self.lease_seconds());
+        let leased = state.leased(now, self.lease_seconds(), self.fingerprint);
         let json = serde_json::to_vec(&leased).ok()?;
         match hostcalls::set_shared_data(&self.state_key, Some(&json), cas) {
             Ok(()) => Some(leased),
@@ -336,9 +365,10 @@ impl LiveList {
         }
     }
 
-    /// Long enough for every call of one fetch to time out.
+    /// Long enough for every call of one fetch to time out: per upstream at most a
+    /// token (and its busy retry), a list (and its retry), a renewed token and a list.
     fn lease_seconds(&self) -> u64 {
-        let calls = 4 * self.api.upstreams.len() as u64;
+        let calls = 6 * self.api.upstreams.len() as u64;
         calls.saturating_mul(self.api.timeout_ms) / 1000 + 5
     }
 

@@ -117,7 +117,11 @@ impl RootContext for GateRoot {
         }
         match (&config.source.wechat_api, &config.appid) {
             (Some(api), Some(appid)) => {
-                self.live = Some(LiveList::new(api.clone(), appid.clone()));
+                let mut live = LiveList::new(api.clone(), appid.clone());
+                // A list other workers (or the previous configuration) already fetched
+                // is used at once: a reconfigured filter does not start blind.
+                live.pick_up_shared_list();
+                self.live = Some(live);
                 self.admission = Rc::new(Admission {
                     allow: config.source.allow.clone(),
                     live_list_ready: false,
@@ -134,6 +138,7 @@ impl RootContext for GateRoot {
             }
         }
         self.config = Some(Rc::new(config));
+        self.rebuild_admission();
         true
     }
 
