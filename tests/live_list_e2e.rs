@@ -142,7 +142,12 @@ fn a_changed_list_takes_effect_at_the_next_refresh() {
             == 200)
         .is_some()
     );
-    assert_eq!(post_from(&envoy, "127.0.0.3"), 403);
+    // Every worker has its copy within a tick or two.
+    assert!(
+        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.3")
+            == 403)
+        .is_some()
+    );
     api.set_callback_ips(&["127.0.0.3"]);
     let took = wait_until(Duration::from_secs(5), || {
         post_from(&envoy, "127.0.0.3") == 200

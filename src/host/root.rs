@@ -13,8 +13,9 @@ use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// The first tick comes soon after configuration; later ticks every second.
-const FIRST_TICK: Duration = Duration::from_millis(100);
+/// Ticks come every 100 ms until this worker has its first list (so no worker
+/// answers 503 for long after another has loaded it), then every second.
+const FAST_TICK: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
 
 /// The sources a request is checked against: static entries ∪ the live list.
@@ -29,7 +30,7 @@ pub struct GateRoot {
     metrics: Option<Rc<Metrics>>,
     live: Option<LiveList>,
     admission: Rc<Admission>,
-    first_tick_done: bool,
+    fast_ticks: bool,
 }
 
 impl GateRoot {
@@ -42,7 +43,7 @@ impl GateRoot {
                 allow: CallbackAllowlist::default(),
                 live_list_ready: false,
             }),
-            first_tick_done: false,
+            fast_ticks: false,
         }
     }
 
@@ -126,8 +127,8 @@ impl RootContext for GateRoot {
                     allow: config.source.allow.clone(),
                     live_list_ready: false,
                 });
-                self.first_tick_done = false;
-                let _ = proxy_wasm::hostcalls::set_tick_period(FIRST_TICK);
+                self.fast_ticks = true;
+                let _ = proxy_wasm::hostcalls::set_tick_period(FAST_TICK);
             }
             _ => {
                 self.live = None;
@@ -143,15 +144,15 @@ impl RootContext for GateRoot {
     }
 
     fn on_tick(&mut self) {
-        if !self.first_tick_done {
-            self.first_tick_done = true;
-            let _ = proxy_wasm::hostcalls::set_tick_period(TICK);
-        }
         let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) else {
             return;
         };
         if live.on_tick(calls::now_unix(), metrics) {
             self.rebuild_admission();
+        }
+        if self.fast_ticks && self.admission.live_list_ready {
+            self.fast_ticks = false;
+            let _ = proxy_wasm::hostcalls::set_tick_period(TICK);
         }
     }
 
