@@ -13,9 +13,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def _handle(self):
+    def _read_body(self):
+        if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+            body = b""
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return body
+                body += self.rfile.read(size)
+                self.rfile.readline()  # the CRLF after each chunk
         length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _handle(self):
+        body = self._read_body()
         gate = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-wechat-gate-")}
         print(
             f"backend: {self.command} {self.path} gate={gate} body={body.decode('utf-8', 'replace')}",
