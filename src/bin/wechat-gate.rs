@@ -28,14 +28,8 @@ struct Cli {
 enum Command {
     /// Print a signed callback query (signature, timestamp, nonce[, echostr]).
     Sign {
-        #[arg(long)]
-        token: String,
-        /// Unix seconds; default: now.
-        #[arg(long)]
-        timestamp: Option<String>,
-        /// Default: a random number, as WeChat sends.
-        #[arg(long)]
-        nonce: Option<String>,
+        #[command(flatten)]
+        signing: Signing,
         #[arg(long)]
         echostr: Option<String>,
     },
@@ -77,16 +71,32 @@ enum Send {
     },
 }
 
+/// What a signature is made of: the token, and the timestamp and nonce it signs.
 #[derive(Args)]
-struct Common {
+struct Signing {
     #[arg(long)]
     token: String,
     /// Unix seconds; default: now.
     #[arg(long)]
     timestamp: Option<String>,
-    /// Default: a random number.
+    /// Default: a random number, as WeChat sends.
     #[arg(long)]
     nonce: Option<String>,
+}
+
+impl Signing {
+    /// The signed query for these values (defaults filled in), with `extra` pairs.
+    fn query(&self, extra: &[(&str, &str)]) -> String {
+        let timestamp = self.timestamp.clone().unwrap_or_else(now);
+        let nonce = self.nonce.clone().unwrap_or_else(random_nonce);
+        signed_query(&self.token, &timestamp, &nonce, extra)
+    }
+}
+
+#[derive(Args)]
+struct Common {
+    #[command(flatten)]
+    signing: Signing,
     /// Local address to send from (e.g. 127.0.0.2), to appear as that source.
     #[arg(long)]
     source: Option<IpAddr>,
@@ -105,17 +115,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
     match cli.command {
-        Command::Sign {
-            token,
-            timestamp,
-            nonce,
-            echostr,
-        } => {
-            let timestamp = timestamp.unwrap_or_else(now);
-            let nonce = nonce.unwrap_or_else(random_nonce);
+        Command::Sign { signing, echostr } => {
             let extra: Vec<(&str, &str)> =
                 echostr.iter().map(|e| ("echostr", e.as_str())).collect();
-            println!("{}", signed_query(&token, &timestamp, &nonce, &extra));
+            println!("{}", signing.query(&extra));
             Ok(true)
         }
         Command::Send(Send::Handshake {
@@ -147,7 +150,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
                     std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?
                 }
                 (Some(text), None) => {
-                    let created = common.timestamp.clone().unwrap_or_else(now);
+                    let created = common.signing.timestamp.clone().unwrap_or_else(now);
                     text_message_xml(&to, &openid, &created, &text, random_u64() >> 1).into_bytes()
                 }
                 (None, None) => return Err("one of --text or --xml is needed".into()),
@@ -171,9 +174,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> String {
-    let timestamp = common.timestamp.clone().unwrap_or_else(now);
-    let nonce = common.nonce.clone().unwrap_or_else(random_nonce);
-    let query = signed_query(&common.token, &timestamp, &nonce, extra);
+    let query = common.signing.query(extra);
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{query}")
 }

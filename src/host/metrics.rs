@@ -18,8 +18,8 @@ pub struct Metrics {
     rejected: [Option<u32>; Reason::ALL.len()],
 }
 
-fn counter(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Counter, name) {
+fn define(kind: MetricType, name: &str) -> Option<u32> {
+    match hostcalls::define_metric(kind, name) {
         Ok(id) => Some(id),
         Err(status) => {
             log::error!("could not define metric {name}: {status:?}");
@@ -28,14 +28,12 @@ fn counter(name: &str) -> Option<u32> {
     }
 }
 
+fn counter(name: &str) -> Option<u32> {
+    define(MetricType::Counter, name)
+}
+
 fn gauge(name: &str) -> Option<u32> {
-    match hostcalls::define_metric(MetricType::Gauge, name) {
-        Ok(id) => Some(id),
-        Err(status) => {
-            log::error!("could not define metric {name}: {status:?}");
-            None
-        }
-    }
+    define(MetricType::Gauge, name)
 }
 
 fn set(id: Option<u32>, value: u64) {
