@@ -112,10 +112,13 @@ pub struct SourceConfig {
     pub wechat_api: Option<WechatApi>,
 }
 
+/// `safe_mode`: the account's `EncodingAESKey`, compiled into the AES key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafeMode {
-    pub encoding_aes_key: Secret,
+    pub key: crate::crypto::AesKey,
+    /// POSTs without `encrypt_type=aes` are refused (400).
     pub require: bool,
+    /// The backend gets the plaintext XML and its XML replies are encrypted.
     pub decrypt: bool,
 }
 
@@ -137,6 +140,8 @@ pub struct Config {
 pub const DEFAULT_TIMESTAMP_TOLERANCE_SECONDS: u64 = 300;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 65536;
 pub const DEFAULT_DEDUPE_SECONDS: u64 = 15;
+/// A day: anything longer only grows the shared table's churn, never its use.
+pub const MAX_DEDUPE_SECONDS: u64 = 86_400;
 pub const DEFAULT_REFRESH_SECONDS: u64 = 3600;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
 /// WeChat answers in well under a second; a minute is already generous.
@@ -177,8 +182,6 @@ struct RawWechatApi {
     timeout_ms: Option<u64>,
 }
 
-// Shape-checked now; its values are read once safe mode has behaviour (refused until then).
-#[allow(dead_code)]
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSafeMode {
@@ -216,9 +219,6 @@ impl<'de> Deserialize<'de> for SecretRef {
     }
 }
 
-/// The fields whose behaviour this version does not have yet: present means refused.
-const NOT_YET: &str = "not supported yet by this version of wechat-gate; remove the field";
-
 /// Parses and validates a configuration. `env` looks up environment variables
 /// (inside Envoy: `std::env::var` over the VM's `environment_variables`).
 pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
@@ -240,17 +240,6 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
             format!("trailing characters after the JSON object: {e}"),
         )
     })?;
-
-    // Later issues give these behaviour; until then nothing is silently ignored.
-    if raw.dedupe_seconds.is_some() {
-        return Err(ConfigError::new("dedupe_seconds", NOT_YET));
-    }
-    if raw.on_upstream_failure.is_some() {
-        return Err(ConfigError::new("on_upstream_failure", NOT_YET));
-    }
-    if raw.safe_mode.is_some() {
-        return Err(ConfigError::new("safe_mode", NOT_YET));
-    }
 
     let path = match raw.path {
         Some(p) if !p.starts_with('/') => {
@@ -293,6 +282,23 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
             "is required when source.wechat_api is set",
         ));
     }
+    let safe_mode = match raw.safe_mode {
+        Some(raw) => Some(compile_safe_mode(raw, env)?),
+        None => None,
+    };
+    if appid.is_none() && safe_mode.is_some() {
+        return Err(ConfigError::new(
+            "appid",
+            "is required when safe_mode is set (decryption checks it)",
+        ));
+    }
+    let dedupe_seconds = raw.dedupe_seconds.unwrap_or(DEFAULT_DEDUPE_SECONDS);
+    if dedupe_seconds > MAX_DEDUPE_SECONDS {
+        return Err(ConfigError::new(
+            "dedupe_seconds",
+            format!("must be at most {MAX_DEDUPE_SECONDS} (WeChat retries within 15 s)"),
+        ));
+    }
 
     Ok(Config {
         path,
@@ -300,10 +306,32 @@ pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config
         token,
         timestamp_tolerance_seconds: tolerance,
         max_body_bytes,
-        dedupe_seconds: DEFAULT_DEDUPE_SECONDS,
-        on_upstream_failure: UpstreamFailure::Success,
+        dedupe_seconds,
+        on_upstream_failure: raw.on_upstream_failure.unwrap_or(UpstreamFailure::Success),
         source,
-        safe_mode: None,
+        safe_mode,
+    })
+}
+
+fn compile_safe_mode(
+    raw: RawSafeMode,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SafeMode, ConfigError> {
+    const FIELD: &str = "safe_mode.encoding_aes_key";
+    let text = match raw.encoding_aes_key {
+        Some(k) => resolve_secret(FIELD, k, env)?,
+        None => return Err(ConfigError::new(FIELD, "is required")),
+    };
+    let key = crate::crypto::AesKey::from_encoding_aes_key(text.expose()).map_err(|e| {
+        ConfigError::new(
+            FIELD,
+            format!("{e}: it is the 43-character EncodingAESKey from the account's settings"),
+        )
+    })?;
+    Ok(SafeMode {
+        key,
+        require: raw.require.unwrap_or(false),
+        decrypt: raw.decrypt.unwrap_or(false),
     })
 }
 
@@ -604,26 +632,72 @@ mod tests {
         );
     }
 
+    const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
     #[test]
-    fn fields_of_later_versions_are_refused_as_not_supported_yet() {
-        for (json, field) in [
-            (
-                r#"{"token": "t", "dedupe_seconds": 15, "source": {"mode": "off"}}"#,
-                "dedupe_seconds",
-            ),
-            (
-                r#"{"token": "t", "on_upstream_failure": "pass", "source": {"mode": "off"}}"#,
-                "on_upstream_failure",
-            ),
-            (
-                r#"{"token": "t", "safe_mode": {"require": true}, "source": {"mode": "off"}}"#,
-                "safe_mode",
-            ),
+    fn safe_mode_compiles_the_key_and_defaults_to_verify_only() {
+        let c = parse_str(&format!(
+            r#"{{"token": "t", "appid": "wx1", "safe_mode": {{"encoding_aes_key": "{AES_KEY}"}}, "source": {{"mode": "off"}}}}"#
+        ))
+        .expect("valid");
+        let safe = c.safe_mode.expect("safe mode");
+        assert!(!safe.require && !safe.decrypt);
+        assert_eq!(
+            safe.key,
+            crate::crypto::AesKey::from_encoding_aes_key(AES_KEY).expect("key")
+        );
+    }
+
+    #[test]
+    fn safe_mode_key_comes_from_the_environment_and_must_be_43_base64_characters() {
+        let env = |name: &str| (name == "K").then(|| AES_KEY.to_string());
+        let json = r#"{"token": "t", "appid": "wx1", "safe_mode": {"encoding_aes_key": {"env": "K"}, "decrypt": true, "require": true}, "source": {"mode": "off"}}"#;
+        let safe = parse(json.as_bytes(), &env)
+            .expect("valid")
+            .safe_mode
+            .expect("safe");
+        assert!(safe.require && safe.decrypt);
+        for bad in [
+            &AES_KEY[..42],
+            "abcdefghijklmnopqrstuvwxyz0123456789ABCDE!G",
         ] {
-            let e = parse_str(json).expect_err(field);
-            assert_eq!(e.field, field);
-            assert!(e.message.contains("not supported yet"), "{e}");
+            let e = parse_str(&format!(
+                r#"{{"token": "t", "appid": "wx1", "safe_mode": {{"encoding_aes_key": "{bad}"}}, "source": {{"mode": "off"}}}}"#
+            ))
+            .expect_err(bad);
+            assert_eq!(e.field, "safe_mode.encoding_aes_key");
+            assert!(!e.to_string().contains(bad), "the key is not echoed: {e}");
         }
+    }
+
+    #[test]
+    fn safe_mode_needs_a_key_and_an_appid() {
+        assert_eq!(
+            field_of(
+                r#"{"token": "t", "appid": "wx1", "safe_mode": {"decrypt": true}, "source": {"mode": "off"}}"#
+            ),
+            "safe_mode.encoding_aes_key"
+        );
+        assert_eq!(
+            field_of(&format!(
+                r#"{{"token": "t", "safe_mode": {{"encoding_aes_key": "{AES_KEY}"}}, "source": {{"mode": "off"}}}}"#
+            )),
+            "appid"
+        );
+    }
+
+    #[test]
+    fn dedupe_and_upstream_failure_are_read() {
+        let c = parse_str(
+            r#"{"token": "t", "dedupe_seconds": 0, "on_upstream_failure": "pass", "source": {"mode": "off"}}"#,
+        )
+        .expect("valid");
+        assert_eq!(c.dedupe_seconds, 0);
+        assert_eq!(c.on_upstream_failure, UpstreamFailure::Pass);
+        assert_eq!(
+            field_of(r#"{"token": "t", "dedupe_seconds": 86401, "source": {"mode": "off"}}"#),
+            "dedupe_seconds"
+        );
     }
 
     #[test]

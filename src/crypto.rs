@@ -160,31 +160,14 @@ impl fmt::Display for ExtractError {
 }
 
 /// The text of the one `<Encrypt>` element (CDATA or plain text, surrounding
-/// whitespace ignored). Not a general XML parser: just enough for WeChat's bodies,
-/// and strict about what it accepts.
+/// whitespace ignored); it must be non-empty and hold no markup.
 pub fn extract_encrypt(body: &[u8]) -> Result<String, ExtractError> {
-    let text = std::str::from_utf8(body).map_err(|_| ExtractError::Malformed)?;
-    const OPEN: &str = "<Encrypt>";
-    const CLOSE: &str = "</Encrypt>";
-    let start = text.find(OPEN).ok_or(ExtractError::Missing)?;
-    let after_open = start + OPEN.len();
-    let inner_len = text
-        .get(after_open..)
-        .and_then(|t| t.find(CLOSE))
-        .ok_or(ExtractError::Malformed)?;
-    let inner = text
-        .get(after_open..after_open + inner_len)
-        .ok_or(ExtractError::Malformed)?
-        .trim();
-    if text
-        .get(after_open + inner_len + CLOSE.len()..)
-        .is_some_and(|t| t.contains(OPEN))
-    {
-        return Err(ExtractError::Repeated);
-    }
-    let value = match inner.strip_prefix("<![CDATA[") {
-        Some(rest) => rest.strip_suffix("]]>").ok_or(ExtractError::Malformed)?,
-        None => inner,
+    use crate::message::{element, ElementError};
+    let value = match element(body, "Encrypt") {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(ExtractError::Missing),
+        Err(ElementError::Repeated) => return Err(ExtractError::Repeated),
+        Err(ElementError::Malformed) => return Err(ExtractError::Malformed),
     };
     if value.is_empty() || value.contains(['<', '>', '&']) {
         return Err(ExtractError::Malformed);

@@ -18,7 +18,10 @@
 pub mod allowlist;
 pub mod config;
 pub mod crypto;
+pub mod dedupe;
 pub mod header_map;
+pub mod message;
+pub mod push_body;
 pub mod query;
 pub mod refresh;
 pub mod signature;

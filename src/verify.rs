@@ -41,10 +41,14 @@ pub enum Reason {
     Stale,
     TooLarge,
     LengthRequired,
+    /// Safe mode: `msg_signature` does not match the body's `Encrypt`.
+    MsgSignature,
+    /// Safe mode: `Encrypt` did not decrypt (padding, length, appid, base64).
+    Decrypt,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Method,
         Reason::Malformed,
         Reason::Source,
@@ -53,6 +57,8 @@ impl Reason {
         Reason::Stale,
         Reason::TooLarge,
         Reason::LengthRequired,
+        Reason::MsgSignature,
+        Reason::Decrypt,
     ];
 
     pub fn status(self) -> u32 {
@@ -61,7 +67,7 @@ impl Reason {
             Reason::Malformed => 400,
             Reason::Source => 403,
             Reason::Unavailable => 503,
-            Reason::Signature | Reason::Stale => 401,
+            Reason::Signature | Reason::Stale | Reason::MsgSignature | Reason::Decrypt => 401,
             Reason::TooLarge => 413,
             Reason::LengthRequired => 411,
         }
@@ -78,6 +84,8 @@ impl Reason {
             Reason::Stale => "stale",
             Reason::TooLarge => "too_large",
             Reason::LengthRequired => "length_required",
+            Reason::MsgSignature => "msg_signature",
+            Reason::Decrypt => "decrypt",
         }
     }
 }
@@ -90,7 +98,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
         Rejection {
             reason,
             detail: detail.into(),
@@ -140,11 +148,23 @@ pub enum Verdict {
         echostr: String,
         source: SourceOutcome,
     },
-    /// A verified push: forward it (after the body-size check).
+    /// A verified push: forward it (after the body-size check, and for a safe-mode
+    /// push once its body has been checked too).
     Forward {
         openid: Option<String>,
         source: SourceOutcome,
+        /// Set for `encrypt_type=aes`: what the body's `Encrypt` is checked against.
+        safe: Option<SafePush>,
     },
+}
+
+/// The query parameters of a safe-mode push (`encrypt_type=aes`), kept for the body
+/// check (`msg_signature`) and the encrypted reply (`timestamp`, `nonce`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafePush {
+    pub msg_signature: String,
+    pub timestamp: String,
+    pub nonce: String,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -209,6 +229,23 @@ fn check(
         Method::Get => Some(non_empty("echostr", q.echostr.as_deref())?),
         Method::Post => None,
     };
+    let safe = match (method, q.encrypt_type.as_deref()) {
+        (Method::Post, Some("aes")) => Some(SafePush {
+            msg_signature: non_empty("msg_signature", q.msg_signature.as_deref())?.to_string(),
+            timestamp: timestamp.to_string(),
+            nonce: nonce.to_string(),
+        }),
+        _ => None,
+    };
+    if method == Method::Post
+        && safe.is_none()
+        && config.safe_mode.as_ref().is_some_and(|s| s.require)
+    {
+        return Err(Rejection::new(
+            Reason::Malformed,
+            "safe_mode.require is set: a push must carry encrypt_type=aes",
+        ));
+    }
     if let Some(openid) = q.openid.as_deref() {
         if !is_plausible_openid(openid) {
             return Err(Rejection::new(
@@ -251,6 +288,7 @@ fn check(
         None => Verdict::Forward {
             openid: q.openid.clone(),
             source,
+            safe,
         },
     })
 }
@@ -481,7 +519,8 @@ mod tests {
             run(&c, "POST", &path, LISTED),
             Verdict::Forward {
                 openid: Some("oUser_1-x".into()),
-                source: SourceOutcome::Listed
+                source: SourceOutcome::Listed,
+                safe: None,
             }
         );
     }
@@ -663,7 +702,8 @@ mod tests {
             run(&c, "POST", &path, "127.0.0.9:1"),
             Verdict::Forward {
                 openid: None,
-                source: SourceOutcome::ReportOnly
+                source: SourceOutcome::ReportOnly,
+                safe: None,
             }
         );
         assert!(matches!(
@@ -828,7 +868,9 @@ mod tests {
                 (401, "signature"),
                 (401, "stale"),
                 (413, "too_large"),
-                (411, "length_required")
+                (411, "length_required"),
+                (401, "msg_signature"),
+                (401, "decrypt")
             ]
         );
     }
@@ -890,5 +932,58 @@ mod tests {
         } else {
             panic!("expected a rejection");
         }
+    }
+
+    #[test]
+    fn a_safe_mode_push_carries_its_msg_signature_timestamp_and_nonce() {
+        let c = config("");
+        let path = format!(
+            "/wechat?{}&encrypt_type=aes&msg_signature=abc",
+            signed_query(TOKEN, NOW, "7")
+        );
+        match run(&c, "POST", &path, LISTED) {
+            Verdict::Forward { safe: Some(s), .. } => {
+                assert_eq!(s.msg_signature, "abc");
+                assert_eq!(s.timestamp, NOW.to_string());
+                assert_eq!(s.nonce, "7");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_safe_mode_push_without_msg_signature_is_400() {
+        let c = config("");
+        for extra in ["&encrypt_type=aes", "&encrypt_type=aes&msg_signature="] {
+            let path = format!("/wechat?{}{extra}", signed_query(TOKEN, NOW, "7"));
+            assert_eq!(
+                reason(&run(&c, "POST", &path, LISTED)),
+                Some(Reason::Malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn safe_mode_require_refuses_plaintext_pushes_but_not_the_handshake() {
+        let c = config(
+            r#", "appid": "wx1", "safe_mode": {"encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", "require": true}"#,
+        );
+        let plain = format!("/wechat?{}", signed_query(TOKEN, NOW, "7"));
+        assert_eq!(
+            reason(&run(&c, "POST", &plain, LISTED)),
+            Some(Reason::Malformed)
+        );
+        let raw = format!("{plain}&encrypt_type=raw");
+        assert_eq!(
+            reason(&run(&c, "POST", &raw, LISTED)),
+            Some(Reason::Malformed)
+        );
+        let aes = format!("{plain}&encrypt_type=aes&msg_signature=abc");
+        assert!(matches!(
+            run(&c, "POST", &aes, LISTED),
+            Verdict::Forward { safe: Some(_), .. }
+        ));
+        let get = format!("{plain}&echostr=hi");
+        assert!(matches!(run(&c, "GET", &get, LISTED), Verdict::Echo { .. }));
     }
 }

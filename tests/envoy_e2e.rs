@@ -558,14 +558,14 @@ fn two_workers_judge_alike_and_counters_add_up() {
         },
     );
     std::thread::scope(|s| {
-        for t in 0..4 {
+        for t in 0..4u64 {
             let envoy = &envoy;
             s.spawn(move || {
                 for i in 0..10 {
                     let nonce = format!("{t}{i}");
                     let good = signed(TOKEN, now(), &nonce, &[]);
                     assert_eq!(
-                        post(envoy, &good, &text_xml("o_u", &nonce, 1), LISTED).status,
+                        post(envoy, &good, &text_xml("o_u", &nonce, t * 100 + i), LISTED).status,
                         200
                     );
                     assert_eq!(post(envoy, &good, "<xml/>", UNLISTED).status, 403);

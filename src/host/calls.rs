@@ -1,7 +1,7 @@
 //! Hostcalls wrapped so that nothing a request carries can make them panic.
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::time::UNIX_EPOCH;
 
 /// The host's log level, so debug lines are not even formatted when Envoy drops them.
@@ -15,10 +15,25 @@ pub fn request_header(name: &str) -> Option<Vec<u8>> {
         .flatten()
 }
 
-/// Sets (or with `None` removes) a request header; false if the host refused. The
-/// SDK's own wrappers panic on any status but Ok, so the ABI is called directly.
+pub fn response_header(name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Sets (or with `None` removes) a request header; false if the host refused.
 pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
-    let map = MapType::HttpRequestHeaders as u32;
+    set_header(MapType::HttpRequestHeaders, name, value)
+}
+
+/// Sets (or with `None` removes) a response header; false if the host refused.
+pub fn set_response_header(name: &str, value: Option<&str>) -> bool {
+    set_header(MapType::HttpResponseHeaders, name, value)
+}
+
+/// The SDK's own wrappers panic on any status but Ok, so the ABI is called directly.
+fn set_header(map: MapType, name: &str, value: Option<&str>) -> bool {
+    let map = map as u32;
     // SAFETY: the pointers and lengths describe live `&str`s for the whole call; the
     // host only reads them.
     let status = unsafe {
@@ -60,8 +75,76 @@ pub fn plugin_configuration() -> Option<Vec<u8>> {
     .flatten()
 }
 
+/// Which body a buffer call is about.
+#[derive(Clone, Copy)]
+pub enum Body {
+    Request,
+    Response,
+}
+
+impl Body {
+    fn buffer_type(self) -> u32 {
+        match self {
+            Body::Request => BufferType::HttpRequestBody as u32,
+            Body::Response => BufferType::HttpResponseBody as u32,
+        }
+    }
+}
+
+/// The first `size` bytes of the buffered body; `None` if the host refuses.
+pub fn body(which: Body, size: usize) -> Option<Vec<u8>> {
+    if size == 0 {
+        return Some(Vec::new());
+    }
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut returned: usize = 0;
+    // SAFETY: as in `request_header_names`: the host hands over a buffer it allocated
+    // through this module's allocator, taken back as an owned Vec exactly once.
+    let status =
+        unsafe { proxy_get_buffer_bytes(which.buffer_type(), 0, size, &mut data, &mut returned) };
+    if status != 0 {
+        return None;
+    }
+    if data.is_null() || returned == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: see above.
+    Some(unsafe { Vec::from_raw_parts(data, returned, returned) })
+}
+
+/// Replaces the first `size` bytes of the buffered body with `value`; false if the
+/// host refused.
+pub fn replace_body(which: Body, size: usize, value: &[u8]) -> bool {
+    // SAFETY: `value` is a live slice for the whole call; the host only reads it.
+    let status = unsafe {
+        proxy_set_buffer_bytes(which.buffer_type(), 0, size, value.as_ptr(), value.len())
+    };
+    status == 0
+}
+
+/// 16 bytes from the WASI random source; `None` if it fails.
+pub fn random16() -> Option<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).ok()?;
+    Some(bytes)
+}
+
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_set_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: u32,
         return_data: *mut *mut u8,

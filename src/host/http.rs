@@ -1,19 +1,41 @@
 //! One request: gather method, path, source and time, let `verify::decide` judge,
 //! then answer locally or forward with the gate's headers set.
 
-use super::calls;
+use super::calls::{self, Body};
 use super::metrics::Metrics;
 use super::root::Admission;
-use crate::config::Config;
-use crate::verify::{self, Reason, Rejection, RequestHead, Sources, Verdict};
+use crate::config::{Config, UpstreamFailure};
+use crate::push_body::{self, BodyPlan, Reply, ReplySeal};
+use crate::verify::{
+    self, Reason, Rejection, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
+};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::rc::Rc;
+
+/// Where a request on the guarded path is.
+enum Stage {
+    /// Not (yet) judged, passed through, or answered by the gate itself.
+    Untouched,
+    /// Verified on its headers, held until its body has been checked too.
+    AwaitingBody {
+        plan: BodyPlan,
+        openid: Option<String>,
+        source: SourceOutcome,
+    },
+    /// Sent to the backend. `seal` is set when its reply is to be encrypted.
+    Forwarded { seal: Option<SafePush> },
+    /// A backend's XML reply being buffered for encryption.
+    SealingReply { safe: SafePush },
+    /// Envoy's own failure reply being turned into `200 success`.
+    AnsweringSuccess,
+}
 
 pub struct GateHttp {
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
     admission: Rc<Admission>,
+    stage: Stage,
 }
 
 impl GateHttp {
@@ -26,10 +48,12 @@ impl GateHttp {
             config,
             metrics,
             admission,
+            stage: Stage::Untouched,
         }
     }
 
-    fn reject(&self, rejection: &Rejection) -> Action {
+    fn reject(&mut self, rejection: &Rejection) -> Action {
+        self.stage = Stage::Untouched;
         if let Some(m) = &self.metrics {
             m.rejected(rejection.reason);
         }
@@ -51,7 +75,7 @@ impl GateHttp {
     }
 
     /// Removes every client-sent `x-wechat-gate-*` header and sets the gate's own.
-    fn set_gate_headers(&self, openid: Option<&str>) -> Result<(), Rejection> {
+    fn set_gate_headers(&self, openid: Option<&str>, decrypted: bool) -> Result<(), Rejection> {
         let names = calls::request_header_names()
             .ok_or_else(|| malformed("request headers could not be read"))?;
         for name in names.iter().filter(|n| verify::is_gate_header(n)) {
@@ -64,7 +88,8 @@ impl GateHttp {
             }
         }
         let set = calls::set_request_header("x-wechat-gate-verified", Some("1"))
-            && openid.is_none_or(|o| calls::set_request_header("x-wechat-gate-openid", Some(o)));
+            && openid.is_none_or(|o| calls::set_request_header("x-wechat-gate-openid", Some(o)))
+            && (!decrypted || calls::set_request_header("x-wechat-gate-decrypted", Some("1")));
         if !set {
             return Err(malformed("the gate's headers could not be set"));
         }
@@ -85,6 +110,127 @@ fn source_for_log() -> String {
         .unwrap_or_else(|| "an unknown source".to_string())
 }
 
+impl GateHttp {
+    fn count(&self, f: impl FnOnce(&Metrics)) {
+        if let Some(m) = &self.metrics {
+            f(m);
+        }
+    }
+
+    /// The headers of a verified push: forward at once, or hold it for its body.
+    fn on_verified_push(
+        &mut self,
+        config: &Config,
+        openid: Option<String>,
+        source: SourceOutcome,
+        safe: Option<SafePush>,
+        end_of_stream: bool,
+    ) -> Action {
+        let declared = calls::request_header("content-length");
+        if let Err(rejection) =
+            verify::check_body(declared.as_deref(), end_of_stream, config.max_body_bytes)
+        {
+            return self.reject(&rejection);
+        }
+        let Some(plan) = BodyPlan::for_push(config, safe) else {
+            return self.forward(openid.as_deref(), source, false, None);
+        };
+        // The body will be replaced: the length the backend sees is set once it is known.
+        if plan.decrypt && !calls::set_request_header("content-length", None) {
+            return self.reject(&malformed("content-length could not be removed"));
+        }
+        self.stage = Stage::AwaitingBody {
+            plan,
+            openid,
+            source,
+        };
+        if end_of_stream {
+            return self.on_whole_body(config, 0);
+        }
+        // Held: with `allow_on_headers_stop_iteration` the body still flows in, and
+        // nothing (not even the headers) goes upstream until it has been checked.
+        Action::Pause
+    }
+
+    /// The whole body has arrived (`size` bytes): check it, then forward or answer.
+    fn on_whole_body(&mut self, config: &Config, size: usize) -> Action {
+        let Stage::AwaitingBody {
+            plan,
+            openid,
+            source,
+        } = std::mem::replace(&mut self.stage, Stage::Untouched)
+        else {
+            return Action::Continue;
+        };
+        let Some(body) = calls::body(Body::Request, size) else {
+            return self.reject(&malformed("the body could not be read"));
+        };
+        let checked = match push_body::check(&body, &plan, config) {
+            Ok(c) => c,
+            Err(rejection) => return self.reject(&rejection),
+        };
+        if let Some(identity) = checked.identity {
+            let now = u64::try_from(calls::now_unix()).unwrap_or(0);
+            if super::dedupe::seen_before(identity, now, config.dedupe_seconds) {
+                self.count(Metrics::deduplicated);
+                log::debug!(
+                    "a retry of a message forwarded in the last {} s: answered success",
+                    config.dedupe_seconds
+                );
+                calls::send_response(200, &[("content-type", "text/plain")], b"success");
+                return Action::Pause;
+            }
+        }
+        let decrypted = checked.plaintext_for_backend.is_some();
+        if let Some(plaintext) = &checked.plaintext_for_backend {
+            let length = plaintext.len().to_string();
+            if !calls::replace_body(Body::Request, size, plaintext)
+                || !calls::set_request_header("content-length", Some(&length))
+            {
+                return self.reject(&malformed("the decrypted body could not be set"));
+            }
+            self.count(Metrics::decrypted);
+        }
+        let seal = if decrypted { plan.safe } else { None };
+        self.forward(openid.as_deref(), source, decrypted, seal)
+    }
+
+    fn forward(
+        &mut self,
+        openid: Option<&str>,
+        source: SourceOutcome,
+        decrypted: bool,
+        seal: Option<SafePush>,
+    ) -> Action {
+        if let Err(rejection) = self.set_gate_headers(openid, decrypted) {
+            return self.reject(&rejection);
+        }
+        self.count(|m| {
+            m.source(source);
+            m.forwarded();
+        });
+        if source == SourceOutcome::ReportOnly {
+            log::debug!(
+                "report mode: forwarding a request from unlisted {}",
+                source_for_log()
+            );
+        }
+        self.stage = Stage::Forwarded { seal };
+        Action::Continue
+    }
+}
+
+/// True when Envoy itself answered instead of the backend (a route timeout, a
+/// refused or reset connection, no healthy host): `response.code_details` is
+/// `via_upstream` only for a reply the backend sent.
+fn envoy_failed_upstream(status: u32) -> bool {
+    status >= 500
+        && calls::property(&["response", "code_details"]).is_some_and(|d| d != b"via_upstream")
+}
+
+fn response_status() -> Option<u32> {
+    calls::response_header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
+}
 impl Context for GateHttp {}
 
 impl HttpContext for GateHttp {
@@ -105,44 +251,156 @@ impl HttpContext for GateHttp {
             allow: &self.admission.allow,
             live_list_ready: self.admission.live_list_ready,
         };
-        let verdict = verify::decide(&head, &config, sources, calls::now_unix());
-        match verdict {
+        match verify::decide(&head, &config, sources, calls::now_unix()) {
             Verdict::PassThrough => {
-                if let Some(m) = &self.metrics {
-                    m.passed_through();
-                }
+                self.count(Metrics::passed_through);
                 Action::Continue
             }
             Verdict::Reject(rejection) => self.reject(&rejection),
             Verdict::Echo { echostr, source } => {
-                if let Some(m) = &self.metrics {
+                self.count(|m| {
                     m.source(source);
                     m.handshake();
-                }
+                });
                 calls::send_response(200, &[("content-type", "text/plain")], echostr.as_bytes());
                 Action::Pause
             }
-            Verdict::Forward { openid, source } => {
-                let declared = calls::request_header("content-length");
-                if let Err(rejection) =
-                    verify::check_body(declared.as_deref(), end_of_stream, config.max_body_bytes)
+            Verdict::Forward {
+                openid,
+                source,
+                safe,
+            } => self.on_verified_push(&config, openid, source, safe, end_of_stream),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !matches!(self.stage, Stage::AwaitingBody { .. }) {
+            return Action::Continue;
+        }
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        if u64::try_from(body_size).map_or(true, |n| n > config.max_body_bytes) {
+            return self.reject(&Rejection::new(
+                Reason::TooLarge,
+                format!(
+                    "body is larger than max_body_bytes ({})",
+                    config.max_body_bytes
+                ),
+            ));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.on_whole_body(&config, body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if matches!(self.stage, Stage::AwaitingBody { .. }) {
+            return self.reject(&malformed("a push has no trailers"));
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(config) = self.config.clone() else {
+            return Action::Continue;
+        };
+        match std::mem::replace(&mut self.stage, Stage::Untouched) {
+            Stage::Forwarded { seal } => {
+                let status = response_status().unwrap_or(0);
+                if config.on_upstream_failure == UpstreamFailure::Success
+                    && envoy_failed_upstream(status)
                 {
-                    return self.reject(&rejection);
-                }
-                if let Err(rejection) = self.set_gate_headers(openid.as_deref()) {
-                    return self.reject(&rejection);
-                }
-                if let Some(m) = &self.metrics {
-                    m.source(source);
-                    m.forwarded();
-                }
-                if source == verify::SourceOutcome::ReportOnly {
-                    log::debug!(
-                        "report mode: forwarding a request from unlisted {}",
-                        source_for_log()
+                    self.count(Metrics::upstream_failure);
+                    log::info!(
+                        "the backend did not answer a verified push (Envoy replied {status}); \
+                         answering WeChat `success`"
                     );
+                    let replaced = calls::set_response_header(":status", Some("200"))
+                        && calls::set_response_header("content-type", Some("text/plain"))
+                        && calls::set_response_header("content-length", None);
+                    if replaced && !end_of_stream {
+                        self.stage = Stage::AnsweringSuccess;
+                    }
+                    return Action::Continue;
+                }
+                if let Some(safe) = seal {
+                    if (200..300).contains(&status) && !end_of_stream {
+                        // The encrypted reply has another length.
+                        let _ = calls::set_response_header("content-length", None);
+                        self.stage = Stage::SealingReply { safe };
+                    }
                 }
                 Action::Continue
+            }
+            Stage::AwaitingBody { .. } => {
+                log::error!(
+                    "a push was answered before its body was checked: set \
+                     allow_on_headers_stop_iteration: true in the Wasm filter's plugin config"
+                );
+                Action::Continue
+            }
+            other => {
+                self.stage = other;
+                Action::Continue
+            }
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &self.stage {
+            Stage::AnsweringSuccess => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let _ = calls::replace_body(Body::Response, body_size, b"success");
+                self.stage = Stage::Untouched;
+                Action::Continue
+            }
+            Stage::SealingReply { .. } => {
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                let Stage::SealingReply { safe } =
+                    std::mem::replace(&mut self.stage, Stage::Untouched)
+                else {
+                    return Action::Continue;
+                };
+                self.seal_reply(&safe, body_size);
+                Action::Continue
+            }
+            _ => Action::Continue,
+        }
+    }
+}
+
+impl GateHttp {
+    /// Encrypts the backend's buffered XML reply in place.
+    fn seal_reply(&self, safe: &SafePush, size: usize) {
+        let Some(config) = &self.config else { return };
+        let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
+            return;
+        };
+        let Some(body) = calls::body(Body::Response, size) else {
+            return;
+        };
+        let Some(random) = calls::random16() else {
+            // Never a predictable prefix: without randomness the reply cannot be sealed.
+            log::error!("the WASI random source failed; answering `success` instead of the reply");
+            let _ = calls::replace_body(Body::Response, size, b"success");
+            return;
+        };
+        let seal = ReplySeal {
+            token: config.token.expose(),
+            key: &safe_mode.key,
+            appid,
+            timestamp: &safe.timestamp,
+            nonce: &safe.nonce,
+        };
+        if let Reply::Encrypted(envelope) = push_body::seal_reply(&body, &seal, &random) {
+            if calls::replace_body(Body::Response, size, envelope.as_bytes()) {
+                self.count(Metrics::reply_encrypted);
             }
         }
     }

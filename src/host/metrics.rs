@@ -9,6 +9,10 @@ pub struct Metrics {
     handshake: Option<u32>,
     forwarded: Option<u32>,
     passed_through: Option<u32>,
+    decrypted: Option<u32>,
+    reply_encrypted: Option<u32>,
+    deduplicated: Option<u32>,
+    upstream_failure: Option<u32>,
     source_report_only: Option<u32>,
     source_unverified: Option<u32>,
     refresh_ok: Option<u32>,
@@ -54,6 +58,10 @@ impl Metrics {
             handshake: counter("wechat_gate.handshake"),
             forwarded: counter("wechat_gate.forwarded"),
             passed_through: counter("wechat_gate.passed_through"),
+            decrypted: counter("wechat_gate.decrypted"),
+            reply_encrypted: counter("wechat_gate.reply_encrypted"),
+            deduplicated: counter("wechat_gate.deduplicated"),
+            upstream_failure: counter("wechat_gate.upstream_failure"),
             source_report_only: counter("wechat_gate.source_report_only"),
             source_unverified: counter("wechat_gate.source_unverified"),
             refresh_ok: counter("wechat_gate.allowlist.refresh_ok"),
@@ -74,6 +82,22 @@ impl Metrics {
 
     pub fn passed_through(&self) {
         bump(self.passed_through);
+    }
+
+    pub fn decrypted(&self) {
+        bump(self.decrypted);
+    }
+
+    pub fn reply_encrypted(&self) {
+        bump(self.reply_encrypted);
+    }
+
+    pub fn deduplicated(&self) {
+        bump(self.deduplicated);
+    }
+
+    pub fn upstream_failure(&self) {
+        bump(self.upstream_failure);
     }
 
     pub fn rejected(&self, reason: Reason) {

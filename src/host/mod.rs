@@ -3,6 +3,7 @@
 //! decision and carries it out.
 
 mod calls;
+mod dedupe;
 mod http;
 mod live_list;
 mod metrics;

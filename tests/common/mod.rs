@@ -99,7 +99,30 @@ impl Recorded {
     }
 }
 
-/// A backend that records every request and answers `success`.
+/// How the backend answers a request: status, body, and a delay before answering.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn success() -> Reply {
+        Reply::xml("success")
+    }
+
+    pub fn xml(body: &str) -> Reply {
+        Reply {
+            status: 200,
+            body: body.as_bytes().to_vec(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+type Replier = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+/// A backend that records every request and answers `success` (or as told).
 pub struct Backend {
     pub port: u16,
     server: Arc<tiny_http::Server>,
@@ -109,6 +132,12 @@ pub struct Backend {
 
 impl Backend {
     pub fn start() -> Backend {
+        Backend::replying(|_| Reply::success())
+    }
+
+    /// A backend that answers each request with what `reply` says.
+    pub fn replying(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Backend {
+        let reply: Arc<Replier> = Arc::new(reply);
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("backend listens"));
         let port = server
             .server_addr()
@@ -121,7 +150,7 @@ impl Backend {
             while let Ok(mut req) = s.recv() {
                 let mut body = Vec::new();
                 let _ = req.as_reader().read_to_end(&mut body);
-                r.lock().expect("records").push(Recorded {
+                let recorded = Recorded {
                     method: req.method().to_string(),
                     url: req.url().to_string(),
                     headers: req
@@ -130,8 +159,13 @@ impl Backend {
                         .map(|h| (h.field.to_string(), h.value.to_string()))
                         .collect(),
                     body,
-                });
-                let _ = req.respond(tiny_http::Response::from_string("success"));
+                };
+                let answer = reply(&recorded);
+                r.lock().expect("records").push(recorded);
+                std::thread::sleep(answer.delay);
+                let _ = req.respond(
+                    tiny_http::Response::from_data(answer.body).with_status_code(answer.status),
+                );
             }
         });
         Backend {
@@ -164,6 +198,8 @@ pub struct Gate {
     pub name: String,
     /// The plugin configuration (JSON).
     pub config: String,
+    /// `allow_on_headers_stop_iteration` in the plugin config, as the shipped configs set.
+    pub hold_headers: bool,
 }
 
 impl Gate {
@@ -171,7 +207,14 @@ impl Gate {
         Gate {
             name: name.to_string(),
             config: config.to_string(),
+            hold_headers: true,
         }
+    }
+
+    /// The same gate in a plugin config without `allow_on_headers_stop_iteration`.
+    pub fn without_header_hold(mut self) -> Gate {
+        self.hold_headers = false;
+        self
     }
 }
 
@@ -202,6 +245,7 @@ pub fn envoy_yaml_with_clusters(
               config:
                 name: {name}
                 root_id: {name}
+                allow_on_headers_stop_iteration: {hold}
                 vm_config:
                   vm_id: wechat_gate
                   runtime: envoy.wasm.runtime.v8
@@ -211,6 +255,7 @@ pub fn envoy_yaml_with_clusters(
                   "@type": type.googleapis.com/google.protobuf.StringValue
                   value: '{config}'"#,
             name = g.name,
+            hold = g.hold_headers,
             wasm = wasm.display(),
             keys = env_keys.join(", "),
         ));

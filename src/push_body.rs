@@ -1,0 +1,328 @@
+//! The body of a verified push, pure: whether the gate must read it (safe mode, or
+//! retries to spot), the safe-mode checks (`Encrypt` against `msg_signature`, then
+//! decryption), the message's identity for deduplication, and the encrypted reply.
+//!
+//! Nothing here forwards anything: the host holds the request until [`check`] has
+//! said yes, so no unchecked header or byte reaches the backend.
+
+use crate::config::Config;
+use crate::crypto::{self, AesKey};
+use crate::signature::{sign, signature_matches};
+use crate::verify::{Reason, Rejection, SafePush};
+
+/// What the host must do with a push's body, decided on its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyPlan {
+    /// Set for `encrypt_type=aes`.
+    pub safe: Option<SafePush>,
+    /// The backend gets the plaintext (safe mode with `decrypt: true`).
+    pub decrypt: bool,
+    /// `dedupe_seconds` is on.
+    pub dedupe: bool,
+}
+
+impl BodyPlan {
+    /// `None` when the body need not be read at all: the push is forwarded on its
+    /// headers, as it streams.
+    pub fn for_push(config: &Config, safe: Option<SafePush>) -> Option<BodyPlan> {
+        let decrypt = safe.is_some() && config.safe_mode.as_ref().is_some_and(|s| s.decrypt);
+        let dedupe = config.dedupe_seconds > 0;
+        (safe.is_some() || dedupe).then_some(BodyPlan {
+            safe,
+            decrypt,
+            dedupe,
+        })
+    }
+}
+
+/// A body that passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The decrypted message, when the backend is to get it instead of the body.
+    pub plaintext_for_backend: Option<Vec<u8>>,
+    /// The message's identity, when it has one and retries are being spotted.
+    pub identity: Option<u64>,
+}
+
+/// Checks a whole push body against its plan.
+pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, Rejection> {
+    let Some(safe) = &plan.safe else {
+        return Ok(Checked {
+            plaintext_for_backend: None,
+            identity: identity(plan, body),
+        });
+    };
+    let encrypt = crypto::extract_encrypt(body)
+        .map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
+    let expected = sign(&[
+        config.token.expose(),
+        &safe.timestamp,
+        &safe.nonce,
+        &encrypt,
+    ]);
+    if !signature_matches(&expected, safe.msg_signature.as_bytes()) {
+        return Err(Rejection::new(
+            Reason::MsgSignature,
+            "msg_signature does not match the body's Encrypt",
+        ));
+    }
+    let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
+        // No key configured: the signature is all that can be checked; a compat-mode
+        // body's plaintext fields still identify the message.
+        return Ok(Checked {
+            plaintext_for_backend: None,
+            identity: identity(plan, body),
+        });
+    };
+    let plaintext = crypto::decrypt(&safe_mode.key, appid, &encrypt)
+        .map_err(|e| Rejection::new(Reason::Decrypt, e.to_string()))?;
+    Ok(Checked {
+        identity: identity(plan, &plaintext),
+        plaintext_for_backend: plan.decrypt.then_some(plaintext),
+    })
+}
+
+fn identity(plan: &BodyPlan, message: &[u8]) -> Option<u64> {
+    if plan.dedupe {
+        crate::message::retry_identity(message)
+    } else {
+        None
+    }
+}
+
+/// What becomes of a backend's reply to a decrypted push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// Empty, `success`, or not XML: sent as it is.
+    AsIs,
+    /// The encrypted envelope to send instead.
+    Encrypted(String),
+}
+
+/// What the reply to a decrypted push is sealed with: the request's timestamp and
+/// nonce, the account's token, key and appid.
+pub struct ReplySeal<'a> {
+    pub token: &'a str,
+    pub key: &'a AesKey,
+    pub appid: &'a str,
+    pub timestamp: &'a str,
+    pub nonce: &'a str,
+}
+
+/// Encrypts an XML reply into WeChat's envelope with the given fresh random prefix.
+pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Reply {
+    let trimmed = body.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"success" || !trimmed.starts_with(b"<") {
+        return Reply::AsIs;
+    }
+    let encrypt = crypto::encrypt(seal.key, seal.appid, body, random16);
+    Reply::Encrypted(crypto::reply_envelope(
+        seal.token,
+        seal.timestamp,
+        seal.nonce,
+        &encrypt,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::as_str;
+
+    const TOKEN: &str = "tok";
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+    const APPID: &str = "wx1234";
+    const TS: &str = "1714036504";
+    const NONCE: &str = "42";
+    const MESSAGE: &str = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1714036504</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[你好]]></Content><MsgId>99</MsgId></xml>";
+
+    fn config(safe_mode: &str, dedupe: u64) -> Config {
+        let json = format!(
+            r#"{{"token": "{TOKEN}", "appid": "{APPID}", "dedupe_seconds": {dedupe}, "source": {{"mode": "off"}}{safe_mode}}}"#
+        );
+        crate::config::parse(json.as_bytes(), &|_| None).expect("config")
+    }
+
+    fn decrypting() -> Config {
+        config(
+            &format!(r#", "safe_mode": {{"encoding_aes_key": "{KEY}", "decrypt": true}}"#),
+            15,
+        )
+    }
+
+    fn key() -> AesKey {
+        AesKey::from_encoding_aes_key(KEY).expect("key")
+    }
+
+    /// A push as WeChat sends it: the body and its msg_signature.
+    fn safe_push(message: &str, token: &str) -> (String, SafePush) {
+        let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &[7u8; 16]);
+        let body = format!(
+            "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        let msg_signature = as_str(&sign(&[token, TS, NONCE, &encrypt])).to_string();
+        (
+            body,
+            SafePush {
+                msg_signature,
+                timestamp: TS.into(),
+                nonce: NONCE.into(),
+            },
+        )
+    }
+
+    fn plan(config: &Config, safe: Option<SafePush>) -> BodyPlan {
+        BodyPlan::for_push(config, safe).expect("the body is read")
+    }
+
+    fn reason(r: Result<Checked, Rejection>) -> Reason {
+        r.expect_err("rejected").reason
+    }
+
+    #[test]
+    fn a_plaintext_push_is_read_only_to_spot_retries() {
+        assert_eq!(BodyPlan::for_push(&config("", 0), None), None);
+        let c = config("", 15);
+        let checked = check(MESSAGE.as_bytes(), &plan(&c, None), &c).expect("passes");
+        assert_eq!(checked.plaintext_for_backend, None);
+        assert!(checked.identity.is_some());
+        let checked = check(b"anything", &plan(&c, None), &c).expect("passes");
+        assert_eq!(checked.identity, None);
+    }
+
+    #[test]
+    fn a_safe_push_is_verified_decrypted_and_identified() {
+        let c = decrypting();
+        let (body, safe) = safe_push(MESSAGE, TOKEN);
+        let checked = check(body.as_bytes(), &plan(&c, Some(safe)), &c).expect("passes");
+        assert_eq!(
+            checked.plaintext_for_backend.as_deref(),
+            Some(MESSAGE.as_bytes())
+        );
+        assert_eq!(
+            checked.identity,
+            crate::message::retry_identity(MESSAGE.as_bytes())
+        );
+    }
+
+    #[test]
+    fn without_decrypt_the_body_is_verified_but_left_as_it_is() {
+        let c = config(
+            &format!(r#", "safe_mode": {{"encoding_aes_key": "{KEY}"}}"#),
+            15,
+        );
+        let (body, safe) = safe_push(MESSAGE, TOKEN);
+        let p = plan(&c, Some(safe));
+        assert!(!p.decrypt);
+        let checked = check(body.as_bytes(), &p, &c).expect("passes");
+        assert_eq!(checked.plaintext_for_backend, None);
+        assert!(
+            checked.identity.is_some(),
+            "still decrypted to find the MsgId"
+        );
+    }
+
+    #[test]
+    fn a_wrong_msg_signature_is_401() {
+        let c = decrypting();
+        let (body, safe) = safe_push(MESSAGE, "another-token");
+        assert_eq!(
+            reason(check(body.as_bytes(), &plan(&c, Some(safe)), &c)),
+            Reason::MsgSignature
+        );
+        let (body, safe) = safe_push(MESSAGE, TOKEN);
+        let tampered = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
+        assert_eq!(
+            reason(check(tampered.as_bytes(), &plan(&c, Some(safe)), &c)),
+            Reason::MsgSignature
+        );
+    }
+
+    #[test]
+    fn a_missing_repeated_or_malformed_encrypt_is_400() {
+        let c = decrypting();
+        let (_, safe) = safe_push(MESSAGE, TOKEN);
+        for body in [
+            "<xml><ToUserName>gh_1</ToUserName></xml>",
+            "<xml><Encrypt>a</Encrypt><Encrypt>a</Encrypt></xml>",
+            "<xml><Encrypt><![CDATA[abc</Encrypt></xml>",
+            "",
+        ] {
+            assert_eq!(
+                reason(check(body.as_bytes(), &plan(&c, Some(safe.clone())), &c)),
+                Reason::Malformed,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_correctly_signed_body_that_does_not_decrypt_is_401_decrypt() {
+        let c = decrypting();
+        let other_app = crypto::encrypt(&key(), "wxOTHER", MESSAGE.as_bytes(), &[1u8; 16]);
+        for encrypt in [other_app.as_str(), "bm90IGJsb2Nrcw==", "!!!"] {
+            let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+            let safe = SafePush {
+                msg_signature: as_str(&sign(&[TOKEN, TS, NONCE, encrypt])).to_string(),
+                timestamp: TS.into(),
+                nonce: NONCE.into(),
+            };
+            assert_eq!(
+                reason(check(body.as_bytes(), &plan(&c, Some(safe)), &c)),
+                Reason::Decrypt,
+                "{encrypt}"
+            );
+        }
+    }
+
+    #[test]
+    fn compat_mode_bodies_pass_and_are_identified() {
+        let c = decrypting();
+        let (body, safe) = safe_push(MESSAGE, TOKEN);
+        let compat = body.replace(
+            "</xml>",
+            "<FromUserName>o1</FromUserName><MsgId>99</MsgId></xml>",
+        );
+        let checked = check(compat.as_bytes(), &plan(&c, Some(safe)), &c).expect("passes");
+        assert_eq!(
+            checked.plaintext_for_backend.as_deref(),
+            Some(MESSAGE.as_bytes())
+        );
+    }
+
+    fn seal(key: &AesKey) -> ReplySeal<'_> {
+        ReplySeal {
+            token: TOKEN,
+            key,
+            appid: APPID,
+            timestamp: TS,
+            nonce: NONCE,
+        }
+    }
+
+    #[test]
+    fn an_xml_reply_is_sealed_into_an_envelope_that_opens_again() {
+        let k = key();
+        let reply = "<xml><Content><![CDATA[回复]]></Content></xml>";
+        let Reply::Encrypted(envelope) = seal_reply(reply.as_bytes(), &seal(&k), &[9u8; 16]) else {
+            panic!("encrypted");
+        };
+        let encrypt = crypto::extract_encrypt(envelope.as_bytes()).expect("Encrypt");
+        let signature = crate::message::element(envelope.as_bytes(), "MsgSignature")
+            .expect("readable")
+            .expect("present");
+        assert_eq!(signature, as_str(&sign(&[TOKEN, TS, NONCE, &encrypt])));
+        assert_eq!(
+            crypto::decrypt(&k, APPID, &encrypt).expect("opens"),
+            reply.as_bytes()
+        );
+    }
+
+    #[test]
+    fn empty_success_and_non_xml_replies_stay_as_they_are() {
+        let k = key();
+        for body in [&b""[..], b"success", b"  success\n", b"\n", b"ok"] {
+            assert_eq!(seal_reply(body, &seal(&k), &[0u8; 16]), Reply::AsIs);
+        }
+    }
+}
