@@ -1,13 +1,40 @@
 #!/usr/bin/env python3
 """A stand-in WeChat backend (Python standard library only).
 
-Logs every request it gets with its x-wechat-gate-* headers and body, and replies
-`success`, which tells WeChat the message was handled and shows the user nothing.
+Logs every request it gets with its x-wechat-gate-* headers and body. A text message
+gets a plaintext XML text reply ("收到: <content>"), which the gate seals when the push
+came in safe mode; anything else gets `success`, which tells WeChat the message was
+handled and shows the user nothing.
 Usage: python3 envoy/backend.py [--port 8080] [--host 127.0.0.1]
 """
 import argparse
 import sys
+import time
+import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def text_reply(body):
+    """The passive reply to a text message, or `success` for anything else."""
+    try:
+        msg = ET.fromstring(body)
+    except ET.ParseError:
+        return b"success", "text/plain; charset=utf-8"
+    if msg.findtext("MsgType") != "text":
+        return b"success", "text/plain; charset=utf-8"
+    fields = {
+        "ToUserName": msg.findtext("FromUserName") or "",
+        "FromUserName": msg.findtext("ToUserName") or "",
+        "Content": "收到: " + (msg.findtext("Content") or ""),
+    }
+    cdata = {k: "<![CDATA[" + v.replace("]]>", "]]]]><![CDATA[>") + "]]>" for k, v in fields.items()}
+    xml = (
+        f"<xml><ToUserName>{cdata['ToUserName']}</ToUserName>"
+        f"<FromUserName>{cdata['FromUserName']}</FromUserName>"
+        f"<CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        f"<Content>{cdata['Content']}</Content></xml>"
+    )
+    return xml.encode("utf-8"), "application/xml; charset=utf-8"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -34,9 +61,9 @@ class Handler(BaseHTTPRequestHandler):
             f"backend: {self.command} {self.path} gate={gate} body={body.decode('utf-8', 'replace')}",
             flush=True,
         )
-        reply = b"success"
+        reply, content_type = text_reply(body)
         self.send_response(200)
-        self.send_header("content-type", "text/plain; charset=utf-8")
+        self.send_header("content-type", content_type)
         self.send_header("content-length", str(len(reply)))
         self.end_headers()
         self.wfile.write(reply)

@@ -14,6 +14,14 @@ if [ -z "${WECHAT_TOKEN:-}" ]; then
 else
   TOKEN_HINT="export WECHAT_TOKEN=...   # the same token you gave this demo"
 fi
+if [ -z "${WECHAT_AES_KEY:-}" ]; then
+  # Safe mode's EncodingAESKey (43 base64 characters); a real account's is in its settings.
+  export WECHAT_AES_KEY=wechatGateDemoEncodingAESKey0123456789abcde
+  KEY_HINT="export WECHAT_AES_KEY=$WECHAT_AES_KEY"
+else
+  KEY_HINT="export WECHAT_AES_KEY=...   # the same EncodingAESKey you gave this demo"
+fi
+APPID=${WECHAT_APPID:-wx0123456789abcdef}
 
 for port in 8080 8081 10000 9901; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -60,7 +68,10 @@ Try, in another shell:
 
   $TOKEN_HINT
   $CLI send handshake http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN"            # 200, echoes echostr
-  $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi  # 200 success, backend logs it
+  $KEY_HINT
+  $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi  # 200 and backend.py's XML reply
+  $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi \\
+      --aes-key "\$WECHAT_AES_KEY" --appid $APPID          # safe mode: backend.py gets plaintext, you get its reply sealed
   $CLI send message   http://127.0.0.1:10000/wechat --token wrong --text hi            # 401 signature
   $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi --source 127.0.0.3  # 403 source
   curl -s http://127.0.0.1:9901/stats | grep wechat_gate                                  # the counters

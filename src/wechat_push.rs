@@ -1,7 +1,10 @@
-//! What WeChat's servers send: the signed query and the XML of a text message.
-//! Used by the CLI and the tests to behave like WeChat.
+//! What WeChat's servers send: the signed query, the XML of a text message, a
+//! safe-mode push, and how WeChat opens a sealed reply. Used by the CLI and the
+//! tests to behave like WeChat.
 
-use crate::signature::{as_str, request_signature};
+use crate::crypto::{self, AesKey};
+use crate::message::element;
+use crate::signature::{as_str, request_signature, sign, signature_matches};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 /// Characters left as they are in a query value (RFC 3986 unreserved).
@@ -62,9 +65,118 @@ pub fn text_message_xml(
     )
 }
 
+/// A safe-mode push: its body and the query parameters that go with it.
+pub struct SafePushOut {
+    pub body: String,
+    pub msg_signature: String,
+}
+
+/// Encrypts `message` (the plaintext XML) as WeChat does in safe mode: the body is
+/// `<xml><ToUserName/><Encrypt/></xml>`, or in compat mode the message's own
+/// elements with `Encrypt` added; `msg_signature` signs the `Encrypt` value.
+#[allow(clippy::too_many_arguments)]
+pub fn safe_mode_push(
+    key: &AesKey,
+    appid: &str,
+    token: &str,
+    timestamp: &str,
+    nonce: &str,
+    to_account: &str,
+    message: &str,
+    compat: bool,
+    random16: &[u8; 16],
+) -> SafePushOut {
+    let encrypt = crypto::encrypt(key, appid, message.as_bytes(), random16);
+    let element = format!("<Encrypt>{}</Encrypt>", cdata(&encrypt));
+    let body = match message.rfind("</xml>") {
+        Some(end) if compat => format!("{}{element}</xml>", message.get(..end).unwrap_or(message)),
+        _ => format!(
+            "<xml><ToUserName>{}</ToUserName>{element}</xml>",
+            cdata(to_account)
+        ),
+    };
+    SafePushOut {
+        body,
+        msg_signature: as_str(&sign(&[token, timestamp, nonce, &encrypt])).to_string(),
+    }
+}
+
+/// Opens a sealed reply as WeChat does: its `MsgSignature` must sign its `Encrypt`
+/// with the token and the push's own `timestamp` and `nonce`, and it must decrypt
+/// for `appid`. Returns the reply's plaintext.
+pub fn open_reply(
+    envelope: &[u8],
+    key: &AesKey,
+    appid: &str,
+    token: &str,
+    timestamp: &str,
+    nonce: &str,
+) -> Result<Vec<u8>, String> {
+    let field = |name: &str| {
+        element(envelope, name)
+            .map_err(|e| format!("{name} {e}"))?
+            .ok_or_else(|| format!("the reply has no {name}"))
+    };
+    let encrypt = field("Encrypt")?;
+    if field("TimeStamp")? != timestamp || field("Nonce")? != nonce {
+        return Err("TimeStamp or Nonce is not the push's".into());
+    }
+    let expected = sign(&[token, timestamp, nonce, encrypt]);
+    if !signature_matches(&expected, field("MsgSignature")?.as_bytes()) {
+        return Err("MsgSignature does not match".into());
+    }
+    crypto::decrypt(key, appid, encrypt).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    #[test]
+    fn a_safe_mode_push_verifies_and_decrypts_with_the_gates_own_checks() {
+        let key = AesKey::from_encoding_aes_key(KEY).expect("key");
+        let message = text_message_xml("gh_1", "o_1", "1700000000", "hi", 42);
+        for compat in [false, true] {
+            let out = safe_mode_push(
+                &key,
+                "wx1",
+                "tok",
+                "1700000000",
+                "9",
+                "gh_1",
+                &message,
+                compat,
+                &[5u8; 16],
+            );
+            let encrypt = crypto::extract_encrypt(out.body.as_bytes()).expect("Encrypt");
+            assert_eq!(
+                out.msg_signature,
+                as_str(&sign(&["tok", "1700000000", "9", &encrypt]))
+            );
+            assert_eq!(
+                crypto::decrypt(&key, "wx1", &encrypt).expect("decrypts"),
+                message.as_bytes()
+            );
+            assert_eq!(out.body.contains("<MsgId>42</MsgId>"), compat);
+        }
+    }
+
+    #[test]
+    fn a_sealed_reply_opens_only_with_the_pushs_timestamp_nonce_and_token() {
+        let key = AesKey::from_encoding_aes_key(KEY).expect("key");
+        let encrypt = crypto::encrypt(&key, "wx1", b"<xml>r</xml>", &[1u8; 16]);
+        let envelope = crypto::reply_envelope("tok", "100", "7", &encrypt);
+        let open = |appid, token, ts, nonce| {
+            open_reply(envelope.as_bytes(), &key, appid, token, ts, nonce)
+        };
+        assert_eq!(open("wx1", "tok", "100", "7"), Ok(b"<xml>r</xml>".to_vec()));
+        assert!(open("wx1", "tok", "101", "7").is_err());
+        assert!(open("wx1", "tok", "100", "8").is_err());
+        assert!(open("wx1", "other", "100", "7").is_err());
+        assert!(open("wx2", "tok", "100", "7").is_err());
+    }
 
     #[test]
     fn signed_query_carries_the_official_example_signature() {

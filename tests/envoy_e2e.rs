@@ -12,6 +12,8 @@ use std::time::Duration;
 const TOKEN: &str = "e2e-token-5d1f";
 const LISTED: &str = "127.0.0.2";
 const UNLISTED: &str = "127.0.0.3";
+/// The demo's default EncodingAESKey (envoy/run-demo.sh).
+const DEMO_AES_KEY: &str = "wechatGateDemoEncodingAESKey0123456789abcde";
 
 fn gate_config(extra: serde_json::Value) -> serde_json::Value {
     let mut c = json!({
@@ -737,6 +739,7 @@ fn every_shipped_envoy_yaml_validates() {
             .current_dir(MANIFEST_DIR)
             .env("WECHAT_TOKEN", "validate-token")
             .env("WECHAT_APPSECRET", "validate-secret")
+            .env("WECHAT_AES_KEY", DEMO_AES_KEY)
             .output()
             .expect("envoy --mode validate");
         let text = String::from_utf8_lossy(&out.stdout).to_string()
@@ -811,6 +814,7 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
             env: &[
                 ("WECHAT_TOKEN", token),
                 ("WECHAT_APPSECRET", "demo-secret-e2e"),
+                ("WECHAT_AES_KEY", DEMO_AES_KEY),
             ],
         },
     );
@@ -841,7 +845,36 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
         "--openid",
         "o_demo_1",
     ]);
-    assert_eq!((code, text.as_str()), (Some(0), "HTTP 200\nsuccess\n"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.starts_with("HTTP 200\n<xml>"),
+        "backend.py's reply: {text}"
+    );
+    assert!(text.contains("收到: 你好, gate"), "{text}");
+    // Safe mode: backend.py gets the plaintext, the CLI gets its reply sealed, then
+    // checks the seal and decrypts it as WeChat would.
+    let (code, text) = cli(&[
+        "send",
+        "message",
+        &url,
+        "--token",
+        token,
+        "--text",
+        "加密的你好",
+        "--openid",
+        "o_demo_2",
+        "--aes-key",
+        DEMO_AES_KEY,
+        "--appid",
+        "wx0123456789abcdef",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("<Encrypt>"), "sealed on the wire: {text}");
+    assert!(
+        text.contains("-- the reply, signature checked and decrypted:\n<xml>"),
+        "{text}"
+    );
+    assert!(text.contains("收到: 加密的你好"), "{text}");
     let (code, text) = cli(&[
         "send", "message", &url, "--token", "wrong", "--text", "forged",
     ]);
@@ -888,9 +921,15 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
     let wechat: Vec<&String> = lines.iter().filter(|l| l.contains("/wechat")).collect();
     assert_eq!(
         wechat.len(),
-        1,
-        "backend.py saw exactly the verified message: {lines:?}"
+        2,
+        "backend.py saw exactly the two verified messages: {lines:?}"
     );
+    assert!(
+        wechat[1].contains("'x-wechat-gate-decrypted': '1'") && wechat[1].contains("加密的你好"),
+        "the safe-mode push arrived decrypted: {}",
+        wechat[1]
+    );
+    assert!(!wechat[1].contains("<Encrypt>"), "{}", wechat[1]);
     assert!(
         wechat[0].starts_with("backend: POST /wechat?"),
         "{}",

@@ -633,3 +633,85 @@ fn the_aes_key_never_shows_in_config_dump_or_logs() {
         assert!(!log.contains(secret), "the log shows a secret");
     }
 }
+
+fn cli(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wechat-gate"))
+        .args(args)
+        .output()
+        .expect("wechat-gate");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn the_cli_sends_compat_mode_and_opens_the_sealed_reply() {
+    let backend =
+        Backend::replying(|_| Reply::xml("<xml><Content><![CDATA[pong]]></Content></xml>"));
+    let envoy = start(&backend, gate_config(json!({})), 1);
+    let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
+    let (code, text) = cli(&[
+        "send",
+        "message",
+        &url,
+        "--token",
+        TOKEN,
+        "--text",
+        "ping",
+        "--source",
+        LISTED,
+        "--aes-key",
+        AES_KEY,
+        "--appid",
+        APPID,
+        "--compat",
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("-- the reply, signature checked and decrypted:\n<xml><Content><![CDATA[pong]]></Content></xml>"),
+        "{text}"
+    );
+    let records = backend.records();
+    assert_eq!(records.len(), 1);
+    let body = String::from_utf8_lossy(&records[0].body);
+    assert!(
+        body.contains("<Content><![CDATA[ping]]></Content>") && !body.contains("Encrypt"),
+        "{body}"
+    );
+}
+
+#[test]
+fn the_cli_refuses_a_reply_whose_seal_does_not_check() {
+    // A verify-only gate passes the backend's reply as it is: here a forged envelope.
+    let forged = crypto::reply_envelope(
+        "not-the-token",
+        "1",
+        "2",
+        &crypto::encrypt(&key(), APPID, b"<xml>forged</xml>", &[0u8; 16]),
+    );
+    let backend = Backend::replying(move |_| Reply::xml(&forged));
+    let envoy = start(
+        &backend,
+        gate_config(json!({"safe_mode": {"encoding_aes_key": AES_KEY}})),
+        1,
+    );
+    let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
+    let (code, text) = cli(&[
+        "send",
+        "message",
+        &url,
+        "--token",
+        TOKEN,
+        "--text",
+        "ping",
+        "--source",
+        LISTED,
+        "--aes-key",
+        AES_KEY,
+        "--appid",
+        APPID,
+    ]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("not a valid sealed reply"), "{text}");
+}

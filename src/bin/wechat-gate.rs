@@ -10,8 +10,9 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 use wechat_gate::client::{self, Response};
+use wechat_gate::crypto::AesKey;
 use wechat_gate::mock_api;
-use wechat_gate::wechat_push::{signed_query, text_message_xml};
+use wechat_gate::wechat_push::{open_reply, safe_mode_push, signed_query, text_message_xml};
 
 #[derive(Parser)]
 #[command(
@@ -68,7 +69,24 @@ enum Send {
         /// The account's original ID (ToUserName of --text).
         #[arg(long, default_value = "gh_wechat_gate_demo")]
         to: String,
+        #[command(flatten)]
+        safe: SafeModeArgs,
     },
+}
+
+/// Safe mode: encrypt the push as WeChat does, and open the sealed reply.
+#[derive(Args)]
+struct SafeModeArgs {
+    /// The account's EncodingAESKey (43 characters): send in safe mode
+    /// (`encrypt_type=aes`), then verify and decrypt the reply.
+    #[arg(long, requires = "appid")]
+    aes_key: Option<String>,
+    /// The account's AppID (safe mode).
+    #[arg(long, requires = "aes_key")]
+    appid: Option<String>,
+    /// Compatible mode: the plaintext fields beside `Encrypt`.
+    #[arg(long, requires = "aes_key")]
+    compat: bool,
 }
 
 /// What a signature is made of: the token, and the timestamp and nonce it signs.
@@ -87,9 +105,16 @@ struct Signing {
 impl Signing {
     /// The signed query for these values (defaults filled in), with `extra` pairs.
     fn query(&self, extra: &[(&str, &str)]) -> String {
-        let timestamp = self.timestamp.clone().unwrap_or_else(now);
-        let nonce = self.nonce.clone().unwrap_or_else(random_nonce);
+        let (timestamp, nonce) = self.timestamp_and_nonce();
         signed_query(&self.token, &timestamp, &nonce, extra)
+    }
+
+    /// The timestamp and nonce to sign with, defaults filled in, fixed from here on.
+    fn timestamp_and_nonce(&self) -> (String, String) {
+        (
+            self.timestamp.clone().unwrap_or_else(now),
+            self.nonce.clone().unwrap_or_else(random_nonce),
+        )
     }
 }
 
@@ -144,6 +169,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             xml,
             openid,
             to,
+            safe,
         }) => {
             let body = match (text, xml) {
                 (_, Some(file)) => {
@@ -155,22 +181,76 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
                 }
                 (None, None) => return Err("one of --text or --xml is needed".into()),
             };
-            let target = with_query(&url, &common, &[("openid", &openid)]);
-            let response = client::request(
-                "POST",
-                &client::parse_url(&target)?,
-                &[("content-type", b"text/xml")],
-                &body,
-                common.source,
-            )?;
+            let (Some(aes_key), Some(appid)) = (safe.aes_key, safe.appid) else {
+                let target = with_query(&url, &common, &[("openid", &openid)]);
+                let response = post_xml(&target, &body, common.source)?;
+                print_response(&response);
+                return Ok(response.status == 200);
+            };
+            let key =
+                AesKey::from_encoding_aes_key(&aes_key).map_err(|e| format!("--aes-key {e}"))?;
+            let message = String::from_utf8(body).map_err(|_| "the message is not UTF-8")?;
+            let (timestamp, nonce) = common.signing.timestamp_and_nonce();
+            let mut random = [0u8; 16];
+            getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+            let token = &common.signing.token;
+            let push = safe_mode_push(
+                &key,
+                &appid,
+                token,
+                &timestamp,
+                &nonce,
+                &to,
+                &message,
+                safe.compat,
+                &random,
+            );
+            let query = signed_query(
+                token,
+                &timestamp,
+                &nonce,
+                &[
+                    ("openid", &openid),
+                    ("encrypt_type", "aes"),
+                    ("msg_signature", &push.msg_signature),
+                ],
+            );
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let target = format!("{url}{sep}{query}");
+            let response = post_xml(&target, push.body.as_bytes(), common.source)?;
             print_response(&response);
-            Ok(response.status == 200)
+            let reply = response.body_text();
+            let trimmed = reply.trim();
+            if response.status != 200 || trimmed.is_empty() || trimmed == "success" {
+                return Ok(response.status == 200);
+            }
+            match open_reply(reply.as_bytes(), &key, &appid, token, &timestamp, &nonce) {
+                Ok(plain) => {
+                    println!("-- the reply, signature checked and decrypted:");
+                    println!("{}", String::from_utf8_lossy(&plain).trim_end());
+                    Ok(true)
+                }
+                Err(e) => {
+                    eprintln!("wechat-gate: the reply is not a valid sealed reply: {e}");
+                    Ok(false)
+                }
+            }
         }
         Command::MockApi(args) => {
             mock_api::run(args)?;
             Ok(true)
         }
     }
+}
+
+fn post_xml(target: &str, body: &[u8], source: Option<IpAddr>) -> std::io::Result<Response> {
+    client::request(
+        "POST",
+        &client::parse_url(target)?,
+        &[("content-type", b"text/xml")],
+        body,
+        source,
+    )
 }
 
 fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> String {
