@@ -1,4 +1,4 @@
-//! The proxy-wasm serialized header map, decoded without trusting it: a `u32` count,
+//! The proxy-wasm serialized header map, decoded without trusting it (and encoded): a `u32` count,
 //! then a (`u32` name length, `u32` value length) pair for each header, then each
 //! name and value followed by a NUL. Anything out of bounds yields `None`, never a
 //! panic. (The SDK's own decoder unwraps names as UTF-8.)
@@ -36,24 +36,26 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(raw)).ok()
 }
 
+/// Serializes (name, value) pairs the same way, for the hostcalls that take a map.
+pub fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = len(pairs.len()).to_vec();
+    for (n, v) in pairs {
+        out.extend_from_slice(&len(n.len()));
+        out.extend_from_slice(&len(v.len()));
+    }
+    for (n, v) in pairs {
+        out.extend_from_slice(n);
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (n, v) in pairs {
-            out.extend_from_slice(&(n.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (n, v) in pairs {
-            out.extend_from_slice(n);
-            out.push(0);
-            out.extend_from_slice(v);
-            out.push(0);
-        }
-        out
-    }
 
     #[test]
     fn round_trips_including_non_utf8_values() {

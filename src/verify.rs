@@ -45,10 +45,12 @@ pub enum Reason {
     MsgSignature,
     /// Safe mode: `Encrypt` did not decrypt (padding, length, appid, base64).
     Decrypt,
+    /// A held push's body did not reach the filter in time.
+    BodyTimeout,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Method,
         Reason::Malformed,
         Reason::Source,
@@ -59,6 +61,7 @@ impl Reason {
         Reason::LengthRequired,
         Reason::MsgSignature,
         Reason::Decrypt,
+        Reason::BodyTimeout,
     ];
 
     pub fn status(self) -> u32 {
@@ -70,6 +73,7 @@ impl Reason {
             Reason::Signature | Reason::Stale | Reason::MsgSignature | Reason::Decrypt => 401,
             Reason::TooLarge => 413,
             Reason::LengthRequired => 411,
+            Reason::BodyTimeout => 408,
         }
     }
 
@@ -86,6 +90,7 @@ impl Reason {
             Reason::LengthRequired => "length_required",
             Reason::MsgSignature => "msg_signature",
             Reason::Decrypt => "decrypt",
+            Reason::BodyTimeout => "body_timeout",
         }
     }
 }
@@ -870,7 +875,8 @@ mod tests {
                 (413, "too_large"),
                 (411, "length_required"),
                 (401, "msg_signature"),
-                (401, "decrypt")
+                (401, "decrypt"),
+                (408, "body_timeout")
             ]
         );
     }

@@ -715,3 +715,33 @@ fn the_cli_refuses_a_reply_whose_seal_does_not_check() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("not a valid sealed reply"), "{text}");
 }
+
+#[test]
+fn without_allow_on_headers_stop_iteration_a_held_push_gets_408_not_a_hang() {
+    let backend = Backend::start();
+    let envoy = Envoy::start(
+        &envoy_yaml(
+            backend.port,
+            &[Gate::new("wechat_gate", gate_config(json!({}))).without_header_hold()],
+            &[],
+        ),
+        EnvoyOptions::default(),
+    );
+    let started = std::time::Instant::now();
+    let r = send(&envoy, &push(&text_message("stuck", 15), "1"));
+    let took = started.elapsed();
+    assert_eq!(r.status, 408, "{}", r.body_text());
+    assert!(r.body_text().contains("body_timeout"), "{}", r.body_text());
+    assert!(took < Duration::from_secs(5), "answered before WeChat gives up: {took:?}");
+    assert!(backend.records().is_empty());
+    assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 1);
+    let log = envoy.log_text();
+    assert!(
+        log.contains("allow_on_headers_stop_iteration: true"),
+        "the log names the missing setting"
+    );
+    // The handshake needs no body and still works.
+    let q = signed(TOKEN, now(), "2", &[("echostr", "still-fine")]);
+    let r = envoy.send("GET", &format!("/wechat?{q}"), &[], b"", LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "still-fine"));
+}

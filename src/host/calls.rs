@@ -60,9 +60,46 @@ pub fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// A local reply. Errors are ignored: the stream is gone, and there is no one to tell.
-pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) {
-    let _ = hostcalls::send_http_response(status, headers.to_vec(), Some(body));
+/// A local reply; false if the host refused (the stream is gone, and there is no
+/// one to tell). The SDK's wrapper panics on any status but Ok.
+pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    let pairs: Vec<(&[u8], &[u8])> = headers
+        .iter()
+        .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+        .collect();
+    let map = crate::header_map::encode(&pairs);
+    const DETAILS: &str = "wechat_gate";
+    // SAFETY: every pointer and length describes a live buffer for the whole call;
+    // the host only reads them.
+    let result = unsafe {
+        proxy_send_local_response(
+            status,
+            DETAILS.as_ptr(),
+            DETAILS.len(),
+            body.as_ptr(),
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    };
+    result == 0
+}
+
+/// Makes `context_id` the context the next hostcalls act on (from the root context,
+/// for a request it holds); false if that request is gone.
+pub fn act_on(context_id: u32) -> bool {
+    // SAFETY: plain value arguments.
+    unsafe { proxy_set_effective_context(context_id) == 0 }
+}
+
+/// Milliseconds since the Unix epoch, by the proxy's clock.
+pub fn now_unix_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
@@ -131,6 +168,18 @@ pub fn random16() -> Option<[u8; 16]> {
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    #[allow(clippy::too_many_arguments)]
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
+    fn proxy_set_effective_context(context_id: u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,

@@ -2,6 +2,7 @@
 //! then answer locally or forward with the gate's headers set.
 
 use super::calls::{self, Body};
+use super::held::{HeldRequests, BODY_DEADLINE_MS};
 use super::metrics::Metrics;
 use super::root::Admission;
 use crate::config::{Config, UpstreamFailure};
@@ -32,22 +33,28 @@ enum Stage {
 }
 
 pub struct GateHttp {
+    context_id: u32,
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
     admission: Rc<Admission>,
+    held: Rc<HeldRequests>,
     stage: Stage,
 }
 
 impl GateHttp {
     pub fn new(
+        context_id: u32,
         config: Option<Rc<Config>>,
         metrics: Option<Rc<Metrics>>,
         admission: Rc<Admission>,
+        held: Rc<HeldRequests>,
     ) -> Self {
         GateHttp {
+            context_id,
             config,
             metrics,
             admission,
+            held,
             stage: Stage::Untouched,
         }
     }
@@ -149,6 +156,9 @@ impl GateHttp {
         }
         // Held: with `allow_on_headers_stop_iteration` the body still flows in, and
         // nothing (not even the headers) goes upstream until it has been checked.
+        // Without it the body never comes: the root context's tick answers 408.
+        self.held
+            .hold(self.context_id, calls::now_unix_ms() + BODY_DEADLINE_MS);
         Action::Pause
     }
 
@@ -233,6 +243,12 @@ fn response_status() -> Option<u32> {
 }
 impl Context for GateHttp {}
 
+impl Drop for GateHttp {
+    fn drop(&mut self) {
+        self.held.release(self.context_id);
+    }
+}
+
 impl HttpContext for GateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
@@ -277,6 +293,8 @@ impl HttpContext for GateHttp {
         if !matches!(self.stage, Stage::AwaitingBody { .. }) {
             return Action::Continue;
         }
+        // The body flows: a slow one is Envoy's to time out from here on.
+        self.held.release(self.context_id);
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
@@ -335,10 +353,7 @@ impl HttpContext for GateHttp {
                 Action::Continue
             }
             Stage::AwaitingBody { .. } => {
-                log::error!(
-                    "a push was answered before its body was checked: set \
-                     allow_on_headers_stop_iteration: true in the Wasm filter's plugin config"
-                );
+                // Answered by the gate while held (408 from the tick): nothing to do.
                 Action::Continue
             }
             other => {

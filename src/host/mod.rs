@@ -4,6 +4,7 @@
 
 mod calls;
 mod dedupe;
+mod held;
 mod http;
 mod live_list;
 mod metrics;

@@ -3,11 +3,13 @@
 //! context the current admission set.
 
 use super::calls;
+use super::held::HeldRequests;
 use super::http::GateHttp;
 use super::live_list::LiveList;
 use super::metrics::Metrics;
 use crate::allowlist::CallbackAllowlist;
 use crate::config::{self, Config};
+use crate::verify::{Reason, Rejection};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
@@ -31,6 +33,7 @@ pub struct GateRoot {
     live: Option<LiveList>,
     admission: Rc<Admission>,
     fast_ticks: bool,
+    held: Rc<HeldRequests>,
 }
 
 impl GateRoot {
@@ -44,6 +47,38 @@ impl GateRoot {
                 live_list_ready: false,
             }),
             fast_ticks: false,
+            held: Rc::new(HeldRequests::default()),
+        }
+    }
+
+    /// Answers 408 to every held push whose body has not arrived in time.
+    fn answer_stalled_pushes(&self) {
+        for context_id in self.held.expired(calls::now_unix_ms()) {
+            if !calls::act_on(context_id) {
+                continue; // the request is gone
+            }
+            let rejection = Rejection::new(
+                Reason::BodyTimeout,
+                "the body did not reach the gate in time",
+            );
+            calls::send_response(
+                rejection.reason.status(),
+                &[("content-type", "text/plain; charset=utf-8")],
+                rejection.body().as_bytes(),
+            );
+            if let Some(m) = &self.metrics {
+                m.rejected(rejection.reason);
+            }
+            if self.held.first_warning() {
+                log::error!(
+                    "a push's body did not reach the gate within {} ms of its headers (answered \
+                     408). If every push ends this way, the Wasm filter's plugin config lacks \
+                     allow_on_headers_stop_iteration: true (Envoy >= 1.35; in Istio, an \
+                     EnvoyFilter patch), without which Envoy never hands the gate a held \
+                     request's body; or set dedupe_seconds to 0 and leave out safe_mode",
+                    super::held::BODY_DEADLINE_MS
+                );
+            }
         }
     }
 
@@ -136,6 +171,8 @@ impl RootContext for GateRoot {
                     allow: config.source.allow.clone(),
                     live_list_ready: true,
                 });
+                // Still ticking: held pushes are timed out from the tick.
+                let _ = proxy_wasm::hostcalls::set_tick_period(TICK);
             }
         }
         self.config = Some(Rc::new(config));
@@ -144,6 +181,7 @@ impl RootContext for GateRoot {
     }
 
     fn on_tick(&mut self) {
+        self.answer_stalled_pushes();
         let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) else {
             return;
         };
@@ -156,12 +194,14 @@ impl RootContext for GateRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on `None`; a context without configuration fails closed instead.
         Some(Box::new(GateHttp::new(
+            context_id,
             self.config.clone(),
             self.metrics.clone(),
             self.admission.clone(),
+            self.held.clone(),
         )))
     }
 
