@@ -89,9 +89,55 @@ fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
     }
 }
 
+/// `:path` with the safe-mode parameters (`encrypt_type`, `msg_signature`) taken out of
+/// its query: what a backend that receives the decrypted message should see, so that
+/// its own SDK, if it has one, takes the push for a plaintext one.
+pub fn without_safe_mode_params(path: &[u8]) -> Vec<u8> {
+    let mut halves = path.splitn(2, |&b| b == b'?');
+    let path_only = halves.next().unwrap_or_default();
+    let Some(query) = halves.next() else {
+        return path.to_vec();
+    };
+    let kept: Vec<&[u8]> = query
+        .split(|&b| b == b'&')
+        .filter(|pair| {
+            let key = pair.splitn(2, |&b| b == b'=').next().unwrap_or_default();
+            !matches!(
+                decode(key).as_deref(),
+                Some("encrypt_type" | "msg_signature")
+            )
+        })
+        .collect();
+    let mut out = path_only.to_vec();
+    if !kept.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(&kept.join(&b'&'));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn safe_mode_params_are_taken_out_of_the_path_and_nothing_else() {
+        let path =
+            b"/wechat?signature=s&timestamp=1&nonce=2&openid=o&encrypt_type=aes&msg_signature=m";
+        assert_eq!(
+            without_safe_mode_params(path),
+            b"/wechat?signature=s&timestamp=1&nonce=2&openid=o".to_vec()
+        );
+        assert_eq!(
+            without_safe_mode_params(b"/w?%65ncrypt_type=aes&x=1"),
+            b"/w?x=1".to_vec()
+        );
+        assert_eq!(
+            without_safe_mode_params(b"/w?encrypt_type=aes"),
+            b"/w".to_vec()
+        );
+        assert_eq!(without_safe_mode_params(b"/w"), b"/w".to_vec());
+    }
 
     #[test]
     fn reads_the_parameters_wechat_sends() {

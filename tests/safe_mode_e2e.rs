@@ -196,6 +196,14 @@ fn an_encrypted_push_reaches_the_backend_as_plaintext_and_the_reply_opens_with_w
     assert_eq!(got.header("x-wechat-gate-verified"), Some("1"));
     assert_eq!(got.header("x-wechat-gate-decrypted"), Some("1"));
     assert_eq!(got.header("x-wechat-gate-openid"), Some("o_safe_user"));
+    assert!(
+        got.url.starts_with("/wechat?signature=")
+            && got.url.contains("openid=o_safe_user")
+            && !got.url.contains("encrypt_type")
+            && !got.url.contains("msg_signature"),
+        "the backend sees a plaintext push's query: {}",
+        got.url
+    );
     // Held headers: the gate sets the plaintext's own length before they go upstream.
     assert_eq!(
         got.header("content-length"),
@@ -732,7 +740,10 @@ fn without_allow_on_headers_stop_iteration_a_held_push_gets_408_not_a_hang() {
     let took = started.elapsed();
     assert_eq!(r.status, 408, "{}", r.body_text());
     assert!(r.body_text().contains("body_timeout"), "{}", r.body_text());
-    assert!(took < Duration::from_secs(5), "answered before WeChat gives up: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "answered before WeChat gives up: {took:?}"
+    );
     assert!(backend.records().is_empty());
     assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 1);
     let log = envoy.log_text();

@@ -194,8 +194,14 @@ impl GateHttp {
         let decrypted = checked.plaintext_for_backend.is_some();
         if let Some(plaintext) = &checked.plaintext_for_backend {
             let length = plaintext.len().to_string();
+            // The backend sees a plaintext push: no encrypt_type or msg_signature that
+            // would make its own SDK try to decrypt it again.
+            let path = calls::request_header(":path")
+                .map(|p| crate::query::without_safe_mode_params(&p))
+                .and_then(|p| String::from_utf8(p).ok());
             if !calls::replace_body(Body::Request, size, plaintext)
                 || !calls::set_request_header("content-length", Some(&length))
+                || !path.is_some_and(|p| calls::set_request_header(":path", Some(&p)))
             {
                 return self.reject(&malformed("the decrypted body could not be set"));
             }
