@@ -134,10 +134,15 @@ pub fn encrypt(key: &AesKey, appid: &str, msg: &[u8], random16: &[u8; 16]) -> St
 /// The encrypted reply WeChat expects for a safe-mode push.
 pub fn reply_envelope(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
     let signature = crate::signature::sign(&[token, timestamp, nonce, encrypt]);
+    // The timestamp and nonce come from the push's query: CDATA keeps any markup in
+    // them inert.
+    let cdata = crate::wechat_push::cdata;
     format!(
         "<xml>\n<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n<MsgSignature><![CDATA[{}]]></MsgSignature>\n\
-         <TimeStamp>{timestamp}</TimeStamp>\n<Nonce><![CDATA[{nonce}]]></Nonce>\n</xml>",
-        crate::signature::as_str(&signature)
+         <TimeStamp>{}</TimeStamp>\n<Nonce>{}</Nonce>\n</xml>",
+        crate::signature::as_str(&signature),
+        if timestamp.bytes().all(|b| b.is_ascii_digit()) { timestamp.to_string() } else { cdata(timestamp) },
+        cdata(nonce),
     )
 }
 

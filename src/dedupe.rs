@@ -64,9 +64,34 @@ pub fn check_and_record(stored: &[u8], identity: u64, now: u64, ttl: u64) -> Loo
     Lookup::New(value)
 }
 
+/// The shard value without `identity`: a message whose forward failed is forgotten,
+/// so that WeChat's retry reaches the backend. `None` when it was not there.
+pub fn forget(stored: &[u8], identity: u64) -> Option<Vec<u8>> {
+    let mut found = false;
+    let mut value = Vec::with_capacity(stored.len());
+    for entry in stored.chunks_exact(ENTRY_BYTES) {
+        if entry.get(..8) == Some(&identity.to_be_bytes()[..]) {
+            found = true;
+        } else {
+            value.extend_from_slice(entry);
+        }
+    }
+    found.then_some(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_forgotten_message_is_new_again() {
+        let t = record(&record(b"", 7, 1000), 8, 1000);
+        let t = forget(&t, 7).expect("was there");
+        assert_eq!(t.len(), 16);
+        assert!(matches!(check_and_record(&t, 7, 1001, 15), Lookup::New(_)));
+        assert_eq!(check_and_record(&t, 8, 1001, 15), Lookup::Duplicate);
+        assert_eq!(forget(&t, 9), None);
+    }
 
     fn record(stored: &[u8], id: u64, now: u64) -> Vec<u8> {
         match check_and_record(stored, id, now, 15) {

@@ -38,8 +38,16 @@ impl BodyPlan {
 /// A body that passed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked {
-    /// The decrypted message, when the backend is to get it instead of the body.
-    pub plaintext_for_backend: Option<Vec<u8>>,
+    /// What the backend gets instead of the body as it came: the decrypted message
+    /// (`decrypt: true`), or for a safe-mode push forwarded encrypted, a body rebuilt
+    /// from its verified parts only (`Encrypt`, and `ToUserName` once decrypted):
+    /// `msg_signature` covers nothing else, so nothing else goes on.
+    pub body_for_backend: Option<Vec<u8>>,
+    /// `body_for_backend` is the decrypted message.
+    pub decrypted: bool,
+    /// The sender (`FromUserName`) read from the decrypted message: verified, unlike
+    /// the query's `openid`.
+    pub sender: Option<String>,
     /// The message's identity, when it has one and retries are being spotted.
     pub identity: Option<u64>,
 }
@@ -48,7 +56,9 @@ pub struct Checked {
 pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, Rejection> {
     let Some(safe) = &plan.safe else {
         return Ok(Checked {
-            plaintext_for_backend: None,
+            body_for_backend: None,
+            decrypted: false,
+            sender: None,
             identity: identity(plan, body),
         });
     };
@@ -67,19 +77,45 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         ));
     }
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
-        // No key configured: the signature is all that can be checked; a compat-mode
-        // body's plaintext fields still identify the message.
+        // No key configured: the signature is all that can be checked, and nothing in
+        // the message can be read (so nothing identifies it as a retry).
         return Ok(Checked {
-            plaintext_for_backend: None,
-            identity: identity(plan, body),
+            body_for_backend: Some(encrypted_body(None, &encrypt).into_bytes()),
+            decrypted: false,
+            sender: None,
+            identity: None,
         });
     };
     let plaintext = crypto::decrypt(&safe_mode.key, appid, &encrypt)
         .map_err(|e| Rejection::new(Reason::Decrypt, e.to_string()))?;
+    let fields = crate::message::fields(&plaintext).ok();
+    let field = |name: &str| {
+        fields
+            .as_ref()
+            .and_then(|f| f.get(name).ok().flatten())
+            .map(str::to_string)
+    };
+    let sender = field("FromUserName");
+    let identity = identity(plan, &plaintext);
+    let body_for_backend = if plan.decrypt {
+        plaintext
+    } else {
+        encrypted_body(field("ToUserName").as_deref(), &encrypt).into_bytes()
+    };
     Ok(Checked {
-        identity: identity(plan, &plaintext),
-        plaintext_for_backend: plan.decrypt.then_some(plaintext),
+        body_for_backend: Some(body_for_backend),
+        decrypted: plan.decrypt,
+        sender,
+        identity,
     })
+}
+
+/// `<xml><ToUserName/><Encrypt/></xml>`, as WeChat sends a safe-mode push.
+fn encrypted_body(to: Option<&str>, encrypt: &str) -> String {
+    let to = to
+        .map(|t| format!("<ToUserName>{}</ToUserName>", crate::wechat_push::cdata(t)))
+        .unwrap_or_default();
+    format!("<xml>{to}<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
 }
 
 fn identity(plan: &BodyPlan, message: &[u8]) -> Option<u64> {
@@ -184,7 +220,7 @@ mod tests {
         assert_eq!(BodyPlan::for_push(&config("", 0), None), None);
         let c = config("", 15);
         let checked = check(MESSAGE.as_bytes(), &plan(&c, None), &c).expect("passes");
-        assert_eq!(checked.plaintext_for_backend, None);
+        assert_eq!(checked.body_for_backend, None);
         assert!(checked.identity.is_some());
         let checked = check(b"anything", &plan(&c, None), &c).expect("passes");
         assert_eq!(checked.identity, None);
@@ -196,9 +232,11 @@ mod tests {
         let (body, safe) = safe_push(MESSAGE, TOKEN);
         let checked = check(body.as_bytes(), &plan(&c, Some(safe)), &c).expect("passes");
         assert_eq!(
-            checked.plaintext_for_backend.as_deref(),
+            checked.body_for_backend.as_deref(),
             Some(MESSAGE.as_bytes())
         );
+        assert!(checked.decrypted);
+        assert_eq!(checked.sender.as_deref(), Some("o1"));
         assert_eq!(
             checked.identity,
             crate::message::retry_identity(MESSAGE.as_bytes())
@@ -206,7 +244,7 @@ mod tests {
     }
 
     #[test]
-    fn without_decrypt_the_body_is_verified_but_left_as_it_is() {
+    fn without_decrypt_only_the_verified_parts_of_the_body_go_on() {
         let c = config(
             &format!(r#", "safe_mode": {{"encoding_aes_key": "{KEY}"}}"#),
             15,
@@ -214,8 +252,19 @@ mod tests {
         let (body, safe) = safe_push(MESSAGE, TOKEN);
         let p = plan(&c, Some(safe));
         assert!(!p.decrypt);
-        let checked = check(body.as_bytes(), &p, &c).expect("passes");
-        assert_eq!(checked.plaintext_for_backend, None);
+        // Compat-mode fields beside Encrypt are not covered by msg_signature: dropped.
+        let compat = body.replace("</xml>", "<Content>forged</Content></xml>");
+        let checked = check(compat.as_bytes(), &p, &c).expect("passes");
+        assert!(!checked.decrypted);
+        let forwarded =
+            String::from_utf8(checked.body_for_backend.clone().expect("rebuilt")).expect("utf-8");
+        assert!(forwarded
+            .starts_with("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA["));
+        assert!(!forwarded.contains("forged"), "{forwarded}");
+        assert_eq!(
+            crypto::extract_encrypt(forwarded.as_bytes()),
+            crypto::extract_encrypt(body.as_bytes())
+        );
         assert!(
             checked.identity.is_some(),
             "still decrypted to find the MsgId"
@@ -276,6 +325,17 @@ mod tests {
     }
 
     #[test]
+    fn without_a_key_a_safe_push_is_verified_and_passed_on_as_its_encrypt_alone() {
+        let c = config("", 15);
+        let (body, safe) = safe_push(MESSAGE, TOKEN);
+        let checked = check(body.as_bytes(), &plan(&c, Some(safe)), &c).expect("passes");
+        let forwarded = checked.body_for_backend.expect("rebuilt");
+        assert!(forwarded.starts_with(b"<xml><Encrypt><![CDATA["));
+        assert_eq!(checked.identity, None, "nothing verified identifies it");
+        assert_eq!(checked.sender, None);
+    }
+
+    #[test]
     fn compat_mode_bodies_pass_and_are_identified() {
         let c = decrypting();
         let (body, safe) = safe_push(MESSAGE, TOKEN);
@@ -285,7 +345,7 @@ mod tests {
         );
         let checked = check(compat.as_bytes(), &plan(&c, Some(safe)), &c).expect("passes");
         assert_eq!(
-            checked.plaintext_for_backend.as_deref(),
+            checked.body_for_backend.as_deref(),
             Some(MESSAGE.as_bytes())
         );
     }

@@ -234,13 +234,17 @@ fn check(
         Method::Get => Some(non_empty("echostr", q.echostr.as_deref())?),
         Method::Post => None,
     };
-    let safe = match (method, q.encrypt_type.as_deref()) {
-        (Method::Post, Some("aes")) => Some(SafePush {
+    let aes = q
+        .encrypt_type
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
+    let safe = match method {
+        Method::Post if aes => Some(SafePush {
             msg_signature: non_empty("msg_signature", q.msg_signature.as_deref())?.to_string(),
             timestamp: timestamp.to_string(),
             nonce: nonce.to_string(),
         }),
-        _ => None,
+        Method::Post | Method::Get => None,
     };
     if method == Method::Post
         && safe.is_none()
@@ -345,7 +349,7 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
-fn is_plausible_openid(s: &str) -> bool {
+pub(crate) fn is_plausible_openid(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
         && s.bytes()
@@ -955,6 +959,19 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn encrypt_type_aes_is_read_case_insensitively() {
+        let c = config("");
+        let path = format!(
+            "/wechat?{}&encrypt_type=AES&msg_signature=abc",
+            signed_query(TOKEN, NOW, "7")
+        );
+        assert!(matches!(
+            run(&c, "POST", &path, LISTED),
+            Verdict::Forward { safe: Some(_), .. }
+        ));
     }
 
     #[test]

@@ -121,11 +121,11 @@ pub fn open_reply(
     if field("TimeStamp")? != timestamp || field("Nonce")? != nonce {
         return Err("TimeStamp or Nonce is not the push's".into());
     }
-    let expected = sign(&[token, timestamp, nonce, encrypt]);
+    let expected = sign(&[token, timestamp, nonce, &encrypt]);
     if !signature_matches(&expected, field("MsgSignature")?.as_bytes()) {
         return Err("MsgSignature does not match".into());
     }
-    crypto::decrypt(key, appid, encrypt).map_err(|e| e.to_string())
+    crypto::decrypt(key, appid, &encrypt).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

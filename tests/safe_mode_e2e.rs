@@ -164,7 +164,7 @@ fn open_with_wechatpy(envelope: &str, p: &Push) -> Result<String, String> {
             TOKEN,
             AES_KEY,
             APPID,
-            signature,
+            &signature,
             &p.timestamp,
             &p.nonce,
         ],
@@ -222,11 +222,11 @@ fn an_encrypted_push_reaches_the_backend_as_plaintext_and_the_reply_opens_with_w
     }
     assert_eq!(
         element(envelope.as_bytes(), "TimeStamp"),
-        Ok(Some(p.timestamp.as_str()))
+        Ok(Some(p.timestamp.clone()))
     );
     assert_eq!(
         element(envelope.as_bytes(), "Nonce"),
-        Ok(Some(p.nonce.as_str()))
+        Ok(Some(p.nonce.clone()))
     );
     assert_eq!(open_with_wechatpy(&envelope, &p).as_deref(), Ok(reply));
     assert_eq!(envoy.counter("wechat_gate.decrypted"), 1);
@@ -292,7 +292,7 @@ fn wechatpys_own_encrypted_push_is_accepted() {
         TOKEN,
         timestamp.parse().expect("timestamp"),
         nonce,
-        &[("encrypt_type", "aes"), ("msg_signature", msg_signature)],
+        &[("encrypt_type", "aes"), ("msg_signature", &msg_signature)],
     );
     let r = envoy.send(
         "POST",
@@ -386,7 +386,7 @@ fn compat_mode_bodies_are_verified_and_decrypted_too() {
 }
 
 #[test]
-fn verify_only_safe_mode_forwards_the_encrypted_body_untouched() {
+fn verify_only_safe_mode_forwards_the_message_still_encrypted() {
     let backend = Backend::start();
     let envoy = start(
         &backend,
@@ -396,7 +396,20 @@ fn verify_only_safe_mode_forwards_the_encrypted_body_untouched() {
     let p = push(&text_message("kept encrypted", 5005), "7");
     assert_eq!(send(&envoy, &p).status, 200);
     let records = backend.records();
-    assert_eq!(records[0].body, p.body.as_bytes());
+    assert_eq!(
+        crypto::extract_encrypt(&records[0].body),
+        crypto::extract_encrypt(p.body.as_bytes()),
+        "the same Encrypt, for the backend to decrypt"
+    );
+    assert_eq!(
+        element(&records[0].body, "ToUserName"),
+        Ok(Some("gh_e2e".to_string()))
+    );
+    assert!(
+        records[0].url.contains("encrypt_type=aes"),
+        "{}",
+        records[0].url
+    );
     assert_eq!(records[0].header("x-wechat-gate-decrypted"), None);
     assert_eq!(records[0].header("x-wechat-gate-verified"), Some("1"));
 }
@@ -755,4 +768,190 @@ fn without_allow_on_headers_stop_iteration_a_held_push_gets_408_not_a_hang() {
     let q = signed(TOKEN, now(), "2", &[("echostr", "still-fine")]);
     let r = envoy.send("GET", &format!("/wechat?{q}"), &[], b"", LISTED);
     assert_eq!((r.status, r.body_text().as_str()), (200, "still-fine"));
+}
+
+#[test]
+fn a_retry_after_a_failed_forward_reaches_the_backend() {
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let backend = Backend::replying(move |_| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply {
+                status: 500,
+                body: b"db down".to_vec(),
+                delay: Duration::ZERO,
+            }
+        } else {
+            Reply::success()
+        }
+    });
+    let envoy = start(&backend, gate_config(json!({"safe_mode": null})), 1);
+    let message = text_message("deliver me", 16);
+    let mut answers = Vec::new();
+    for nonce in ["1", "2", "3"] {
+        let query = signed(TOKEN, now(), nonce, &[]);
+        let r = envoy.send(
+            "POST",
+            &format!("/wechat?{query}"),
+            &[],
+            message.as_bytes(),
+            LISTED,
+        );
+        answers.push((r.status, r.body_text()));
+    }
+    assert_eq!(
+        answers,
+        [
+            (500, "db down".to_string()),
+            (200, "success".to_string()),
+            (200, "success".to_string())
+        ]
+    );
+    assert_eq!(
+        backend.records().len(),
+        2,
+        "the retry after the 500 was delivered"
+    );
+    assert_eq!(envoy.counter("wechat_gate.deduplicated"), 1);
+}
+
+#[test]
+fn markup_a_user_typed_cannot_add_an_encrypt_element() {
+    let backend = Backend::start();
+    let envoy = start(&backend, gate_config(json!({})), 1);
+    let message = text_message("how do I use <Encrypt> tags?", 17);
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).expect("random");
+    let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &random);
+    // Compat mode: the user's text, in CDATA, comes before the real Encrypt.
+    let fields = "<Content><![CDATA[how do I use <Encrypt>x</Encrypt> tags?]]></Content>";
+    let r = send(&envoy, &push_of(&encrypt, fields, "1"));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(backend.records()[0].body, message.as_bytes());
+}
+
+#[test]
+fn without_decrypt_only_verified_parts_of_a_compat_body_reach_the_backend() {
+    let backend = Backend::start();
+    let envoy = start(
+        &backend,
+        gate_config(json!({"safe_mode": {"encoding_aes_key": AES_KEY}})),
+        1,
+    );
+    let message = text_message("GOOD", 18);
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).expect("random");
+    let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &random);
+    // The plaintext fields beside Encrypt are not signed: changed in flight.
+    let r = send(
+        &envoy,
+        &push_of(&encrypt, "<Content><![CDATA[EVIL]]></Content>", "1"),
+    );
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8_lossy(&backend.records()[0].body).into_owned();
+    assert!(!body.contains("EVIL"), "{body}");
+    assert_eq!(
+        crypto::extract_encrypt(body.as_bytes()).as_deref(),
+        Ok(encrypt.as_str())
+    );
+}
+
+#[test]
+fn in_safe_mode_the_openid_header_comes_from_the_decrypted_message() {
+    let backend = Backend::start();
+    let envoy = start(&backend, gate_config(json!({})), 1);
+    let mut p = push(&text_message("who am i", 19), "1");
+    p.query = p
+        .query
+        .replace("openid=o_safe_user", "openid=o_someone_else");
+    assert_eq!(send(&envoy, &p).status, 200);
+    assert_eq!(
+        backend.records()[0].header("x-wechat-gate-openid"),
+        Some("o_safe_user")
+    );
+}
+
+#[test]
+fn a_push_whose_body_stalls_gets_408() {
+    let backend = Backend::start();
+    let envoy = start(&backend, gate_config(json!({})), 1);
+    let p = push(&text_message("stall", 20), "1");
+    let head = format!(
+        "POST /wechat?{} HTTP/1.1\r\nhost: gate\r\ncontent-length: {}\r\n\r\n",
+        p.query,
+        p.body.len()
+    );
+    let partial = [head.as_bytes(), &p.body.as_bytes()[..10]].concat();
+    let started = std::time::Instant::now();
+    let r = envoy.send_raw(&partial, LISTED).expect("an answer");
+    assert_eq!(r.status, 408, "{}", r.body_text());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(backend.records().is_empty());
+}
+
+/// A backend that answers every request with a chunked XML body followed by
+/// trailers, on raw HTTP/1.1 (tiny_http cannot send trailers).
+fn trailer_backend(reply: &'static str) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let thread = std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0u8; length];
+        let _ = reader.read_exact(&mut body);
+        let mut out = stream;
+        let _ = write!(
+            out,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/xml\r\ntransfer-encoding: chunked\r\n\
+             trailer: x-done\r\n\r\n{:x}\r\n{reply}\r\n0\r\nx-done: 1\r\n\r\n",
+            reply.len()
+        );
+        let _ = out.flush();
+        std::thread::sleep(Duration::from_millis(500));
+    });
+    (port, thread)
+}
+
+#[test]
+fn a_reply_followed_by_trailers_is_still_sealed() {
+    let reply = "<xml><Content><![CDATA[PLAINTEXT REPLY]]></Content></xml>";
+    let (port, thread) = trailer_backend(reply);
+    let yaml = envoy_yaml(port, &[Gate::new("wechat_gate", gate_config(json!({})))], &[])
+        .replace(
+            "  - name: backend\n    type: STATIC\n",
+            "  - name: backend\n    type: STATIC\n    typed_extension_protocol_options:\n      \
+             envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \
+             \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        \
+             explicit_http_config: { http_protocol_options: { enable_trailers: true } }\n",
+        );
+    assert!(
+        yaml.contains("enable_trailers"),
+        "the harness's cluster shape changed"
+    );
+    let envoy = Envoy::start(&yaml, EnvoyOptions::default());
+    let p = push(&text_message("trailers", 21), "1");
+    let r = send(&envoy, &p);
+    let _ = thread.join();
+    assert_eq!(r.status, 200);
+    let body = r.body_text();
+    assert!(
+        !body.contains("PLAINTEXT"),
+        "the reply went out unsealed: {body}"
+    );
+    assert_eq!(open_with_wechatpy(&body, &p).as_deref(), Ok(reply));
 }

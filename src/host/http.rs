@@ -24,10 +24,14 @@ enum Stage {
         openid: Option<String>,
         source: SourceOutcome,
     },
-    /// Sent to the backend. `seal` is set when its reply is to be encrypted.
-    Forwarded { seal: Option<SafePush> },
-    /// A backend's XML reply being buffered for encryption.
-    SealingReply { safe: SafePush },
+    /// Sent to the backend. `seal` is set when its reply is to be encrypted;
+    /// `identity` when it was recorded against WeChat's retries.
+    Forwarded {
+        seal: Option<SafePush>,
+        identity: Option<u64>,
+    },
+    /// A backend's XML reply being buffered for encryption; `size` bytes so far.
+    SealingReply { safe: SafePush, size: usize },
     /// Envoy's own failure reply being turned into `200 success`.
     AnsweringSuccess,
 }
@@ -140,10 +144,10 @@ impl GateHttp {
             return self.reject(&rejection);
         }
         let Some(plan) = BodyPlan::for_push(config, safe) else {
-            return self.forward(openid.as_deref(), source, false, None);
+            return self.forward(openid.as_deref(), source, false, None, None);
         };
-        // The body will be replaced: the length the backend sees is set once it is known.
-        if plan.decrypt && !calls::set_request_header("content-length", None) {
+        // A safe-mode body is replaced: the length the backend sees is set once known.
+        if plan.safe.is_some() && !calls::set_request_header("content-length", None) {
             return self.reject(&malformed("content-length could not be removed"));
         }
         self.stage = Stage::AwaitingBody {
@@ -191,24 +195,46 @@ impl GateHttp {
                 return Action::Pause;
             }
         }
-        let decrypted = checked.plaintext_for_backend.is_some();
-        if let Some(plaintext) = &checked.plaintext_for_backend {
-            let length = plaintext.len().to_string();
+        if let Some(replacement) = &checked.body_for_backend {
+            let length = replacement.len().to_string();
+            if !calls::replace_body(Body::Request, size, replacement)
+                || !calls::set_request_header("content-length", Some(&length))
+            {
+                return self.forget_and_reject(checked.identity, "the body could not be set");
+            }
+        }
+        if checked.decrypted {
             // The backend sees a plaintext push: no encrypt_type or msg_signature that
             // would make its own SDK try to decrypt it again.
             let path = calls::request_header(":path")
                 .map(|p| crate::query::without_safe_mode_params(&p))
                 .and_then(|p| String::from_utf8(p).ok());
-            if !calls::replace_body(Body::Request, size, plaintext)
-                || !calls::set_request_header("content-length", Some(&length))
-                || !path.is_some_and(|p| calls::set_request_header(":path", Some(&p)))
-            {
-                return self.reject(&malformed("the decrypted body could not be set"));
+            if !path.is_some_and(|p| calls::set_request_header(":path", Some(&p))) {
+                return self.forget_and_reject(checked.identity, "the path could not be set");
             }
             self.count(Metrics::decrypted);
         }
-        let seal = if decrypted { plan.safe } else { None };
-        self.forward(openid.as_deref(), source, decrypted, seal)
+        // In safe mode the sender comes from the decrypted message, which is verified;
+        // the query's openid is not covered by any signature.
+        let openid = checked
+            .sender
+            .filter(|s| verify::is_plausible_openid(s))
+            .or(openid);
+        let seal = if checked.decrypted { plan.safe } else { None };
+        self.forward(
+            openid.as_deref(),
+            source,
+            checked.decrypted,
+            seal,
+            checked.identity,
+        )
+    }
+
+    fn forget_and_reject(&mut self, identity: Option<u64>, detail: &'static str) -> Action {
+        if let Some(identity) = identity {
+            super::dedupe::forget(identity);
+        }
+        self.reject(&malformed(detail))
     }
 
     fn forward(
@@ -217,8 +243,12 @@ impl GateHttp {
         source: SourceOutcome,
         decrypted: bool,
         seal: Option<SafePush>,
+        identity: Option<u64>,
     ) -> Action {
         if let Err(rejection) = self.set_gate_headers(openid, decrypted) {
+            if let Some(identity) = identity {
+                super::dedupe::forget(identity);
+            }
             return self.reject(&rejection);
         }
         self.count(|m| {
@@ -231,7 +261,7 @@ impl GateHttp {
                 source_for_log()
             );
         }
-        self.stage = Stage::Forwarded { seal };
+        self.stage = Stage::Forwarded { seal, identity };
         Action::Continue
     }
 }
@@ -299,8 +329,6 @@ impl HttpContext for GateHttp {
         if !matches!(self.stage, Stage::AwaitingBody { .. }) {
             return Action::Continue;
         }
-        // The body flows: a slow one is Envoy's to time out from here on.
-        self.held.release(self.context_id);
         let Some(config) = self.config.clone() else {
             return Action::Continue;
         };
@@ -316,6 +344,7 @@ impl HttpContext for GateHttp {
         if !end_of_stream {
             return Action::Pause;
         }
+        self.held.release(self.context_id);
         self.on_whole_body(&config, body_size)
     }
 
@@ -331,11 +360,10 @@ impl HttpContext for GateHttp {
             return Action::Continue;
         };
         match std::mem::replace(&mut self.stage, Stage::Untouched) {
-            Stage::Forwarded { seal } => {
+            Stage::Forwarded { seal, identity } => {
                 let status = response_status().unwrap_or(0);
-                if config.on_upstream_failure == UpstreamFailure::Success
-                    && envoy_failed_upstream(status)
-                {
+                let envoy_failed = envoy_failed_upstream(status);
+                if envoy_failed && config.on_upstream_failure == UpstreamFailure::Success {
                     self.count(Metrics::upstream_failure);
                     log::info!(
                         "the backend did not answer a verified push (Envoy replied {status}); \
@@ -349,11 +377,19 @@ impl HttpContext for GateHttp {
                     }
                     return Action::Continue;
                 }
+                if !(200..300).contains(&status) {
+                    // Not delivered (or refused by the backend): WeChat's retry must get
+                    // through, so the message is no longer counted as forwarded.
+                    if let Some(identity) = identity {
+                        super::dedupe::forget(identity);
+                    }
+                    return Action::Continue;
+                }
                 if let Some(safe) = seal {
-                    if (200..300).contains(&status) && !end_of_stream {
+                    if !end_of_stream {
                         // The encrypted reply has another length.
                         let _ = calls::set_response_header("content-length", None);
-                        self.stage = Stage::SealingReply { safe };
+                        self.stage = Stage::SealingReply { safe, size: 0 };
                     }
                 }
                 Action::Continue
@@ -370,7 +406,7 @@ impl HttpContext for GateHttp {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        match &self.stage {
+        match &mut self.stage {
             Stage::AnsweringSuccess => {
                 if !end_of_stream {
                     return Action::Pause;
@@ -379,38 +415,62 @@ impl HttpContext for GateHttp {
                 self.stage = Stage::Untouched;
                 Action::Continue
             }
-            Stage::SealingReply { .. } => {
+            Stage::SealingReply { size, .. } => {
+                *size = body_size;
                 if !end_of_stream {
                     return Action::Pause;
                 }
-                let Stage::SealingReply { safe } =
-                    std::mem::replace(&mut self.stage, Stage::Untouched)
-                else {
-                    return Action::Continue;
-                };
-                self.seal_reply(&safe, body_size);
+                self.finish_reply();
                 Action::Continue
             }
             _ => Action::Continue,
         }
     }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the body: whatever was buffered is sealed now, never let go as
+        // it is.
+        match self.stage {
+            Stage::SealingReply { .. } => self.finish_reply(),
+            Stage::AnsweringSuccess => {
+                let _ = calls::replace_body(Body::Response, usize::MAX, b"success");
+                self.stage = Stage::Untouched;
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
 }
 
 impl GateHttp {
-    /// Encrypts the backend's buffered XML reply in place.
-    fn seal_reply(&self, safe: &SafePush, size: usize) {
-        let Some(config) = &self.config else { return };
-        let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
+    /// The buffered reply is complete: seal it, or if that cannot be done, replace
+    /// it with `success` (a plaintext reply never goes out).
+    fn finish_reply(&mut self) {
+        let Stage::SealingReply { safe, size } =
+            std::mem::replace(&mut self.stage, Stage::Untouched)
+        else {
             return;
+        };
+        if !self.seal_reply(&safe, size) {
+            log::error!("a backend reply could not be sealed; answering `success` instead");
+            let _ = calls::replace_body(Body::Response, size, b"success");
+        }
+    }
+
+    /// Encrypts the backend's buffered XML reply in place; false if it could not.
+    fn seal_reply(&self, safe: &SafePush, size: usize) -> bool {
+        let Some(config) = &self.config else {
+            return false;
+        };
+        let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
+            return false;
         };
         let Some(body) = calls::body(Body::Response, size) else {
-            return;
+            return false;
         };
+        // Never a predictable prefix: without randomness the reply cannot be sealed.
         let Some(random) = calls::random16() else {
-            // Never a predictable prefix: without randomness the reply cannot be sealed.
-            log::error!("the WASI random source failed; answering `success` instead of the reply");
-            let _ = calls::replace_body(Body::Response, size, b"success");
-            return;
+            return false;
         };
         let seal = ReplySeal {
             token: config.token.expose(),
@@ -419,9 +479,14 @@ impl GateHttp {
             timestamp: &safe.timestamp,
             nonce: &safe.nonce,
         };
-        if let Reply::Encrypted(envelope) = push_body::seal_reply(&body, &seal, &random) {
-            if calls::replace_body(Body::Response, size, envelope.as_bytes()) {
-                self.count(Metrics::reply_encrypted);
+        match push_body::seal_reply(&body, &seal, &random) {
+            Reply::AsIs => true,
+            Reply::Encrypted(envelope) => {
+                let sealed = calls::replace_body(Body::Response, size, envelope.as_bytes());
+                if sealed {
+                    self.count(Metrics::reply_encrypted);
+                }
+                sealed
             }
         }
     }
