@@ -44,3 +44,23 @@ e2e: build
 
 clean:
 	cargo clean
+
+.PHONY: bench bench-micro bench-deps
+
+## bench: Envoy CPU/request, latency, peak req/s, memory and start-up with and without the
+## gate (and Lua, ext_authz), plus the micro-benchmarks; prints a table and writes
+## bench/results.md. Not part of `make test`. About 9 minutes on 2 cores from a fresh clone.
+bench: build bench-deps
+	python3 bench/run.py $(BENCH_ARGS)
+
+## bench-micro: only the criterion micro-benchmarks (benches/core.rs), natively
+bench-micro:
+	CARGO_TARGET_DIR=bench/target/micro CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench --bench core
+
+# h2load (Debian: nghttp2-client) drives the load; taskset (util-linux) pins the processes.
+bench-deps:
+	@command -v h2load >/dev/null 2>&1 || { \
+	  echo "installing nghttp2-client (h2load) with apt-get ..."; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; } \
+	  || { echo "make bench needs h2load: apt-get install nghttp2-client" >&2; exit 1; }; }
+	@command -v taskset >/dev/null 2>&1 || echo "taskset not found (util-linux): processes will not be pinned" >&2

@@ -1,0 +1,1053 @@
+#!/usr/bin/env python3
+"""`make bench`: the same traffic through several Envoy setups, interleaved, plus the
+criterion micro-benchmarks; prints a Markdown report and writes bench/results.md.
+
+Setups (one Envoy each, all forwarding to the same fast upstream process):
+  passthrough        no filter
+  noop-wasm          a proxy-wasm module that does nothing (bench/noop-wasm)
+  wechat-gate        the filter, static allowlist
+  wechat-gate-live   the filter, allowlist = the live callback IP list from mock-api
+  other-route        the filter in the chain, disabled on the route the traffic takes
+  lua                the same checks in Envoy's Lua filter (bench/lua/wechat_gate.lua)
+  ext_authz          Envoy's HTTP ext_authz calling `wg-bench authz` (wechat-gate's core)
+  wechat-gate-safe   the filter with safe_mode (skipped while the filter refuses it)
+
+Workloads: verified POST (forwarded), GET handshake, forged POST (401), and safe-mode
+POSTs of 0.5 KiB and 8 KiB. bench/README.md explains every choice.
+Only Python's standard library; needs h2load (nghttp2-client), taskset, Envoy 1.40.
+"""
+
+import argparse
+import atexit
+import datetime
+import http.client
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+OUT = BENCH / "out"
+TOOLS_DIR = BENCH / "tools"
+NOOP_DIR = BENCH / "noop-wasm"
+WG_BENCH = TOOLS_DIR / "target/release/wg-bench"
+NOOP_WASM = NOOP_DIR / "target/wasm32-wasip1/release/noop_wasm.wasm"
+GATE_WASM = ROOT / "target/wasm32-wasip1/release/wechat_gate.wasm"
+CLI = ROOT / "target/release/wechat-gate"
+LUA_SCRIPT = BENCH / "lua/wechat_gate.lua"
+MICRO_TARGET = BENCH / "target/micro"
+RESULTS = BENCH / "results.md"
+
+TOKEN = "bench-token-0123456789"
+APPID = "wx0123456789abcdef"
+SECRET = "bench-appsecret"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 base64 characters
+ECHOSTR = "5838479218127813673"  # what `wg-bench gen` puts in the handshake
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NPROC = os.cpu_count() or 1
+# Envoy on core 0, everything else (h2load, upstream, ext_authz service, mock-api) on
+# core 1: the load generator never steals the measured Envoy's core.
+ENVOY_CPU = "0" if NPROC >= 2 else None
+LOAD_CPU = "1" if NPROC >= 2 else None
+
+WORKLOADS = {
+    "post": "verified POST (forwarded)",
+    "get": "GET handshake",
+    "forged": "forged POST (401)",
+    "aes512": "safe-mode POST 0.5 KiB",
+    "aes8k": "safe-mode POST 8 KiB",
+}
+PLAIN = ["post", "get", "forged"]
+SAFE = ["aes512", "aes8k"]
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# ------------------------------------------------------------------ processes
+
+
+class Processes:
+    """Every process this run starts, stopped (by pid) at exit, whatever happens."""
+
+    def __init__(self):
+        self.procs = []
+
+    def spawn(self, args, cpu=None, **kw):
+        if cpu is not None and shutil.which("taskset"):
+            args = ["taskset", "-c", cpu] + list(args)
+        p = subprocess.Popen(args, **kw)
+        self.procs.append(p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def stop_all(self):
+        for p in list(self.procs):
+            try:
+                self.stop(p)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+
+
+PROCS = Processes()
+atexit.register(PROCS.stop_all)
+
+
+def _on_signal(signum, _frame):
+    PROCS.stop_all()
+    sys.exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _on_signal)
+signal.signal(signal.SIGINT, _on_signal)
+
+
+def start_server(name, args, cpu=LOAD_CPU):
+    """Starts a helper that prints `... listening on http://127.0.0.1:PORT`; returns (proc, port)."""
+    logf = open(OUT / f"{name}.log", "w")
+    p = PROCS.spawn(args, cpu=cpu, stdout=subprocess.PIPE, stderr=logf, text=True)
+    line = p.stdout.readline()
+    if "listening on http://" not in line:
+        raise SystemExit(f"{name} did not start: {line!r} (see {OUT / (name + '.log')})")
+    port = int(line.strip().rsplit(":", 1)[1])
+    return p, port
+
+
+# ------------------------------------------------------------------ HTTP helpers
+
+
+def http_request(port, method, path, body=b"", headers=None, timeout=5):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        hdrs = dict(headers or {})
+        if method == "POST":
+            hdrs.setdefault("content-type", "text/xml")
+        conn.request(method, path, body=body if method == "POST" else None, headers=hdrs)
+        r = conn.getresponse()
+        return r.status, dict((k.lower(), v) for k, v in r.getheaders()), r.read()
+    finally:
+        conn.close()
+
+
+def admin_get(admin, path):
+    host, port = admin.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=2)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------ Envoy configs
+
+
+def cluster(name, port):
+    return {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}
+            ],
+        },
+    }
+
+
+# Envoy hands the body to a filter that paused in the headers phase only with this flag,
+# which safe mode needs; every gate setup gets it, so they share one plugin configuration.
+GATE_PLUGIN = {"allow_on_headers_stop_iteration": True}
+
+
+def wasm_filter(name, wasm, config=None, extra=None):
+    plugin = {
+        "name": name,
+        "root_id": name,
+        "vm_config": {"vm_id": name, "runtime": "envoy.wasm.runtime.v8", "code": {"local": {"filename": str(wasm)}}},
+    }
+    if config is not None:
+        plugin["configuration"] = {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": json.dumps(config)}
+    plugin.update(extra or {})
+    return {"name": name, "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": plugin}}
+
+
+# Every POST h2load repeats carries the same MsgId: with duplicate suppression on, all
+# but the first would be answered `success` by the gate itself. Off for the bench
+# (set when this build knows the field: `wg-bench check-config`).
+DEDUPE_OFF = {"dedupe_seconds": 0}
+
+
+def gate_config(**extra):
+    c = {"path": "/wechat", "token": TOKEN, "source": {"allow": ["127.0.0.1"]}}
+    c.update(DEDUPE_OFF)
+    c.update(extra)
+    return c
+
+
+def config_accepted(config):
+    """Whether this build of wechat-gate accepts a configuration (its own parser, natively)."""
+    p = subprocess.run([str(WG_BENCH), "check-config", json.dumps(config)], capture_output=True, text=True)
+    return p.returncode == 0, p.stderr.strip()
+
+
+def lua_source():
+    text = LUA_SCRIPT.read_text()
+    return (
+        text.replace("@TOKEN@", TOKEN)
+        .replace("@PATH@", "/wechat")
+        .replace("@TOLERANCE@", "300")
+        .replace("@MAX_BODY@", "65536")
+        .replace("@ALLOW@", '"127.0.0.1"')
+    )
+
+
+# ext_authz: the header that carries the downstream address (ip:port, exactly the gate's
+# `source.address`) to the service. Not x-forwarded-for: for a loopback peer Envoy
+# appends its own local address to it, not the peer's.
+SOURCE_HEADER = "x-wechat-gate-source"
+
+ROUTE_ALL = {"match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "5s"}}
+
+
+def envoy_config(setup, ports):
+    """The Envoy configuration (as JSON, which is YAML) of a setup."""
+    filters, routes = [], [ROUTE_ALL]
+    clusters = [cluster("upstream", ports["upstream"])]
+    if setup == "noop-wasm":
+        filters = [wasm_filter("noop", NOOP_WASM)]
+    elif setup == "wechat-gate":
+        filters = [wasm_filter("wechat_gate", GATE_WASM, gate_config(), GATE_PLUGIN)]
+    elif setup == "wechat-gate-live":
+        cfg = {
+            "path": "/wechat",
+            "appid": APPID,
+            "token": TOKEN,
+            "source": {"wechat_api": {"secret": SECRET, "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]}},
+            **DEDUPE_OFF,
+        }
+        filters = [wasm_filter("wechat_gate", GATE_WASM, cfg, GATE_PLUGIN)]
+        clusters.append(cluster("wechat_api", ports["mock_api"]))
+    elif setup == "wechat-gate-safe":
+        cfg = gate_config(appid=APPID, safe_mode={"encoding_aes_key": AES_KEY, "decrypt": True})
+        filters = [wasm_filter("wechat_gate", GATE_WASM, cfg, GATE_PLUGIN)]
+    elif setup == "other-route":
+        filters = [wasm_filter("wechat_gate", GATE_WASM, gate_config(), GATE_PLUGIN)]
+        routes = [
+            dict(
+                ROUTE_ALL,
+                typed_per_filter_config={
+                    "wechat_gate": {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+                },
+            )
+        ]
+    elif setup == "lua":
+        filters = [
+            {
+                "name": "envoy.filters.http.lua",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                    "default_source_code": {"inline_string": lua_source()},
+                },
+            }
+        ]
+    elif setup == "ext_authz":
+        filters = [
+            {
+                "name": "envoy.filters.http.ext_authz",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+                    "transport_api_version": "V3",
+                    "failure_mode_allow": False,
+                    # The check request carries :method, :path (with the query) and the
+                    # peer's address, set by Envoy (a client-sent header of that name is
+                    # overwritten); no other client header is copied.
+                    "allowed_headers": {"patterns": [{"exact": SOURCE_HEADER}]},
+                    "http_service": {
+                        "server_uri": {"uri": f"http://127.0.0.1:{ports['authz']}", "cluster": "authz", "timeout": "1s"},
+                        "authorization_request": {"headers_to_add": [{"key": SOURCE_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS%"}]},
+                        "authorization_response": {
+                            "allowed_upstream_headers": {"patterns": [{"prefix": "x-wechat-gate-"}]},
+                            "allowed_client_headers": {"patterns": [{"exact": "content-type"}]},
+                        },
+                    },
+                },
+            }
+        ]
+        # The handshake must answer 200 + echostr, which a check cannot (any 200 from the
+        # service means "allowed"): GET /wechat goes to the service as its upstream, with
+        # ext_authz off on that route, and the service verifies and echoes.
+        routes = [
+            {
+                "match": {"path": "/wechat", "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+                "route": {"cluster": "authz", "timeout": "5s"},
+                "request_headers_to_add": [
+                    {"header": {"key": SOURCE_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS%"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                ],
+                "typed_per_filter_config": {
+                    "envoy.filters.http.ext_authz": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+                        "disabled": True,
+                    }
+                },
+            },
+            ROUTE_ALL,
+        ]
+        clusters.append(cluster("authz", ports["authz"]))
+    elif setup != "passthrough":
+        raise ValueError(setup)
+    filters.append({"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "main",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {
+                                    "name": "envoy.filters.network.http_connection_manager",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                                        "stat_prefix": "bench",
+                                        "use_remote_address": True,
+                                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                                        "http_filters": filters,
+                                    },
+                                }
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+class Envoy:
+    def __init__(self, envoy_bin, name, config, concurrency=1, cpu=ENVOY_CPU):
+        self.name = name
+        self.dir = OUT / "envoy" / f"{name}-c{concurrency}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.dir / "envoy.yaml"
+        cfg.write_text(json.dumps(config, indent=1))
+        self.admin_file = self.dir / "admin.txt"
+        if self.admin_file.exists():
+            self.admin_file.unlink()
+        self.log = self.dir / "envoy.log"
+        self.started = time.monotonic()
+        self.proc = PROCS.spawn(
+            [
+                envoy_bin, "-c", str(cfg), "--use-dynamic-base-id", "--concurrency", str(concurrency),
+                "--admin-address-path", str(self.admin_file), "--log-level", "warn",
+            ],
+            cpu=cpu, cwd=self.dir, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+        )
+        self.pid = self.proc.pid
+        self.admin = None
+        self.port = None
+
+    def wait_ready(self, limit=60):
+        """True when the listener is up; False (see .log) if Envoy exited or timed out."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            if self.admin is None and self.admin_file.exists():
+                text = self.admin_file.read_text().strip()
+                if text:
+                    self.admin = text
+            if self.admin:
+                try:
+                    st, _ = admin_get(self.admin, "/ready")
+                    if st == 200:
+                        _, body = admin_get(self.admin, "/listeners?format=json")
+                        port = json.loads(body)["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+                        if port:
+                            self.port = port
+                            return True
+                except (OSError, ValueError, KeyError, IndexError, http.client.HTTPException):
+                    pass
+            time.sleep(0.01)
+        return False
+
+    def connections(self):
+        """Downstream connections Envoy has accepted so far (its own counter)."""
+        try:
+            _, body = admin_get(self.admin, "/stats?filter=^http.bench.downstream_cx_total$")
+            return int(body.decode().split(":")[1])
+        except (OSError, ValueError, IndexError, http.client.HTTPException):
+            return 0
+
+    def log_text(self):
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        PROCS.stop(self.proc)
+
+
+def cpu_ticks(pid):
+    """utime + stime of a whole process (every thread, live or gone), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ------------------------------------------------------------------ requests and load
+
+
+def generate():
+    """Fresh signed requests for every workload (timestamp = now)."""
+    out = subprocess.run(
+        [str(WG_BENCH), "gen", "--token", TOKEN, "--appid", APPID, "--aes-key", AES_KEY],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    reqs = json.loads(out)
+    bodies = OUT / "bodies"
+    bodies.mkdir(exist_ok=True)
+    for w in WORKLOADS:
+        r = reqs[w]
+        if r["method"] == "POST":
+            p = bodies / f"{w}.xml"
+            p.write_text(r["body"])
+            r["body_file"] = str(p)
+    return reqs
+
+
+def h2load(port, req, n, conns, rps=None, log_file=None):
+    """Runs h2load over HTTP/1.1; returns its parsed summary."""
+    args = ["h2load", "--h1", "-n", str(n), "-c", str(conns), "-t", "1", "-m", "1"]
+    if req["method"] == "POST":
+        args += ["-d", req["body_file"], "-H", "content-type: text/xml"]
+    if rps:
+        args += ["--rps", str(rps)]
+    if log_file:
+        args += ["--log-file", str(log_file)]
+    args.append(f"http://127.0.0.1:{port}{req['path']}")
+    if LOAD_CPU is not None:
+        args = ["taskset", "-c", LOAD_CPU] + args
+    p = subprocess.run(args, capture_output=True, text=True)
+    res = {"ok": p.returncode == 0, "rps": 0.0, "2xx": 0, "4xx": 0, "5xx": 0, "failed": 0, "errored": 0}
+    for line in p.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("finished in"):
+            # finished in 1.23s, 16260.16 req/s, 3.60MB/s
+            res["rps"] = float(line.split(",")[1].split()[0])
+        elif line.startswith("requests:"):
+            parts = dict((v, int(k)) for k, v in (x.split()[:2] for x in line[len("requests:"):].split(",")))
+            res["failed"] = parts.get("failed", 0)
+            res["errored"] = parts.get("errored", 0)
+            res["done"] = parts.get("done", 0)
+        elif line.startswith("status codes:"):
+            for x in line[len("status codes:"):].split(","):
+                k, v = x.split()
+                res[v] = int(k)
+    if not p.returncode == 0:
+        res["stderr"] = p.stderr[-500:]
+    return res
+
+
+def expected_class(setup, workload):
+    if workload == "forged" and setup in GATES:
+        return "4xx"
+    return "2xx"
+
+
+def as_expected(res, want, n):
+    """Every request answered, all with the expected status class (h2load counts 4xx as failed)."""
+    return res.get("done") == n and res[want] == n and not res["errored"] and (want != "2xx" or not res["failed"])
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, int(round(q * len(sorted_values) + 0.5)) - 1))
+    return sorted_values[k]
+
+
+# ------------------------------------------------------------------ the run
+
+GATES = {"wechat-gate", "wechat-gate-live", "lua", "ext_authz", "wechat-gate-safe"}
+ORDER = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-live", "other-route", "lua", "ext_authz", "wechat-gate-safe"]
+
+
+def workloads_of(setup):
+    if setup in ("passthrough", "noop-wasm"):
+        return PLAIN + SAFE
+    if setup == "wechat-gate-safe":
+        return SAFE
+    return PLAIN
+
+
+def check_once(setup, envoy_port, workload, req, plain_len):
+    """One request through the setup; None if it behaved as it should, else what it did."""
+    body = req.get("body", "").encode()
+    st, hdrs, resp = http_request(envoy_port, req["method"], req["path"], body)
+    up = hdrs.get("x-bench-upstream", "")
+    gate = setup in GATES
+    want = None
+    if workload == "post":
+        want = (200, "v=1" if gate else "v=0", None)
+    elif workload == "get":
+        want = (200, None, ECHOSTR if gate else "success")
+    elif workload == "forged":
+        want = (401, None, None) if gate else (200, "v=0", None)
+    else:  # safe mode
+        want = (200, f"v=1;enc=0;len={plain_len}", None) if gate else (200, "v=0;enc=1", None)
+    status, up_prefix, body_text = want
+    got = f"{st} upstream=[{up}] body={resp[:80]!r}"
+    if st != status:
+        return got
+    if up_prefix and not up.startswith(up_prefix):
+        return got
+    if body_text is not None and resp.decode(errors="replace") != body_text:
+        return got
+    return None
+
+
+def run(args):
+    envoy_bin = os.environ.get("ENVOY_BIN") or subprocess.run(
+        [str(ROOT / "scripts/ensure-envoy.sh"), "--pinned"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    envoy_version = subprocess.run([envoy_bin, "--version"], capture_output=True, text=True).stdout.strip().split("version:")[-1].strip()
+    if OUT.exists():
+        shutil.rmtree(OUT)
+    OUT.mkdir(parents=True)
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    report = {"envoy_version": envoy_version, "started": datetime.datetime.now().astimezone(), "git": git or "unknown"}
+
+    if not args.no_build:
+        build()
+    for path, what in [(GATE_WASM, "make build"), (CLI, "make build"), (NOOP_WASM, "bench/run.py"), (WG_BENCH, "bench/run.py")]:
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing (built by {what})")
+    for tool in ["h2load"]:
+        if not shutil.which(tool):
+            raise SystemExit("h2load not found: apt-get install nghttp2-client (make bench does)")
+
+    report["micro"] = {} if args.no_micro else micro(args)
+
+    global DEDUPE_OFF
+    ok, why = config_accepted(gate_config())
+    if not ok:
+        log(f"this build refuses dedupe_seconds ({why}): left out of the configurations")
+        DEDUPE_OFF = {}
+
+    # ---- helpers: upstream, ext_authz service, mock-api
+    _, upstream_port = start_server("upstream", [str(WG_BENCH), "upstream", "--listen", "127.0.0.1:0"])
+    authz_proc, authz_port = start_server(
+        "authz", [str(WG_BENCH), "authz", "--listen", "127.0.0.1:0", "--config", json.dumps(gate_config())]
+    )
+    _, mock_port = start_server(
+        "mock-api",
+        [str(CLI), "mock-api", "--listen", "127.0.0.1:0", "--appid", APPID, "--secret", SECRET, "--callback-ip", "127.0.0.1"],
+    )
+    ports = {"upstream": upstream_port, "authz": authz_port, "mock_api": mock_port}
+    extra_cpu = {"ext_authz": authz_proc.pid}
+
+    # ---- start every setup's Envoy (concurrency 1)
+    setups = [s for s in ORDER if not args.setups or s in args.setups]
+    envoys = {}
+    for s in setups:
+        e = Envoy(envoy_bin, s, envoy_config(s, ports))
+        if not e.wait_ready():
+            text = e.log_text()
+            e.stop()
+            if s == "wechat-gate-safe":
+                reason = next((l for l in text.splitlines() if "safe_mode" in l or "refused" in l), text.strip().splitlines()[-1:] or [""])
+                reason = reason if isinstance(reason, str) else reason[0]
+                log("safe mode: not available in this build")
+                log(f"  (Envoy refused the safe-mode configuration: {reason.strip()[:300]})")
+                report["safe_mode"] = f"not available in this build: {reason.strip()[:300]}"
+                continue
+            raise SystemExit(f"Envoy for {s} did not start:\n{text[-3000:]}")
+        envoys[s] = e
+        log(f"{s}: Envoy pid {e.pid} on 127.0.0.1:{e.port}")
+    setups = [s for s in setups if s in envoys]
+
+    # ---- the live list must be in before anything is timed
+    if "wechat-gate-live" in envoys:
+        reqs = generate()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st, _, _ = http_request(envoys["wechat-gate-live"].port, "POST", reqs["post"]["path"], reqs["post"]["body"].encode())
+            if st != 503:
+                break
+            time.sleep(0.05)
+
+    # ---- check every cell once: it must do what it is meant to, or it is not timed
+    reqs = generate()
+    cells = [(s, w) for s in setups for w in workloads_of(s)]
+    broken = {}
+    for s, w in cells:
+        why = check_once(s, envoys[s].port, w, reqs[w], reqs.get(f"{w}_plain_len"))
+        if why:
+            broken[(s, w)] = why
+            log(f"CHECK FAILED {s} / {w}: {why}")
+    cells = [c for c in cells if c not in broken]
+    report["broken"] = broken
+
+    # ---- warm-up and per-setup request counts (each CPU run lasts about --run-seconds)
+    n_of = {}
+    for s, w in cells:
+        res = h2load(envoys[s].port, reqs[w], args.warmup, args.connections)
+        n = int(max(args.min_requests, res["rps"] * args.run_seconds) // 1000 * 1000) or args.min_requests
+        n_of[(s, w)] = n
+    log("requests per CPU run: " + ", ".join(f"{s}/{w}={n}" for (s, w), n in n_of.items()))
+
+    # ---- rounds: every cell once per round. Within a round each workload runs through
+    # every setup back to back, in an order rotated per round, so that cells compared
+    # with each other are measured close in time; drift hits all alike.
+    # Samples are kept per round: ratios are taken within a round, then the median.
+    samples = {c: {k: {} for k in ("cpu", "svc", "rps", "p50", "p99", "cx")} | {"bad": 0} for c in cells}
+    rounds = max(args.rounds, args.latency_rounds)
+    for r in range(rounds):
+        order = setups[r % len(setups):] + setups[: r % len(setups)]
+        t0 = time.monotonic()
+        for w in WORKLOADS:
+            reqs = generate()  # fresh timestamps: the default 300 s tolerance stays on
+            for s in order:
+                c = (s, w)
+                if c not in samples:
+                    continue
+                e, want = envoys[s], expected_class(s, w)
+                if r < args.rounds:
+                    n = n_of[c]
+                    cx_before = e.connections()
+                    before = cpu_ticks(e.pid)
+                    svc_before = cpu_ticks(extra_cpu[s]) if s in extra_cpu else 0
+                    res = h2load(e.port, reqs[w], n, args.connections)
+                    after = cpu_ticks(e.pid)
+                    svc_after = cpu_ticks(extra_cpu[s]) if s in extra_cpu else 0
+                    samples[c]["cx"][r] = (e.connections() - cx_before) / n
+                    if not as_expected(res, want, n):
+                        samples[c]["bad"] += 1
+                        log(f"  {s}/{w}: {res}")
+                    samples[c]["cpu"][r] = (after - before) / CLK_TCK * 1e6 / n
+                    samples[c]["svc"][r] = (svc_after - svc_before) / CLK_TCK * 1e6 / n
+                    samples[c]["rps"][r] = res["rps"]
+            for s in order:
+                c = (s, w)
+                if c not in samples or r >= args.latency_rounds:
+                    continue
+                # Latency at a fixed, moderate rate.
+                e, want = envoys[s], expected_class(s, w)
+                lf = OUT / "latency.log"
+                if lf.exists():
+                    lf.unlink()
+                total = int(args.rate * args.latency_seconds)
+                res = h2load(e.port, reqs[w], total, args.latency_conns, rps=max(1, args.rate // args.latency_conns), log_file=lf)
+                if not as_expected(res, want, total):
+                    samples[c]["bad"] += 1
+                    log(f"  {s}/{w} (latency run): {res}")
+                durations = sorted(int(line.split("\t")[2]) for line in lf.read_text().splitlines() if line.count("\t") >= 2)
+                samples[c]["p50"][r] = percentile(durations, 0.50)
+                samples[c]["p99"][r] = percentile(durations, 0.99)
+        log(f"round {r + 1}/{rounds} done in {time.monotonic() - t0:.0f} s")
+    report["samples"] = samples
+    report["n_of"] = n_of
+    for e in envoys.values():
+        e.stop()
+
+    # ---- memory at --concurrency 4
+    report["memory"] = memory(envoy_bin, ports, args)
+    # ---- time from start to the first verified request with the live list
+    report["startup"] = startup(envoy_bin, ports, args)
+    report["wasm"] = {"wechat_gate.wasm": GATE_WASM.stat().st_size, "noop_wasm.wasm": NOOP_WASM.stat().st_size}
+    report["args"] = args
+    report["setups"] = setups
+    report["finished"] = datetime.datetime.now().astimezone()
+    text = render(report)
+    RESULTS.write_text(text)
+    print()
+    print(text)
+    log(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def build():
+    log("building bench/noop-wasm (wasm32-wasip1) and bench/tools ...")
+    subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1", "--quiet"], cwd=NOOP_DIR, check=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=TOOLS_DIR, check=True)
+
+
+def micro(args):
+    """criterion micro-benchmarks (benches/core.rs), natively; median ns per benchmark."""
+    log("micro-benchmarks: cargo bench --bench core ...")
+    env = dict(os.environ, CARGO_TARGET_DIR=str(MICRO_TARGET))
+    # Benches always build with panic=unwind: keep the CLI the bench build drags in on
+    # unwind too, so the library is built once (not once per panic strategy).
+    env["CARGO_PROFILE_RELEASE_PANIC"] = "unwind"
+    crit = MICRO_TARGET / "criterion"
+    if crit.exists():
+        shutil.rmtree(crit)
+    subprocess.run(["cargo", "bench", "--bench", "core", "--quiet"], cwd=ROOT, env=env, check=True)
+    results = {}
+    for bench_json in crit.glob("**/new/benchmark.json"):
+        meta = json.loads(bench_json.read_text())
+        est = json.loads((bench_json.parent / "estimates.json").read_text())
+        results[meta.get("full_id") or meta.get("title")] = est["median"]["point_estimate"]
+    return results
+
+
+def memory(envoy_bin, ports, args):
+    """VmRSS of Envoy at --concurrency 4 after some traffic, per setup (median of trials)."""
+    log("memory at --concurrency 4 ...")
+    setups = ["passthrough", "noop-wasm", "wechat-gate", "lua"]
+    rss = {s: [] for s in setups}
+    for t in range(args.memory_trials):
+        for s in setups[t % len(setups):] + setups[: t % len(setups)]:
+            e = Envoy(envoy_bin, s, envoy_config(s, ports), concurrency=4, cpu=None)
+            if not e.wait_ready():
+                raise SystemExit(f"Envoy {s} --concurrency 4 did not start:\n{e.log_text()[-2000:]}")
+            reqs = generate()
+            h2load(e.port, reqs["post"], 4000, 16)
+            time.sleep(0.3)
+            rss[s].append(vm_rss_kib(e.pid))
+            e.stop()
+    return rss
+
+
+def startup(envoy_bin, ports, args):
+    """Envoy start → listener answers, and → first verified (non-503) POST, live list."""
+    log("start-up with the live list ...")
+    ready, verified = [], []
+    for _ in range(args.startup_trials):
+        reqs = generate()
+        body = reqs["post"]["body"].encode()
+        e = Envoy(envoy_bin, "wechat-gate-live", envoy_config("wechat-gate-live", ports))
+        t_ready = t_ok = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and t_ok is None:
+            if e.proc.poll() is not None:
+                break
+            if e.port is None:
+                if e.admin is None and e.admin_file.exists():
+                    e.admin = e.admin_file.read_text().strip() or None
+                if e.admin:
+                    try:
+                        _, b = admin_get(e.admin, "/listeners?format=json")
+                        e.port = json.loads(b)["listener_statuses"][0]["local_address"]["socket_address"]["port_value"] or None
+                    except (OSError, ValueError, KeyError, IndexError, http.client.HTTPException):
+                        pass
+                if e.port is None:
+                    time.sleep(0.005)
+                    continue
+            try:
+                st, _, _ = http_request(e.port, "POST", reqs["post"]["path"], body, timeout=2)
+            except (OSError, http.client.HTTPException):
+                time.sleep(0.005)
+                continue
+            now = time.monotonic() - e.started
+            if t_ready is None:
+                t_ready = now
+            if st != 503:
+                t_ok = now
+            else:
+                time.sleep(0.005)
+        e.stop()
+        if t_ready is not None:
+            ready.append(t_ready)
+        if t_ok is not None:
+            verified.append(t_ok)
+    return {"ready": ready, "verified": verified, "trials": args.startup_trials}
+
+
+# ------------------------------------------------------------------ the report
+
+
+def med(xs):
+    xs = list(xs.values()) if isinstance(xs, dict) else list(xs)
+    return statistics.median(xs) if xs else None
+
+
+def per_round(a, b, op):
+    """op(a[r], b[r]) for every round both have, as a list."""
+    return [op(a[r], b[r]) for r in a if r in b]
+
+
+def render(rep):
+    args = rep["args"]
+    samples = rep["samples"]
+    setups = rep["setups"]
+    broken = rep["broken"]
+    cpu_model = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def total(s, w):
+        """Per round: Envoy CPU/request (+ the ext_authz service's)."""
+        c = samples.get((s, w))
+        if not c:
+            return {}
+        return {r: c["cpu"][r] + c["svc"].get(r, 0.0) for r in c["cpu"]}
+
+    def ratio(s, w, series=total, base="passthrough"):
+        """Median over rounds of value(s) / value(base), each pair from the same round."""
+        a, b = series(s, w), series(base, w)
+        return med(per_round(a, b, lambda x, y: x / y if y else float("nan")))
+
+    def key_series(key):
+        return lambda s, w: samples.get((s, w), {}).get(key, {})
+
+    def missing(s, w):
+        if (s, w) in broken:
+            return "check failed"
+        return "" if w not in workloads_of(s) else "n/a"
+
+    def cell_cpu(s, w):
+        t = total(s, w)
+        if not t:
+            return missing(s, w)
+        c = samples[(s, w)]
+        r = ratio(s, w)
+        text = f"{med(t):.1f}" + (f" ({r:.2f}×)" if r else "")
+        if s == "ext_authz":
+            text += f" = {med(c['cpu']):.1f} Envoy + {med(c['svc']):.1f} svc"
+        return text + (" ⚠" if c["bad"] else "")
+
+    cols = [w for w in WORKLOADS if any((s, w) in samples or (s, w) in broken for s in setups)]
+    lines = []
+    out = lines.append
+    out("# wechat-gate benchmark results")
+    out("")
+    out(f"- date: {rep['started']:%Y-%m-%d %H:%M %Z} (the run took {(rep['finished'] - rep['started']).total_seconds() / 60:.1f} min)")
+    out(f"- machine: {NPROC} cores (`nproc`), CPU `{cpu_model}` (/proc/cpuinfo), {platform.system()} {platform.release()}")
+    out(f"- Envoy: {rep['envoy_version']}; wechat-gate: {rep.get('git', 'unknown')}")
+    argv = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    out(f"- command: `make bench` (runs `python3 bench/run.py{' ' + argv if argv else ''}`)")
+    pin = f"Envoy pinned to core {ENVOY_CPU}, h2load and every helper process to core {LOAD_CPU}" if ENVOY_CPU else "no CPU pinning (1 core)"
+    out(
+        f"- method: Envoy `--concurrency 1`, {pin}; HTTP/1.1 (`h2load --h1`). CPU and peak: {args.rounds} rounds, "
+        f"{args.connections} connections, a fixed request count per cell (about {args.run_seconds} s of traffic). "
+        f"Latency: {args.latency_rounds} rounds, {args.latency_conns} connections at {args.rate} req/s for {args.latency_seconds} s. "
+        "Within a round every workload goes through every setup back to back, the setup order rotated per round. "
+        "Figures are medians over rounds; a ratio is the median of the per-round ratios."
+    )
+    out(f"- gate configuration: `{json.dumps(gate_config())}` (+ `allow_on_headers_stop_iteration: true`); "
+        "requests are signed when each round's workload starts, so the freshness check (300 s) is on.")
+    if rep.get("safe_mode"):
+        out(f"- safe mode: {rep['safe_mode']}")
+    out("")
+    hdr = "| setup | " + " | ".join(WORKLOADS[w] for w in cols) + " |"
+    sep = "|---|" + "---|" * len(cols)
+
+    out("## Envoy CPU per request (µs; × passthrough)")
+    out("")
+    out("utime+stime of the Envoy process (`/proc/PID/stat`) over a fixed request count (`h2load -n`); "
+        "for ext_authz, Envoy + the verification service. ⚠: some responses did not have the expected status.")
+    out("")
+    out(hdr)
+    out(sep)
+    for s in setups:
+        out(f"| {s} | " + " | ".join(cell_cpu(s, w) for w in cols) + " |")
+    out("")
+    closing = [(s, w, med(samples[(s, w)]["cx"])) for s in setups for w in cols if (s, w) in samples and samples[(s, w)]["cx"]]
+    closing = [(s, w, x) for s, w, x in closing if x > 0.5]
+    if closing:
+        out("Envoy closed the client's connection after each response in: "
+            + ", ".join(f"{s} / {WORKLOADS[w]} ({x:.2f} new connections per request)" for s, w, x in closing)
+            + ". A request answered in the headers phase while its body is still unread ends its HTTP/1.1 "
+            "connection, so those figures include a TCP accept and close per request.")
+        out("")
+    out(f"## Latency at {args.rate} req/s (µs, p50 / p99, as h2load sees it)")
+    out("")
+    out(hdr)
+    out(sep)
+    for s in setups:
+        row = []
+        for w in cols:
+            c = samples.get((s, w))
+            if c and c["p50"]:
+                r50, r99 = ratio(s, w, key_series("p50")), ratio(s, w, key_series("p99"))
+                row.append(f"{med(c['p50']):.0f} / {med(c['p99']):.0f}" + (f" ({r50:.2f}× / {r99:.2f}×)" if r50 else ""))
+            else:
+                row.append(missing(s, w))
+        out(f"| {s} | " + " | ".join(row) + " |")
+    out("")
+    out("## Peak requests/s (one Envoy worker; × passthrough)")
+    out("")
+    out("In brackets: how busy Envoy's core was (CPU/request × req/s); near 100 % Envoy is the bottleneck.")
+    out("")
+    out(hdr)
+    out(sep)
+    for s in setups:
+        row = []
+        for w in cols:
+            c = samples.get((s, w))
+            if c and c["rps"]:
+                r = ratio(s, w, key_series("rps"))
+                busy = med(per_round(c["cpu"], c["rps"], lambda x, y: x * y / 1e4))
+                row.append(f"{med(c['rps']):.0f}" + (f" ({r:.2f}×)" if r else "") + f" [{busy:.0f} %]")
+            else:
+                row.append(missing(s, w))
+        out(f"| {s} | " + " | ".join(row) + " |")
+    out("")
+
+    # ---- other figures
+    out("## Size, memory, start-up")
+    out("")
+    out("| figure | value |")
+    out("|---|---|")
+    for name, size in rep["wasm"].items():
+        out(f"| {name} | {size / 1024:.0f} KiB ({size} bytes) |")
+    mem = rep["memory"]
+    for s, xs in mem.items():
+        if xs:
+            out(f"| Envoy VmRSS, `--concurrency 4`, {s} | {med(xs) / 1024:.1f} MiB (trials: {', '.join(f'{x / 1024:.1f}' for x in xs)}) |")
+    st = rep["startup"]
+    if st["ready"]:
+        out(f"| Envoy start → listener answers (gate with the live list) | {med(st['ready']) * 1000:.0f} ms (median of {len(st['ready'])}) |")
+    out(
+        "| Envoy start → first verified (non-503) POST with the live list | "
+        + (f"{med(st['verified']) * 1000:.0f} ms (median of {len(st['verified'])}/{st['trials']})" if st["verified"] else "never (within 60 s)")
+        + " |"
+    )
+    out("")
+    micro_res = rep["micro"]
+    if micro_res:
+        out("## Micro-benchmarks (criterion, native, median)")
+        out("")
+        out("| benchmark | time |")
+        out("|---|---|")
+        for name, ns in sorted(micro_res.items()):
+            out(f"| {name} | {fmt_ns(ns)} |")
+        out("")
+
+    # ---- targets
+    out("## Targets (reported, never asserted)")
+    out("")
+    out("| target | measured | |")
+    out("|---|---|---|")
+
+    def target(text, measured, ok):
+        mark = "n/a" if ok is None else ("met" if ok else "**missed**")
+        out(f"| {text} | {measured} | {mark} |")
+
+    def vs(a, b, w):
+        """`a` vs `b` on workload w: medians, and the median per-round difference and ratio."""
+        ta, tb = total(a, w), total(b, w)
+        if not ta or not tb:
+            return None
+        d = med(per_round(ta, tb, lambda x, y: x - y))
+        r = med(per_round(ta, tb, lambda x, y: x / y))
+        return med(ta), med(tb), d, r
+
+    v = vs("wechat-gate", "noop-wasm", "post")
+    if v:
+        target("verified POST: Envoy CPU/request within 5 µs of noop-wasm", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 5)
+    v = vs("wechat-gate", "passthrough", "post")
+    if v:
+        target("verified POST: ≤ 1.25× passthrough", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", v[3] <= 1.25)
+    for w in PLAIN:
+        v = vs("other-route", "passthrough", w)
+        if v:
+            target(f"other-route ≈ passthrough (within 5 %), {WORKLOADS[w]}", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", abs(v[3] - 1) <= 0.05)
+    for w in ["get", "forged"]:
+        v = vs("wechat-gate", "passthrough", w)
+        if v:
+            target(f"{WORKLOADS[w]}: the gate answering costs less than passthrough forwarding the same request",
+                   f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", v[3] < 1)
+        ta, tp = total("wechat-gate", w), total("passthrough", "post")
+        if ta and tp:
+            r = med(per_round(ta, tp, lambda x, y: x / y))
+            target(f"{WORKLOADS[w]}: the gate answering costs less than passthrough forwarding the verified POST",
+                   f"{med(ta):.1f} vs {med(tp):.1f} µs ({r:.2f}×)", r < 1)
+    v = vs("wechat-gate", "ext_authz", "post")
+    if v:
+        target("verified POST: gate ≤ 1/3 of ext_authz (Envoy + service)", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", v[3] <= 1 / 3)
+        g, x, p = total("wechat-gate", "post"), total("ext_authz", "post"), total("passthrough", "post")
+        if p:
+            over_g = med(per_round(g, p, lambda a, b: a - b))
+            over_x = med(per_round(x, p, lambda a, b: a - b))
+            target("(for reference) the same on the CPU above passthrough", f"{over_g:.1f} vs {over_x:.1f} µs", None)
+    v = vs("wechat-gate", "lua", "post")
+    if v:
+        target("verified POST: gate cheaper than lua", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", v[3] < 1)
+    for key, limit, label in [
+        ("allowlist lookup 10000 entries (hit)", 100, "allowlist lookup < 100 ns at 10,000 entries (address listed)"),
+        ("allowlist lookup 10000 entries (miss)", 100, "allowlist lookup < 100 ns at 10,000 entries (not listed)"),
+        ("signature check", 1000, "signature check < 1 µs"),
+    ]:
+        if key in micro_res:
+            target(label, fmt_ns(micro_res[key]), micro_res[key] < limit)
+    size = rep["wasm"]["wechat_gate.wasm"]
+    target("wechat_gate.wasm ≤ 300 KiB", f"{size / 1024:.0f} KiB", size <= 300 * 1024)
+    if mem.get("wechat-gate") and mem.get("passthrough"):
+        d = (med(mem["wechat-gate"]) - med(mem["passthrough"])) / 1024
+        target("VmRSS with the gate at `--concurrency 4` ≤ passthrough + 10 MiB", f"{d:+.1f} MiB", d <= 10)
+    out("")
+    out("How each setup is built, and why: bench/README.md.")
+    return "\n".join(lines) + "\n"
+
+
+def fmt_ns(ns):
+    return f"{ns:.1f} ns" if ns < 1000 else f"{ns / 1000:.2f} µs"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=9, help="rounds of CPU/peak runs")
+    ap.add_argument("--latency-rounds", type=int, default=5, help="rounds of latency runs")
+    ap.add_argument("--run-seconds", type=float, default=0.5, help="length of each CPU/peak run (sets its fixed request count)")
+    ap.add_argument("--min-requests", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=2000, help="requests per cell before the rounds")
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--rate", type=int, default=1000, help="req/s of the latency runs")
+    ap.add_argument("--latency-seconds", type=float, default=1.5)
+    ap.add_argument("--latency-conns", type=int, default=4)
+    ap.add_argument("--memory-trials", type=int, default=3)
+    ap.add_argument("--startup-trials", type=int, default=5)
+    ap.add_argument("--setups", nargs="*", help="only these setups")
+    ap.add_argument("--no-build", action="store_true", help="use the bench tools already built")
+    ap.add_argument("--no-micro", action="store_true", help="skip the criterion micro-benchmarks")
+    ap.add_argument("--quick", action="store_true", help="1 round, short runs: to try the harness")
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.latency_rounds, args.run_seconds, args.min_requests, args.warmup = 1, 1, 0.3, 1000, 500
+        args.latency_seconds, args.memory_trials, args.startup_trials = 0.5, 1, 1
+    run(args)
+
+
+if __name__ == "__main__":
+    main()

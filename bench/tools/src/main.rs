@@ -1,0 +1,467 @@
+//! `wg-bench`: the native helpers of `make bench` (driven by bench/run.py).
+//!
+//! - `wg-bench upstream --listen ADDR`: the fast upstream every Envoy setup forwards to.
+//!   Answers every request `200 success`, and says in `x-bench-upstream` what it saw
+//!   (`v=` the gate's verified header, `enc=` whether the body still held `<Encrypt>`,
+//!   `len=` the body length) so the driver can check each setup once before timing it.
+//! - `wg-bench authz --listen ADDR --config JSON`: the ext_authz HTTP service, built on
+//!   wechat-gate's own core (`config::parse`, `verify::decide`). The source address is
+//!   `x-wechat-gate-source`, which Envoy sets to `%DOWNSTREAM_REMOTE_ADDRESS%` on the
+//!   check request (ext_authz `headers_to_add`) and on the handshake route, overwriting
+//!   whatever a client sent under that name.
+//!   Verified push: `200` + `x-wechat-gate-verified: 1`; handshake: `200` + `echostr`
+//!   (Envoy routes GETs to this service as an upstream, see bench/README.md);
+//!   refusals: the gate's own status and body.
+//! - `wg-bench gen --token T --appid A --aes-key K [--timestamp S]`: one JSON object
+//!   with every workload's request (path and body), signed at `S` (default: now).
+//!
+//! Both servers print `listening on http://IP:PORT` once ready, use keep-alive and one
+//! thread per connection (Envoy keeps a small pool of upstream connections).
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use wechat_gate::allowlist::CallbackAllowlist;
+use wechat_gate::config::Config;
+use wechat_gate::verify::{decide, RequestHead, Sources, Verdict};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("upstream") => serve(&args[1..], Arc::new(upstream)),
+        Some("authz") => authz_main(&args[1..]),
+        Some("gen") => gen_main(&args[1..]),
+        Some("check-config") => check_config(&args[1..]),
+        _ => {
+            eprintln!(
+                "usage: wg-bench upstream --listen ADDR\n       wg-bench authz --listen ADDR --config JSON\n       wg-bench gen --token T --appid A --aes-key K [--timestamp S]\n       wg-bench check-config JSON"
+            );
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+// ------------------------------------------------------------------ HTTP/1.1 server
+
+struct Request {
+    method: String,
+    target: String,
+    /// Header names lowercased.
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+fn serve(args: &[String], handler: Handler) -> i32 {
+    let listen = flag(args, "--listen").unwrap_or("127.0.0.1:0");
+    let listener = match TcpListener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("wg-bench: cannot listen on {listen}: {e}");
+            return 2;
+        }
+    };
+    match listener.local_addr() {
+        Ok(addr) => println!("listening on http://{addr}"),
+        Err(e) => {
+            eprintln!("wg-bench: {e}");
+            return 2;
+        }
+    }
+    let _ = io::stdout().flush();
+    for stream in listener.incoming().flatten() {
+        let handler = handler.clone();
+        std::thread::spawn(move || {
+            let _ = connection(stream, &*handler);
+        });
+    }
+    0
+}
+
+fn connection(
+    stream: TcpStream,
+    handler: &(dyn Fn(&Request) -> Response + Send + Sync),
+) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let mut line = Vec::with_capacity(512);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let Some(req) = read_request(&mut reader, &mut line)? else {
+            return Ok(());
+        };
+        let close = req
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let resp = handler(&req);
+        out.clear();
+        write!(
+            out,
+            "HTTP/1.1 {} {}\r\n",
+            resp.status,
+            reason_phrase(resp.status)
+        )?;
+        for (name, value) in &resp.headers {
+            write!(out, "{name}: {value}\r\n")?;
+        }
+        write!(out, "content-length: {}\r\n\r\n", resp.body.len())?;
+        out.extend_from_slice(&resp.body);
+        writer.write_all(&out)?;
+        if close {
+            return Ok(());
+        }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn bad(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
+}
+
+/// One request, or `None` when the peer closed the connection between requests.
+fn read_request(
+    reader: &mut BufReader<TcpStream>,
+    line: &mut Vec<u8>,
+) -> io::Result<Option<Request>> {
+    line.clear();
+    if reader.read_until(b'\n', line)? == 0 {
+        return Ok(None);
+    }
+    let text = String::from_utf8_lossy(trim_eol(line)).into_owned();
+    let mut parts = text.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::with_capacity(16);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', line)? == 0 {
+            return Err(bad("eof in headers"));
+        }
+        let l = trim_eol(line);
+        if l.is_empty() {
+            break;
+        }
+        if let Some(colon) = l.iter().position(|&b| b == b':') {
+            let name = String::from_utf8_lossy(&l[..colon]).to_ascii_lowercase();
+            let value = String::from_utf8_lossy(&l[colon + 1..]).trim().to_string();
+            headers.push((name, value));
+        }
+    }
+    let mut req = Request {
+        method,
+        target,
+        headers,
+        body: Vec::new(),
+    };
+    if req
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        loop {
+            line.clear();
+            reader.read_until(b'\n', line)?;
+            let size_text = String::from_utf8_lossy(trim_eol(line)).into_owned();
+            let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad("chunk size"))?;
+            if size == 0 {
+                // Trailers (none expected) up to the empty line.
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', line)? == 0 || trim_eol(line).is_empty() {
+                        break;
+                    }
+                }
+                break;
+            }
+            let start = req.body.len();
+            req.body.resize(start + size, 0);
+            reader.read_exact(&mut req.body[start..])?;
+            line.clear();
+            reader.read_until(b'\n', line)?;
+        }
+    } else if let Some(len) = req.header("content-length") {
+        let len: usize = len.parse().map_err(|_| bad("content-length"))?;
+        req.body.resize(len, 0);
+        reader.read_exact(&mut req.body)?;
+    }
+    Ok(Some(req))
+}
+
+// ------------------------------------------------------------------ upstream
+
+fn upstream(req: &Request) -> Response {
+    let verified = req.header("x-wechat-gate-verified") == Some("1");
+    let encrypted = contains(&req.body, b"<Encrypt>");
+    Response {
+        status: 200,
+        headers: vec![
+            ("content-type", "text/plain".to_string()),
+            (
+                "x-bench-upstream",
+                format!(
+                    "v={};enc={};len={}",
+                    u8::from(verified),
+                    u8::from(encrypted),
+                    req.body.len()
+                ),
+            ),
+        ],
+        body: b"success".to_vec(),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ------------------------------------------------------------------ ext_authz service
+
+fn authz_main(args: &[String]) -> i32 {
+    let Some(json) = flag(args, "--config") else {
+        eprintln!("wg-bench authz: --config JSON is required");
+        return 2;
+    };
+    let config = match wechat_gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok())
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("wg-bench authz: {e}");
+            return 2;
+        }
+    };
+    let allow = config.source.allow.clone();
+    let state = Arc::new((config, allow));
+    serve(
+        args,
+        Arc::new(move |req: &Request| authz(req, &state.0, &state.1)),
+    )
+}
+
+fn authz(req: &Request, config: &Config, allow: &CallbackAllowlist) -> Response {
+    // Envoy sets this header to %DOWNSTREAM_REMOTE_ADDRESS% (`ip:port`, what the gate
+    // reads as `source.address`), overwriting any value a client sent.
+    let source = req.header("x-wechat-gate-source");
+    let head = RequestHead {
+        method: req.method.as_bytes(),
+        path: Some(req.target.as_bytes()),
+        source: source.map(str::as_bytes),
+    };
+    let sources = Sources {
+        allow,
+        live_list_ready: true,
+    };
+    match decide(&head, config, sources, now_unix()) {
+        Verdict::Forward { openid, .. } => {
+            let mut headers = vec![("x-wechat-gate-verified", "1".to_string())];
+            if let Some(openid) = openid {
+                headers.push(("x-wechat-gate-openid", openid));
+            }
+            Response {
+                status: 200,
+                headers,
+                body: Vec::new(),
+            }
+        }
+        Verdict::Echo { echostr, .. } => Response {
+            status: 200,
+            headers: vec![("content-type", "text/plain".to_string())],
+            body: echostr.into_bytes(),
+        },
+        Verdict::Reject(r) => {
+            let mut headers = vec![("content-type", "text/plain".to_string())];
+            for (name, value) in r.headers() {
+                headers.push((name, value.to_string()));
+            }
+            Response {
+                status: u16::try_from(r.reason.status()).unwrap_or(500),
+                headers,
+                body: r.body().into_bytes(),
+            }
+        }
+        // Not the guarded path: nothing to say against it.
+        Verdict::PassThrough => Response {
+            status: 200,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+    }
+}
+
+/// Exit 0 when this build's `config::parse` accepts the JSON, else 1 with the reason.
+fn check_config(args: &[String]) -> i32 {
+    let json = args.first().map(String::as_str).unwrap_or_default();
+    match wechat_gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok()) {
+        Ok(_) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+// ------------------------------------------------------------------ request generator
+
+fn gen_main(args: &[String]) -> i32 {
+    let (Some(token), Some(appid), Some(aes_key)) = (
+        flag(args, "--token"),
+        flag(args, "--appid"),
+        flag(args, "--aes-key"),
+    ) else {
+        eprintln!("wg-bench gen: --token, --appid and --aes-key are required");
+        return 2;
+    };
+    let key = match wechat_gate::crypto::AesKey::from_encoding_aes_key(aes_key) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("wg-bench gen: --aes-key {e}");
+            return 2;
+        }
+    };
+    let ts = flag(args, "--timestamp")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(now_unix)
+        .to_string();
+    let nonce = format!(
+        "{}",
+        1_000_000_000 + (now_unix() % 1_000_000_000) * 7 % 999_999_937
+    );
+    let openid = "o_bench_user_000000000001";
+    let to = "gh_bench_account";
+    let signed =
+        |extra: &[(&str, &str)]| wechat_gate::wechat_push::signed_query(token, &ts, &nonce, extra);
+
+    let post_body = wechat_gate::wechat_push::text_message_xml(
+        to,
+        openid,
+        &ts,
+        "hello from make bench",
+        1_234_567_890_123_456,
+    );
+    let post_path = format!("/wechat?{}", signed(&[("openid", openid)]));
+    let get_path = format!("/wechat?{}", signed(&[("echostr", "5838479218127813673")]));
+    let forged_path = format!(
+        "/wechat?{}",
+        wechat_gate::wechat_push::signed_query("not-the-token", &ts, &nonce, &[("openid", openid)])
+    );
+
+    let mut fields = vec![
+        entry("post", "POST", &post_path, &post_body),
+        entry("get", "GET", &get_path, ""),
+        entry("forged", "POST", &forged_path, &post_body),
+    ];
+    for (name, size) in [("aes512", 512usize), ("aes8k", 8192usize)] {
+        let msg = message_of_size(to, openid, &ts, size);
+        let mut random16 = [0u8; 16];
+        for (i, b) in random16.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37).wrapping_add(ts.len() as u8);
+        }
+        let encrypt = wechat_gate::crypto::encrypt(&key, appid, msg.as_bytes(), &random16);
+        let msg_signature = wechat_gate::signature::sign(&[token, &ts, &nonce, &encrypt]);
+        let path = format!(
+            "/wechat?{}",
+            signed(&[
+                ("openid", openid),
+                ("encrypt_type", "aes"),
+                (
+                    "msg_signature",
+                    wechat_gate::signature::as_str(&msg_signature)
+                ),
+            ])
+        );
+        let body = format!(
+            "<xml><ToUserName><![CDATA[{to}]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        );
+        fields.push(entry(name, "POST", &path, &body));
+        fields.push(format!("\"{name}_plain_len\": {}", msg.len()));
+    }
+    println!("{{\"timestamp\": \"{ts}\", {}}}", fields.join(", "));
+    0
+}
+
+/// A text message whose XML is exactly `size` bytes (ASCII content).
+fn message_of_size(to: &str, openid: &str, ts: &str, size: usize) -> String {
+    let empty =
+        wechat_gate::wechat_push::text_message_xml(to, openid, ts, "", 1_234_567_890_123_457);
+    let fill = size.saturating_sub(empty.len());
+    let content: String = "wechat-gate bench message "
+        .chars()
+        .cycle()
+        .take(fill)
+        .collect();
+    wechat_gate::wechat_push::text_message_xml(to, openid, ts, &content, 1_234_567_890_123_457)
+}
+
+fn entry(name: &str, method: &str, path: &str, body: &str) -> String {
+    format!(
+        "\"{name}\": {{\"method\": \"{method}\", \"path\": {}, \"body\": {}}}",
+        json_string(path),
+        json_string(body)
+    )
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
