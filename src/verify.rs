@@ -178,6 +178,17 @@ enum Method {
     Post,
 }
 
+/// Whether a request with this `:path` is on the guarded path (every request is,
+/// when the configuration names none). The host asks first, so that a request on
+/// another path costs nothing more.
+pub fn guards(path: Option<&[u8]>, config: &Config) -> bool {
+    match (&config.path, path) {
+        (None, _) => true,
+        (Some(guarded), Some(p)) => split_path(p).0 == guarded.as_bytes(),
+        (Some(_), None) => false,
+    }
+}
+
 /// Decides what to do with a request. `now_unix` is the current time in seconds.
 pub fn decide(
     req: &RequestHead<'_>,
@@ -185,15 +196,10 @@ pub fn decide(
     sources: Sources<'_>,
     now_unix: i64,
 ) -> Verdict {
-    let (path_only, query) = match req.path {
-        Some(p) => split_path(p),
-        None => (&b""[..], &b""[..]),
-    };
-    if let Some(guarded) = &config.path {
-        if req.path.is_none() || path_only != guarded.as_bytes() {
-            return Verdict::PassThrough;
-        }
+    if !guards(req.path, config) {
+        return Verdict::PassThrough;
     }
+    let query = req.path.map_or(&b""[..], |p| split_path(p).1);
     match check(req, query, config, sources, now_unix) {
         Ok(v) => v,
         Err(r) => Verdict::Reject(r),

@@ -12,6 +12,7 @@ use crate::verify::{
 };
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use std::cell::Cell;
 use std::rc::Rc;
 
 /// Where a request on the guarded path is.
@@ -42,7 +43,11 @@ pub struct GateHttp {
     metrics: Option<Rc<Metrics>>,
     admission: Rc<Admission>,
     held: Rc<HeldRequests>,
+    /// Unix seconds, kept by the root context's tick (a hostcall less per request).
+    clock: Rc<Cell<i64>>,
     stage: Stage,
+    /// The names of the `x-wechat-gate-*` headers the client sent (removed on forward).
+    client_gate_headers: Vec<Vec<u8>>,
 }
 
 impl GateHttp {
@@ -52,6 +57,7 @@ impl GateHttp {
         metrics: Option<Rc<Metrics>>,
         admission: Rc<Admission>,
         held: Rc<HeldRequests>,
+        clock: Rc<Cell<i64>>,
     ) -> Self {
         GateHttp {
             context_id,
@@ -59,7 +65,9 @@ impl GateHttp {
             metrics,
             admission,
             held,
+            clock,
             stage: Stage::Untouched,
+            client_gate_headers: Vec::new(),
         }
     }
 
@@ -87,9 +95,7 @@ impl GateHttp {
 
     /// Removes every client-sent `x-wechat-gate-*` header and sets the gate's own.
     fn set_gate_headers(&self, openid: Option<&str>, decrypted: bool) -> Result<(), Rejection> {
-        let names = calls::request_header_names()
-            .ok_or_else(|| malformed("request headers could not be read"))?;
-        for name in names.iter().filter(|n| verify::is_gate_header(n)) {
+        for name in &self.client_gate_headers {
             let name =
                 std::str::from_utf8(name).map_err(|_| malformed("a header name is not valid"))?;
             if !calls::set_request_header(name, None) {
@@ -122,6 +128,14 @@ fn source_for_log() -> String {
 }
 
 impl GateHttp {
+    /// Unix seconds: the tick's clock, or the host's before the first tick.
+    fn now(&self) -> i64 {
+        match self.clock.get() {
+            0 => calls::now_unix(),
+            t => t,
+        }
+    }
+
     fn count(&self, f: impl FnOnce(&Metrics)) {
         if let Some(m) = &self.metrics {
             f(m);
@@ -135,9 +149,9 @@ impl GateHttp {
         openid: Option<String>,
         source: SourceOutcome,
         safe: Option<SafePush>,
+        declared: Option<Vec<u8>>,
         end_of_stream: bool,
     ) -> Action {
-        let declared = calls::request_header("content-length");
         if let Err(rejection) =
             verify::check_body(declared.as_deref(), end_of_stream, config.max_body_bytes)
         {
@@ -184,7 +198,7 @@ impl GateHttp {
             Err(rejection) => return self.reject(&rejection),
         };
         if let Some(identity) = checked.identity {
-            let now = u64::try_from(calls::now_unix()).unwrap_or(0);
+            let now = u64::try_from(self.now()).unwrap_or(0);
             if super::dedupe::seen_before(identity, now, config.dedupe_seconds) {
                 self.count(Metrics::deduplicated);
                 log::debug!(
@@ -291,19 +305,27 @@ impl HttpContext for GateHttp {
             calls::send_response(503, &[], b"wechat-gate: not configured\n");
             return Action::Pause;
         };
-        let method = calls::request_header(":method").unwrap_or_default();
-        let path = calls::request_header(":path");
+        // One hostcall for the whole header map, one for the source; nothing more for
+        // a request on another path.
+        let Some(headers) = calls::request_headers() else {
+            return self.reject(&malformed("request headers could not be read"));
+        };
+        let path = headers.get(":path");
+        if !verify::guards(path, &config) {
+            self.count(Metrics::passed_through);
+            return Action::Continue;
+        }
         let source = calls::property(&["source", "address"]);
         let head = RequestHead {
-            method: &method,
-            path: path.as_deref(),
+            method: headers.get(":method").unwrap_or_default(),
+            path,
             source: source.as_deref(),
         };
         let sources = Sources {
             allow: &self.admission.allow,
             live_list_ready: self.admission.live_list_ready,
         };
-        match verify::decide(&head, &config, sources, calls::now_unix()) {
+        match verify::decide(&head, &config, sources, self.now()) {
             Verdict::PassThrough => {
                 self.count(Metrics::passed_through);
                 Action::Continue
@@ -321,7 +343,14 @@ impl HttpContext for GateHttp {
                 openid,
                 source,
                 safe,
-            } => self.on_verified_push(&config, openid, source, safe, end_of_stream),
+            } => {
+                let Some(gate_headers) = headers.names_where(verify::is_gate_header) else {
+                    return self.reject(&malformed("request headers could not be read"));
+                };
+                self.client_gate_headers = gate_headers;
+                let declared = headers.get("content-length").map(<[u8]>::to_vec);
+                self.on_verified_push(&config, openid, source, safe, declared, end_of_stream)
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::verify::{Reason, Rejection};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
+use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -34,6 +35,8 @@ pub struct GateRoot {
     admission: Rc<Admission>,
     fast_ticks: bool,
     held: Rc<HeldRequests>,
+    /// Unix seconds as of the last tick, for the HTTP contexts.
+    clock: Rc<Cell<i64>>,
 }
 
 impl GateRoot {
@@ -48,6 +51,7 @@ impl GateRoot {
             }),
             fast_ticks: false,
             held: Rc::new(HeldRequests::default()),
+            clock: Rc::new(Cell::new(0)),
         }
     }
 
@@ -181,6 +185,7 @@ impl RootContext for GateRoot {
     }
 
     fn on_tick(&mut self) {
+        self.clock.set(calls::now_unix());
         self.answer_stalled_pushes();
         let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) else {
             return;
@@ -202,6 +207,7 @@ impl RootContext for GateRoot {
             self.metrics.clone(),
             self.admission.clone(),
             self.held.clone(),
+            self.clock.clone(),
         )))
     }
 
