@@ -955,3 +955,41 @@ fn a_reply_followed_by_trailers_is_still_sealed() {
     );
     assert_eq!(open_with_wechatpy(&body, &p).as_deref(), Ok(reply));
 }
+
+#[test]
+fn a_backend_that_resets_the_connection_yields_success() {
+    use std::io::Read;
+    // Reads the request, then closes the connection without a word: Envoy's own 503.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let thread = std::thread::spawn(move || {
+        for stream in listener.incoming().take(1) {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    let envoy = Envoy::start(
+        &envoy_yaml(
+            port,
+            &[Gate::new(
+                "wechat_gate",
+                gate_config(json!({"safe_mode": null})),
+            )],
+            &[],
+        ),
+        EnvoyOptions::default(),
+    );
+    let query = signed(TOKEN, now(), "1", &[]);
+    let r = envoy.send(
+        "POST",
+        &format!("/wechat?{query}"),
+        &[],
+        text_message("reset", 22).as_bytes(),
+        LISTED,
+    );
+    let _ = thread.join();
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 1);
+}
