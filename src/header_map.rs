@@ -3,6 +3,26 @@
 //! name and value followed by a NUL. Anything out of bounds yields `None`, never a
 //! panic. (The SDK's own decoder unwraps names as UTF-8.)
 
+/// Where each (name, value) lies in a serialized header map: decoded once, looked
+/// up many times.
+pub type Spans = Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>;
+
+/// Decodes a serialized header map into the positions of its names and values.
+pub fn spans(bytes: &[u8]) -> Option<Spans> {
+    Some(
+        decode(bytes)?
+            .into_iter()
+            .map(|(n, v)| (offset_in(bytes, n), offset_in(bytes, v)))
+            .collect(),
+    )
+}
+
+/// The range `part` (a subslice of `whole`) covers.
+fn offset_in(whole: &[u8], part: &[u8]) -> std::ops::Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    start..start + part.len()
+}
+
 /// Decodes a serialized header map into (name, value) byte slices.
 pub fn decode(bytes: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
     if bytes.is_empty() {
@@ -65,6 +85,17 @@ mod tests {
             (b"empty", b""),
         ];
         assert_eq!(decode(&encode(&pairs)), Some(pairs));
+    }
+
+    #[test]
+    fn spans_point_at_the_names_and_values() {
+        let buf = encode(&[(b":path", b"/w"), (b"a", b"bc")]);
+        let spans = spans(&buf).expect("valid");
+        let text: Vec<(&[u8], &[u8])> = spans
+            .iter()
+            .map(|(n, v)| (&buf[n.clone()], &buf[v.clone()]))
+            .collect();
+        assert_eq!(text, vec![(&b":path"[..], &b"/w"[..]), (b"a", b"bc")]);
     }
 
     #[test]

@@ -227,6 +227,11 @@ pub fn retry_identity(body: &[u8]) -> Option<u64> {
     let field = |name: &str| fields.get(name).ok().flatten().filter(|v| !v.is_empty());
     let to = field("ToUserName")?;
     let mut parts: Vec<&str> = vec![to];
+    // A MsgId that is there but unreadable (repeated, holding elements) identifies
+    // nothing: better no deduplication than a wrong one.
+    if ["MsgId", "MsgID"].iter().any(|n| fields.get(n).is_err()) {
+        return None;
+    }
     // Job-result events (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH) spell it MsgID.
     if let Some(msg_id) = field("MsgId").or_else(|| field("MsgID")) {
         parts.extend(["msg", msg_id]);
@@ -431,9 +436,11 @@ mod tests {
         assert_eq!(retry_identity(b"not xml at all"), None);
         assert_eq!(
             retry_identity(
-                b"<xml><ToUserName>a</ToUserName><MsgId>1</MsgId><MsgId>1</MsgId></xml>"
+                b"<xml><ToUserName>a</ToUserName><FromUserName>o</FromUserName>\
+                  <CreateTime>1</CreateTime><MsgId>1</MsgId><MsgId>1</MsgId></xml>"
             ),
-            retry_identity(b"<xml><ToUserName>a</ToUserName></xml>"),
+            None,
+            "a repeated MsgId identifies nothing (not even as an event)"
         );
     }
 }

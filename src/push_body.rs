@@ -45,6 +45,9 @@ pub struct Checked {
     pub body_for_backend: Option<Vec<u8>>,
     /// `body_for_backend` is the decrypted message.
     pub decrypted: bool,
+    /// The message was decrypted (with or without handing it on), so what it says
+    /// about itself is verified.
+    pub message_read: bool,
     /// The sender (`FromUserName`) read from the decrypted message: verified, unlike
     /// the query's `openid`.
     pub sender: Option<String>,
@@ -58,6 +61,7 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         return Ok(Checked {
             body_for_backend: None,
             decrypted: false,
+            message_read: false,
             sender: None,
             identity: identity(plan, body),
         });
@@ -79,9 +83,16 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
         // No key configured: the signature is all that can be checked, and nothing in
         // the message can be read (so nothing identifies it as a retry).
+        // The outer ToUserName is unsigned, but backends built on Tencent's sample
+        // code fail without one: it goes on when it looks like an account id.
+        let to = crate::message::element(body, "ToUserName")
+            .ok()
+            .flatten()
+            .filter(|t| is_plausible_account_id(t));
         return Ok(Checked {
-            body_for_backend: Some(encrypted_body(None, &encrypt).into_bytes()),
+            body_for_backend: Some(encrypted_body(to.as_deref(), &encrypt).into_bytes()),
             decrypted: false,
+            message_read: false,
             sender: None,
             identity: None,
         });
@@ -105,9 +116,17 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
     Ok(Checked {
         body_for_backend: Some(body_for_backend),
         decrypted: plan.decrypt,
+        message_read: true,
         sender,
         identity,
     })
+}
+
+/// An account's original id (`gh_…`): 1 to 64 letters, digits, `_` or `-`.
+fn is_plausible_account_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// `<xml><ToUserName/><Encrypt/></xml>`, as WeChat sends a safe-mode push.
@@ -330,7 +349,17 @@ mod tests {
         let (body, safe) = safe_push(MESSAGE, TOKEN);
         let checked = check(body.as_bytes(), &plan(&c, Some(safe)), &c).expect("passes");
         let forwarded = checked.body_for_backend.expect("rebuilt");
-        assert!(forwarded.starts_with(b"<xml><Encrypt><![CDATA["));
+        assert!(forwarded
+            .starts_with(b"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA["));
+        // An outer ToUserName that is not an account id does not go on.
+        let odd = body.replace("gh_1", "gh 1");
+        let (_, safe) = safe_push(MESSAGE, TOKEN);
+        let checked = check(odd.as_bytes(), &plan(&c, Some(safe)), &c).expect("passes");
+        assert!(checked
+            .body_for_backend
+            .expect("rebuilt")
+            .starts_with(b"<xml><Encrypt><![CDATA["));
+
         assert_eq!(checked.identity, None, "nothing verified identifies it");
         assert_eq!(checked.sender, None);
     }

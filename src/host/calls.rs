@@ -213,30 +213,33 @@ extern "C" {
 /// as the whole verdict, so the gate reads the map once and looks up in it).
 pub struct RequestHeaders {
     buffer: Vec<u8>,
+    spans: crate::header_map::Spans,
 }
 
 impl RequestHeaders {
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans
+            .iter()
+            .filter_map(|(n, v)| Some((self.buffer.get(n.clone())?, self.buffer.get(v.clone())?)))
+    }
+
     /// The first value of `name` (lower case, as Envoy keeps names).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        crate::header_map::decode(&self.buffer)?
-            .into_iter()
+        self.pairs()
             .find(|(n, _)| *n == name.as_bytes())
             .map(|(_, v)| v)
     }
 
     /// The names of the headers for which `pick` is true.
-    pub fn names_where(&self, pick: impl Fn(&[u8]) -> bool) -> Option<Vec<Vec<u8>>> {
-        Some(
-            crate::header_map::decode(&self.buffer)?
-                .into_iter()
-                .filter(|(n, _)| pick(n))
-                .map(|(n, _)| n.to_vec())
-                .collect(),
-        )
+    pub fn names_where(&self, pick: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        self.pairs()
+            .filter(|(n, _)| pick(n))
+            .map(|(n, _)| n.to_vec())
+            .collect()
     }
 }
 
-/// The request headers; `None` if the host refuses.
+/// The request headers; `None` if the host refuses or the map does not decode.
 pub fn request_headers() -> Option<RequestHeaders> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
@@ -250,9 +253,13 @@ pub fn request_headers() -> Option<RequestHeaders> {
         return None;
     }
     if data.is_null() || size == 0 {
-        return Some(RequestHeaders { buffer: Vec::new() });
+        return Some(RequestHeaders {
+            buffer: Vec::new(),
+            spans: Vec::new(),
+        });
     }
     // SAFETY: see above.
     let buffer = unsafe { Vec::from_raw_parts(data, size, size) };
-    Some(RequestHeaders { buffer })
+    let spans = crate::header_map::spans(&buffer)?;
+    Some(RequestHeaders { buffer, spans })
 }

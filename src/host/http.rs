@@ -73,6 +73,7 @@ impl GateHttp {
 
     fn reject(&mut self, rejection: &Rejection) -> Action {
         self.stage = Stage::Untouched;
+        self.held.release(self.context_id);
         if let Some(m) = &self.metrics {
             m.rejected(rejection.reason);
         }
@@ -228,12 +229,13 @@ impl GateHttp {
             }
             self.count(Metrics::decrypted);
         }
-        // In safe mode the sender comes from the decrypted message, which is verified;
-        // the query's openid is not covered by any signature.
-        let openid = checked
-            .sender
-            .filter(|s| verify::is_plausible_openid(s))
-            .or(openid);
+        // Once the message has been decrypted the sender comes from it, verified, and
+        // only from it: the query's openid is covered by no signature.
+        let openid = if checked.message_read {
+            checked.sender.filter(|s| verify::is_plausible_openid(s))
+        } else {
+            openid
+        };
         let seal = if checked.decrypted { plan.safe } else { None };
         self.forward(
             openid.as_deref(),
@@ -299,6 +301,25 @@ impl Drop for GateHttp {
     }
 }
 
+impl GateHttp {
+    /// The stream ended with no response at all (WeChat hung up first, or the stream
+    /// was reset) and no upstream connection was ever made: the message never
+    /// reached the backend, so WeChat's retry must get through. (Had it reached the
+    /// backend, the retry is a duplicate and stays answered `success`.)
+    fn forget_unanswered(&mut self) {
+        if let Stage::Forwarded {
+            identity: Some(identity),
+            ..
+        } = self.stage
+        {
+            if calls::property(&["upstream", "address"]).is_none() {
+                super::dedupe::forget(identity);
+            }
+            self.stage = Stage::Untouched;
+        }
+    }
+}
+
 impl HttpContext for GateHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(config) = self.config.clone() else {
@@ -344,10 +365,7 @@ impl HttpContext for GateHttp {
                 source,
                 safe,
             } => {
-                let Some(gate_headers) = headers.names_where(verify::is_gate_header) else {
-                    return self.reject(&malformed("request headers could not be read"));
-                };
-                self.client_gate_headers = gate_headers;
+                self.client_gate_headers = headers.names_where(verify::is_gate_header);
                 let declared = headers.get("content-length").map(<[u8]>::to_vec);
                 self.on_verified_push(&config, openid, source, safe, declared, end_of_stream)
             }
@@ -454,6 +472,10 @@ impl HttpContext for GateHttp {
             }
             _ => Action::Continue,
         }
+    }
+
+    fn on_log(&mut self) {
+        self.forget_unanswered();
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {

@@ -185,12 +185,13 @@ impl RootContext for GateRoot {
     }
 
     fn on_tick(&mut self) {
-        self.clock.set(calls::now_unix());
+        let now = calls::now_unix();
+        self.clock.set(now);
         self.answer_stalled_pushes();
         let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) else {
             return;
         };
-        if live.on_tick(calls::now_unix(), metrics) {
+        if live.on_tick(now, metrics) {
             self.rebuild_admission();
         }
         if self.fast_ticks && self.admission.live_list_ready {
