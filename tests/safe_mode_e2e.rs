@@ -49,6 +49,15 @@ fn start(backend: &Backend, config: serde_json::Value, concurrency: u32) -> Envo
     )
 }
 
+/// A gate with the key but `decrypt: false`: it verifies, the backend decrypts.
+fn start_verify_only(backend: &Backend) -> Envoy {
+    start(
+        backend,
+        gate_config(json!({"safe_mode": {"encoding_aes_key": AES_KEY}})),
+        1,
+    )
+}
+
 fn key() -> AesKey {
     AesKey::from_encoding_aes_key(AES_KEY).expect("key")
 }
@@ -83,15 +92,16 @@ fn push_of(encrypt: &str, extra_fields: &str, nonce: &str) -> Push {
     }
 }
 
-/// `message` encrypted by this crate with a random prefix, as WeChat would.
-fn push(message: &str, nonce: &str) -> Push {
+/// `message` encrypted by this crate with a fresh random prefix, as WeChat would.
+fn encrypt_fresh(message: &str) -> String {
     let mut random = [0u8; 16];
     getrandom::getrandom(&mut random).expect("random");
-    push_of(
-        &crypto::encrypt(&key(), APPID, message.as_bytes(), &random),
-        "",
-        nonce,
-    )
+    crypto::encrypt(&key(), APPID, message.as_bytes(), &random)
+}
+
+/// A push of `message`, encrypted as WeChat would.
+fn push(message: &str, nonce: &str) -> Push {
+    push_of(&encrypt_fresh(message), "", nonce)
 }
 
 fn send(envoy: &Envoy, p: &Push) -> Response {
@@ -371,28 +381,28 @@ fn tampered_pushes_never_reach_the_backend() {
     assert_eq!(envoy.counter("wechat_gate.forwarded"), 0);
 }
 
-#[test]
-fn compat_mode_bodies_are_verified_and_decrypted_too() {
+/// A compat-mode push (plaintext `fields` beside `Encrypt`) of `message` reaches the
+/// backend as the decrypted message.
+fn assert_compat_push_is_decrypted(message: &str, fields: &str) {
     let backend = Backend::start();
     let envoy = start(&backend, gate_config(json!({})), 1);
-    let message = text_message("compat", 4004);
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).expect("random");
-    let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &random);
-    let plaintext_fields = "\n  <FromUserName><![CDATA[o_safe_user]]></FromUserName><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[compat]]></Content><MsgId>4004</MsgId>";
-    let r = send(&envoy, &push_of(&encrypt, plaintext_fields, "6"));
+    let r = send(&envoy, &push_of(&encrypt_fresh(message), fields, "6"));
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert_eq!(backend.records()[0].body, message.as_bytes());
 }
 
 #[test]
+fn compat_mode_bodies_are_verified_and_decrypted_too() {
+    assert_compat_push_is_decrypted(
+        &text_message("compat", 4004),
+        "\n  <FromUserName><![CDATA[o_safe_user]]></FromUserName><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[compat]]></Content><MsgId>4004</MsgId>",
+    );
+}
+
+#[test]
 fn verify_only_safe_mode_forwards_the_message_still_encrypted() {
     let backend = Backend::start();
-    let envoy = start(
-        &backend,
-        gate_config(json!({"safe_mode": {"encoding_aes_key": AES_KEY}})),
-        1,
-    );
+    let envoy = start_verify_only(&backend);
     let p = push(&text_message("kept encrypted", 5005), "7");
     assert_eq!(send(&envoy, &p).status, 200);
     let records = backend.records();
@@ -578,6 +588,27 @@ fn a_backend_slower_than_the_route_timeout_yields_success() {
     assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 1);
 }
 
+/// A plaintext push through a gate (config `extra`) whose backend is on `port`.
+fn plain_push_to(port: u16, extra: serde_json::Value, content: &str) -> (Envoy, Response) {
+    let mut config = gate_config(json!({"safe_mode": null}));
+    if let (Some(c), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(extra.clone());
+    }
+    let envoy = Envoy::start(
+        &envoy_yaml(port, &[Gate::new("wechat_gate", config)], &[]),
+        EnvoyOptions::default(),
+    );
+    let query = signed(TOKEN, now(), "1", &[]);
+    let r = envoy.send(
+        "POST",
+        &format!("/wechat?{query}"),
+        &[],
+        text_message(content, 11).as_bytes(),
+        LISTED,
+    );
+    (envoy, r)
+}
+
 #[test]
 fn a_refused_connection_yields_success_and_pass_leaves_envoys_reply() {
     // A port nothing listens on: Envoy's own 503.
@@ -586,24 +617,10 @@ fn a_refused_connection_yields_success_and_pass_leaves_envoys_reply() {
         l.local_addr().expect("addr").port()
     };
     for (mode, want) in [("success", 200), ("pass", 503)] {
-        let envoy = Envoy::start(
-            &envoy_yaml(
-                dead_port,
-                &[Gate::new(
-                    "wechat_gate",
-                    gate_config(json!({"on_upstream_failure": mode, "safe_mode": null})),
-                )],
-                &[],
-            ),
-            EnvoyOptions::default(),
-        );
-        let query = signed(TOKEN, now(), "1", &[]);
-        let r = envoy.send(
-            "POST",
-            &format!("/wechat?{query}"),
-            &[],
-            text_message("nobody home", 11).as_bytes(),
-            LISTED,
+        let (envoy, r) = plain_push_to(
+            dead_port,
+            json!({"on_upstream_failure": mode}),
+            "nobody home",
         );
         assert_eq!(r.status, want, "{mode}: {}", r.body_text());
         if mode == "success" {
@@ -666,13 +683,10 @@ fn cli(args: &[&str]) -> (Option<i32>, String) {
     )
 }
 
-#[test]
-fn the_cli_sends_compat_mode_and_opens_the_sealed_reply() {
-    let backend =
-        Backend::replying(|_| Reply::xml("<xml><Content><![CDATA[pong]]></Content></xml>"));
-    let envoy = start(&backend, gate_config(json!({})), 1);
+/// `wechat-gate send message` of "ping" in safe mode to the gate, with `extra` flags.
+fn cli_send_safe(envoy: &Envoy, extra: &[&str]) -> (Option<i32>, String) {
     let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
-    let (code, text) = cli(&[
+    let mut args = vec![
         "send",
         "message",
         &url,
@@ -686,8 +700,17 @@ fn the_cli_sends_compat_mode_and_opens_the_sealed_reply() {
         AES_KEY,
         "--appid",
         APPID,
-        "--compat",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
+#[test]
+fn the_cli_sends_compat_mode_and_opens_the_sealed_reply() {
+    let backend =
+        Backend::replying(|_| Reply::xml("<xml><Content><![CDATA[pong]]></Content></xml>"));
+    let envoy = start(&backend, gate_config(json!({})), 1);
+    let (code, text) = cli_send_safe(&envoy, &["--compat"]);
     assert_eq!(code, Some(0), "{text}");
     assert!(
         text.contains("-- the reply, signature checked and decrypted:\n<xml><Content><![CDATA[pong]]></Content></xml>"),
@@ -712,27 +735,8 @@ fn the_cli_refuses_a_reply_whose_seal_does_not_check() {
         &crypto::encrypt(&key(), APPID, b"<xml>forged</xml>", &[0u8; 16]),
     );
     let backend = Backend::replying(move |_| Reply::xml(&forged));
-    let envoy = start(
-        &backend,
-        gate_config(json!({"safe_mode": {"encoding_aes_key": AES_KEY}})),
-        1,
-    );
-    let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
-    let (code, text) = cli(&[
-        "send",
-        "message",
-        &url,
-        "--token",
-        TOKEN,
-        "--text",
-        "ping",
-        "--source",
-        LISTED,
-        "--aes-key",
-        AES_KEY,
-        "--appid",
-        APPID,
-    ]);
+    let envoy = start_verify_only(&backend);
+    let (code, text) = cli_send_safe(&envoy, &[]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("not a valid sealed reply"), "{text}");
 }
@@ -816,31 +820,19 @@ fn a_retry_after_a_failed_forward_reaches_the_backend() {
 
 #[test]
 fn markup_a_user_typed_cannot_add_an_encrypt_element() {
-    let backend = Backend::start();
-    let envoy = start(&backend, gate_config(json!({})), 1);
-    let message = text_message("how do I use <Encrypt> tags?", 17);
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).expect("random");
-    let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &random);
     // Compat mode: the user's text, in CDATA, comes before the real Encrypt.
-    let fields = "<Content><![CDATA[how do I use <Encrypt>x</Encrypt> tags?]]></Content>";
-    let r = send(&envoy, &push_of(&encrypt, fields, "1"));
-    assert_eq!(r.status, 200, "{}", r.body_text());
-    assert_eq!(backend.records()[0].body, message.as_bytes());
+    assert_compat_push_is_decrypted(
+        &text_message("how do I use <Encrypt> tags?", 17),
+        "<Content><![CDATA[how do I use <Encrypt>x</Encrypt> tags?]]></Content>",
+    );
 }
 
 #[test]
 fn without_decrypt_only_verified_parts_of_a_compat_body_reach_the_backend() {
     let backend = Backend::start();
-    let envoy = start(
-        &backend,
-        gate_config(json!({"safe_mode": {"encoding_aes_key": AES_KEY}})),
-        1,
-    );
+    let envoy = start_verify_only(&backend);
     let message = text_message("GOOD", 18);
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).expect("random");
-    let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &random);
+    let encrypt = encrypt_fresh(&message);
     // The plaintext fields beside Encrypt are not signed: changed in flight.
     let r = send(
         &envoy,
@@ -980,25 +972,7 @@ fn a_backend_that_resets_the_connection_yields_success() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     });
-    let envoy = Envoy::start(
-        &envoy_yaml(
-            port,
-            &[Gate::new(
-                "wechat_gate",
-                gate_config(json!({"safe_mode": null})),
-            )],
-            &[],
-        ),
-        EnvoyOptions::default(),
-    );
-    let query = signed(TOKEN, now(), "1", &[]);
-    let r = envoy.send(
-        "POST",
-        &format!("/wechat?{query}"),
-        &[],
-        text_message("reset", 22).as_bytes(),
-        LISTED,
-    );
+    let (envoy, r) = plain_push_to(port, json!({}), "reset");
     let _ = thread.join();
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 1);
