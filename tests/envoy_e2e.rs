@@ -950,3 +950,74 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
     assert_eq!(health.len(), 1);
     assert!(health[0].contains("gate={}"), "{}", health[0]);
 }
+
+#[test]
+fn the_istio_envoyfilter_carries_a_filter_config_envoy_accepts() {
+    // The EnvoyFilter's patch value (between its markers) inside a minimal bootstrap.
+    let text = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/istio/envoyfilter.yaml"))
+        .expect("envoy/istio/envoyfilter.yaml");
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("# -- the Envoy HTTP filter --"))
+        .skip(1)
+        .take_while(|l| !l.contains("# -- end --"))
+        .collect();
+    assert!(block.len() > 10, "the markers are in place");
+    let indent = block[0].len() - block[0].trim_start().len();
+    let mut filter = String::new();
+    for (i, line) in block.iter().enumerate() {
+        let line = line.get(indent..).unwrap_or("").replace(
+            "/etc/wechat-gate/wechat_gate.wasm",
+            &wasm_path().display().to_string(),
+        );
+        let lead = if i == 0 {
+            "          - "
+        } else {
+            "            "
+        };
+        filter.push_str(&format!("{lead}{line}\n"));
+    }
+    assert!(filter.contains("allow_on_headers_stop_iteration: true"));
+    let yaml = format!(
+        r#"
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: istio
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {{ prefix: "/" }}
+                direct_response: {{ status: 200 }}
+          http_filters:
+{filter}          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+"#
+    );
+    let dir = std::env::temp_dir().join(format!("wechat-gate-istio-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, &yaml).expect("write config");
+    let out = Command::new(envoy_bin())
+        .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+        .arg(&path)
+        .env("WECHAT_TOKEN", "validate-token")
+        .env("WECHAT_AES_KEY", DEMO_AES_KEY)
+        .output()
+        .expect("envoy --mode validate");
+    let _ = std::fs::remove_dir_all(&dir);
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && log.contains("OK"),
+        "the EnvoyFilter's Wasm filter does not validate:\n{yaml}\n{log}"
+    );
+}
