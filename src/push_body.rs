@@ -166,6 +166,8 @@ pub struct ReplySeal<'a> {
 
 /// Encrypts an XML reply into WeChat's envelope with the given fresh random prefix.
 pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Reply {
+    // A UTF-8 byte-order mark (some Windows stacks write one) is not part of the XML.
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let trimmed = body.trim_ascii();
     if trimmed.is_empty() || trimmed == b"success" || !trimmed.starts_with(b"<") {
         return Reply::AsIs;
@@ -404,6 +406,21 @@ mod tests {
         assert_eq!(
             crypto::decrypt(&k, APPID, &encrypt).expect("opens"),
             reply.as_bytes()
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_xml_is_dropped_and_the_reply_sealed() {
+        let k = key();
+        let Reply::Encrypted(envelope) =
+            seal_reply(b"\xef\xbb\xbf<xml>r</xml>", &seal(&k), &[2u8; 16])
+        else {
+            panic!("encrypted");
+        };
+        let encrypt = crypto::extract_encrypt(envelope.as_bytes()).expect("Encrypt");
+        assert_eq!(
+            crypto::decrypt(&k, APPID, &encrypt).expect("opens"),
+            b"<xml>r</xml>"
         );
     }
 
