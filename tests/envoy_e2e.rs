@@ -37,6 +37,12 @@ fn start(backend: &Backend, config: serde_json::Value) -> Envoy {
     )
 }
 
+/// A signed handshake from the listed source.
+fn handshake(envoy: &Envoy, token: &str, echostr: &str) -> wechat_gate::client::Response {
+    let query = signed(token, now(), "1", &[("echostr", echostr)]);
+    envoy.send("GET", &format!("/wechat?{query}"), &[], b"", LISTED)
+}
+
 fn fresh() -> String {
     signed(TOKEN, now(), "4242", &[])
 }
@@ -77,16 +83,7 @@ fn status_code_table() {
     let envoy = start(&backend, gate_config(json!({})));
 
     // 200: a signed handshake is answered by the gate, echostr byte for byte.
-    let r = envoy.send(
-        "GET",
-        &format!(
-            "/wechat?{}",
-            signed(TOKEN, now(), "1", &[("echostr", "8708463752399332976")])
-        ),
-        &[],
-        b"",
-        LISTED,
-    );
+    let r = handshake(&envoy, TOKEN, "8708463752399332976");
     assert_eq!(
         (r.status, r.body_text().as_str()),
         (200, "8708463752399332976")
@@ -94,13 +91,7 @@ fn status_code_table() {
     assert_eq!(r.header("content-type"), Some("text/plain"));
     // … also when it held percent-encoded characters.
     let odd = "a b+c/d=e&f%微信";
-    let r = envoy.send(
-        "GET",
-        &format!("/wechat?{}", signed(TOKEN, now(), "1", &[("echostr", odd)])),
-        &[],
-        b"",
-        LISTED,
-    );
+    let r = handshake(&envoy, TOKEN, odd);
     assert_eq!((r.status, r.body.as_slice()), (200, odd.as_bytes()));
 
     // 200: a signed POST is forwarded and the backend's answer comes back.
@@ -133,16 +124,7 @@ fn status_code_table() {
     assert_eq!(r.status, 400);
 
     // 401: wrong signature, and a stale timestamp.
-    let r = envoy.send(
-        "GET",
-        &format!(
-            "/wechat?{}",
-            signed("not-the-token", now(), "1", &[("echostr", "1")])
-        ),
-        &[],
-        b"",
-        LISTED,
-    );
+    let r = handshake(&envoy, "not-the-token", "1");
     assert_eq!(
         (r.status, r.body_text().as_str()),
         (401, "wechat-gate: signature: signature does not match\n")
@@ -516,16 +498,7 @@ fn hostile_input_never_crashes_the_vm() {
         "the POST with non-UTF-8 header values was verified and forwarded"
     );
     // The worker's VM is still alive and judging correctly.
-    let r = envoy.send(
-        "GET",
-        &format!(
-            "/wechat?{}",
-            signed(TOKEN, now(), "1", &[("echostr", "alive")])
-        ),
-        &[],
-        b"",
-        LISTED,
-    );
+    let r = handshake(&envoy, TOKEN, "alive");
     assert_eq!((r.status, r.body_text().as_str()), (200, "alive"));
     let log = envoy.log_text();
     for sign_of_a_crash in ["panicked", "critical", "Function: proxy_on", "wasm trap"] {
@@ -651,16 +624,7 @@ fn token_from_the_environment_never_shows_in_config_dump_or_logs() {
         },
     );
     // The token is in use: its signatures pass, others fail, every path logs.
-    let r = envoy.send(
-        "GET",
-        &format!(
-            "/wechat?{}",
-            signed(secret, now(), "1", &[("echostr", "ok")])
-        ),
-        &[],
-        b"",
-        LISTED,
-    );
+    let r = handshake(&envoy, secret, "ok");
     assert_eq!((r.status, r.body_text().as_str()), (200, "ok"));
     assert_eq!(
         post(&envoy, &signed(secret, now(), "2", &[]), "<xml/>", LISTED).status,
@@ -701,13 +665,7 @@ fn token_from_the_environment_never_shows_in_config_dump_or_logs() {
 fn metrics_show_in_prometheus_format() {
     let backend = Backend::start();
     let envoy = start(&backend, gate_config(json!({})));
-    envoy.send(
-        "GET",
-        &format!("/wechat?{}", signed(TOKEN, now(), "1", &[("echostr", "1")])),
-        &[],
-        b"",
-        LISTED,
-    );
+    handshake(&envoy, TOKEN, "1");
     let prom = envoy.admin_text("/stats/prometheus");
     for name in [
         "wechat_gate_handshake",
@@ -975,33 +933,11 @@ fn the_istio_envoyfilter_carries_a_filter_config_envoy_accepts() {
         } else {
             "            "
         };
-        filter.push_str(&format!("{lead}{line}\n"));
+        filter.push_str(&format!("\n{lead}{line}"));
     }
     assert!(filter.contains("allow_on_headers_stop_iteration: true"));
-    let yaml = format!(
-        r#"
-static_resources:
-  listeners:
-  - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: istio
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: {{ prefix: "/" }}
-                direct_response: {{ status: 200 }}
-          http_filters:
-{filter}          - name: envoy.filters.http.router
-            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
-"#
-    );
+    // A listener with this filter before the router (the backend is never called).
+    let yaml = envoy_yaml_with_filters(1, &filter);
     let dir = std::env::temp_dir().join(format!("wechat-gate-istio-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("scratch dir");
     let path = dir.join("envoy.yaml");

@@ -291,6 +291,16 @@ pub fn envoy_yaml_with_clusters(
         - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
         ));
     }
+    bootstrap(backend_port, &filters, &unguarded, &extra)
+}
+
+/// An Envoy config whose HTTP filter chain is `filters` (YAML list items at the chain's
+/// indentation, each starting on a new line) and then the router.
+pub fn envoy_yaml_with_filters(backend_port: u16, filters: &str) -> String {
+    bootstrap(backend_port, filters, "", "")
+}
+
+fn bootstrap(backend_port: u16, filters: &str, unguarded: &str, extra: &str) -> String {
     format!(
         r#"
 admin:
