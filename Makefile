@@ -49,7 +49,7 @@ clean:
 
 ## bench: Envoy CPU/request, latency, peak req/s, memory and start-up with and without the
 ## gate (and Lua, ext_authz), plus the micro-benchmarks; prints a table and writes
-## bench/results.md. Not part of `make test`. About 9 minutes on 2 cores from a fresh clone.
+## bench/results.md. Not part of `make test`. About 7.5 minutes on 2 cores from a fresh clone.
 bench: build bench-deps
 	python3 bench/run.py $(BENCH_ARGS)
 
