@@ -96,6 +96,11 @@ pub fn request(
 pub fn exchange(host: &str, port: u16, source: Option<IpAddr>, raw: &[u8]) -> io::Result<Response> {
     let mut stream = connect(host, port, source)?;
     stream.write_all(raw)?;
+    read_response(&mut stream)
+}
+
+/// Reads one response from `stream`.
+pub fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
     // Stop as soon as the response is complete: waiting for the server to close would
     // cost Envoy's delayed-close timeout (1 s) on every request.
     let mut buf = Vec::new();
@@ -129,7 +134,8 @@ fn is_complete(buf: &[u8]) -> bool {
         .is_some_and(|len| rest.len() >= len)
 }
 
-fn connect(host: &str, port: u16, source: Option<IpAddr>) -> io::Result<TcpStream> {
+/// A connection to `host:port`, from `source` when given (30 s read timeout).
+pub fn connect(host: &str, port: u16, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let target: SocketAddr = (host, port)
         .to_socket_addrs()?
         .find(|a| source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()))

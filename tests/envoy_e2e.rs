@@ -957,3 +957,69 @@ fn the_istio_envoyfilter_carries_a_filter_config_envoy_accepts() {
         "the EnvoyFilter's Wasm filter does not validate:\n{yaml}\n{log}"
     );
 }
+
+/// Raises this process's open-file limit to `want` (or as far as the hard limit
+/// allows); Envoy, started after, inherits it.
+fn allow_open_files(want: u64) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        if limit.rlim_cur < want {
+            limit.rlim_cur = want.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    limit.rlim_cur
+}
+
+#[test]
+fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_lives() {
+    const STALLED: usize = 1000;
+    let limit = allow_open_files(3 * STALLED as u64 + 200);
+    assert!(
+        limit > 2 * STALLED as u64 + 100,
+        "this test needs an open-file limit over {} (ulimit -n is {limit})",
+        2 * STALLED + 100
+    );
+    let backend = Backend::start();
+    // One worker, and a body the gate must read (dedupe is on by default): every one
+    // of these pushes is held on its headers, and every body stalls.
+    let envoy = start(&backend, gate_config(json!({})));
+    let mut streams = Vec::with_capacity(STALLED);
+    for i in 0..STALLED {
+        let query = signed(TOKEN, now(), &format!("stall{i}"), &[]);
+        let head =
+            format!("POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n<xml>");
+        let mut s = wechat_gate::client::connect("127.0.0.1", envoy.port, Some(ip(LISTED)))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        std::io::Write::write_all(&mut s, head.as_bytes()).expect("headers sent");
+        streams.push(s);
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for mut s in streams {
+        let status = wechat_gate::client::read_response(&mut s)
+            .map(|r| r.status.to_string())
+            .unwrap_or_else(|e| format!("{:?}", e.kind()));
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert_eq!(
+        statuses,
+        std::collections::BTreeMap::from([("408".to_string(), STALLED)]),
+        "every stalled push is answered 408"
+    );
+    assert_eq!(
+        envoy.counter("wechat_gate.rejected.body_timeout"),
+        STALLED as u64
+    );
+    // The worker's VM is alive: a handshake and a push still work.
+    let r = handshake(&envoy, TOKEN, "still-here");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "still-here"));
+    let r = post(&envoy, &fresh(), &text_xml("o_user", "after", 77), LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(backend.records().len(), 1);
+    assert_eq!(envoy.vm_failures(), Vec::<String>::new());
+}

@@ -2,6 +2,13 @@
 //! body that never comes (a client that stalls, or a plugin config without
 //! `allow_on_headers_stop_iteration`, where Envoy never hands the filter the body)
 //! is answered 408 from the root context's tick instead of hanging the stream.
+//!
+//! A local reply sent from the tick is not sent at once: proxy-wasm-cpp-host queues
+//! it until the tick returns, and each queued reply runs that stream's response
+//! callbacks, at whose end the host drains the rest of the queue, nested one level
+//! deeper (`doAfterVmCallActions` in a `DeferAfterCallActions` destructor). About
+//! 300 replies from one tick exhausted V8's stack and left the VM dead, so a tick
+//! answers at most [`ANSWERS_PER_TICK`] and the root ticks fast while more are due.
 
 use std::cell::{Cell, RefCell};
 
@@ -9,9 +16,12 @@ use std::cell::{Cell, RefCell};
 /// and gives up on the whole request after 5 s.
 pub const BODY_DEADLINE_MS: u64 = 3000;
 
+/// Local replies one tick may queue: each nests the host's queue one level deeper.
+pub const ANSWERS_PER_TICK: usize = 16;
+
 #[derive(Default)]
 pub struct HeldRequests {
-    /// (HTTP context id, deadline in Unix ms).
+    /// (HTTP context id, deadline in Unix ms), in the order they were held.
     waiting: RefCell<Vec<(u32, u64)>>,
     /// The operator has been told once about the likely missing plugin setting.
     warned: Cell<bool>,
@@ -28,14 +38,28 @@ impl HeldRequests {
             .retain(|&(id, _)| id != context_id);
     }
 
-    /// Takes out the requests whose deadline has passed at `now_ms`.
-    pub fn expired(&self, now_ms: u64) -> Vec<u32> {
+    /// Takes out at most `limit` of the requests whose deadline has passed at
+    /// `now_ms`, earliest first.
+    pub fn expired(&self, now_ms: u64, limit: usize) -> Vec<u32> {
         let mut waiting = self.waiting.borrow_mut();
-        let (late, on_time): (Vec<_>, Vec<_>) = waiting
+        let mut late = Vec::new();
+        waiting.retain(|&(id, deadline)| {
+            if deadline <= now_ms && late.len() < limit {
+                late.push(id);
+                false
+            } else {
+                true
+            }
+        });
+        late
+    }
+
+    /// True when some held request's deadline has passed at `now_ms`.
+    pub fn any_expired(&self, now_ms: u64) -> bool {
+        self.waiting
+            .borrow()
             .iter()
-            .partition(|&&(_, deadline)| deadline <= now_ms);
-        *waiting = on_time;
-        late.into_iter().map(|(id, _)| id).collect()
+            .any(|&(_, deadline)| deadline <= now_ms)
     }
 
     /// True the first time only.

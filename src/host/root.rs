@@ -3,7 +3,7 @@
 //! context the current admission set.
 
 use super::calls;
-use super::held::HeldRequests;
+use super::held::{HeldRequests, ANSWERS_PER_TICK};
 use super::http::GateHttp;
 use super::live_list::LiveList;
 use super::metrics::Metrics;
@@ -17,9 +17,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// Ticks come every 100 ms until this worker has its first list (so no worker
-/// answers 503 for long after another has loaded it), then every second.
+/// answers 503 for long after another has loaded it), then every second; every
+/// 10 ms while more stalled pushes are due than one tick may answer.
 const FAST_TICK: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
+const BACKLOG_TICK: Duration = Duration::from_millis(10);
 
 /// The sources a request is checked against: static entries ∪ the live list.
 pub struct Admission {
@@ -34,6 +36,8 @@ pub struct GateRoot {
     live: Option<LiveList>,
     admission: Rc<Admission>,
     fast_ticks: bool,
+    /// The tick period last asked of the host.
+    tick_period: Option<Duration>,
     held: Rc<HeldRequests>,
     /// Unix seconds as of the last tick, for the HTTP contexts.
     clock: Rc<Cell<i64>>,
@@ -50,14 +54,17 @@ impl GateRoot {
                 live_list_ready: false,
             }),
             fast_ticks: false,
+            tick_period: None,
             held: Rc::new(HeldRequests::default()),
             clock: Rc::new(Cell::new(0)),
         }
     }
 
-    /// Answers 408 to every held push whose body has not arrived in time.
-    fn answer_stalled_pushes(&self) {
-        for context_id in self.held.expired(calls::now_unix_ms()) {
+    /// Answers 408 to the held pushes whose body has not arrived in time, at most
+    /// `ANSWERS_PER_TICK` of them (see `held`); true if more are due.
+    fn answer_stalled_pushes(&self) -> bool {
+        let now_ms = calls::now_unix_ms();
+        for context_id in self.held.expired(now_ms, ANSWERS_PER_TICK) {
             if !calls::act_on(context_id) {
                 continue; // the request is gone
             }
@@ -83,6 +90,15 @@ impl GateRoot {
                     super::held::BODY_DEADLINE_MS
                 );
             }
+        }
+        self.held.any_expired(now_ms)
+    }
+
+    /// Asks the host for `period` if that is not already the tick period.
+    fn tick_every(&mut self, period: Duration) {
+        if self.tick_period != Some(period) {
+            self.tick_period = Some(period);
+            let _ = proxy_wasm::hostcalls::set_tick_period(period);
         }
     }
 
@@ -167,7 +183,7 @@ impl RootContext for GateRoot {
                     live_list_ready: false,
                 });
                 self.fast_ticks = true;
-                let _ = proxy_wasm::hostcalls::set_tick_period(FAST_TICK);
+                self.tick_every(FAST_TICK);
             }
             _ => {
                 self.live = None;
@@ -176,7 +192,8 @@ impl RootContext for GateRoot {
                     live_list_ready: true,
                 });
                 // Still ticking: held pushes are timed out from the tick.
-                let _ = proxy_wasm::hostcalls::set_tick_period(TICK);
+                self.fast_ticks = false;
+                self.tick_every(TICK);
             }
         }
         self.config = Some(Rc::new(config));
@@ -187,17 +204,20 @@ impl RootContext for GateRoot {
     fn on_tick(&mut self) {
         let now = calls::now_unix();
         self.clock.set(now);
-        self.answer_stalled_pushes();
-        let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) else {
-            return;
-        };
-        if live.on_tick(now, metrics) {
-            self.rebuild_admission();
+        let backlog = self.answer_stalled_pushes();
+        if let (Some(live), Some(metrics)) = (self.live.as_mut(), self.metrics.as_ref()) {
+            if live.on_tick(now, metrics) {
+                self.rebuild_admission();
+            }
         }
         if self.fast_ticks && self.admission.live_list_ready {
             self.fast_ticks = false;
-            let _ = proxy_wasm::hostcalls::set_tick_period(TICK);
         }
+        self.tick_every(match (backlog, self.fast_ticks) {
+            (true, _) => BACKLOG_TICK,
+            (false, true) => FAST_TICK,
+            (false, false) => TICK,
+        });
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

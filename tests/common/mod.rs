@@ -479,6 +479,20 @@ impl Envoy {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The log lines that say a Wasm VM failed: a trap, an uncaught exception, a panic.
+    pub fn vm_failures(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| {
+                l.contains("wasm_vm.cc")
+                    || l.contains("Uncaught")
+                    || l.contains("panicked at")
+                    || l.contains("Function: proxy_")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Sends one request to the listener from `source`.
     pub fn send(
         &self,
