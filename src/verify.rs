@@ -450,9 +450,16 @@ pub fn check_body(
 /// The headers this filter owns: any a client sends are removed before forwarding.
 pub const GATE_HEADER_PREFIX: &str = "x-wechat-gate-";
 
+/// True for a header name that a backend could read as one of the gate's own: in
+/// any case, and with `_` for `-`, since CGI-style backends (PHP, WSGI, many Java
+/// containers) turn both into `HTTP_X_WECHAT_GATE_…`.
 pub fn is_gate_header(name: &[u8]) -> bool {
-    name.get(..GATE_HEADER_PREFIX.len())
-        .is_some_and(|start| start.eq_ignore_ascii_case(GATE_HEADER_PREFIX.as_bytes()))
+    name.get(..GATE_HEADER_PREFIX.len()).is_some_and(|start| {
+        start
+            .iter()
+            .zip(GATE_HEADER_PREFIX.bytes())
+            .all(|(&b, p)| b.to_ascii_lowercase() == p || (b == b'_' && p == b'-'))
+    })
 }
 
 #[cfg(test)]
@@ -935,6 +942,21 @@ mod tests {
         assert!(is_gate_header(b"X-WeChat-Gate-Openid"));
         assert!(!is_gate_header(b"x-wechat-gat"));
         assert!(!is_gate_header(b"x-wechat-other"));
+    }
+
+    #[test]
+    fn gate_headers_spelled_with_underscores_are_recognised_too() {
+        for name in [
+            &b"x_wechat_gate_verified"[..],
+            b"X_WECHAT_GATE_OPENID",
+            b"x-wechat_gate-verified",
+            b"x_wechat-gate_decrypted",
+        ] {
+            assert!(is_gate_header(name), "{}", String::from_utf8_lossy(name));
+        }
+        assert!(!is_gate_header(b"x_wechat_gatex"));
+        assert!(!is_gate_header(b"x.wechat.gate.verified"));
+        assert!(!is_gate_header(b"-wechat-gate-verified"));
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
@@ -1022,4 +1023,85 @@ fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_live
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(backend.records().len(), 1);
     assert_eq!(envoy.vm_failures(), Vec::<String>::new());
+}
+
+/// Forged gate headers in every spelling a CGI-style backend folds into one variable.
+const FORGED_GATE_HEADERS: [(&str, &[u8]); 4] = [
+    ("x_wechat_gate_verified", b"forged"),
+    ("x_wechat_gate_openid", b"o_victim"),
+    ("X-Wechat_Gate-Decrypted", b"1"),
+    ("x-wechat-gate-verified", b"forged"),
+];
+
+#[test]
+fn underscore_spellings_of_the_gates_headers_never_reach_a_cgi_style_backend() {
+    // Envoy's default keeps headers with underscores: the gate itself must remove them.
+    let backend = WsgiBackend::start();
+    let envoy = Envoy::start(
+        &envoy_yaml(
+            backend.port,
+            &[Gate::new("wechat_gate", gate_config(json!({})))],
+            &[],
+        ),
+        EnvoyOptions::default(),
+    );
+    let query = signed(TOKEN, now(), "cgi1", &[("openid", "o_real")]);
+    let mut headers = FORGED_GATE_HEADERS.to_vec();
+    headers.push(("content-type", b"text/xml"));
+    let body = text_xml("o_real", "hi", 9001);
+    let r = envoy.send(
+        "POST",
+        &format!("/wechat?{query}"),
+        &headers,
+        body.as_bytes(),
+        LISTED,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(
+        WsgiBackend::gate_variables(&r),
+        BTreeMap::from([
+            (
+                "HTTP_X_WECHAT_GATE_OPENID".to_string(),
+                "o_real".to_string()
+            ),
+            ("HTTP_X_WECHAT_GATE_VERIFIED".to_string(), "1".to_string()),
+        ]),
+        "only the gate's own values, once each"
+    );
+}
+
+#[test]
+fn the_shipped_config_drops_underscore_headers_on_every_route() {
+    let backend = WsgiBackend::start();
+    let yaml = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/envoy.yaml"))
+        .expect("envoy/envoy.yaml")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 8080", &format!("port_value: {}", backend.port))
+        .replace(
+            "target/wasm32-wasip1/release/wechat_gate.wasm",
+            &wasm_path().display().to_string(),
+        );
+    let envoy = Envoy::start(
+        &yaml,
+        EnvoyOptions {
+            concurrency: 1,
+            env: &[
+                ("WECHAT_TOKEN", TOKEN),
+                ("WECHAT_APPSECRET", "unused-secret"),
+                ("WECHAT_AES_KEY", DEMO_AES_KEY),
+            ],
+        },
+    );
+    // A route the gate does not guard: only Envoy's own header rules protect it.
+    let r = envoy.send("GET", "/healthz", &FORGED_GATE_HEADERS, b"", UNLISTED);
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(WsgiBackend::gate_variables(&r), BTreeMap::new());
+    assert!(
+        envoy
+            .admin_text("/stats?filter=dropped_headers_with_underscores")
+            .contains("dropped_headers_with_underscores: 3"),
+        "{}",
+        envoy.admin_text("/stats?filter=underscores")
+    );
 }

@@ -653,3 +653,53 @@ pub fn text_xml(openid: &str, content: &str, msg_id: u64) -> String {
         msg_id,
     )
 }
+
+// ---------------------------------------------------------------- CGI-style backend
+
+/// `tests/data/wsgi_backend.py`: Python's own WSGI server, which reads header names
+/// CGI-style (`-` and `_` are one), answering with the `HTTP_X_WECHAT_GATE_*`
+/// variables it saw as JSON. Killed on drop.
+pub struct WsgiBackend {
+    pub port: u16,
+    _child: ChildGuard,
+}
+
+impl WsgiBackend {
+    pub fn start() -> WsgiBackend {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new("python3")
+            .arg(format!("{MANIFEST_DIR}/tests/data/wsgi_backend.py"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 tests/data/wsgi_backend.py");
+        let stdout = child.stdout.take().expect("stdout");
+        let guard = ChildGuard(child);
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("wsgi_backend banner");
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("wsgi_backend said {line:?}"));
+        WsgiBackend {
+            port,
+            _child: guard,
+        }
+    }
+
+    /// The `HTTP_X_WECHAT_GATE_*` variables a response of this backend reports.
+    pub fn gate_variables(r: &Response) -> BTreeMap<String, String> {
+        let v: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| panic!("not the WSGI backend's JSON: {}", r.body_text()));
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with("HTTP_X_WECHAT_GATE_"))
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+}
