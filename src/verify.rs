@@ -7,7 +7,7 @@
 use crate::allowlist::CallbackAllowlist;
 use crate::config::{Config, SourceMode, WhenUnavailable};
 use crate::query::{parse_query, CallbackQuery};
-use crate::signature::{request_signature, signature_matches};
+use crate::signature::{request_signature, signature_matches, HexDigest};
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
@@ -152,6 +152,8 @@ pub enum Verdict {
     Echo {
         echostr: String,
         source: SourceOutcome,
+        /// The signed query, to be recorded as used (it can never carry a push).
+        query: Option<QueryUse>,
     },
     /// A verified push: forward it (after the body-size check, and for a safe-mode
     /// push once its body has been checked too).
@@ -160,7 +162,37 @@ pub enum Verdict {
         source: SourceOutcome,
         /// Set for `encrypt_type=aes`: what the body's `Encrypt` is checked against.
         safe: Option<SafePush>,
+        /// The signed query, refused as a replay if it was used before.
+        query: Option<QueryUse>,
     },
+}
+
+/// A verified signed query (`signature`, `timestamp`, `nonce`), for the table of used
+/// queries: it may carry one request while its timestamp is fresh. `None` when
+/// `timestamp_tolerance_seconds` is 0 (a query is then valid forever, and no table
+/// could remember it that long).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryUse {
+    /// From the verified signature (a SHA-1 of the token, timestamp and nonce).
+    pub identity: u64,
+    /// Unix seconds from which the query is stale anyway: `timestamp + tolerance + 1`.
+    pub expires_at: u64,
+}
+
+impl QueryUse {
+    fn of(signature: &HexDigest, timestamp: i64, tolerance: u64) -> Option<QueryUse> {
+        if tolerance == 0 {
+            return None;
+        }
+        let hex = std::str::from_utf8(signature.get(..16)?).ok()?;
+        Some(QueryUse {
+            identity: u64::from_str_radix(hex, 16).ok()?,
+            expires_at: u64::try_from(timestamp)
+                .ok()?
+                .saturating_add(tolerance)
+                .saturating_add(1),
+        })
+    }
 }
 
 /// The query parameters of a safe-mode push (`encrypt_type=aes`), kept for the body
@@ -295,15 +327,18 @@ fn check(
     }
 
     // 6. and 7.
+    let query = QueryUse::of(&expected, timestamp_value, tolerance);
     Ok(match echostr {
         Some(echostr) => Verdict::Echo {
             echostr: echostr.to_string(),
             source,
+            query,
         },
         None => Verdict::Forward {
             openid: q.openid.clone(),
             source,
             safe,
+            query,
         },
     })
 }
@@ -516,7 +551,15 @@ mod tests {
             run(&c, "GET", &path, LISTED),
             Verdict::Echo {
                 echostr: "hello".into(),
-                source: SourceOutcome::Listed
+                source: SourceOutcome::Listed,
+                query: Some(QueryUse {
+                    identity: u64::from_str_radix(
+                        &as_str(&request_signature(TOKEN, &NOW.to_string(), "7"))[..16],
+                        16
+                    )
+                    .expect("hex"),
+                    expires_at: NOW as u64 + 301,
+                }),
             }
         );
     }
@@ -543,6 +586,7 @@ mod tests {
                 openid: Some("oUser_1-x".into()),
                 source: SourceOutcome::Listed,
                 safe: None,
+                query: QueryUse::of(&request_signature(TOKEN, &NOW.to_string(), "7"), NOW, 300),
             }
         );
     }
@@ -726,6 +770,7 @@ mod tests {
                 openid: None,
                 source: SourceOutcome::ReportOnly,
                 safe: None,
+                query: QueryUse::of(&request_signature(TOKEN, &NOW.to_string(), "7"), NOW, 300),
             }
         );
         assert!(matches!(
@@ -855,6 +900,44 @@ mod tests {
                 "{ts}"
             );
         }
+    }
+
+    fn query_use(v: &Verdict) -> Option<QueryUse> {
+        match v {
+            Verdict::Echo { query, .. } | Verdict::Forward { query, .. } => *query,
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_verified_query_is_identified_by_its_signature_whatever_the_method_or_extras() {
+        let c = config("");
+        let q = signed_query(TOKEN, NOW, "7");
+        let get = query_use(&run(&c, "GET", &format!("/wechat?{q}&echostr=a"), LISTED));
+        let post = query_use(&run(&c, "POST", &format!("/wechat?{q}"), LISTED));
+        let other = query_use(&run(&c, "POST", &format!("/wechat?{q}&openid=o2"), LISTED));
+        assert!(get.is_some());
+        assert_eq!(get, post, "a handshake's query cannot become a push");
+        assert_eq!(post, other);
+        let another_nonce = signed_query(TOKEN, NOW, "8");
+        assert_ne!(
+            query_use(&run(
+                &c,
+                "POST",
+                &format!("/wechat?{another_nonce}"),
+                LISTED
+            )),
+            post
+        );
+        assert_eq!(post.map(|u| u.expires_at), Some(NOW as u64 + 301));
+    }
+
+    #[test]
+    fn with_tolerance_zero_no_query_is_remembered() {
+        let c = config(r#", "timestamp_tolerance_seconds": 0"#);
+        let path = format!("/wechat?{}", signed_query(TOKEN, NOW, "7"));
+        let v = run(&c, "POST", &path, LISTED);
+        assert!(matches!(v, Verdict::Forward { query: None, .. }), "{v:?}");
     }
 
     #[test]

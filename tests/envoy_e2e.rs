@@ -40,12 +40,12 @@ fn start(backend: &Backend, config: serde_json::Value) -> Envoy {
 
 /// A signed handshake from the listed source.
 fn handshake(envoy: &Envoy, token: &str, echostr: &str) -> wechat_gate::client::Response {
-    let query = signed(token, now(), "1", &[("echostr", echostr)]);
+    let query = signed(token, now(), &nonce(), &[("echostr", echostr)]);
     envoy.send("GET", &format!("/wechat?{query}"), &[], b"", LISTED)
 }
 
 fn fresh() -> String {
-    signed(TOKEN, now(), "4242", &[])
+    signed(TOKEN, now(), &nonce(), &[])
 }
 
 fn post(envoy: &Envoy, query: &str, body: &str, source: &str) -> wechat_gate::client::Response {
@@ -215,7 +215,7 @@ fn backend_receives_only_verified_posts_with_the_gates_headers() {
         ("x-wechat-gate-anything", b"1"),
     ];
     let body = text_xml("o_real_user", "hi", 7);
-    let query = signed(TOKEN, now(), "99", &[("openid", "o_real_user")]);
+    let query = signed(TOKEN, now(), &nonce(), &[("openid", "o_real_user")]);
 
     // Forged, replayed, unlisted, wrong-method requests, each carrying forged headers.
     for (method, target, source) in [
@@ -236,7 +236,10 @@ fn backend_receives_only_verified_posts_with_the_gates_headers() {
         ("PUT", format!("/wechat?{query}"), LISTED),
         (
             "GET",
-            format!("/wechat?{}", signed(TOKEN, now(), "1", &[("echostr", "5")])),
+            format!(
+                "/wechat?{}",
+                signed(TOKEN, now(), &nonce(), &[("echostr", "5")])
+            ),
             LISTED,
         ),
     ] {
@@ -411,7 +414,7 @@ fn independent_signatures_are_accepted_accounts_share_a_listener() {
     assert_eq!((r.status, r.body_text()), (200, s("echostr")));
     // Each path is judged with its own account's token.
     let fresh_vector = signed(&s("token"), now(), "1", &[("echostr", "e")]);
-    let fresh_main = signed(TOKEN, now(), "1", &[("echostr", "e")]);
+    let fresh_main = signed(TOKEN, now(), &nonce(), &[("echostr", "e")]);
     for (path, query) in [("/wechat", &fresh_vector), ("/vector", &fresh_main)] {
         let r = envoy.send("GET", &format!("{path}?{query}"), &[], b"", LISTED);
         assert_eq!(
@@ -1045,7 +1048,7 @@ fn underscore_spellings_of_the_gates_headers_never_reach_a_cgi_style_backend() {
         ),
         EnvoyOptions::default(),
     );
-    let query = signed(TOKEN, now(), "cgi1", &[("openid", "o_real")]);
+    let query = signed(TOKEN, now(), &nonce(), &[("openid", "o_real")]);
     let mut headers = FORGED_GATE_HEADERS.to_vec();
     headers.push(("content-type", b"text/xml"));
     let body = text_xml("o_real", "hi", 9001);
@@ -1104,4 +1107,99 @@ fn the_shipped_config_drops_underscore_headers_on_every_route() {
         "{}",
         envoy.admin_text("/stats?filter=underscores")
     );
+}
+
+/// Waits until the clock has moved `seconds` past `since` (Unix seconds).
+fn wait_past(since: i64, seconds: i64) {
+    let limit = Duration::from_secs(u64::try_from(seconds).unwrap_or(0) + 5);
+    assert!(wait_until(limit, || now() >= since + seconds).is_some());
+}
+
+#[test]
+fn a_used_query_never_carries_a_push_to_the_backend_again() {
+    let backend = Backend::start();
+    // A short retry window, so a replay after it is quick to reach.
+    let envoy = start(&backend, gate_config(json!({"dedupe_seconds": 2})));
+    let sent_at = now();
+    let query = signed(TOKEN, sent_at, &nonce(), &[("openid", "o_first")]);
+    let first = text_xml("o_first", "the real push", 4001);
+    let r = post(&envoy, &query, &first, LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    // An exact copy at once, the same query with another body, a handshake's query
+    // used for a push, and an exact copy after the retry window: each answered
+    // `success`, none reaching the backend.
+    let r = post(&envoy, &query, &first, LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    let forged = text_xml("o_victim", "a body of the attacker's", 4002);
+    let r = post(&envoy, &query, &forged, LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    let handshake_query = signed(TOKEN, now(), &nonce(), &[("echostr", "e")]);
+    let r = envoy.send(
+        "GET",
+        &format!("/wechat?{handshake_query}"),
+        &[],
+        b"",
+        LISTED,
+    );
+    assert_eq!((r.status, r.body_text().as_str()), (200, "e"));
+    let r = post(&envoy, &handshake_query, &forged, LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    wait_past(sent_at, 4);
+    let r = post(&envoy, &query, &first, LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+
+    let bodies: Vec<String> = backend
+        .records()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect();
+    assert_eq!(bodies, [first], "only the first use arrived");
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 4);
+    assert_eq!(envoy.counter("wechat_gate.forwarded"), 1);
+    assert_eq!(envoy.counter("wechat_gate.deduplicated"), 0);
+}
+
+#[test]
+fn a_query_whose_first_use_never_reached_the_backend_is_delivered_when_used_again() {
+    let backend = Backend::start();
+    let envoy = start(&backend, gate_config(json!({})));
+    let query = signed(TOKEN, now(), &nonce(), &[]);
+    let body = text_xml("o_user", "second time lucky", 4101);
+    // The first try stalls half-way through its body: 408, nothing forwarded.
+    let half = format!(
+        "POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{}",
+        body.len(),
+        &body[..body.len() / 2]
+    );
+    let r = envoy.send_raw(half.as_bytes(), LISTED).expect("an answer");
+    assert_eq!(r.status, 408, "{}", r.body_text());
+    assert!(backend.records().is_empty());
+    // The same query again, whole: delivered.
+    let r = post(&envoy, &query, &body, LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(backend.records().len(), 1);
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 0);
+    // From then on it is used.
+    let r = post(&envoy, &query, &body, LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(backend.records().len(), 1);
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 1);
+}
+
+#[test]
+fn with_tolerance_zero_a_used_query_is_not_remembered() {
+    // What the README says is lost with the freshness check off: a signed query is
+    // good forever, and no table can remember it that long.
+    let backend = Backend::start();
+    let envoy = start(
+        &backend,
+        gate_config(json!({"timestamp_tolerance_seconds": 0, "dedupe_seconds": 0})),
+    );
+    let query = signed(TOKEN, now(), &nonce(), &[]);
+    for id in [4201, 4202] {
+        let r = post(&envoy, &query, &text_xml("o_user", "again", id), LISTED);
+        assert_eq!(r.status, 200);
+    }
+    assert_eq!(backend.records().len(), 2);
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 0);
 }

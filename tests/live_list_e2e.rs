@@ -49,7 +49,7 @@ fn start_envoy(backend: &Backend, gate: Gate, clusters: &[(&str, u16)], concurre
 }
 
 fn post_from(envoy: &Envoy, source: &str) -> u16 {
-    let q = signed(TOKEN, now(), "77", &[]);
+    let q = signed(TOKEN, now(), &nonce(), &[]);
     envoy
         .send(
             "POST",
@@ -350,7 +350,7 @@ fn before_the_first_list_deny_answers_503_and_allow_forwards() {
             json!({"when_unavailable": mode, "allow": ["127.0.0.4"]}),
         );
         let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 1);
-        let q = signed(TOKEN, now(), "1", &[]);
+        let q = signed(TOKEN, now(), &nonce(), &[]);
         let r = envoy.send("POST", &format!("/wechat?{q}"), &[], b"<xml/>", "127.0.0.2");
         assert_eq!(r.status, expected, "{mode}: {}", r.body_text());
         if mode == "deny" {

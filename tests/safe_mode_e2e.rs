@@ -434,7 +434,7 @@ fn require_refuses_plaintext_pushes() {
         ),
         1,
     );
-    let query = signed(TOKEN, now(), "8", &[]);
+    let query = signed(TOKEN, now(), &nonce(), &[]);
     let r = envoy.send(
         "POST",
         &format!("/wechat?{query}"),
@@ -598,7 +598,7 @@ fn plain_push_to(port: u16, extra: serde_json::Value, content: &str) -> (Envoy, 
         &envoy_yaml(port, &[Gate::new("wechat_gate", config)], &[]),
         EnvoyOptions::default(),
     );
-    let query = signed(TOKEN, now(), "1", &[]);
+    let query = signed(TOKEN, now(), &nonce(), &[]);
     let r = envoy.send(
         "POST",
         &format!("/wechat?{query}"),
@@ -769,7 +769,7 @@ fn without_allow_on_headers_stop_iteration_a_held_push_gets_408_not_a_hang() {
         "the log names the missing setting"
     );
     // The handshake needs no body and still works.
-    let q = signed(TOKEN, now(), "2", &[("echostr", "still-fine")]);
+    let q = signed(TOKEN, now(), &nonce(), &[("echostr", "still-fine")]);
     let r = envoy.send("GET", &format!("/wechat?{q}"), &[], b"", LISTED);
     assert_eq!((r.status, r.body_text().as_str()), (200, "still-fine"));
 }
@@ -976,4 +976,51 @@ fn a_backend_that_resets_the_connection_yields_success() {
     let _ = thread.join();
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 1);
+}
+
+#[test]
+fn a_replayed_safe_mode_push_never_reaches_the_backend_again() {
+    let backend = Backend::start();
+    let envoy = start(&backend, gate_config(json!({"dedupe_seconds": 2})), 2);
+    let sent_at = now();
+    let p = push(&text_message("sealed once", 5001), &nonce());
+    assert_eq!(send(&envoy, &p).status, 200);
+    assert_eq!(backend.records().len(), 1);
+    // An exact copy at once, the query with another (validly encrypted) body, and an
+    // exact copy after the retry window.
+    assert_eq!(send(&envoy, &p).body_text(), "success");
+    let other = push(&text_message("another body", 5002), &p.nonce);
+    let swapped = Push {
+        query: p.query.clone(),
+        body: other.body,
+        timestamp: p.timestamp.clone(),
+        nonce: p.nonce.clone(),
+    };
+    assert_eq!(send(&envoy, &swapped).body_text(), "success");
+    assert!(wait_until(Duration::from_secs(9), || now() >= sent_at + 4).is_some());
+    assert_eq!(send(&envoy, &p).body_text(), "success");
+    assert_eq!(backend.records().len(), 1, "only the first use arrived");
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 3);
+}
+
+#[test]
+fn a_query_refused_by_the_backend_is_delivered_when_wechat_tries_it_again() {
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let backend = Backend::replying(move |_| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            Reply {
+                status: 503,
+                body: b"busy".to_vec(),
+                delay: Duration::ZERO,
+            }
+        } else {
+            Reply::success()
+        }
+    });
+    let envoy = start(&backend, gate_config(json!({})), 1);
+    let p = push(&text_message("try me twice", 5101), &nonce());
+    assert_eq!(send(&envoy, &p).status, 503);
+    assert_eq!(send(&envoy, &p).body_text(), "success");
+    assert_eq!(backend.records().len(), 2, "the second try was delivered");
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 0);
 }

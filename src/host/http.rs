@@ -2,13 +2,14 @@
 //! then answer locally or forward with the gate's headers set.
 
 use super::calls::{self, Body};
+use super::dedupe::{self, Seen};
 use super::held::{HeldRequests, BODY_DEADLINE_MS};
 use super::metrics::Metrics;
 use super::root::Admission;
 use crate::config::{Config, UpstreamFailure};
 use crate::push_body::{self, BodyPlan, Reply, ReplySeal};
 use crate::verify::{
-    self, Reason, Rejection, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
+    self, QueryUse, Reason, Rejection, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
 };
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -25,12 +26,8 @@ enum Stage {
         openid: Option<String>,
         source: SourceOutcome,
     },
-    /// Sent to the backend. `seal` is set when its reply is to be encrypted;
-    /// `identity` when it was recorded against WeChat's retries.
-    Forwarded {
-        seal: Option<SafePush>,
-        identity: Option<u64>,
-    },
+    /// Sent to the backend. `seal` is set when its reply is to be encrypted.
+    Forwarded { seal: Option<SafePush> },
     /// A backend's XML reply being buffered for encryption; `size` bytes so far.
     SealingReply { safe: SafePush, size: usize },
     /// Envoy's own failure reply being turned into `200 success`.
@@ -48,6 +45,34 @@ pub struct GateHttp {
     stage: Stage,
     /// The names of the `x-wechat-gate-*` headers the client sent (removed on forward).
     client_gate_headers: Vec<Vec<u8>>,
+    /// What this request put in the shared tables, forgotten again if it never reaches
+    /// the backend (so WeChat's retry does).
+    recorded: Recorded,
+}
+
+/// The table entries a request made: its signed query (replays) and its message
+/// (WeChat's retries).
+#[derive(Default)]
+struct Recorded {
+    query: Option<u64>,
+    message: Option<u64>,
+}
+
+impl Recorded {
+    /// Forgets both: the request did not reach the backend.
+    fn forget(&mut self) {
+        if let Some(identity) = self.query.take() {
+            dedupe::QUERIES.forget(identity);
+        }
+        if let Some(identity) = self.message.take() {
+            dedupe::MESSAGES.forget(identity);
+        }
+    }
+
+    /// Keeps both for good: the message reached the backend.
+    fn keep(&mut self) {
+        *self = Recorded::default();
+    }
 }
 
 impl GateHttp {
@@ -68,12 +93,14 @@ impl GateHttp {
             clock,
             stage: Stage::Untouched,
             client_gate_headers: Vec::new(),
+            recorded: Recorded::default(),
         }
     }
 
     fn reject(&mut self, rejection: &Rejection) -> Action {
         self.stage = Stage::Untouched;
         self.held.release(self.context_id);
+        self.recorded.forget();
         if let Some(m) = &self.metrics {
             m.rejected(rejection.reason);
         }
@@ -137,6 +164,49 @@ impl GateHttp {
         }
     }
 
+    fn now_u64(&self) -> u64 {
+        u64::try_from(self.now()).unwrap_or(0)
+    }
+
+    /// Records a verified push's signed query as used; answers the push if it was
+    /// used before (a replay, answered like a retry) or can no longer be checked.
+    fn check_replay(&mut self, query: QueryUse) -> Option<Action> {
+        match dedupe::QUERIES.check_and_record(query.identity, self.now_u64(), query.expires_at) {
+            Seen::New { evicted } => {
+                self.recorded.query = Some(query.identity);
+                if evicted {
+                    self.count(Metrics::replay_evicted);
+                    if dedupe::first_eviction_in_this_vm() {
+                        log::warn!(
+                            "the table of used queries is full ({} entries): the oldest \
+                             make room, and a push whose timestamp is as old is refused \
+                             (401 stale) instead of being checked for replay",
+                            crate::dedupe::QUERIES.entries()
+                        );
+                    }
+                }
+                None
+            }
+            Seen::Duplicate => {
+                self.count(Metrics::replayed);
+                log::debug!(
+                    "a signed query used before, from {}: answered success",
+                    source_for_log()
+                );
+                Some(answer_success())
+            }
+            Seen::TooOld => Some(self.reject(&Rejection::new(
+                Reason::Stale,
+                "the timestamp is older than the table of used queries reaches back: \
+                 it cannot be checked for replay",
+            ))),
+            Seen::Unrecorded => {
+                log::warn!("the table of used queries could not record a push's query");
+                None
+            }
+        }
+    }
+
     fn count(&self, f: impl FnOnce(&Metrics)) {
         if let Some(m) = &self.metrics {
             f(m);
@@ -159,7 +229,7 @@ impl GateHttp {
             return self.reject(&rejection);
         }
         let Some(plan) = BodyPlan::for_push(config, safe) else {
-            return self.forward(openid.as_deref(), source, false, None, None);
+            return self.forward(openid.as_deref(), source, false, None);
         };
         // A safe-mode body is replaced: the length the backend sees is set once known.
         if plan.safe.is_some() && !calls::set_request_header("content-length", None) {
@@ -200,14 +270,20 @@ impl GateHttp {
         };
         if let Some(identity) = checked.identity {
             let now = u64::try_from(self.now()).unwrap_or(0);
-            if super::dedupe::seen_before(identity, now, config.dedupe_seconds) {
-                self.count(Metrics::deduplicated);
-                log::debug!(
-                    "a retry of a message forwarded in the last {} s: answered success",
-                    config.dedupe_seconds
-                );
-                calls::send_response(200, &[("content-type", "text/plain")], b"success");
-                return Action::Pause;
+            let until = now.saturating_add(config.dedupe_seconds);
+            match dedupe::MESSAGES.check_and_record(identity, now, until) {
+                Seen::Duplicate => {
+                    // The message itself was delivered: its query stays used.
+                    self.recorded.keep();
+                    self.count(Metrics::deduplicated);
+                    log::debug!(
+                        "a retry of a message forwarded in the last {} s: answered success",
+                        config.dedupe_seconds
+                    );
+                    return answer_success();
+                }
+                Seen::New { .. } => self.recorded.message = Some(identity),
+                Seen::TooOld | Seen::Unrecorded => {}
             }
         }
         if let Some(replacement) = &checked.body_for_backend {
@@ -215,7 +291,7 @@ impl GateHttp {
             if !calls::replace_body(Body::Request, size, replacement)
                 || !calls::set_request_header("content-length", Some(&length))
             {
-                return self.forget_and_reject(checked.identity, "the body could not be set");
+                return self.reject(&malformed("the body could not be set"));
             }
         }
         if checked.decrypted {
@@ -225,7 +301,7 @@ impl GateHttp {
                 .map(|p| crate::query::without_safe_mode_params(&p))
                 .and_then(|p| String::from_utf8(p).ok());
             if !path.is_some_and(|p| calls::set_request_header(":path", Some(&p))) {
-                return self.forget_and_reject(checked.identity, "the path could not be set");
+                return self.reject(&malformed("the path could not be set"));
             }
             self.count(Metrics::decrypted);
         }
@@ -237,20 +313,7 @@ impl GateHttp {
             openid
         };
         let seal = if checked.decrypted { plan.safe } else { None };
-        self.forward(
-            openid.as_deref(),
-            source,
-            checked.decrypted,
-            seal,
-            checked.identity,
-        )
-    }
-
-    fn forget_and_reject(&mut self, identity: Option<u64>, detail: &'static str) -> Action {
-        if let Some(identity) = identity {
-            super::dedupe::forget(identity);
-        }
-        self.reject(&malformed(detail))
+        self.forward(openid.as_deref(), source, checked.decrypted, seal)
     }
 
     fn forward(
@@ -259,12 +322,8 @@ impl GateHttp {
         source: SourceOutcome,
         decrypted: bool,
         seal: Option<SafePush>,
-        identity: Option<u64>,
     ) -> Action {
         if let Err(rejection) = self.set_gate_headers(openid, decrypted) {
-            if let Some(identity) = identity {
-                super::dedupe::forget(identity);
-            }
             return self.reject(&rejection);
         }
         self.count(|m| {
@@ -277,7 +336,7 @@ impl GateHttp {
                 source_for_log()
             );
         }
-        self.stage = Stage::Forwarded { seal, identity };
+        self.stage = Stage::Forwarded { seal };
         Action::Continue
     }
 }
@@ -302,22 +361,26 @@ impl Drop for GateHttp {
 }
 
 impl GateHttp {
-    /// The stream ended with no response at all (WeChat hung up first, or the stream
-    /// was reset) and no upstream connection was ever made: the message never
-    /// reached the backend, so WeChat's retry must get through. (Had it reached the
-    /// backend, the retry is a duplicate and stays answered `success`.)
+    /// The stream ended. Whatever it recorded and no response has settled is
+    /// forgotten unless the request reached the backend: held and never forwarded
+    /// (a 408, a reset), or forwarded but never connected upstream (WeChat hung up
+    /// first). Had it reached the backend, a retry or replay stays answered `success`.
     fn forget_unanswered(&mut self) {
-        if let Stage::Forwarded {
-            identity: Some(identity),
-            ..
-        } = self.stage
-        {
-            if calls::property(&["upstream", "address"]).is_none() {
-                super::dedupe::forget(identity);
-            }
-            self.stage = Stage::Untouched;
+        let reached = matches!(self.stage, Stage::Forwarded { .. })
+            && calls::property(&["upstream", "address"]).is_some();
+        if reached {
+            self.recorded.keep();
+        } else {
+            self.recorded.forget();
         }
+        self.stage = Stage::Untouched;
     }
+}
+
+/// `200 success`: WeChat takes the push as handled and shows the user nothing.
+fn answer_success() -> Action {
+    calls::send_response(200, &[("content-type", "text/plain")], b"success");
+    Action::Pause
 }
 
 impl HttpContext for GateHttp {
@@ -352,7 +415,17 @@ impl HttpContext for GateHttp {
                 Action::Continue
             }
             Verdict::Reject(rejection) => self.reject(&rejection),
-            Verdict::Echo { echostr, source } => {
+            Verdict::Echo {
+                echostr,
+                source,
+                query,
+            } => {
+                // Recorded so that a handshake's query, which access logs keep, can
+                // never carry a push; the echo itself is harmless to repeat.
+                if let Some(q) = query {
+                    let _ =
+                        dedupe::QUERIES.check_and_record(q.identity, self.now_u64(), q.expires_at);
+                }
                 self.count(|m| {
                     m.source(source);
                     m.handshake();
@@ -364,7 +437,13 @@ impl HttpContext for GateHttp {
                 openid,
                 source,
                 safe,
+                query,
             } => {
+                if let Some(q) = query {
+                    if let Some(answered) = self.check_replay(q) {
+                        return answered;
+                    }
+                }
                 self.client_gate_headers = headers.names_where(verify::is_gate_header);
                 let declared = headers.get("content-length").map(<[u8]>::to_vec);
                 self.on_verified_push(&config, openid, source, safe, declared, end_of_stream)
@@ -407,10 +486,12 @@ impl HttpContext for GateHttp {
             return Action::Continue;
         };
         match std::mem::replace(&mut self.stage, Stage::Untouched) {
-            Stage::Forwarded { seal, identity } => {
+            Stage::Forwarded { seal } => {
                 let status = response_status().unwrap_or(0);
                 let envoy_failed = envoy_failed_upstream(status);
                 if envoy_failed && config.on_upstream_failure == UpstreamFailure::Success {
+                    // WeChat is told the push was handled and will not retry it.
+                    self.recorded.keep();
                     self.count(Metrics::upstream_failure);
                     log::info!(
                         "the backend did not answer a verified push (Envoy replied {status}); \
@@ -426,12 +507,11 @@ impl HttpContext for GateHttp {
                 }
                 if !(200..300).contains(&status) {
                     // Not delivered (or refused by the backend): WeChat's retry must get
-                    // through, so the message is no longer counted as forwarded.
-                    if let Some(identity) = identity {
-                        super::dedupe::forget(identity);
-                    }
+                    // through, so neither the message nor its query counts as used.
+                    self.recorded.forget();
                     return Action::Continue;
                 }
+                self.recorded.keep();
                 if let Some(safe) = seal {
                     if !end_of_stream {
                         // The encrypted reply has another length.

@@ -13,6 +13,8 @@ pub struct Metrics {
     reply_encrypted: Option<u32>,
     deduplicated: Option<u32>,
     upstream_failure: Option<u32>,
+    replayed: Option<u32>,
+    replay_evicted: Option<u32>,
     source_report_only: Option<u32>,
     source_unverified: Option<u32>,
     refresh_ok: Option<u32>,
@@ -62,6 +64,8 @@ impl Metrics {
             reply_encrypted: counter("wechat_gate.reply_encrypted"),
             deduplicated: counter("wechat_gate.deduplicated"),
             upstream_failure: counter("wechat_gate.upstream_failure"),
+            replayed: counter("wechat_gate.replayed"),
+            replay_evicted: counter("wechat_gate.replay_table.evicted"),
             source_report_only: counter("wechat_gate.source_report_only"),
             source_unverified: counter("wechat_gate.source_unverified"),
             refresh_ok: counter("wechat_gate.allowlist.refresh_ok"),
@@ -98,6 +102,14 @@ impl Metrics {
 
     pub fn upstream_failure(&self) {
         bump(self.upstream_failure);
+    }
+
+    pub fn replayed(&self) {
+        bump(self.replayed);
+    }
+
+    pub fn replay_evicted(&self) {
+        bump(self.replay_evicted);
     }
 
     pub fn rejected(&self, reason: Reason) {

@@ -638,6 +638,17 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Du
     None
 }
 
+/// A nonce no other request of this test run carries (WeChat's are random): every
+/// signed query may be used once, a second use is a replay.
+pub fn nonce() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}{:06}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
 /// A signed query for `token` at `timestamp`, with `extra` parameters.
 pub fn signed(token: &str, timestamp: i64, nonce: &str, extra: &[(&str, &str)]) -> String {
     wechat_gate::wechat_push::signed_query(token, &timestamp.to_string(), nonce, extra)
