@@ -1,11 +1,11 @@
 //! One request: gather method, path, source and time, let `verify::decide` judge,
 //! then answer locally or forward with the gate's headers set.
 
+use super::admission::{Admission, AdmissionCell};
 use super::calls::{self, Body};
 use super::dedupe::{self, Seen};
 use super::held::{HeldRequests, BODY_DEADLINE_MS};
 use super::metrics::Metrics;
-use super::root::Admission;
 use crate::config::{Config, UpstreamFailure};
 use crate::push_body::{self, BodyPlan, Reply, ReplySeal};
 use crate::verify::{
@@ -38,7 +38,7 @@ pub struct GateHttp {
     context_id: u32,
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
-    admission: Rc<Admission>,
+    admission: Rc<AdmissionCell>,
     held: Rc<HeldRequests>,
     /// Unix seconds, kept by the root context's tick (a hostcall less per request).
     clock: Rc<Cell<i64>>,
@@ -80,7 +80,7 @@ impl GateHttp {
         context_id: u32,
         config: Option<Rc<Config>>,
         metrics: Option<Rc<Metrics>>,
-        admission: Rc<Admission>,
+        admission: Rc<AdmissionCell>,
         held: Rc<HeldRequests>,
         clock: Rc<Cell<i64>>,
     ) -> Self {
@@ -377,6 +377,18 @@ impl GateHttp {
     }
 }
 
+fn decide(head: &RequestHead<'_>, config: &Config, admission: &Admission, now: i64) -> Verdict {
+    let sources = Sources {
+        allow: &admission.allow,
+        live_list_ready: admission.live_list_ready,
+    };
+    verify::decide(head, config, sources, now)
+}
+
+fn is_unavailable(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Reject(r) if r.reason == Reason::Unavailable)
+}
+
 /// `200 success`: WeChat takes the push as handled and shows the user nothing.
 fn answer_success() -> Action {
     calls::send_response(200, &[("content-type", "text/plain")], b"success");
@@ -405,11 +417,14 @@ impl HttpContext for GateHttp {
             path,
             source: source.as_deref(),
         };
-        let sources = Sources {
-            allow: &self.admission.allow,
-            live_list_ready: self.admission.live_list_ready,
-        };
-        match verify::decide(&head, &config, sources, self.now()) {
+        let mut admission = self.admission.current();
+        let mut verdict = decide(&head, &config, &admission, self.now());
+        if is_unavailable(&verdict) && self.admission.catch_up() {
+            // Another worker has loaded the list since this one last ticked.
+            admission = self.admission.current();
+            verdict = decide(&head, &config, &admission, self.now());
+        }
+        match verdict {
             Verdict::PassThrough => {
                 self.count(Metrics::passed_through);
                 Action::Continue

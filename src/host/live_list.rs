@@ -319,19 +319,16 @@ impl LiveList {
             return false;
         }
         self.list_cas = cas;
-        let Ok(shared) = serde_json::from_slice::<SharedList>(&bytes) else {
+        let Some(list) = decode_shared_list(&bytes) else {
             return false;
         };
-        let blocks: Vec<_> = shared
-            .entries
-            .iter()
-            .filter_map(|e| parse_block(e).ok())
-            .collect();
-        if blocks.is_empty() {
-            return false;
-        }
-        self.live = Some(CallbackAllowlist::from_blocks(blocks));
+        self.live = Some(list);
         true
+    }
+
+    /// The shared-data key the list is published under.
+    pub fn list_key(&self) -> &str {
+        &self.list_key
     }
 
     fn read_state(&self) -> Option<RefreshState> {
@@ -389,6 +386,22 @@ impl LiveList {
         }
         None
     }
+}
+
+/// The list published under `list_key`, if any worker has fetched one.
+pub fn read_shared_list(list_key: &str) -> Option<CallbackAllowlist> {
+    let (bytes, _) = hostcalls::get_shared_data(list_key).ok()?;
+    decode_shared_list(&bytes?)
+}
+
+fn decode_shared_list(bytes: &[u8]) -> Option<CallbackAllowlist> {
+    let shared = serde_json::from_slice::<SharedList>(bytes).ok()?;
+    let blocks: Vec<_> = shared
+        .entries
+        .iter()
+        .filter_map(|e| parse_block(e).ok())
+        .collect();
+    (!blocks.is_empty()).then(|| CallbackAllowlist::from_blocks(blocks))
 }
 
 /// 0..=1000 from the clock's nanoseconds: enough to spread retries of many proxies.

@@ -2,6 +2,7 @@
 //! hostcalls they need, and the metrics. It gathers inputs, asks the pure core for a
 //! decision and carries it out.
 
+mod admission;
 mod calls;
 mod dedupe;
 mod held;

@@ -2,6 +2,7 @@
 //! keeps the live callback IP list fresh (when configured) and hands every HTTP
 //! context the current admission set.
 
+use super::admission::AdmissionCell;
 use super::calls;
 use super::held::{HeldRequests, ANSWERS_PER_TICK};
 use super::http::GateHttp;
@@ -23,18 +24,11 @@ const FAST_TICK: Duration = Duration::from_millis(100);
 const TICK: Duration = Duration::from_secs(1);
 const BACKLOG_TICK: Duration = Duration::from_millis(10);
 
-/// The sources a request is checked against: static entries ∪ the live list.
-pub struct Admission {
-    pub allow: CallbackAllowlist,
-    /// False until the live list (if configured) has loaded.
-    pub live_list_ready: bool,
-}
-
 pub struct GateRoot {
     config: Option<Rc<Config>>,
     metrics: Option<Rc<Metrics>>,
     live: Option<LiveList>,
-    admission: Rc<Admission>,
+    admission: Rc<AdmissionCell>,
     fast_ticks: bool,
     /// The tick period last asked of the host.
     tick_period: Option<Duration>,
@@ -49,10 +43,10 @@ impl GateRoot {
             config: None,
             metrics: None,
             live: None,
-            admission: Rc::new(Admission {
-                allow: CallbackAllowlist::default(),
-                live_list_ready: false,
-            }),
+            admission: Rc::new(AdmissionCell::awaiting_live_list(
+                CallbackAllowlist::default(),
+                String::new(),
+            )),
             fast_ticks: false,
             tick_period: None,
             held: Rc::new(HeldRequests::default()),
@@ -107,10 +101,7 @@ impl GateRoot {
             return;
         };
         if let Some(list) = live.current() {
-            self.admission = Rc::new(Admission {
-                allow: config.source.allow.union(list),
-                live_list_ready: true,
-            });
+            self.admission.install(&config.source.allow, list);
         }
     }
 }
@@ -177,20 +168,17 @@ impl RootContext for GateRoot {
                 // A list other workers (or the previous configuration) already fetched
                 // is used at once: a reconfigured filter does not start blind.
                 live.pick_up_shared_list();
+                self.admission = Rc::new(AdmissionCell::awaiting_live_list(
+                    config.source.allow.clone(),
+                    live.list_key().to_string(),
+                ));
                 self.live = Some(live);
-                self.admission = Rc::new(Admission {
-                    allow: config.source.allow.clone(),
-                    live_list_ready: false,
-                });
                 self.fast_ticks = true;
                 self.tick_every(FAST_TICK);
             }
             _ => {
                 self.live = None;
-                self.admission = Rc::new(Admission {
-                    allow: config.source.allow.clone(),
-                    live_list_ready: true,
-                });
+                self.admission = Rc::new(AdmissionCell::fixed(config.source.allow.clone()));
                 // Still ticking: held pushes are timed out from the tick.
                 self.fast_ticks = false;
                 self.tick_every(TICK);
@@ -210,7 +198,7 @@ impl RootContext for GateRoot {
                 self.rebuild_admission();
             }
         }
-        if self.fast_ticks && self.admission.live_list_ready {
+        if self.fast_ticks && self.admission.is_ready() {
             self.fast_ticks = false;
         }
         self.tick_every(match (backlog, self.fast_ticks) {
