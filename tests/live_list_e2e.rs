@@ -204,7 +204,10 @@ fn a_changed_list_takes_effect_at_the_next_refresh() {
         .is_some()
     );
     // Over several refreshes, four workers still make exactly one list call each time.
-    std::thread::sleep(Duration::from_secs(3));
+    assert!(wait_until(Duration::from_secs(15), || {
+        envoy.counter("wechat_gate.allowlist.refresh_ok") >= 3
+    })
+    .is_some());
     let refreshes = envoy.counter("wechat_gate.allowlist.refresh_ok");
     assert!(refreshes >= 3, "{refreshes} refreshes");
     let list_calls = api.count("getcallbackip");
@@ -407,8 +410,7 @@ fn before_the_first_list_deny_answers_503_and_allow_forwards() {
             envoy.counter("wechat_gate.allowlist.refresh_ok") >= 1
         });
         assert!(loaded.is_some(), "{mode}: {}", envoy.log_text());
-        // Give the worker a tick to pick the list up.
-        std::thread::sleep(Duration::from_millis(1200));
+        // At once: a worker that has not ticked since looks in shared data.
         assert_eq!(post_from(&envoy, "127.0.0.2"), 200, "{mode}");
         assert_eq!(
             post_from(&envoy, "127.0.0.3"),
