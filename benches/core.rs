@@ -7,12 +7,12 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use wechat_gate::allowlist::CallbackAllowlist;
-use wechat_gate::crypto::{self, AesKey};
-use wechat_gate::query::parse_query;
-use wechat_gate::signature::{request_signature, signature_matches};
-use wechat_gate::verify::{decide, RequestHead, Sources};
-use wechat_gate::wechat_push::signed_query;
+use wechat_gate::gate::allowlist::CallbackAllowlist;
+use wechat_gate::gate::query::parse_query;
+use wechat_gate::gate::request::{decide, RequestHead, Sources};
+use wechat_gate::gate::safe_mode::cipher::{self, AesKey};
+use wechat_gate::gate::signature::{request_signature, signature_matches};
+use wechat_gate::kit::wechat::signed_query;
 
 const TOKEN: &str = "bench-token-0123456789";
 const TIMESTAMP: &str = "1714036504";
@@ -82,7 +82,7 @@ fn allowlist(cr: &mut Criterion) {
 }
 
 fn verdict(c: &mut Criterion) {
-    let config = wechat_gate::config::parse(
+    let config = wechat_gate::gate::config::parse(
         format!(
             r#"{{"path": "/wechat", "token": "{TOKEN}", "source": {{"allow": ["127.0.0.1"]}}}}"#
         )
@@ -90,7 +90,7 @@ fn verdict(c: &mut Criterion) {
         &|_| None,
     )
     .unwrap_or_else(|e| panic!("bench config: {e}"));
-    let allow = config.source.allow.clone();
+    let sources = Sources::fixed(config.source.allow.clone());
     let path = format!(
         "/wechat?{}",
         signed_query(
@@ -110,10 +110,7 @@ fn verdict(c: &mut Criterion) {
                     source: Some(black_box(b"127.0.0.1:40000")),
                 },
                 &config,
-                Sources {
-                    allow: &allow,
-                    live_list_ready: true,
-                },
+                &sources,
                 black_box(now),
             )
         })
@@ -124,16 +121,16 @@ fn aes(c: &mut Criterion) {
     let key = AesKey::from_encoding_aes_key(AES_KEY).unwrap_or_else(|e| panic!("bench key: {e}"));
     let msg = vec![b'x'; 1024];
     let random16 = [7u8; 16];
-    let encrypted = crypto::encrypt(&key, APPID, &msg, &random16);
+    let encrypted = cipher::encrypt(&key, APPID, &msg, &random16);
     assert_eq!(
-        crypto::decrypt(&key, APPID, &encrypted).as_deref(),
+        cipher::decrypt(&key, APPID, &encrypted).as_deref(),
         Ok(&msg[..])
     );
     c.bench_function("AES decrypt 1 KiB", |b| {
-        b.iter(|| crypto::decrypt(&key, APPID, black_box(&encrypted)))
+        b.iter(|| cipher::decrypt(&key, APPID, black_box(&encrypted)))
     });
     c.bench_function("AES encrypt 1 KiB", |b| {
-        b.iter(|| crypto::encrypt(&key, APPID, black_box(&msg), &random16))
+        b.iter(|| cipher::encrypt(&key, APPID, black_box(&msg), &random16))
     });
 }
 

@@ -1,7 +1,11 @@
 //! wechat-gate: a proxy-wasm HTTP filter that lets through only requests that really
-//! come from WeChat. Everything but `host` is pure and unit-tests natively; `host`
-//! (the only code that imports proxy-wasm) is built for `wasm32` only, and `client`
-//! (the CLI's and tests' HTTP client) natively only.
+//! come from WeChat.
+//!
+//! - [`gate`]: every decision, pure (no proxy-wasm, no I/O); builds and tests natively.
+//! - `host` (wasm32 only): the proxy-wasm adapter. It gathers inputs, hands them to
+//!   `gate` and carries out what comes back; the only code that names proxy-wasm.
+//! - [`kit`] (native only): behaves like WeChat, for the CLI, the tests and the bench.
+//!   It does not exist on wasm32, so the wasm build proves the filter never needs it.
 
 // Nothing a request carries may make the filter panic: no unwrap, expect, panic or
 // unchecked indexing outside tests.
@@ -15,24 +19,10 @@
     )
 )]
 
-pub mod allowlist;
-pub mod config;
-pub mod crypto;
-pub mod dedupe;
-pub mod header_map;
-pub mod message;
-pub mod push_body;
-pub mod query;
-pub mod refresh;
-pub mod signature;
-pub mod verify;
-pub mod wechat_api;
-pub mod wechat_push;
+pub mod gate;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub mod client;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod mock_api;
+pub mod kit;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

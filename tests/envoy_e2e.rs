@@ -39,7 +39,7 @@ fn start(backend: &Backend, config: serde_json::Value) -> Envoy {
 }
 
 /// A signed handshake from the listed source.
-fn handshake(envoy: &Envoy, token: &str, echostr: &str) -> wechat_gate::client::Response {
+fn handshake(envoy: &Envoy, token: &str, echostr: &str) -> wechat_gate::kit::client::Response {
     let query = signed(token, now(), &nonce(), &[("echostr", echostr)]);
     envoy.send("GET", &format!("/wechat?{query}"), &[], b"", LISTED)
 }
@@ -48,7 +48,12 @@ fn fresh() -> String {
     signed(TOKEN, now(), &nonce(), &[])
 }
 
-fn post(envoy: &Envoy, query: &str, body: &str, source: &str) -> wechat_gate::client::Response {
+fn post(
+    envoy: &Envoy,
+    query: &str,
+    body: &str,
+    source: &str,
+) -> wechat_gate::kit::client::Response {
     envoy.send(
         "POST",
         &format!("/wechat?{query}"),
@@ -64,7 +69,7 @@ fn chunked_post(
     query: &str,
     body: &[u8],
     source: &str,
-) -> wechat_gate::client::Response {
+) -> wechat_gate::kit::client::Response {
     let mut raw = format!(
         "POST /wechat?{query} HTTP/1.1\r\nhost: x\r\nconnection: close\r\ntransfer-encoding: chunked\r\n\r\n"
     )
@@ -404,7 +409,7 @@ fn independent_signatures_are_accepted_accounts_share_a_listener() {
         &envoy_yaml(backend.port, &gates, &[]),
         EnvoyOptions::default(),
     );
-    let q = wechat_gate::wechat_push::encode_query(&[
+    let q = wechat_gate::gate::query::encode_query(&[
         ("signature", &s("signature")),
         ("timestamp", &s("timestamp")),
         ("nonce", &s("nonce")),
@@ -998,14 +1003,14 @@ fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_live
         let query = signed(TOKEN, now(), &format!("stall{i}"), &[]);
         let head =
             format!("POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n<xml>");
-        let mut s = wechat_gate::client::connect("127.0.0.1", envoy.port, Some(ip(LISTED)))
+        let mut s = wechat_gate::kit::client::connect("127.0.0.1", envoy.port, Some(ip(LISTED)))
             .unwrap_or_else(|e| panic!("connection {i}: {e}"));
         std::io::Write::write_all(&mut s, head.as_bytes()).expect("headers sent");
         streams.push(s);
     }
     let mut statuses = std::collections::BTreeMap::new();
     for mut s in streams {
-        let status = wechat_gate::client::read_response(&mut s)
+        let status = wechat_gate::kit::client::read_response(&mut s)
             .map(|r| r.status.to_string())
             .unwrap_or_else(|e| format!("{:?}", e.kind()));
         *statuses.entry(status).or_insert(0) += 1;

@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
-use wechat_gate::client::{self, Response};
+use wechat_gate::kit::client::{self, Response};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wechat-gate");
 const APPID: &str = "wxTEST";

@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
-use wechat_gate::client::Response;
-use wechat_gate::crypto::{self, AesKey};
-use wechat_gate::message::element;
-use wechat_gate::signature::{as_str, sign};
+use wechat_gate::gate::safe_mode::cipher::{self, AesKey};
+use wechat_gate::gate::safe_mode::envelope;
+use wechat_gate::gate::signature::{as_str, sign};
+use wechat_gate::gate::xml::element;
+use wechat_gate::kit::client::Response;
 
 const TOKEN: &str = "safe-e2e-token";
 const AES_KEY: &str = "GeuKYOtmlo3LsuufAkG+oPBZOZm/L42M6eGR8KhDGgE";
@@ -96,7 +97,7 @@ fn push_of(encrypt: &str, extra_fields: &str, nonce: &str) -> Push {
 fn encrypt_fresh(message: &str) -> String {
     let mut random = [0u8; 16];
     getrandom::getrandom(&mut random).expect("random");
-    crypto::encrypt(&key(), APPID, message.as_bytes(), &random)
+    cipher::encrypt(&key(), APPID, message.as_bytes(), &random)
 }
 
 /// A push of `message`, encrypted as WeChat would.
@@ -250,13 +251,13 @@ fn every_reply_gets_a_fresh_random_prefix_never_the_requests() {
     let envoy = start(&backend, gate_config(json!({"dedupe_seconds": 0})), 1);
     let random = [0x41u8; 16];
     let message = text_message("hi", 7);
-    let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &random);
+    let encrypt = cipher::encrypt(&key(), APPID, message.as_bytes(), &random);
     let mut prefixes = Vec::new();
     for nonce in ["1", "2"] {
         let p = push_of(&encrypt, "", nonce);
         let r = send(&envoy, &p);
         assert_eq!(r.status, 200);
-        let sealed = crypto::extract_encrypt(r.body_text().as_bytes()).expect("Encrypt");
+        let sealed = envelope::extract_encrypt(r.body_text().as_bytes()).expect("Encrypt");
         // The prefix is the first 16 bytes of the plaintext: decrypt the first block.
         let full = decrypt_raw(&sealed);
         prefixes.push(full[..16].to_vec());
@@ -345,7 +346,7 @@ fn tampered_pushes_never_reach_the_backend() {
 
     // Correctly signed, but for another appid, or not ciphertext at all.
     for encrypt in [
-        crypto::encrypt(&key(), "wxANOTHERAPP", message.as_bytes(), &[3u8; 16]),
+        cipher::encrypt(&key(), "wxANOTHERAPP", message.as_bytes(), &[3u8; 16]),
         "bm90IGEgd2hvbGUgYmxvY2s=".to_string(),
     ] {
         let r = send(&envoy, &push_of(&encrypt, "", "3"));
@@ -407,8 +408,8 @@ fn verify_only_safe_mode_forwards_the_message_still_encrypted() {
     assert_eq!(send(&envoy, &p).status, 200);
     let records = backend.records();
     assert_eq!(
-        crypto::extract_encrypt(&records[0].body),
-        crypto::extract_encrypt(p.body.as_bytes()),
+        envelope::extract_encrypt(&records[0].body),
+        envelope::extract_encrypt(p.body.as_bytes()),
         "the same Encrypt, for the backend to decrypt"
     );
     assert_eq!(
@@ -728,11 +729,11 @@ fn the_cli_sends_compat_mode_and_opens_the_sealed_reply() {
 #[test]
 fn the_cli_refuses_a_reply_whose_seal_does_not_check() {
     // A verify-only gate passes the backend's reply as it is: here a forged envelope.
-    let forged = crypto::reply_envelope(
+    let forged = envelope::reply_envelope(
         "not-the-token",
         "1",
         "2",
-        &crypto::encrypt(&key(), APPID, b"<xml>forged</xml>", &[0u8; 16]),
+        &cipher::encrypt(&key(), APPID, b"<xml>forged</xml>", &[0u8; 16]),
     );
     let backend = Backend::replying(move |_| Reply::xml(&forged));
     let envoy = start_verify_only(&backend);
@@ -837,7 +838,7 @@ fn without_decrypt_only_verified_parts_of_a_compat_body_reach_the_backend() {
     let body = String::from_utf8_lossy(&backend.records()[0].body).into_owned();
     assert!(!body.contains("EVIL"), "{body}");
     assert_eq!(
-        crypto::extract_encrypt(body.as_bytes()).as_deref(),
+        envelope::extract_encrypt(body.as_bytes()).as_deref(),
         Ok(encrypt.as_str())
     );
 }

@@ -2,9 +2,11 @@
 //! with wechatpy) run through the same decision the filter makes inside Envoy.
 
 use serde::Deserialize;
-use wechat_gate::config;
-use wechat_gate::signature::{sign, signature_matches};
-use wechat_gate::verify::{decide, Reason, RequestHead, Sources, Verdict};
+use wechat_gate::gate::config;
+use wechat_gate::gate::request::{decide, Reason, RequestHead, Sources, Verdict};
+use wechat_gate::gate::safe_mode::cipher::{self, AesKey};
+use wechat_gate::gate::safe_mode::envelope;
+use wechat_gate::gate::signature::{sign, signature_matches};
 
 #[derive(Deserialize)]
 struct Vectors {
@@ -26,11 +28,17 @@ struct Handshake {
 #[derive(Deserialize)]
 struct SafeMode {
     token: String,
+    encoding_aes_key: String,
+    appid: String,
     timestamp: String,
     nonce: String,
+    random_prefix: String,
+    plaintext: String,
     encrypt: String,
     msg_signature: String,
     post_query: std::collections::BTreeMap<String, String>,
+    post_body: String,
+    reply_envelope: String,
     valid: bool,
     why: Option<String>,
 }
@@ -68,7 +76,6 @@ fn encode(pairs: &[(&str, &str)]) -> String {
 }
 
 fn judge(cfg: &config::Config, method: &str, path: &str) -> Verdict {
-    let allow = cfg.source.allow.clone();
     decide(
         &RequestHead {
             method: method.as_bytes(),
@@ -76,10 +83,7 @@ fn judge(cfg: &config::Config, method: &str, path: &str) -> Verdict {
             source: Some(b"127.0.0.1:1"),
         },
         cfg,
-        Sources {
-            allow: &allow,
-            live_list_ready: true,
-        },
+        &Sources::fixed(cfg.source.allow.clone()),
         1_800_000_000,
     )
 }
@@ -160,4 +164,61 @@ fn every_safe_mode_msg_signature_is_judged_as_the_independent_sdk_says() {
             assert_eq!(sent, &s.msg_signature);
         }
     }
+}
+
+fn key(v: &SafeMode) -> AesKey {
+    AesKey::from_encoding_aes_key(&v.encoding_aes_key).expect("key")
+}
+
+#[test]
+fn every_valid_safe_mode_vector_decrypts_byte_exact() {
+    let mut n = 0;
+    for v in vectors().safe_mode.iter().filter(|v| v.valid) {
+        assert_eq!(
+            cipher::decrypt(&key(v), &v.appid, &v.encrypt).expect("decrypts"),
+            v.plaintext.as_bytes()
+        );
+        n += 1;
+    }
+    assert!(n >= 10);
+}
+
+#[test]
+fn encrypting_with_the_vectors_prefix_gives_the_same_bytes_and_envelope() {
+    for v in vectors().safe_mode.iter().filter(|v| v.valid) {
+        let prefix: [u8; 16] = v.random_prefix.as_bytes().try_into().expect("16 bytes");
+        let e = cipher::encrypt(&key(v), &v.appid, v.plaintext.as_bytes(), &prefix);
+        let envelope_encrypt =
+            envelope::extract_encrypt(v.reply_envelope.as_bytes()).expect("envelope Encrypt");
+        assert_eq!(e, envelope_encrypt);
+        assert_eq!(
+            envelope::reply_envelope(&v.token, &v.timestamp, &v.nonce, &e),
+            v.reply_envelope
+        );
+    }
+}
+
+#[test]
+fn the_pushed_body_carries_the_vectors_encrypt() {
+    for v in vectors().safe_mode {
+        assert_eq!(
+            envelope::extract_encrypt(v.post_body.as_bytes()).expect("Encrypt"),
+            v.encrypt,
+            "{:?}",
+            v.why
+        );
+    }
+}
+
+#[test]
+fn a_message_for_another_appid_is_refused() {
+    let v = vectors()
+        .safe_mode
+        .into_iter()
+        .find(|v| v.why.as_deref().is_some_and(|w| w.contains("appid")))
+        .expect("vector");
+    assert_eq!(
+        cipher::decrypt(&key(&v), &v.appid, &v.encrypt),
+        Err(cipher::DecryptError::WrongAppid)
+    );
 }

@@ -9,10 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
-use wechat_gate::client::{self, Response};
-use wechat_gate::crypto::AesKey;
-use wechat_gate::mock_api;
-use wechat_gate::wechat_push::{open_reply, safe_mode_push, signed_query, text_message_xml};
+use wechat_gate::gate::safe_mode::cipher::AesKey;
+use wechat_gate::kit::client::{self, Response};
+use wechat_gate::kit::mock_api;
+use wechat_gate::kit::wechat::{open_reply, safe_mode_push, signed_query, text_message_xml};
 
 #[derive(Parser)]
 #[command(

@@ -1,22 +1,16 @@
-//! The sources a worker admits: the static allowlist ∪ the live callback IP list,
-//! shared by the root context (which installs each new list) and its HTTP contexts
-//! (which read it per request).
+//! The sources a worker admits ([`Sources`]: the static allowlist ∪ the live
+//! callback IP list), shared by the root context (which installs each new list) and
+//! its HTTP contexts (which read it per request).
 //!
-//! A worker's own copy of the live list arrives on its tick. Until then, a request
-//! that would be refused `503 unavailable` first looks in shared data, where another
-//! worker may already have put the list: no worker answers 503 after any has loaded it.
+//! A worker's own copy of the live list arrives on its tick. Until then, the
+//! exchange asks [`AdmissionCell::catch_up`] before refusing `503 unavailable`:
+//! another worker may already have put the list in shared data.
 
 use super::live_list;
-use crate::allowlist::CallbackAllowlist;
+use crate::gate::allowlist::CallbackAllowlist;
+use crate::gate::request::Sources;
 use std::cell::RefCell;
 use std::rc::Rc;
-
-/// The sources a request is checked against.
-pub struct Admission {
-    pub allow: CallbackAllowlist,
-    /// False until the live list (if configured) has loaded.
-    pub live_list_ready: bool,
-}
 
 /// Where a worker still waiting for its first live list looks for it.
 struct Pending {
@@ -26,7 +20,7 @@ struct Pending {
 }
 
 pub struct AdmissionCell {
-    current: RefCell<Rc<Admission>>,
+    current: RefCell<Rc<Sources>>,
     pending: RefCell<Option<Pending>>,
 }
 
@@ -34,10 +28,7 @@ impl AdmissionCell {
     /// Only the static entries, ready at once (no live list configured).
     pub fn fixed(allow: CallbackAllowlist) -> AdmissionCell {
         AdmissionCell {
-            current: RefCell::new(Rc::new(Admission {
-                allow,
-                live_list_ready: true,
-            })),
+            current: RefCell::new(Rc::new(Sources::fixed(allow))),
             pending: RefCell::new(None),
         }
     }
@@ -45,7 +36,7 @@ impl AdmissionCell {
     /// The static entries until the live list published under `list_key` loads.
     pub fn awaiting_live_list(static_allow: CallbackAllowlist, list_key: String) -> AdmissionCell {
         AdmissionCell {
-            current: RefCell::new(Rc::new(Admission {
+            current: RefCell::new(Rc::new(Sources {
                 allow: static_allow.clone(),
                 live_list_ready: false,
             })),
@@ -56,7 +47,7 @@ impl AdmissionCell {
         }
     }
 
-    pub fn current(&self) -> Rc<Admission> {
+    pub fn current(&self) -> Rc<Sources> {
         self.current.borrow().clone()
     }
 
@@ -67,29 +58,21 @@ impl AdmissionCell {
     /// Installs a newly fetched (or picked up) live list.
     pub fn install(&self, static_allow: &CallbackAllowlist, live: &CallbackAllowlist) {
         *self.pending.borrow_mut() = None;
-        *self.current.borrow_mut() = Rc::new(Admission {
-            allow: static_allow.union(live),
-            live_list_ready: true,
-        });
+        *self.current.borrow_mut() = Rc::new(Sources::fixed(static_allow.union(live)));
     }
 
-    /// Not ready yet: looks for the live list in shared data; true if it is there now.
-    pub fn catch_up(&self) -> bool {
+    /// Not ready yet: looks for the live list in shared data; the sources with it if
+    /// it is there now.
+    pub fn catch_up(&self) -> Option<Rc<Sources>> {
         let found = {
             let pending = self.pending.borrow();
-            let Some(p) = pending.as_ref() else {
-                return self.is_ready();
-            };
-            match live_list::read_shared_list(&p.list_key) {
-                Some(live) => p.static_allow.union(&live),
-                None => return false,
-            }
+            let p = pending.as_ref()?;
+            p.static_allow
+                .union(&live_list::read_shared_list(&p.list_key)?)
         };
         *self.pending.borrow_mut() = None;
-        *self.current.borrow_mut() = Rc::new(Admission {
-            allow: found,
-            live_list_ready: true,
-        });
-        true
+        let sources = Rc::new(Sources::fixed(found));
+        *self.current.borrow_mut() = sources.clone();
+        Some(sources)
     }
 }

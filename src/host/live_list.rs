@@ -7,19 +7,18 @@
 //! Failures keep the last good list. Secrets and tokens are never logged.
 
 use super::metrics::Metrics;
-use crate::allowlist::{parse_block, CallbackAllowlist};
-use crate::config::{TokenApi, WechatApi};
-use crate::refresh::{FetchPlan, Next, RefreshState, Step};
-use crate::wechat_api::{self, advice, Advice, ApiFailure};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status};
+use super::proxy;
+use super::shared_data::{self, Change};
+use crate::gate::allowlist::{parse_block, CallbackAllowlist};
+use crate::gate::config::{TokenApi, WechatApi};
+use crate::gate::live_list::state::{FetchPlan, Next, RefreshState, Step};
+use crate::gate::live_list::wechat_api::{self, advice, Advice, ApiFailure};
+use crate::gate::metrics::Counter;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The largest API reply read (a callback list is a few KiB).
 const MAX_REPLY_BYTES: usize = 1 << 20;
-/// A CAS value no stored entry carries: a set with it succeeds only on a missing key.
-const ONLY_IF_ABSENT: u32 = u32::MAX;
 
 #[derive(Serialize, Deserialize)]
 struct SharedList {
@@ -122,20 +121,11 @@ impl LiveList {
         let Some(InFlight { mut plan, step, .. }) = self.in_flight.take() else {
             return false;
         };
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| {
-                std::str::from_utf8(&s)
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok())
-            });
+        let status = proxy::call_response_status();
         let body = if body_size > MAX_REPLY_BYTES {
             None
         } else {
-            hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                .ok()
-                .flatten()
+            proxy::call_response_body(body_size)
         };
         let body = body.unwrap_or_default();
         let next = match step {
@@ -198,7 +188,7 @@ impl LiveList {
                         fetched_at: now,
                     };
                     if let Ok(json) = serde_json::to_vec(&shared) {
-                        let _ = hostcalls::set_shared_data(&self.list_key, Some(&json), None);
+                        shared_data::overwrite(&self.list_key, &json);
                     }
                     let refresh = self.api.refresh_seconds;
                     self.update_state(|s| s.succeeded(now, refresh));
@@ -222,7 +212,7 @@ impl LiveList {
                         "callback IP list: every upstream failed (last: {failure}); keeping the {} list; next try in {retry} s",
                         if self.live.is_some() { "last good" } else { "static" }
                     );
-                    metrics.refresh_failed();
+                    metrics.count(Counter::RefreshFailed);
                     return false;
                 }
             }
@@ -261,20 +251,15 @@ impl LiveList {
             headers.push(("content-type", "application/json"));
         }
         let timeout = Duration::from_millis(self.api.timeout_ms);
-        hostcalls::dispatch_http_call(
-            &upstream.cluster,
-            headers,
-            call.body.as_deref(),
-            vec![],
-            timeout,
+        proxy::dispatch(&upstream.cluster, headers, call.body.as_deref(), timeout).map_err(
+            |status| {
+                log::warn!(
+                    "callback IP list: cannot call cluster {} ({status:?}): is it defined?",
+                    upstream.cluster
+                );
+                ApiFailure::Transport
+            },
         )
-        .map_err(|status| {
-            log::warn!(
-                "callback IP list: cannot call cluster {} ({status:?}): is it defined?",
-                upstream.cluster
-            );
-            ApiFailure::Transport
-        })
     }
 
     fn log_failure(&self, step: Step, failure: &ApiFailure) {
@@ -312,7 +297,7 @@ impl LiveList {
     /// Installs the shared list if it changed since we last looked (also right after
     /// a reconfiguration, so a new root context does not start blind).
     pub fn pick_up_shared_list(&mut self) -> bool {
-        let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&self.list_key) else {
+        let Some((Some(bytes), cas)) = proxy::shared_get(&self.list_key) else {
             return false;
         };
         if cas.is_some() && cas == self.list_cas {
@@ -332,34 +317,27 @@ impl LiveList {
     }
 
     fn read_state(&self) -> Option<RefreshState> {
-        let (bytes, _) = hostcalls::get_shared_data(&self.state_key).ok()?;
-        serde_json::from_slice(&bytes?).ok()
+        serde_json::from_slice(&shared_data::read(&self.state_key)?).ok()
     }
 
     /// Takes the fetch lease if a fetch is due and nobody holds it.
     fn take_lease(&self, now: i64) -> Option<RefreshState> {
-        // Seed the key first: a set on a missing key succeeds whatever CAS is passed, so
-        // the lease below must be taken on a key that exists. This seed cannot
-        // overwrite a state another worker already wrote.
-        if let Ok(default) = serde_json::to_vec(&RefreshState::default()) {
-            let _ =
-                hostcalls::set_shared_data(&self.state_key, Some(&default), Some(ONLY_IF_ABSENT));
-        }
-        let (bytes, cas) = hostcalls::get_shared_data(&self.state_key).ok()?;
-        // A state that does not parse (written by another version) is started afresh,
-        // under the same CAS, rather than blocking every fetch forever.
-        let state: RefreshState = bytes
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        if !state.is_due(now, self.fingerprint) {
-            return None;
-        }
-        let leased = state.leased(now, self.lease_seconds(), self.fingerprint);
-        let json = serde_json::to_vec(&leased).ok()?;
-        match hostcalls::set_shared_data(&self.state_key, Some(&json), cas) {
-            Ok(()) => Some(leased),
-            Err(_) => None,
-        }
+        let seed = serde_json::to_vec(&RefreshState::default()).ok()?;
+        // One try: a conflict means another worker just took it.
+        shared_data::update(&self.state_key, &seed, 1, |bytes| {
+            // A state that does not parse (written by another version) is started
+            // afresh, under the same CAS, rather than blocking every fetch forever.
+            let state: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
+            if !state.is_due(now, self.fingerprint) {
+                return Change::Keep(None);
+            }
+            let leased = state.leased(now, self.lease_seconds(), self.fingerprint);
+            match serde_json::to_vec(&leased) {
+                Ok(json) => Change::Write(json, Some(leased)),
+                Err(_) => Change::Keep(None),
+            }
+        })
+        .flatten()
     }
 
     /// Long enough for every call of one fetch to time out: per upstream at most a
@@ -371,27 +349,22 @@ impl LiveList {
 
     /// Read-modify-write of the shared state, retried on a CAS conflict.
     fn update_state(&self, change: impl Fn(&RefreshState) -> RefreshState) -> Option<RefreshState> {
-        for _ in 0..8 {
-            let (bytes, cas) = hostcalls::get_shared_data(&self.state_key).ok()?;
-            let current: RefreshState = bytes
-                .and_then(|b| serde_json::from_slice(&b).ok())
-                .unwrap_or_default();
+        let seed = serde_json::to_vec(&RefreshState::default()).ok()?;
+        shared_data::update(&self.state_key, &seed, 8, |bytes| {
+            let current: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
             let next = change(&current);
-            let json = serde_json::to_vec(&next).ok()?;
-            match hostcalls::set_shared_data(&self.state_key, Some(&json), cas) {
-                Ok(()) => return Some(next),
-                Err(Status::CasMismatch) => continue,
-                Err(_) => return None,
+            match serde_json::to_vec(&next) {
+                Ok(json) => Change::Write(json, Some(next)),
+                Err(_) => Change::Keep(None),
             }
-        }
-        None
+        })
+        .flatten()
     }
 }
 
 /// The list published under `list_key`, if any worker has fetched one.
 pub fn read_shared_list(list_key: &str) -> Option<CallbackAllowlist> {
-    let (bytes, _) = hostcalls::get_shared_data(list_key).ok()?;
-    decode_shared_list(&bytes?)
+    decode_shared_list(&shared_data::read(list_key)?)
 }
 
 fn decode_shared_list(bytes: &[u8]) -> Option<CallbackAllowlist> {
@@ -406,8 +379,5 @@ fn decode_shared_list(bytes: &[u8]) -> Option<CallbackAllowlist> {
 
 /// 0..=1000 from the clock's nanoseconds: enough to spread retries of many proxies.
 fn jitter() -> u32 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(500, |d| d.subsec_nanos() % 1001)
+    proxy::now().subsec_nanos() % 1001
 }

@@ -1,15 +1,16 @@
-//! The only code that talks to the proxy: proxy-wasm root and HTTP contexts, the
-//! hostcalls they need, and the metrics. It gathers inputs, asks the pure core for a
-//! decision and carries it out.
+//! The proxy-wasm adapter, wasm32 only: it gathers inputs, hands them to the pure
+//! [`crate::gate`] and carries out what comes back. [`proxy`] makes every hostcall;
+//! [`shared_data`] is the one compare-and-swap loop; [`root`] and [`http`] turn
+//! callbacks into events and effects into hostcalls.
 
 mod admission;
-mod calls;
 mod dedupe;
-mod held;
 mod http;
 mod live_list;
 mod metrics;
+mod proxy;
 mod root;
+mod shared_data;
 
 /// Registers the root context. Called once when the VM starts.
 pub fn start() {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use wechat_gate::client::{self, Response};
+use wechat_gate::kit::client::{self, Response};
 
 pub const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -651,12 +651,12 @@ pub fn nonce() -> String {
 
 /// A signed query for `token` at `timestamp`, with `extra` parameters.
 pub fn signed(token: &str, timestamp: i64, nonce: &str, extra: &[(&str, &str)]) -> String {
-    wechat_gate::wechat_push::signed_query(token, &timestamp.to_string(), nonce, extra)
+    wechat_gate::kit::wechat::signed_query(token, &timestamp.to_string(), nonce, extra)
 }
 
 /// The XML of a text message, as WeChat posts it.
 pub fn text_xml(openid: &str, content: &str, msg_id: u64) -> String {
-    wechat_gate::wechat_push::text_message_xml(
+    wechat_gate::kit::wechat::text_message_xml(
         "gh_e2e",
         openid,
         &now().to_string(),

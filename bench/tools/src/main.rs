@@ -23,9 +23,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use wechat_gate::allowlist::CallbackAllowlist;
-use wechat_gate::config::Config;
-use wechat_gate::verify::{decide, RequestHead, Sources, Verdict};
+use wechat_gate::gate::config::Config;
+use wechat_gate::gate::request::{decide, RequestHead, Sources, Verdict};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -273,7 +272,7 @@ fn authz_main(args: &[String]) -> i32 {
         eprintln!("wg-bench authz: --config JSON is required");
         return 2;
     };
-    let config = match wechat_gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok())
+    let config = match wechat_gate::gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok())
     {
         Ok(c) => c,
         Err(e) => {
@@ -281,15 +280,15 @@ fn authz_main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let allow = config.source.allow.clone();
-    let state = Arc::new((config, allow));
+    let sources = Sources::fixed(config.source.allow.clone());
+    let state = Arc::new((config, sources));
     serve(
         args,
         Arc::new(move |req: &Request| authz(req, &state.0, &state.1)),
     )
 }
 
-fn authz(req: &Request, config: &Config, allow: &CallbackAllowlist) -> Response {
+fn authz(req: &Request, config: &Config, sources: &Sources) -> Response {
     // Envoy sets this header to %DOWNSTREAM_REMOTE_ADDRESS% (`ip:port`, what the gate
     // reads as `source.address`), overwriting any value a client sent.
     let source = req.header("x-wechat-gate-source");
@@ -297,10 +296,6 @@ fn authz(req: &Request, config: &Config, allow: &CallbackAllowlist) -> Response 
         method: req.method.as_bytes(),
         path: Some(req.target.as_bytes()),
         source: source.map(str::as_bytes),
-    };
-    let sources = Sources {
-        allow,
-        live_list_ready: true,
     };
     match decide(&head, config, sources, now_unix()) {
         Verdict::Forward { openid, .. } => {
@@ -342,7 +337,7 @@ fn authz(req: &Request, config: &Config, allow: &CallbackAllowlist) -> Response 
 /// Exit 0 when this build's `config::parse` accepts the JSON, else 1 with the reason.
 fn check_config(args: &[String]) -> i32 {
     let json = args.first().map(String::as_str).unwrap_or_default();
-    match wechat_gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok()) {
+    match wechat_gate::gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok()) {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("{e}");
@@ -362,7 +357,7 @@ fn gen_main(args: &[String]) -> i32 {
         eprintln!("wg-bench gen: --token, --appid and --aes-key are required");
         return 2;
     };
-    let key = match wechat_gate::crypto::AesKey::from_encoding_aes_key(aes_key) {
+    let key = match wechat_gate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(aes_key) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("wg-bench gen: --aes-key {e}");
@@ -380,9 +375,9 @@ fn gen_main(args: &[String]) -> i32 {
     let openid = "o_bench_user_000000000001";
     let to = "gh_bench_account";
     let signed =
-        |extra: &[(&str, &str)]| wechat_gate::wechat_push::signed_query(token, &ts, &nonce, extra);
+        |extra: &[(&str, &str)]| wechat_gate::kit::wechat::signed_query(token, &ts, &nonce, extra);
 
-    let post_body = wechat_gate::wechat_push::text_message_xml(
+    let post_body = wechat_gate::kit::wechat::text_message_xml(
         to,
         openid,
         &ts,
@@ -393,7 +388,7 @@ fn gen_main(args: &[String]) -> i32 {
     let get_path = format!("/wechat?{}", signed(&[("echostr", "5838479218127813673")]));
     let forged_path = format!(
         "/wechat?{}",
-        wechat_gate::wechat_push::signed_query("not-the-token", &ts, &nonce, &[("openid", openid)])
+        wechat_gate::kit::wechat::signed_query("not-the-token", &ts, &nonce, &[("openid", openid)])
     );
 
     let mut fields = vec![
@@ -407,8 +402,8 @@ fn gen_main(args: &[String]) -> i32 {
         for (i, b) in random16.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(37).wrapping_add(ts.len() as u8);
         }
-        let encrypt = wechat_gate::crypto::encrypt(&key, appid, msg.as_bytes(), &random16);
-        let msg_signature = wechat_gate::signature::sign(&[token, &ts, &nonce, &encrypt]);
+        let encrypt = wechat_gate::gate::safe_mode::cipher::encrypt(&key, appid, msg.as_bytes(), &random16);
+        let msg_signature = wechat_gate::gate::signature::sign(&[token, &ts, &nonce, &encrypt]);
         let path = format!(
             "/wechat?{}",
             signed(&[
@@ -416,7 +411,7 @@ fn gen_main(args: &[String]) -> i32 {
                 ("encrypt_type", "aes"),
                 (
                     "msg_signature",
-                    wechat_gate::signature::as_str(&msg_signature)
+                    wechat_gate::gate::signature::as_str(&msg_signature)
                 ),
             ])
         );
@@ -433,14 +428,14 @@ fn gen_main(args: &[String]) -> i32 {
 /// A text message whose XML is exactly `size` bytes (ASCII content).
 fn message_of_size(to: &str, openid: &str, ts: &str, size: usize) -> String {
     let empty =
-        wechat_gate::wechat_push::text_message_xml(to, openid, ts, "", 1_234_567_890_123_457);
+        wechat_gate::kit::wechat::text_message_xml(to, openid, ts, "", 1_234_567_890_123_457);
     let fill = size.saturating_sub(empty.len());
     let content: String = "wechat-gate bench message "
         .chars()
         .cycle()
         .take(fill)
         .collect();
-    wechat_gate::wechat_push::text_message_xml(to, openid, ts, &content, 1_234_567_890_123_457)
+    wechat_gate::kit::wechat::text_message_xml(to, openid, ts, &content, 1_234_567_890_123_457)
 }
 
 fn entry(name: &str, method: &str, path: &str, body: &str) -> String {

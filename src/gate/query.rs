@@ -2,7 +2,7 @@
 //! percent-decoded (`+` is a space, as in any form encoding), must be valid UTF-8 and
 //! must not repeat. Other parameters are ignored.
 
-use percent_encoding::percent_decode;
+use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::borrow::Cow;
 
 /// The parameters of a callback request. Values are decoded; presence is checked by
@@ -114,6 +114,28 @@ pub fn without_safe_mode_params(path: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&kept.join(&b'&'));
     }
     out
+}
+
+/// Characters left as they are in a query value (RFC 3986 unreserved).
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// Encodes `k=v&k=v` with every value percent-encoded.
+pub fn encode_query(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, QUERY_VALUE),
+                utf8_percent_encode(v, QUERY_VALUE)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 #[cfg(test)]

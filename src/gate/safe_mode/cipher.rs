@@ -1,7 +1,6 @@
-//! WeChat's safe mode (`encrypt_type=aes`), pure: the key from `EncodingAESKey`,
-//! AES-256-CBC with iv = key[0..16], the plaintext layout
-//! `random16 ‖ u32be(len) ‖ msg ‖ appid` padded (PKCS#7) to a multiple of 32, the
-//! `Encrypt` element of a pushed XML body, and the encrypted reply envelope.
+//! Safe mode's cipher (`encrypt_type=aes`), pure: the key from `EncodingAESKey`,
+//! AES-256-CBC with iv = key[0..16], and the plaintext layout
+//! `random16 ‖ u32be(len) ‖ msg ‖ appid` padded (PKCS#7) to a multiple of 32.
 //!
 //! Decryption checks what SDKs have got wrong: the padding byte (1..=32, every pad
 //! byte equal), the length field's bounds, and the appid. Randomness comes in as an
@@ -131,144 +130,9 @@ pub fn encrypt(key: &AesKey, appid: &str, msg: &[u8], random16: &[u8; 16]) -> St
     STANDARD.encode(cipher)
 }
 
-/// The encrypted reply WeChat expects for a safe-mode push.
-pub fn reply_envelope(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
-    let signature = crate::signature::sign(&[token, timestamp, nonce, encrypt]);
-    // The timestamp and nonce come from the push's query: CDATA keeps any markup in
-    // them inert.
-    let cdata = crate::wechat_push::cdata;
-    format!(
-        "<xml>\n<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n<MsgSignature><![CDATA[{}]]></MsgSignature>\n\
-         <TimeStamp>{}</TimeStamp>\n<Nonce>{}</Nonce>\n</xml>",
-        crate::signature::as_str(&signature),
-        if timestamp.bytes().all(|b| b.is_ascii_digit()) { timestamp.to_string() } else { cdata(timestamp) },
-        cdata(nonce),
-    )
-}
-
-/// Why the `Encrypt` element could not be taken from a body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExtractError {
-    Missing,
-    Repeated,
-    Malformed,
-}
-
-impl fmt::Display for ExtractError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ExtractError::Missing => "the body has no Encrypt element",
-            ExtractError::Repeated => "the body has more than one Encrypt element",
-            ExtractError::Malformed => "the Encrypt element is malformed",
-        })
-    }
-}
-
-/// The text of the one `<Encrypt>` element (CDATA or plain text, surrounding
-/// whitespace ignored); it must be non-empty and hold no markup.
-pub fn extract_encrypt(body: &[u8]) -> Result<String, ExtractError> {
-    use crate::message::{element, ElementError};
-    let value = match element(body, "Encrypt") {
-        Ok(Some(v)) => v,
-        Ok(None) => return Err(ExtractError::Missing),
-        Err(ElementError::Repeated) => return Err(ExtractError::Repeated),
-        Err(ElementError::Malformed) => return Err(ExtractError::Malformed),
-    };
-    if value.is_empty() || value.contains(['<', '>', '&']) {
-        return Err(ExtractError::Malformed);
-    }
-    Ok(value.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    struct Vectors {
-        safe_mode: Vec<SafeMode>,
-    }
-
-    #[derive(Deserialize)]
-    struct SafeMode {
-        token: String,
-        encoding_aes_key: String,
-        appid: String,
-        timestamp: String,
-        nonce: String,
-        random_prefix: String,
-        plaintext: String,
-        encrypt: String,
-        post_body: String,
-        reply_envelope: String,
-        valid: bool,
-        why: Option<String>,
-    }
-
-    fn vectors() -> Vec<SafeMode> {
-        let text = include_str!("../tests/data/wechat_vectors.json");
-        serde_json::from_str::<Vectors>(text)
-            .expect("vectors")
-            .safe_mode
-    }
-
-    fn key(v: &SafeMode) -> AesKey {
-        AesKey::from_encoding_aes_key(&v.encoding_aes_key).expect("key")
-    }
-
-    #[test]
-    fn every_valid_vector_decrypts_byte_exact() {
-        let mut n = 0;
-        for v in vectors().iter().filter(|v| v.valid) {
-            assert_eq!(
-                decrypt(&key(v), &v.appid, &v.encrypt).expect("decrypts"),
-                v.plaintext.as_bytes()
-            );
-            n += 1;
-        }
-        assert!(n >= 10);
-    }
-
-    #[test]
-    fn encrypting_with_the_vectors_prefix_gives_the_same_bytes_and_envelope() {
-        for v in vectors().iter().filter(|v| v.valid) {
-            let prefix: [u8; 16] = v.random_prefix.as_bytes().try_into().expect("16 bytes");
-            let e = encrypt(&key(v), &v.appid, v.plaintext.as_bytes(), &prefix);
-            let envelope_encrypt =
-                extract_encrypt(v.reply_envelope.as_bytes()).expect("envelope Encrypt");
-            assert_eq!(e, envelope_encrypt);
-            assert_eq!(
-                reply_envelope(&v.token, &v.timestamp, &v.nonce, &e),
-                v.reply_envelope
-            );
-        }
-    }
-
-    #[test]
-    fn the_pushed_body_carries_the_vectors_encrypt() {
-        for v in vectors() {
-            assert_eq!(
-                extract_encrypt(v.post_body.as_bytes()).expect("Encrypt"),
-                v.encrypt,
-                "{:?}",
-                v.why
-            );
-        }
-    }
-
-    #[test]
-    fn a_message_for_another_appid_is_refused() {
-        let v = vectors()
-            .into_iter()
-            .find(|v| v.why.as_deref().is_some_and(|w| w.contains("appid")))
-            .expect("vector");
-        assert_eq!(
-            decrypt(&key(&v), &v.appid, &v.encrypt),
-            Err(DecryptError::WrongAppid)
-        );
-    }
-
     #[test]
     fn round_trips_over_keys_sizes_and_chinese_text() {
         let mut seed = 7u64;
@@ -396,41 +260,5 @@ mod tests {
             AesKey::from_encoding_aes_key("abcdefghijklmnopqrstuvwxyz0123456789ABCDEF!").is_err()
         );
         assert!(!format!("{:?}", sample().0).contains("abc"));
-    }
-
-    #[test]
-    fn encrypt_element_is_found_in_cdata_or_plain_text() {
-        assert_eq!(
-            extract_encrypt(b"<xml><Encrypt><![CDATA[abc+/=]]></Encrypt></xml>").as_deref(),
-            Ok("abc+/=")
-        );
-        assert_eq!(
-            extract_encrypt(b"<xml>\n  <Encrypt>\n abc \n</Encrypt>\n</xml>").as_deref(),
-            Ok("abc")
-        );
-        assert_eq!(
-            extract_encrypt(b"<xml><ToUserName>x</ToUserName></xml>"),
-            Err(ExtractError::Missing)
-        );
-        assert_eq!(
-            extract_encrypt(b"<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>"),
-            Err(ExtractError::Repeated)
-        );
-        assert_eq!(
-            extract_encrypt(b"<xml><Encrypt>abc</xml>"),
-            Err(ExtractError::Malformed)
-        );
-        assert_eq!(
-            extract_encrypt(b"<xml><Encrypt><![CDATA[abc</Encrypt></xml>"),
-            Err(ExtractError::Malformed)
-        );
-        assert_eq!(
-            extract_encrypt(b"<xml><Encrypt></Encrypt></xml>"),
-            Err(ExtractError::Malformed)
-        );
-        assert_eq!(
-            extract_encrypt(b"<xml><Encrypt>\xff</Encrypt></xml>"),
-            Err(ExtractError::Malformed)
-        );
     }
 }

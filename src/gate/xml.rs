@@ -222,6 +222,11 @@ impl<'b> Reader<'b> {
 /// (`ToUserName`) and `MsgId`, or for an event (no `MsgId`) `FromUserName`,
 /// `CreateTime`, `Event` and `EventKey`. Returned as a 64-bit digest; `None` when
 /// the body carries neither (or is malformed), and then nothing is deduplicated.
+/// `text` inside CDATA; a `]]>` in it is split across two sections, as XML requires.
+pub fn cdata(text: &str) -> String {
+    format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
+}
+
 pub fn retry_identity(body: &[u8]) -> Option<u64> {
     let fields = fields(body).ok()?;
     let field = |name: &str| fields.get(name).ok().flatten().filter(|v| !v.is_empty());

@@ -2,17 +2,11 @@
 //! safe-mode push, and how WeChat opens a sealed reply. Used by the CLI and the
 //! tests to behave like WeChat.
 
-use crate::crypto::{self, AesKey};
-use crate::message::element;
-use crate::signature::{as_str, request_signature, sign, signature_matches};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-
-/// Characters left as they are in a query value (RFC 3986 unreserved).
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+use crate::gate::query::encode_query;
+use crate::gate::safe_mode::cipher::{self, AesKey};
+use crate::gate::safe_mode::envelope;
+use crate::gate::signature::{as_str, request_signature, sign, signature_matches};
+use crate::gate::xml::{cdata, element};
 
 /// `signature=…&timestamp=…&nonce=…` followed by `extra` pairs, every value encoded.
 pub fn signed_query(token: &str, timestamp: &str, nonce: &str, extra: &[(&str, &str)]) -> String {
@@ -24,26 +18,6 @@ pub fn signed_query(token: &str, timestamp: &str, nonce: &str, extra: &[(&str, &
     ];
     pairs.extend_from_slice(extra);
     encode_query(&pairs)
-}
-
-/// Encodes `k=v&k=v` with every value percent-encoded.
-pub fn encode_query(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{}={}",
-                utf8_percent_encode(k, QUERY_VALUE),
-                utf8_percent_encode(v, QUERY_VALUE)
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// `text` inside CDATA; a `]]>` in it is split across two sections, as XML requires.
-pub fn cdata(text: &str) -> String {
-    format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
 }
 
 /// The XML WeChat posts for a text message a user sent to the account.
@@ -86,14 +60,14 @@ pub fn safe_mode_push(
     compat: bool,
     random16: &[u8; 16],
 ) -> SafePushOut {
-    let encrypt = crypto::encrypt(key, appid, message.as_bytes(), random16);
-    let element = format!("<Encrypt>{}</Encrypt>", cdata(&encrypt));
+    let encrypt = cipher::encrypt(key, appid, message.as_bytes(), random16);
     let body = match message.rfind("</xml>") {
-        Some(end) if compat => format!("{}{element}</xml>", message.get(..end).unwrap_or(message)),
-        _ => format!(
-            "<xml><ToUserName>{}</ToUserName>{element}</xml>",
-            cdata(to_account)
+        Some(end) if compat => format!(
+            "{}<Encrypt>{}</Encrypt></xml>",
+            message.get(..end).unwrap_or(message),
+            cdata(&encrypt)
         ),
+        _ => envelope::push_body(Some(to_account), &encrypt),
     };
     SafePushOut {
         body,
@@ -125,7 +99,7 @@ pub fn open_reply(
     if !signature_matches(&expected, field("MsgSignature")?.as_bytes()) {
         return Err("MsgSignature does not match".into());
     }
-    crypto::decrypt(key, appid, &encrypt).map_err(|e| e.to_string())
+    cipher::decrypt(key, appid, &encrypt).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -150,13 +124,13 @@ mod tests {
                 compat,
                 &[5u8; 16],
             );
-            let encrypt = crypto::extract_encrypt(out.body.as_bytes()).expect("Encrypt");
+            let encrypt = envelope::extract_encrypt(out.body.as_bytes()).expect("Encrypt");
             assert_eq!(
                 out.msg_signature,
                 as_str(&sign(&["tok", "1700000000", "9", &encrypt]))
             );
             assert_eq!(
-                crypto::decrypt(&key, "wx1", &encrypt).expect("decrypts"),
+                cipher::decrypt(&key, "wx1", &encrypt).expect("decrypts"),
                 message.as_bytes()
             );
             assert_eq!(out.body.contains("<MsgId>42</MsgId>"), compat);
@@ -166,8 +140,8 @@ mod tests {
     #[test]
     fn a_sealed_reply_opens_only_with_the_pushs_timestamp_nonce_and_token() {
         let key = AesKey::from_encoding_aes_key(KEY).expect("key");
-        let encrypt = crypto::encrypt(&key, "wx1", b"<xml>r</xml>", &[1u8; 16]);
-        let envelope = crypto::reply_envelope("tok", "100", "7", &encrypt);
+        let encrypt = cipher::encrypt(&key, "wx1", b"<xml>r</xml>", &[1u8; 16]);
+        let envelope = envelope::reply_envelope("tok", "100", "7", &encrypt);
         let open = |appid, token, ts, nonce| {
             open_reply(envelope.as_bytes(), &key, appid, token, ts, nonce)
         };
@@ -190,7 +164,7 @@ mod tests {
     #[test]
     fn query_values_are_encoded_and_decode_back() {
         let q = encode_query(&[("echostr", "a+b/c=d&e微")]);
-        let parsed = crate::query::parse_query(q.as_bytes()).expect("parses");
+        let parsed = crate::gate::query::parse_query(q.as_bytes()).expect("parses");
         assert_eq!(parsed.echostr.as_deref(), Some("a+b/c=d&e微"));
     }
 

@@ -56,6 +56,49 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
     usize::try_from(u32::from_le_bytes(raw)).ok()
 }
 
+/// A request's headers as the host hands them over in one hostcall (each hostcall
+/// costs about as much as the whole verdict): decoded once, looked up many times.
+pub struct HeaderMap {
+    buffer: Vec<u8>,
+    spans: Spans,
+}
+
+impl HeaderMap {
+    /// `None` if the serialized map does not decode.
+    pub fn from_serialized(buffer: Vec<u8>) -> Option<HeaderMap> {
+        let spans = spans(&buffer)?;
+        Some(HeaderMap { buffer, spans })
+    }
+
+    /// A map of these pairs (the tests' and the bench's way in).
+    pub fn from_pairs(pairs: &[(&[u8], &[u8])]) -> HeaderMap {
+        let buffer = encode(pairs);
+        let spans = spans(&buffer).unwrap_or_default();
+        HeaderMap { buffer, spans }
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans
+            .iter()
+            .filter_map(|(n, v)| Some((self.buffer.get(n.clone())?, self.buffer.get(v.clone())?)))
+    }
+
+    /// The first value of `name` (lower case, as Envoy keeps names).
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.pairs()
+            .find(|(n, _)| *n == name.as_bytes())
+            .map(|(_, v)| v)
+    }
+
+    /// The names of the headers for which `pick` is true.
+    pub fn names_where(&self, pick: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        self.pairs()
+            .filter(|(n, _)| pick(n))
+            .map(|(n, _)| n.to_vec())
+            .collect()
+    }
+}
+
 /// Serializes (name, value) pairs the same way, for the hostcalls that take a map.
 pub fn encode(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
     let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();

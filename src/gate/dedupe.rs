@@ -55,7 +55,37 @@ pub const QUERIES: Shape = Shape {
 const ENTRY_BYTES: usize = 16;
 const FLOOR_BYTES: usize = 8;
 
-/// The outcome of looking something up.
+/// Which table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Messages,
+    Queries,
+}
+
+impl Table {
+    pub fn shape(self) -> Shape {
+        match self {
+            Table::Messages => MESSAGES,
+            Table::Queries => QUERIES,
+        }
+    }
+}
+
+/// What recording something in a table found, as the host reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Recorded now; `evicted` when a full shard made room for it.
+    New {
+        evicted: bool,
+    },
+    Duplicate,
+    /// Older than what a full shard forgot: refuse it.
+    TooOld,
+    /// The shard stayed contended or shared data failed: nothing was recorded.
+    Unrecorded,
+}
+
+/// The outcome of looking something up in a shard's value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
     /// Already in the table: answer it without the backend.

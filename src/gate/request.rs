@@ -4,11 +4,11 @@
 //!
 //! The steps run in DESIGN.md's order: method, query, source, signature, freshness.
 
-use crate::allowlist::CallbackAllowlist;
-use crate::config::{Config, SourceMode, WhenUnavailable};
-use crate::query::{parse_query, CallbackQuery};
-use crate::signature::{request_signature, signature_matches, HexDigest};
-use std::borrow::Cow;
+use crate::gate::allowlist::CallbackAllowlist;
+use crate::gate::config::{Config, SourceMode, WhenUnavailable};
+use crate::gate::query::{parse_query, CallbackQuery};
+pub use crate::gate::rejection::{Reason, Rejection, RETRY_AFTER_SECONDS};
+use crate::gate::signature::{request_signature, signature_matches, HexDigest};
 use std::net::{IpAddr, SocketAddr};
 
 /// What the host hands over about a request.
@@ -22,111 +22,24 @@ pub struct RequestHead<'a> {
     pub source: Option<&'a [u8]>,
 }
 
-/// The addresses allowed to call, and whether the live part of the list has loaded.
-#[derive(Debug, Clone, Copy)]
-pub struct Sources<'a> {
-    pub allow: &'a CallbackAllowlist,
+/// The addresses allowed to call (the static entries ∪ the live list), and whether
+/// the live part has loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    pub allow: CallbackAllowlist,
     /// False until the live WeChat list has been fetched (when one is configured).
     pub live_list_ready: bool,
 }
 
-/// Why a request was refused. Each has its own status code and counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Method,
-    Malformed,
-    Source,
-    Unavailable,
-    Signature,
-    Stale,
-    TooLarge,
-    LengthRequired,
-    /// Safe mode: `msg_signature` does not match the body's `Encrypt`.
-    MsgSignature,
-    /// Safe mode: `Encrypt` did not decrypt (padding, length, appid, base64).
-    Decrypt,
-    /// A held push's body did not reach the filter in time.
-    BodyTimeout,
-}
-
-impl Reason {
-    pub const ALL: [Reason; 11] = [
-        Reason::Method,
-        Reason::Malformed,
-        Reason::Source,
-        Reason::Unavailable,
-        Reason::Signature,
-        Reason::Stale,
-        Reason::TooLarge,
-        Reason::LengthRequired,
-        Reason::MsgSignature,
-        Reason::Decrypt,
-        Reason::BodyTimeout,
-    ];
-
-    pub fn status(self) -> u32 {
-        match self {
-            Reason::Method => 405,
-            Reason::Malformed => 400,
-            Reason::Source => 403,
-            Reason::Unavailable => 503,
-            Reason::Signature | Reason::Stale | Reason::MsgSignature | Reason::Decrypt => 401,
-            Reason::TooLarge => 413,
-            Reason::LengthRequired => 411,
-            Reason::BodyTimeout => 408,
-        }
-    }
-
-    /// The last part of the counter `wechat_gate.rejected.<name>`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reason::Method => "method",
-            Reason::Malformed => "malformed",
-            Reason::Source => "source",
-            Reason::Unavailable => "unavailable",
-            Reason::Signature => "signature",
-            Reason::Stale => "stale",
-            Reason::TooLarge => "too_large",
-            Reason::LengthRequired => "length_required",
-            Reason::MsgSignature => "msg_signature",
-            Reason::Decrypt => "decrypt",
-            Reason::BodyTimeout => "body_timeout",
+impl Sources {
+    /// Only `allow`, ready at once.
+    pub fn fixed(allow: CallbackAllowlist) -> Sources {
+        Sources {
+            allow,
+            live_list_ready: true,
         }
     }
 }
-
-/// A refusal: the reason and a short detail for the response body and the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub reason: Reason,
-    pub detail: Cow<'static, str>,
-}
-
-impl Rejection {
-    pub(crate) fn new(reason: Reason, detail: impl Into<Cow<'static, str>>) -> Self {
-        Rejection {
-            reason,
-            detail: detail.into(),
-        }
-    }
-
-    /// The plain-text body sent back.
-    pub fn body(&self) -> String {
-        format!("wechat-gate: {}: {}\n", self.reason.name(), self.detail)
-    }
-
-    /// Extra response headers: `Allow` for 405, `Retry-After` for 503.
-    pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
-        match self.reason {
-            Reason::Method => &[("allow", "GET, POST")],
-            Reason::Unavailable => &[("retry-after", RETRY_AFTER_SECONDS)],
-            _ => &[],
-        }
-    }
-}
-
-/// How long a caller refused with 503 should wait before trying again.
-pub const RETRY_AFTER_SECONDS: &str = "5";
 
 /// How the source check went for a request that was let through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,12 +135,7 @@ pub fn guards(path: Option<&[u8]>, config: &Config) -> bool {
 }
 
 /// Decides what to do with a request. `now_unix` is the current time in seconds.
-pub fn decide(
-    req: &RequestHead<'_>,
-    config: &Config,
-    sources: Sources<'_>,
-    now_unix: i64,
-) -> Verdict {
+pub fn decide(req: &RequestHead<'_>, config: &Config, sources: &Sources, now_unix: i64) -> Verdict {
     if !guards(req.path, config) {
         return Verdict::PassThrough;
     }
@@ -242,7 +150,7 @@ fn check(
     req: &RequestHead<'_>,
     query: &[u8],
     config: &Config,
-    sources: Sources<'_>,
+    sources: &Sources,
     now_unix: i64,
 ) -> Result<Verdict, Rejection> {
     // 1. Method.
@@ -400,7 +308,7 @@ pub(crate) fn is_plausible_openid(s: &str) -> bool {
 fn check_source(
     address: Option<&[u8]>,
     config: &Config,
-    sources: Sources<'_>,
+    sources: &Sources,
 ) -> Result<SourceOutcome, Rejection> {
     let mode = config.source.mode;
     if mode == SourceMode::Off {
@@ -500,7 +408,7 @@ pub fn is_gate_header(name: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::as_str;
+    use crate::gate::signature::as_str;
 
     const TOKEN: &str = "test-token";
     const NOW: i64 = 1_800_000_000;
@@ -509,7 +417,7 @@ mod tests {
         let json = format!(
             r#"{{"path": "/wechat", "token": "{TOKEN}", "source": {{"allow": ["127.0.0.2", "10.0.0.0/8", "2001:db8::/32"]}}{extra}}}"#
         );
-        crate::config::parse(json.as_bytes(), &|_| None).expect("test config")
+        crate::gate::config::parse(json.as_bytes(), &|_| None).expect("test config")
     }
 
     fn signed_query(token: &str, ts: i64, nonce: &str) -> String {
@@ -526,8 +434,8 @@ mod tests {
                 source: Some(source.as_bytes()),
             },
             cfg,
-            Sources {
-                allow: &allow,
+            &Sources {
+                allow: allow.clone(),
                 live_list_ready: true,
             },
             NOW,
@@ -605,7 +513,7 @@ mod tests {
 
     #[test]
     fn without_a_path_every_request_is_guarded() {
-        let c = crate::config::parse(
+        let c = crate::gate::config::parse(
             format!(r#"{{"token": "{TOKEN}", "source": {{"mode": "off"}}}}"#).as_bytes(),
             &|_| None,
         )
@@ -744,8 +652,8 @@ mod tests {
                 source: None,
             },
             &c,
-            Sources {
-                allow: &allow,
+            &Sources {
+                allow: allow.clone(),
                 live_list_ready: true,
             },
             NOW,
@@ -755,7 +663,7 @@ mod tests {
 
     #[test]
     fn report_mode_lets_unlisted_sources_through_and_says_so() {
-        let c = crate::config::parse(
+        let c = crate::gate::config::parse(
             format!(
                 r#"{{"token": "{TOKEN}", "source": {{"mode": "report", "allow": ["127.0.0.2"]}}}}"#
             )
@@ -784,7 +692,7 @@ mod tests {
 
     #[test]
     fn report_mode_still_checks_the_signature() {
-        let c = crate::config::parse(
+        let c = crate::gate::config::parse(
             format!(r#"{{"token": "{TOKEN}", "source": {{"mode": "report"}}}}"#).as_bytes(),
             &|_| None,
         )
@@ -798,7 +706,7 @@ mod tests {
 
     #[test]
     fn mode_off_skips_the_source_check() {
-        let c = crate::config::parse(
+        let c = crate::gate::config::parse(
             format!(r#"{{"token": "{TOKEN}", "source": {{"mode": "off"}}}}"#).as_bytes(),
             &|_| None,
         )
@@ -826,8 +734,8 @@ mod tests {
                     source: Some(source.as_bytes()),
                 },
                 c,
-                Sources {
-                    allow: &allow,
+                &Sources {
+                    allow: allow.clone(),
                     live_list_ready: false,
                 },
                 NOW,
@@ -958,27 +866,6 @@ mod tests {
             signed_query(TOKEN, 999_999_999_999_999_999, "7")
         );
         assert_eq!(reason(&run(&c, "GET", &path, LISTED)), Some(Reason::Stale));
-    }
-
-    #[test]
-    fn every_reason_has_the_documented_status() {
-        let table: Vec<(u32, &str)> = Reason::ALL.iter().map(|r| (r.status(), r.name())).collect();
-        assert_eq!(
-            table,
-            [
-                (405, "method"),
-                (400, "malformed"),
-                (403, "source"),
-                (503, "unavailable"),
-                (401, "signature"),
-                (401, "stale"),
-                (413, "too_large"),
-                (411, "length_required"),
-                (401, "msg_signature"),
-                (401, "decrypt"),
-                (408, "body_timeout")
-            ]
-        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!
 //! Neither the secret nor any access token is ever printed or logged.
 
-use crate::allowlist::parse_block;
+use crate::gate::allowlist::parse_block;
 use percent_encoding::percent_decode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};

@@ -2,13 +2,16 @@
 //! retries to spot), the safe-mode checks (`Encrypt` against `msg_signature`, then
 //! decryption), the message's identity for deduplication, and the encrypted reply.
 //!
-//! Nothing here forwards anything: the host holds the request until [`check`] has
-//! said yes, so no unchecked header or byte reaches the backend.
+//! Nothing here forwards anything: the exchange keeps the body from the backend
+//! until [`check`] has said yes.
 
-use crate::config::Config;
-use crate::crypto::{self, AesKey};
-use crate::signature::{sign, signature_matches};
-use crate::verify::{Reason, Rejection, SafePush};
+pub mod cipher;
+pub mod envelope;
+
+use crate::gate::config::Config;
+use crate::gate::request::{Reason, Rejection, SafePush};
+use crate::gate::signature::{sign, signature_matches};
+use cipher::AesKey;
 
 /// What the host must do with a push's body, decided on its headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +69,7 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
             identity: identity(plan, body),
         });
     };
-    let encrypt = crypto::extract_encrypt(body)
+    let encrypt = envelope::extract_encrypt(body)
         .map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
     let expected = sign(&[
         config.token.expose(),
@@ -85,21 +88,21 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         // the message can be read (so nothing identifies it as a retry).
         // The outer ToUserName is unsigned, but backends built on Tencent's sample
         // code fail without one: it goes on when it looks like an account id.
-        let to = crate::message::element(body, "ToUserName")
+        let to = crate::gate::xml::element(body, "ToUserName")
             .ok()
             .flatten()
             .filter(|t| is_plausible_account_id(t));
         return Ok(Checked {
-            body_for_backend: Some(encrypted_body(to.as_deref(), &encrypt).into_bytes()),
+            body_for_backend: Some(envelope::push_body(to.as_deref(), &encrypt).into_bytes()),
             decrypted: false,
             message_read: false,
             sender: None,
             identity: None,
         });
     };
-    let plaintext = crypto::decrypt(&safe_mode.key, appid, &encrypt)
+    let plaintext = cipher::decrypt(&safe_mode.key, appid, &encrypt)
         .map_err(|e| Rejection::new(Reason::Decrypt, e.to_string()))?;
-    let fields = crate::message::fields(&plaintext).ok();
+    let fields = crate::gate::xml::fields(&plaintext).ok();
     let field = |name: &str| {
         fields
             .as_ref()
@@ -111,7 +114,7 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
     let body_for_backend = if plan.decrypt {
         plaintext
     } else {
-        encrypted_body(field("ToUserName").as_deref(), &encrypt).into_bytes()
+        envelope::push_body(field("ToUserName").as_deref(), &encrypt).into_bytes()
     };
     Ok(Checked {
         body_for_backend: Some(body_for_backend),
@@ -129,17 +132,9 @@ fn is_plausible_account_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// `<xml><ToUserName/><Encrypt/></xml>`, as WeChat sends a safe-mode push.
-fn encrypted_body(to: Option<&str>, encrypt: &str) -> String {
-    let to = to
-        .map(|t| format!("<ToUserName>{}</ToUserName>", crate::wechat_push::cdata(t)))
-        .unwrap_or_default();
-    format!("<xml>{to}<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
-}
-
 fn identity(plan: &BodyPlan, message: &[u8]) -> Option<u64> {
     if plan.dedupe {
-        crate::message::retry_identity(message)
+        crate::gate::xml::retry_identity(message)
     } else {
         None
     }
@@ -172,8 +167,8 @@ pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Rep
     if trimmed.is_empty() || trimmed == b"success" || !trimmed.starts_with(b"<") {
         return Reply::AsIs;
     }
-    let encrypt = crypto::encrypt(seal.key, seal.appid, body, random16);
-    Reply::Encrypted(crypto::reply_envelope(
+    let encrypt = cipher::encrypt(seal.key, seal.appid, body, random16);
+    Reply::Encrypted(envelope::reply_envelope(
         seal.token,
         seal.timestamp,
         seal.nonce,
@@ -184,7 +179,7 @@ pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Rep
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signature::as_str;
+    use crate::gate::signature::as_str;
 
     const TOKEN: &str = "tok";
     const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
@@ -197,7 +192,7 @@ mod tests {
         let json = format!(
             r#"{{"token": "{TOKEN}", "appid": "{APPID}", "dedupe_seconds": {dedupe}, "source": {{"mode": "off"}}{safe_mode}}}"#
         );
-        crate::config::parse(json.as_bytes(), &|_| None).expect("config")
+        crate::gate::config::parse(json.as_bytes(), &|_| None).expect("config")
     }
 
     fn decrypting() -> Config {
@@ -213,7 +208,7 @@ mod tests {
 
     /// A push as WeChat sends it: the body and its msg_signature.
     fn safe_push(message: &str, token: &str) -> (String, SafePush) {
-        let encrypt = crypto::encrypt(&key(), APPID, message.as_bytes(), &[7u8; 16]);
+        let encrypt = cipher::encrypt(&key(), APPID, message.as_bytes(), &[7u8; 16]);
         let body = format!(
             "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
         );
@@ -260,7 +255,7 @@ mod tests {
         assert_eq!(checked.sender.as_deref(), Some("o1"));
         assert_eq!(
             checked.identity,
-            crate::message::retry_identity(MESSAGE.as_bytes())
+            crate::gate::xml::retry_identity(MESSAGE.as_bytes())
         );
     }
 
@@ -283,8 +278,8 @@ mod tests {
             .starts_with("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA["));
         assert!(!forwarded.contains("forged"), "{forwarded}");
         assert_eq!(
-            crypto::extract_encrypt(forwarded.as_bytes()),
-            crypto::extract_encrypt(body.as_bytes())
+            envelope::extract_encrypt(forwarded.as_bytes()),
+            envelope::extract_encrypt(body.as_bytes())
         );
         assert!(
             checked.identity.is_some(),
@@ -329,7 +324,7 @@ mod tests {
     #[test]
     fn a_correctly_signed_body_that_does_not_decrypt_is_401_decrypt() {
         let c = decrypting();
-        let other_app = crypto::encrypt(&key(), "wxOTHER", MESSAGE.as_bytes(), &[1u8; 16]);
+        let other_app = cipher::encrypt(&key(), "wxOTHER", MESSAGE.as_bytes(), &[1u8; 16]);
         for encrypt in [other_app.as_str(), "bm90IGJsb2Nrcw==", "!!!"] {
             let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
             let safe = SafePush {
@@ -398,13 +393,13 @@ mod tests {
         let Reply::Encrypted(envelope) = seal_reply(reply.as_bytes(), &seal(&k), &[9u8; 16]) else {
             panic!("encrypted");
         };
-        let encrypt = crypto::extract_encrypt(envelope.as_bytes()).expect("Encrypt");
-        let signature = crate::message::element(envelope.as_bytes(), "MsgSignature")
+        let encrypt = envelope::extract_encrypt(envelope.as_bytes()).expect("Encrypt");
+        let signature = crate::gate::xml::element(envelope.as_bytes(), "MsgSignature")
             .expect("readable")
             .expect("present");
         assert_eq!(signature, as_str(&sign(&[TOKEN, TS, NONCE, &encrypt])));
         assert_eq!(
-            crypto::decrypt(&k, APPID, &encrypt).expect("opens"),
+            cipher::decrypt(&k, APPID, &encrypt).expect("opens"),
             reply.as_bytes()
         );
     }
@@ -417,9 +412,9 @@ mod tests {
         else {
             panic!("encrypted");
         };
-        let encrypt = crypto::extract_encrypt(envelope.as_bytes()).expect("Encrypt");
+        let encrypt = envelope::extract_encrypt(envelope.as_bytes()).expect("Encrypt");
         assert_eq!(
-            crypto::decrypt(&k, APPID, &encrypt).expect("opens"),
+            cipher::decrypt(&k, APPID, &encrypt).expect("opens"),
             b"<xml>r</xml>"
         );
     }

@@ -1,40 +1,40 @@
-//! Hostcalls wrapped so that nothing a request carries can make them panic.
+//! Every hostcall the filter makes, in one place, wrapped so that nothing a request
+//! carries can make one panic: the SDK's own trait methods unwrap, so the gate uses
+//! `proxy_wasm::hostcalls` and, where even those panic on a status, the ABI itself.
+//! Everything else in `host` reaches the proxy through here.
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
-use std::time::UNIX_EPOCH;
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+use std::time::{Duration, UNIX_EPOCH};
 
-/// The host's log level, so debug lines are not even formatted when Envoy drops them.
-pub fn host_log_level() -> LogLevel {
+use crate::gate::header_map::{self, HeaderMap};
+
+/// The host's log level.
+fn host_log_level() -> LogLevel {
     hostcalls::get_log_level().unwrap_or(LogLevel::Info)
 }
 
-pub fn request_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
-}
-
-pub fn response_header(name: &str) -> Option<Vec<u8>> {
+fn response_header(name: &str) -> Option<Vec<u8>> {
     hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
         .ok()
         .flatten()
 }
 
-/// Sets (or with `None` removes) a request header; false if the host refused.
-pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
-    set_header(MapType::HttpRequestHeaders, name, value)
+/// Which header map a call is about.
+#[derive(Clone, Copy)]
+pub enum Headers {
+    Request,
+    Response,
 }
 
-/// Sets (or with `None` removes) a response header; false if the host refused.
-pub fn set_response_header(name: &str, value: Option<&str>) -> bool {
-    set_header(MapType::HttpResponseHeaders, name, value)
-}
-
-/// The SDK's own wrappers panic on any status but Ok, so the ABI is called directly.
-fn set_header(map: MapType, name: &str, value: Option<&str>) -> bool {
-    let map = map as u32;
-    // SAFETY: the pointers and lengths describe live `&str`s for the whole call; the
+/// Sets (or with `None` removes) a header; false if the host refused. The SDK's own
+/// wrappers panic on any status but Ok, so the ABI is called directly.
+pub fn set_header(which: Headers, name: &[u8], value: Option<&[u8]>) -> bool {
+    let map = match which {
+        Headers::Request => MapType::HttpRequestHeaders,
+        Headers::Response => MapType::HttpResponseHeaders,
+    } as u32;
+    // SAFETY: the pointers and lengths describe live slices for the whole call; the
     // host only reads them.
     let status = unsafe {
         match value {
@@ -51,13 +51,17 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
-/// Seconds since the Unix epoch, by the proxy's clock.
-pub fn now_unix() -> i64 {
+/// The proxy's clock, since the Unix epoch.
+pub fn now() -> Duration {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .unwrap_or(0)
+        .unwrap_or_default()
+}
+
+/// Seconds since the Unix epoch, by the proxy's clock.
+pub fn now_unix() -> i64 {
+    i64::try_from(now().as_secs()).unwrap_or(0)
 }
 
 /// A local reply; false if the host refused (the stream is gone, and there is no
@@ -67,7 +71,7 @@ pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool
         .iter()
         .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
         .collect();
-    let map = crate::header_map::encode(&pairs);
+    let map = header_map::encode(&pairs);
     const DETAILS: &str = "wechat_gate";
     // SAFETY: every pointer and length describes a live buffer for the whole call;
     // the host only reads them.
@@ -95,11 +99,7 @@ pub fn act_on(context_id: u32) -> bool {
 
 /// Milliseconds since the Unix epoch, by the proxy's clock.
 pub fn now_unix_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
-        .unwrap_or(0)
+    u64::try_from(now().as_millis()).unwrap_or(0)
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
@@ -149,12 +149,17 @@ pub fn body(which: Body, size: usize) -> Option<Vec<u8>> {
     Some(unsafe { Vec::from_raw_parts(data, returned, returned) })
 }
 
-/// Replaces the first `size` bytes of the buffered body with `value`; false if the
-/// host refused.
-pub fn replace_body(which: Body, size: usize, value: &[u8]) -> bool {
+/// Replaces the whole buffered body with `value`; false if the host refused.
+pub fn replace_body(which: Body, value: &[u8]) -> bool {
     // SAFETY: `value` is a live slice for the whole call; the host only reads it.
     let status = unsafe {
-        proxy_set_buffer_bytes(which.buffer_type(), 0, size, value.as_ptr(), value.len())
+        proxy_set_buffer_bytes(
+            which.buffer_type(),
+            0,
+            usize::MAX,
+            value.as_ptr(),
+            value.len(),
+        )
     };
     status == 0
 }
@@ -209,38 +214,10 @@ extern "C" {
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
 }
 
-/// All request headers, fetched in one hostcall (each hostcall costs about as much
-/// as the whole verdict, so the gate reads the map once and looks up in it).
-pub struct RequestHeaders {
-    buffer: Vec<u8>,
-    spans: crate::header_map::Spans,
-}
-
-impl RequestHeaders {
-    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.spans
-            .iter()
-            .filter_map(|(n, v)| Some((self.buffer.get(n.clone())?, self.buffer.get(v.clone())?)))
-    }
-
-    /// The first value of `name` (lower case, as Envoy keeps names).
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.pairs()
-            .find(|(n, _)| *n == name.as_bytes())
-            .map(|(_, v)| v)
-    }
-
-    /// The names of the headers for which `pick` is true.
-    pub fn names_where(&self, pick: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
-        self.pairs()
-            .filter(|(n, _)| pick(n))
-            .map(|(n, _)| n.to_vec())
-            .collect()
-    }
-}
-
-/// The request headers; `None` if the host refuses or the map does not decode.
-pub fn request_headers() -> Option<RequestHeaders> {
+/// All request headers in one hostcall (each hostcall costs about as much as the
+/// whole verdict, so the gate reads the map once and looks up in it); `None` if the
+/// host refuses or the map does not decode.
+pub fn request_headers() -> Option<HeaderMap> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a buffer it allocated through this module's
@@ -253,13 +230,104 @@ pub fn request_headers() -> Option<RequestHeaders> {
         return None;
     }
     if data.is_null() || size == 0 {
-        return Some(RequestHeaders {
-            buffer: Vec::new(),
-            spans: Vec::new(),
-        });
+        return HeaderMap::from_serialized(Vec::new());
     }
     // SAFETY: see above.
     let buffer = unsafe { Vec::from_raw_parts(data, size, size) };
-    let spans = crate::header_map::spans(&buffer)?;
-    Some(RequestHeaders { buffer, spans })
+    HeaderMap::from_serialized(buffer)
+}
+
+// ---------------------------------------------------------------- shared data
+
+/// A shared-data value and its CAS; `None` if the host refuses.
+pub fn shared_get(key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
+    hostcalls::get_shared_data(key).ok()
+}
+
+/// How a shared-data write went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    Done,
+    /// Another worker wrote since the value was read.
+    CasMismatch,
+    Failed,
+}
+
+/// Writes `value` under `key` if its CAS is still `cas` (`None`: whatever it is).
+pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Write {
+    match hostcalls::set_shared_data(key, Some(value), cas) {
+        Ok(()) => Write::Done,
+        Err(Status::CasMismatch) => Write::CasMismatch,
+        Err(_) => Write::Failed,
+    }
+}
+
+// ---------------------------------------------------------------- metrics
+
+/// Defines a counter or gauge; `None` (logged) if the host refuses.
+pub fn define_metric(gauge: bool, name: &str) -> Option<u32> {
+    let kind = if gauge {
+        MetricType::Gauge
+    } else {
+        MetricType::Counter
+    };
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(status) => {
+            log::error!("could not define metric {name}: {status:?}");
+            None
+        }
+    }
+}
+
+pub fn increment_metric(id: u32, by: i64) {
+    let _ = hostcalls::increment_metric(id, by);
+}
+
+pub fn record_metric(id: u32, value: u64) {
+    let _ = hostcalls::record_metric(id, value);
+}
+
+// ---------------------------------------------------------------- calls out
+
+/// An HTTP call through `cluster`; the call id, or why the host refused it.
+pub fn dispatch(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, Status> {
+    hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout)
+}
+
+/// The `:status` of the reply to an HTTP call (in `on_http_call_response`).
+pub fn call_response_status() -> Option<u32> {
+    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
+}
+
+/// The body of the reply to an HTTP call, up to `size` bytes.
+pub fn call_response_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+        .ok()
+        .flatten()
+}
+
+// ---------------------------------------------------------------- the VM
+
+pub fn set_tick_period(period: Duration) {
+    let _ = hostcalls::set_tick_period(period);
+}
+
+/// Sets the SDK logger's level (the host's, so debug lines are not even formatted
+/// when Envoy drops them).
+pub fn follow_host_log_level() {
+    proxy_wasm::set_log_level(host_log_level());
+}
+
+/// The response's `:status`.
+pub fn response_status() -> Option<u32> {
+    response_header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
 }

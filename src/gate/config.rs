@@ -5,7 +5,7 @@
 //! strings or `{"env": "NAME"}`, resolved here through the lookup the caller passes
 //! (inside Envoy: the VM's environment), and are never printed by `Debug`.
 
-use crate::allowlist::CallbackAllowlist;
+use crate::gate::allowlist::CallbackAllowlist;
 use serde::Deserialize;
 use std::fmt;
 
@@ -115,7 +115,7 @@ pub struct SourceConfig {
 /// `safe_mode`: the account's `EncodingAESKey`, compiled into the AES key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafeMode {
-    pub key: crate::crypto::AesKey,
+    pub key: crate::gate::safe_mode::cipher::AesKey,
     /// POSTs without `encrypt_type=aes` are refused (400).
     pub require: bool,
     /// The backend gets the plaintext XML and its XML replies are encrypted.
@@ -135,6 +135,26 @@ pub struct Config {
     pub on_upstream_failure: UpstreamFailure,
     pub source: SourceConfig,
     pub safe_mode: Option<SafeMode>,
+}
+
+impl Config {
+    /// One line for the log: what this configuration guards and how (no secrets).
+    pub fn summary(&self) -> String {
+        format!(
+            "path {}, source.mode {:?}, {} static allowlist entries{}, timestamp tolerance {} s, \
+             max body {} bytes",
+            self.path.as_deref().unwrap_or("(every request)"),
+            self.source.mode,
+            self.source.allow.entries(),
+            if self.source.wechat_api.is_some() {
+                " + WeChat's live callback IP list"
+            } else {
+                ""
+            },
+            self.timestamp_tolerance_seconds,
+            self.max_body_bytes,
+        )
+    }
 }
 
 pub const DEFAULT_TIMESTAMP_TOLERANCE_SECONDS: u64 = 300;
@@ -322,12 +342,13 @@ fn compile_safe_mode(
         Some(k) => resolve_secret(FIELD, k, env)?,
         None => return Err(ConfigError::new(FIELD, "is required")),
     };
-    let key = crate::crypto::AesKey::from_encoding_aes_key(text.expose()).map_err(|e| {
-        ConfigError::new(
-            FIELD,
-            format!("{e}: it is the 43-character EncodingAESKey from the account's settings"),
-        )
-    })?;
+    let key = crate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(text.expose())
+        .map_err(|e| {
+            ConfigError::new(
+                FIELD,
+                format!("{e}: it is the 43-character EncodingAESKey from the account's settings"),
+            )
+        })?;
     Ok(SafeMode {
         key,
         require: raw.require.unwrap_or(false),
@@ -348,7 +369,7 @@ fn compile_source(
     let mode = raw.mode.unwrap_or(SourceMode::Enforce);
     let mut blocks = Vec::new();
     for (i, entry) in raw.allow.iter().flatten().enumerate() {
-        let block = crate::allowlist::parse_block(entry)
+        let block = crate::gate::allowlist::parse_block(entry)
             .map_err(|e| ConfigError::new(format!("source.allow[{i}]"), e.to_string()))?;
         blocks.push(block);
     }
@@ -644,7 +665,7 @@ mod tests {
         assert!(!safe.require && !safe.decrypt);
         assert_eq!(
             safe.key,
-            crate::crypto::AesKey::from_encoding_aes_key(AES_KEY).expect("key")
+            crate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(AES_KEY).expect("key")
         );
     }
 

@@ -7,7 +7,7 @@
 //! [`FetchPlan`] is the fetching worker's own walk through token → list, across the
 //! configured upstreams, with the errcode rules of `wechat_api::advice`.
 
-use crate::wechat_api::{advice, AccessToken, Advice, ApiFailure, CallbackIps};
+use crate::gate::live_list::wechat_api::{advice, AccessToken, Advice, ApiFailure, CallbackIps};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -284,7 +284,7 @@ impl FetchPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::allowlist::parse_block;
+    use crate::gate::allowlist::parse_block;
 
     fn token(expires_in: u64) -> AccessToken {
         AccessToken {

@@ -3,7 +3,7 @@
 //! (`getcallbackip`), the parsing of their replies, and what each errcode means for
 //! the operator. No I/O here: the host sends what this builds.
 
-use crate::allowlist::{parse_block, Block};
+use crate::gate::allowlist::{parse_block, Block};
 use serde::Deserialize;
 use std::fmt;
 
@@ -37,7 +37,7 @@ pub fn classic_token_call(appid: &str, secret: &str) -> ApiCall {
         method: "GET",
         path: format!(
             "/cgi-bin/token?{}",
-            crate::wechat_push::encode_query(&[
+            crate::gate::query::encode_query(&[
                 ("grant_type", "client_credential"),
                 ("appid", appid),
                 ("secret", secret)
@@ -53,7 +53,7 @@ pub fn callback_ip_call(access_token: &str) -> ApiCall {
         method: "GET",
         path: format!(
             "/cgi-bin/getcallbackip?{}",
-            crate::wechat_push::encode_query(&[("access_token", access_token)])
+            crate::gate::query::encode_query(&[("access_token", access_token)])
         ),
         body: None,
     }

@@ -1,0 +1,180 @@
+//! What an exchange hands back for the host to do: [`Effect`]s in order, then a
+//! [`Flow`]; and the log lines ([`Note`]) it asks for.
+
+use crate::gate::held::BODY_DEADLINE_MS;
+use crate::gate::metrics::Counter;
+use crate::gate::rejection::Rejection;
+use std::fmt;
+
+/// What the host does with the request once the effects are applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Pause,
+}
+
+/// One thing for the host to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Answer with this (`content-type` given); the backend never sees the request.
+    Reply {
+        status: u32,
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    /// Refuse: the rejection's status, headers and plain-text body, and its debug line.
+    Reject(Rejection),
+    RemoveRequestHeader(Vec<u8>),
+    SetRequestHeader(&'static str, String),
+    /// Replace the whole buffered request body.
+    ReplaceRequestBody(Vec<u8>),
+    SetResponseHeader(&'static str, &'static str),
+    RemoveResponseHeader(&'static str),
+    /// Replace the whole buffered response body.
+    ReplaceResponseBody(Vec<u8>),
+    /// The request waits for its body: answer it 408 if the body is not whole in time.
+    Hold {
+        for_ms: u64,
+    },
+    /// It no longer waits.
+    Release,
+    Count(Counter),
+    Note(Note),
+}
+
+/// A log line: what happened, at which level. The host says the `once` ones once
+/// per VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Deduplicated { window_seconds: u64 },
+    Replayed,
+    ReportOnly,
+    UpstreamFailed { status: u32 },
+    SealFailed,
+    ReplayTableFull,
+    ReplayUnrecorded,
+    BodyNeverCame,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl Note {
+    pub fn level(&self) -> Level {
+        match self {
+            Note::Deduplicated { .. } | Note::Replayed | Note::ReportOnly => Level::Debug,
+            Note::UpstreamFailed { .. } => Level::Info,
+            Note::ReplayTableFull | Note::ReplayUnrecorded => Level::Warn,
+            Note::SealFailed | Note::BodyNeverCame => Level::Error,
+        }
+    }
+
+    /// Said once per VM: a hint for the operator, not a line per request.
+    pub fn once(&self) -> bool {
+        matches!(self, Note::ReplayTableFull | Note::BodyNeverCame)
+    }
+
+    /// The line; `source` (the downstream address, a hostcall) is asked only by the
+    /// notes that name it.
+    pub fn line(&self, source: impl FnOnce() -> String) -> String {
+        match self {
+            Note::Replayed => format!(
+                "a signed query used before, from {}: answered success",
+                source()
+            ),
+            Note::ReportOnly => format!(
+                "report mode: forwarding a request from unlisted {}",
+                source()
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Deduplicated { window_seconds } => write!(
+                f,
+                "a retry of a message forwarded in the last {window_seconds} s: answered success"
+            ),
+            Note::Replayed => f.write_str("a signed query used before: answered success"),
+            Note::ReportOnly => f.write_str("report mode: forwarding a request from an unlisted source"),
+            Note::UpstreamFailed { status } => write!(
+                f,
+                "the backend did not answer a verified push (Envoy replied {status}); answering \
+                 WeChat `success`"
+            ),
+            Note::SealFailed => {
+                f.write_str("a backend reply could not be sealed; answering `success` instead")
+            }
+            Note::ReplayTableFull => write!(
+                f,
+                "the table of used queries is full ({} entries): the oldest make room, and a push \
+                 whose timestamp is as old is refused (401 stale) instead of being checked for replay",
+                crate::gate::dedupe::QUERIES.entries()
+            ),
+            Note::ReplayUnrecorded => {
+                f.write_str("the table of used queries could not record a push's query")
+            }
+            Note::BodyNeverCame => write!(
+                f,
+                "a push's body did not reach the gate within {BODY_DEADLINE_MS} ms of its headers \
+                 (answered 408). If every push ends this way, the Wasm filter's plugin config lacks \
+                 allow_on_headers_stop_iteration: true (Envoy >= 1.35; in Istio, an EnvoyFilter \
+                 patch), without which Envoy never hands the gate a held request's body; or set \
+                 dedupe_seconds to 0 and leave out safe_mode"
+            ),
+        }
+    }
+}
+
+/// The effects of one event, and what the request does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub effects: Vec<Effect>,
+    pub flow: Flow,
+}
+
+impl Step {
+    pub(super) fn new(flow: Flow) -> Step {
+        Step {
+            effects: Vec::new(),
+            flow,
+        }
+    }
+
+    pub(super) fn with(mut self, effect: Effect) -> Step {
+        self.effects.push(effect);
+        self
+    }
+
+    pub(super) fn push(&mut self, effect: Effect) {
+        self.effects.push(effect);
+    }
+
+    /// `200 success`: WeChat takes the push as handled and shows the user nothing.
+    pub(super) fn success(mut self) -> Step {
+        self.push(Effect::Reply {
+            status: 200,
+            content_type: "text/plain",
+            body: b"success".to_vec(),
+        });
+        self.flow = Flow::Pause;
+        self
+    }
+}
+
+/// The answer when the filter has no configuration (it fails closed).
+pub fn unconfigured() -> Step {
+    Step::new(Flow::Pause).with(Effect::Reply {
+        status: 503,
+        content_type: "text/plain",
+        body: b"wechat-gate: not configured\n".to_vec(),
+    })
+}

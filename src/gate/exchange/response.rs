@@ -1,0 +1,132 @@
+//! The response side of an exchange: Envoy's own failure turned into `success`, a
+//! message forgotten when it was not delivered, and the reply to a decrypted push
+//! sealed for WeChat.
+
+use super::{Context, Effect, Exchange, Flow, Note, Proxy, Stage, Step};
+use crate::gate::config::{Config, UpstreamFailure};
+use crate::gate::metrics::Counter;
+use crate::gate::request::SafePush;
+use crate::gate::safe_mode::{self, Reply, ReplySeal};
+
+impl Exchange {
+    /// The response's headers.
+    pub fn on_response_headers(
+        &mut self,
+        ctx: Context<'_>,
+        end_of_stream: bool,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        let Stage::Forwarded { seal } = std::mem::replace(&mut self.stage, Stage::Idle) else {
+            // Passed through, or answered by the gate itself: nothing is asked.
+            return Step::new(Flow::Continue);
+        };
+        let config = ctx.config;
+        let status = proxy.response_status().unwrap_or(0);
+        // Only a 5xx can be Envoy's own: the property is read for those alone.
+        let envoy_failed = status >= 500 && !proxy.answered_by_upstream();
+        if envoy_failed && config.on_upstream_failure == UpstreamFailure::Success {
+            // WeChat is told the push was handled and will not retry it.
+            self.recorded.keep();
+            if !end_of_stream {
+                self.stage = Stage::AnsweringSuccess;
+            }
+            return Step::new(Flow::Continue)
+                .with(Effect::Count(Counter::UpstreamFailure))
+                .with(Effect::Note(Note::UpstreamFailed { status }))
+                .with(Effect::SetResponseHeader(":status", "200"))
+                .with(Effect::SetResponseHeader("content-type", "text/plain"))
+                .with(Effect::RemoveResponseHeader("content-length"));
+        }
+        if !(200..300).contains(&status) {
+            // Not delivered (or refused by the backend): WeChat's retry must get
+            // through, so neither the message nor its query counts as used.
+            self.recorded.forget(proxy);
+            return Step::new(Flow::Continue);
+        }
+        self.recorded.keep();
+        match seal {
+            Some(safe) if !end_of_stream => {
+                self.stage = Stage::SealingReply { safe, size: 0 };
+                // The encrypted reply has another length.
+                Step::new(Flow::Continue).with(Effect::RemoveResponseHeader("content-length"))
+            }
+            _ => Step::new(Flow::Continue),
+        }
+    }
+
+    /// A part of the response body: `size` bytes so far.
+    pub fn on_response_body(
+        &mut self,
+        ctx: Context<'_>,
+        size: usize,
+        end_of_stream: bool,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        match &mut self.stage {
+            Stage::AnsweringSuccess => {
+                if !end_of_stream {
+                    return Step::new(Flow::Pause);
+                }
+                self.stage = Stage::Idle;
+                Step::new(Flow::Continue).with(Effect::ReplaceResponseBody(b"success".to_vec()))
+            }
+            Stage::SealingReply { size: seen, .. } => {
+                *seen = size;
+                if !end_of_stream {
+                    return Step::new(Flow::Pause);
+                }
+                self.finish_reply(ctx.config, proxy)
+            }
+            _ => Step::new(Flow::Continue),
+        }
+    }
+
+    /// Response trailers end the body: whatever was buffered is sealed now, never let
+    /// go as it is.
+    pub fn on_response_trailers(&mut self, ctx: Context<'_>, proxy: &mut impl Proxy) -> Step {
+        match self.stage {
+            Stage::SealingReply { .. } => self.finish_reply(ctx.config, proxy),
+            Stage::AnsweringSuccess => {
+                self.stage = Stage::Idle;
+                Step::new(Flow::Continue).with(Effect::ReplaceResponseBody(b"success".to_vec()))
+            }
+            _ => Step::new(Flow::Continue),
+        }
+    }
+
+    /// The buffered reply is complete: seal it, or if that cannot be done, replace it
+    /// with `success` (a plaintext reply never goes out).
+    fn finish_reply(&mut self, config: &Config, proxy: &mut impl Proxy) -> Step {
+        let Stage::SealingReply { safe, size } = std::mem::replace(&mut self.stage, Stage::Idle)
+        else {
+            return Step::new(Flow::Continue);
+        };
+        match seal(config, &safe, size, proxy) {
+            Some(Reply::AsIs) => Step::new(Flow::Continue),
+            Some(Reply::Encrypted(envelope)) => Step::new(Flow::Continue)
+                .with(Effect::ReplaceResponseBody(envelope.into_bytes()))
+                .with(Effect::Count(Counter::ReplyEncrypted)),
+            None => Step::new(Flow::Continue)
+                .with(Effect::Note(Note::SealFailed))
+                .with(Effect::ReplaceResponseBody(b"success".to_vec())),
+        }
+    }
+}
+
+/// The sealed form of the backend's buffered reply; `None` if it cannot be sealed.
+fn seal(config: &Config, safe: &SafePush, size: usize, proxy: &mut impl Proxy) -> Option<Reply> {
+    let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
+        return None;
+    };
+    let body = proxy.response_body(size)?;
+    // Never a predictable prefix: without randomness the reply cannot be sealed.
+    let random = proxy.random16()?;
+    let seal = ReplySeal {
+        token: config.token.expose(),
+        key: &safe_mode.key,
+        appid,
+        timestamp: &safe.timestamp,
+        nonce: &safe.nonce,
+    };
+    Some(safe_mode::seal_reply(&body, &seal, &random))
+}

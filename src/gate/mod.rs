@@ -1,0 +1,27 @@
+//! Every decision the filter makes, pure: no proxy-wasm, no I/O. Time, randomness
+//! and whatever the proxy knows about a request come in as arguments; what to do
+//! comes out as values. It builds and tests natively.
+//!
+//! - [`request`]: a request's head judged (method, query, source, signature,
+//!   freshness) into a [`request::Verdict`]; [`rejection`] names every refusal.
+//! - [`exchange`]: a request's whole life as a state machine: events in, effects out.
+//! - [`safe_mode`]: the body checks and sealed replies of `encrypt_type=aes`.
+//! - [`dedupe`]: the tables of retries and replays; [`held`]: held pushes' deadlines.
+//! - [`live_list`]: when and how the callback IP list is fetched.
+//! - [`config`], [`query`], [`signature`], [`allowlist`], [`xml`], [`header_map`]:
+//!   the parsers and checks the others use.
+
+pub mod allowlist;
+pub mod config;
+pub mod dedupe;
+pub mod exchange;
+pub mod header_map;
+pub mod held;
+pub mod live_list;
+pub mod metrics;
+pub mod query;
+pub mod rejection;
+pub mod request;
+pub mod safe_mode;
+pub mod signature;
+pub mod xml;

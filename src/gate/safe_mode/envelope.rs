@@ -1,0 +1,118 @@
+//! Safe mode's XML envelopes: the `Encrypt` element of a pushed body, the body the
+//! gate forwards when it passes a push on still encrypted, and the sealed reply
+//! (`Encrypt`, `MsgSignature`, `TimeStamp`, `Nonce`) WeChat expects back.
+
+use crate::gate::signature::{as_str, sign};
+use crate::gate::xml::{cdata, element, ElementError};
+use std::fmt;
+
+/// `<xml><ToUserName/><Encrypt/></xml>`, as WeChat sends a safe-mode push (without
+/// `ToUserName` when `to` is `None`).
+pub fn push_body(to: Option<&str>, encrypt: &str) -> String {
+    let to = to
+        .map(|t| format!("<ToUserName>{}</ToUserName>", cdata(t)))
+        .unwrap_or_default();
+    format!("<xml>{to}<Encrypt>{}</Encrypt></xml>", cdata(encrypt))
+}
+
+/// The encrypted reply WeChat expects for a safe-mode push.
+pub fn reply_envelope(token: &str, timestamp: &str, nonce: &str, encrypt: &str) -> String {
+    let signature = sign(&[token, timestamp, nonce, encrypt]);
+    // The timestamp and nonce come from the push's query: CDATA keeps any markup in
+    // them inert.
+    format!(
+        "<xml>\n<Encrypt><![CDATA[{encrypt}]]></Encrypt>\n<MsgSignature><![CDATA[{}]]></MsgSignature>\n\
+         <TimeStamp>{}</TimeStamp>\n<Nonce>{}</Nonce>\n</xml>",
+        as_str(&signature),
+        if timestamp.bytes().all(|b| b.is_ascii_digit()) { timestamp.to_string() } else { cdata(timestamp) },
+        cdata(nonce),
+    )
+}
+
+/// Why the `Encrypt` element could not be taken from a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractError {
+    Missing,
+    Repeated,
+    Malformed,
+}
+
+impl fmt::Display for ExtractError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ExtractError::Missing => "the body has no Encrypt element",
+            ExtractError::Repeated => "the body has more than one Encrypt element",
+            ExtractError::Malformed => "the Encrypt element is malformed",
+        })
+    }
+}
+
+/// The text of the one `<Encrypt>` element (CDATA or plain text, surrounding
+/// whitespace ignored); it must be non-empty and hold no markup.
+pub fn extract_encrypt(body: &[u8]) -> Result<String, ExtractError> {
+    let value = match element(body, "Encrypt") {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(ExtractError::Missing),
+        Err(ElementError::Repeated) => return Err(ExtractError::Repeated),
+        Err(ElementError::Malformed) => return Err(ExtractError::Malformed),
+    };
+    if value.is_empty() || value.contains(['<', '>', '&']) {
+        return Err(ExtractError::Malformed);
+    }
+    Ok(value.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encrypt_element_is_found_in_cdata_or_plain_text() {
+        assert_eq!(
+            extract_encrypt(b"<xml><Encrypt><![CDATA[abc+/=]]></Encrypt></xml>").as_deref(),
+            Ok("abc+/=")
+        );
+        assert_eq!(
+            extract_encrypt(b"<xml>\n  <Encrypt>\n abc \n</Encrypt>\n</xml>").as_deref(),
+            Ok("abc")
+        );
+        assert_eq!(
+            extract_encrypt(b"<xml><ToUserName>x</ToUserName></xml>"),
+            Err(ExtractError::Missing)
+        );
+        assert_eq!(
+            extract_encrypt(b"<xml><Encrypt>a</Encrypt><Encrypt>b</Encrypt></xml>"),
+            Err(ExtractError::Repeated)
+        );
+        assert_eq!(
+            extract_encrypt(b"<xml><Encrypt>abc</xml>"),
+            Err(ExtractError::Malformed)
+        );
+        assert_eq!(
+            extract_encrypt(b"<xml><Encrypt><![CDATA[abc</Encrypt></xml>"),
+            Err(ExtractError::Malformed)
+        );
+        assert_eq!(
+            extract_encrypt(b"<xml><Encrypt></Encrypt></xml>"),
+            Err(ExtractError::Malformed)
+        );
+        assert_eq!(
+            extract_encrypt(b"<xml><Encrypt>\xff</Encrypt></xml>"),
+            Err(ExtractError::Malformed)
+        );
+    }
+
+    #[test]
+    fn a_forwarded_push_body_holds_the_encrypt_it_was_built_from() {
+        let body = push_body(Some("gh_1"), "abc+/=");
+        assert_eq!(
+            body,
+            "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[abc+/=]]></Encrypt></xml>"
+        );
+        assert_eq!(extract_encrypt(body.as_bytes()).as_deref(), Ok("abc+/="));
+        assert_eq!(
+            push_body(None, "x"),
+            "<xml><Encrypt><![CDATA[x]]></Encrypt></xml>"
+        );
+    }
+}
