@@ -590,7 +590,9 @@ fn a_backend_slower_than_the_route_timeout_yields_success() {
 }
 
 /// A plaintext push through a gate (config `extra`) whose backend is on `port`.
-fn plain_push_to(port: u16, extra: serde_json::Value, content: &str) -> (Envoy, Response) {
+/// A plaintext push to a gate whose backend is on `port`; the Envoy, the answer and
+/// the push's query.
+fn plain_push_to(port: u16, extra: serde_json::Value, content: &str) -> (Envoy, Response, String) {
     let mut config = gate_config(json!({"safe_mode": null}));
     if let (Some(c), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
         c.extend(extra.clone());
@@ -607,7 +609,7 @@ fn plain_push_to(port: u16, extra: serde_json::Value, content: &str) -> (Envoy, 
         text_message(content, 11).as_bytes(),
         LISTED,
     );
-    (envoy, r)
+    (envoy, r, query)
 }
 
 #[test]
@@ -618,7 +620,7 @@ fn a_refused_connection_yields_success_and_pass_leaves_envoys_reply() {
         l.local_addr().expect("addr").port()
     };
     for (mode, want) in [("success", 200), ("pass", 503)] {
-        let (envoy, r) = plain_push_to(
+        let (envoy, r, query) = plain_push_to(
             dead_port,
             json!({"on_upstream_failure": mode}),
             "nobody home",
@@ -629,6 +631,17 @@ fn a_refused_connection_yields_success_and_pass_leaves_envoys_reply() {
             assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 1);
         } else {
             assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 0);
+            // Never sent: the query was not used, so WeChat's second try with it is
+            // tried again (not taken for a replay).
+            let again = envoy.send(
+                "POST",
+                &format!("/wechat?{query}"),
+                &[],
+                text_message("nobody home", 11).as_bytes(),
+                LISTED,
+            );
+            assert_eq!(again.status, 503, "{}", again.body_text());
+            assert_eq!(envoy.counter("wechat_gate.replayed"), 0);
         }
     }
 }
@@ -965,7 +978,7 @@ fn a_backend_that_resets_the_connection_yields_success() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     });
-    let (envoy, r) = plain_push_to(port, json!({}), "reset");
+    let (envoy, r, _) = plain_push_to(port, json!({}), "reset");
     let _ = thread.join();
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 1);
@@ -997,7 +1010,7 @@ fn a_replayed_safe_mode_push_never_reaches_the_backend_again() {
 }
 
 #[test]
-fn a_query_refused_by_the_backend_is_delivered_when_wechat_tries_it_again() {
+fn after_a_backend_5xx_wechats_retry_is_delivered_but_the_old_query_carries_nothing() {
     let calls = std::sync::atomic::AtomicUsize::new(0);
     let backend = Backend::replying(move |_| {
         if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
@@ -1011,9 +1024,22 @@ fn a_query_refused_by_the_backend_is_delivered_when_wechat_tries_it_again() {
         }
     });
     let envoy = start(&backend, gate_config(json!({})), 1);
-    let p = push(&text_message("try me twice", 5101), &nonce());
-    assert_eq!(send(&envoy, &p).status, 503);
-    assert_eq!(send(&envoy, &p).body_text(), "success");
-    assert_eq!(backend.records().len(), 2, "the second try was delivered");
-    assert_eq!(envoy.counter("wechat_gate.replayed"), 0);
+    let message = text_message("try me twice", 5101);
+    let first = push(&message, &nonce());
+    assert_eq!(send(&envoy, &first).status, 503);
+    // The backend had the first try: its query, with another (validly encrypted)
+    // body, is a replay, never a second request.
+    let forged = push(&text_message("a forged body", 5102), &first.nonce);
+    let reused = Push {
+        query: first.query.clone(),
+        body: forged.body,
+        timestamp: first.timestamp.clone(),
+        nonce: first.nonce.clone(),
+    };
+    assert_eq!(send(&envoy, &reused).body_text(), "success");
+    assert_eq!(backend.records().len(), 1);
+    // WeChat's own retry comes with a new query: delivered.
+    assert_eq!(send(&envoy, &push(&message, &nonce())).status, 200);
+    assert_eq!(backend.records().len(), 2, "the retry was delivered");
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 1);
 }

@@ -8,13 +8,16 @@
 //!   until their timestamp is no longer fresh, so a query seen once (an access log
 //!   keeps full URLs) cannot carry a request to the backend again, whatever its body.
 //!
-//! A shard is `floor ‖ (identity, expires_at)*`, all big-endian u64, at most
-//! `capacity` entries. Memory is bounded and never grows with traffic. When a shard
-//! is full, the entry closest to expiry makes room and the shard's `floor` rises to
-//! that entry's expiry: anything that would expire no later than the floor can no
-//! longer be told apart from something forgotten, so it is refused ([`Lookup::TooOld`])
-//! rather than let through. Under a flood the accepted window shrinks from its old
-//! end; nothing already used gets through again.
+//! A shard is `floor ‖ (identity, stamp, expires_at)*` (u64, u32, u32, big-endian;
+//! Unix seconds), at most `capacity` entries. `stamp` is what ages an entry: a
+//! query's own timestamp, a message's time of forwarding. Memory is bounded and
+//! never grows with traffic. When a shard is full, the entry with the oldest stamp
+//! makes room and the shard's `floor` rises to that stamp: anything stamped no later
+//! than the floor can no longer be told apart from something forgotten, so it is
+//! refused ([`Lookup::TooOld`]) rather than let through. Under a flood the accepted
+//! window shrinks from its old end; nothing already used gets through again, and
+//! accounts with different tolerances sharing a table do not crowd each other's
+//! fresh entries out.
 
 /// How a table is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +47,8 @@ pub const MESSAGES: Shape = Shape {
 };
 
 /// Used signed queries: 1,024 × 256 = 262,144 (4 MiB), each kept for
-/// `timestamp_tolerance_seconds` after its timestamp. At the default 300 s that holds
-/// about 870 pushes/s sustained (262,144 / 301 s); a worker reads and writes one
+/// `timestamp_tolerance_seconds` + 6 s after its timestamp. At the default 300 s that
+/// holds about 850 pushes/s sustained (262,144 / 306 s); a worker reads and writes one
 /// 4 KiB shard per push.
 pub const QUERIES: Shape = Shape {
     shards: 1024,
@@ -56,7 +59,7 @@ const ENTRY_BYTES: usize = 16;
 const FLOOR_BYTES: usize = 8;
 
 /// Which table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     Messages,
     Queries,
@@ -90,34 +93,54 @@ pub enum Seen {
 pub enum Lookup {
     /// Already in the table: answer it without the backend.
     Duplicate,
-    /// Would expire no later than an entry a full shard had to drop: it cannot be told
+    /// Stamped no later than an entry a full shard had to drop: it cannot be told
     /// apart from one that was forgotten, so it must be refused.
     TooOld,
     /// Not seen: store `value` (expired entries dropped, this one added). `evicted`
-    /// says the shard was full and its entry closest to expiry made room.
+    /// says the shard was full and its oldest entry made room.
     New { value: Vec<u8>, evicted: bool },
+}
+
+/// One entry: what it identifies, what ages it, when it is no longer needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub identity: u64,
+    /// Unix seconds: a query's timestamp, or when a message was forwarded.
+    pub stamp: u64,
+    /// Unix seconds from which the entry may be dropped.
+    pub expires_at: u64,
 }
 
 /// A shard's stored value, decoded as far as it goes.
 struct Shard {
-    floor: u64,
-    entries: Vec<(u64, u64)>,
+    floor: u32,
+    entries: Vec<(u64, u32, u32)>,
 }
 
-fn be_u64(bytes: Option<&[u8]>) -> Option<u64> {
-    Some(u64::from_be_bytes(bytes?.try_into().ok()?))
+fn secs(t: u64) -> u32 {
+    u32::try_from(t).unwrap_or(u32::MAX)
+}
+
+fn be<const N: usize>(bytes: Option<&[u8]>) -> Option<[u8; N]> {
+    bytes?.try_into().ok()
 }
 
 impl Shard {
     /// Decodes a stored value; a damaged tail (not a whole entry) is ignored. Only
     /// this layout is ever read: the host's keys carry its version.
     fn decode(stored: &[u8]) -> Shard {
-        let floor = be_u64(stored.get(..FLOOR_BYTES)).unwrap_or(0);
+        let floor = be::<4>(stored.get(..4)).map_or(0, u32::from_be_bytes);
         let entries = stored
             .get(FLOOR_BYTES..)
             .unwrap_or_default()
             .chunks_exact(ENTRY_BYTES)
-            .filter_map(|e| Some((be_u64(e.get(..8))?, be_u64(e.get(8..))?)))
+            .filter_map(|e| {
+                Some((
+                    u64::from_be_bytes(be(e.get(..8))?),
+                    u32::from_be_bytes(be(e.get(8..12))?),
+                    u32::from_be_bytes(be(e.get(12..))?),
+                ))
+            })
             .collect();
         Shard { floor, entries }
     }
@@ -125,46 +148,46 @@ impl Shard {
     fn encode(&self) -> Vec<u8> {
         let mut value = Vec::with_capacity(FLOOR_BYTES + self.entries.len() * ENTRY_BYTES);
         value.extend_from_slice(&self.floor.to_be_bytes());
-        for (id, expires) in &self.entries {
+        value.extend_from_slice(&[0; 4]);
+        for (id, stamp, expires) in &self.entries {
             value.extend_from_slice(&id.to_be_bytes());
+            value.extend_from_slice(&stamp.to_be_bytes());
             value.extend_from_slice(&expires.to_be_bytes());
         }
         value
     }
 }
 
-/// Looks `identity` up in a shard's stored value at `now` (Unix seconds); when it is
-/// not there (or has expired), returns the value that records it until `expires_at`.
-pub fn check_and_record(
-    stored: &[u8],
-    identity: u64,
-    now: u64,
-    expires_at: u64,
-    shape: Shape,
-) -> Lookup {
+/// Looks `entry.identity` up in a shard's stored value at `now` (Unix seconds);
+/// when it is not there (or has expired), returns the value that records `entry`.
+pub fn check_and_record(stored: &[u8], entry: Entry, now: u64, shape: Shape) -> Lookup {
     let mut shard = Shard::decode(stored);
-    shard.entries.retain(|&(_, expires)| expires > now);
-    if shard.entries.iter().any(|&(id, _)| id == identity) {
+    let now = secs(now);
+    shard.entries.retain(|&(_, _, expires)| expires > now);
+    if shard.entries.iter().any(|&(id, _, _)| id == entry.identity) {
         return Lookup::Duplicate;
     }
-    if expires_at <= shard.floor {
+    let stamp = secs(entry.stamp);
+    if stamp <= shard.floor {
         return Lookup::TooOld;
     }
-    shard.entries.push((identity, expires_at));
+    shard
+        .entries
+        .push((entry.identity, stamp, secs(entry.expires_at)));
     let mut evicted = false;
     while shard.entries.len() > shape.capacity {
-        // Full: the entry closest to expiry goes (the earliest recorded among equals).
-        let Some((oldest, expires)) = shard
+        // Full: the entry with the oldest stamp goes (the earliest recorded among equals).
+        let Some((oldest, stamp)) = shard
             .entries
             .iter()
             .enumerate()
-            .min_by_key(|&(i, &(_, expires))| (expires, i))
-            .map(|(i, &(_, expires))| (i, expires))
+            .min_by_key(|&(i, &(_, stamp, _))| (stamp, i))
+            .map(|(i, &(_, stamp, _))| (i, stamp))
         else {
             break;
         };
         shard.entries.remove(oldest);
-        shard.floor = shard.floor.max(expires);
+        shard.floor = shard.floor.max(stamp);
         evicted = true;
     }
     Lookup::New {
@@ -178,7 +201,7 @@ pub fn check_and_record(
 pub fn forget(stored: &[u8], identity: u64) -> Option<Vec<u8>> {
     let mut shard = Shard::decode(stored);
     let before = shard.entries.len();
-    shard.entries.retain(|&(id, _)| id != identity);
+    shard.entries.retain(|&(id, _, _)| id != identity);
     (shard.entries.len() != before).then(|| shard.encode())
 }
 
@@ -191,76 +214,72 @@ mod tests {
         capacity: 8,
     };
 
-    fn record_until(stored: &[u8], id: u64, now: u64, expires_at: u64) -> Vec<u8> {
-        match check_and_record(stored, id, now, expires_at, SMALL) {
-            Lookup::New { value, .. } => value,
-            other => panic!("{id} was expected to be new, not {other:?}"),
+    /// An entry stamped `stamp`, kept until `expires_at`.
+    fn at(identity: u64, stamp: u64, expires_at: u64) -> Entry {
+        Entry {
+            identity,
+            stamp,
+            expires_at,
         }
     }
 
-    fn record(stored: &[u8], id: u64, now: u64) -> Vec<u8> {
-        record_until(stored, id, now, now + 15)
+    fn look(stored: &[u8], entry: Entry, now: u64) -> Lookup {
+        check_and_record(stored, entry, now, SMALL)
+    }
+
+    fn put(stored: &[u8], entry: Entry, now: u64) -> Vec<u8> {
+        match look(stored, entry, now) {
+            Lookup::New { value, .. } => value,
+            other => panic!("{entry:?} was expected to be new, not {other:?}"),
+        }
+    }
+
+    /// A message forwarded at `now`, kept 15 s.
+    fn msg(id: u64, now: u64) -> Entry {
+        at(id, now, now + 15)
     }
 
     #[test]
     fn a_forgotten_entry_is_new_again() {
-        let t = record(&record(b"", 7, 1000), 8, 1000);
+        let t = put(&put(b"", msg(7, 1000), 1000), msg(8, 1000), 1000);
         let t = forget(&t, 7).expect("was there");
         assert_eq!(t.len(), FLOOR_BYTES + ENTRY_BYTES);
-        assert!(matches!(
-            check_and_record(&t, 7, 1001, 1016, SMALL),
-            Lookup::New { .. }
-        ));
-        assert_eq!(
-            check_and_record(&t, 8, 1001, 1016, SMALL),
-            Lookup::Duplicate
-        );
+        assert!(matches!(look(&t, msg(7, 1001), 1001), Lookup::New { .. }));
+        assert_eq!(look(&t, msg(8, 1001), 1001), Lookup::Duplicate);
         assert_eq!(forget(&t, 9), None);
     }
 
     #[test]
     fn an_entry_seen_before_it_expires_is_a_duplicate() {
-        let t = record(b"", 7, 1000);
-        assert_eq!(
-            check_and_record(&t, 7, 1014, 1029, SMALL),
-            Lookup::Duplicate
-        );
-        assert!(matches!(
-            check_and_record(&t, 8, 1001, 1016, SMALL),
-            Lookup::New { .. }
-        ));
+        let t = put(b"", msg(7, 1000), 1000);
+        assert_eq!(look(&t, msg(7, 1014), 1014), Lookup::Duplicate);
+        assert!(matches!(look(&t, msg(8, 1001), 1001), Lookup::New { .. }));
     }
 
     #[test]
     fn after_it_expires_it_is_new_again_and_the_old_entry_is_dropped() {
-        let t = record(b"", 7, 1000);
-        let t2 = record(&t, 7, 1015);
+        let t = put(b"", msg(7, 1000), 1000);
+        let t2 = put(&t, msg(7, 1015), 1015);
         assert_eq!(t2.len(), FLOOR_BYTES + ENTRY_BYTES, "replaced, not kept");
-        assert_eq!(
-            check_and_record(&t2, 7, 1020, 1035, SMALL),
-            Lookup::Duplicate
-        );
+        assert_eq!(look(&t2, msg(7, 1020), 1020), Lookup::Duplicate);
     }
 
     #[test]
     fn a_full_shard_stays_bounded_keeps_the_newest_and_says_it_evicted() {
         let mut t = Vec::new();
         for id in 0..SMALL.capacity as u64 {
-            t = record_until(&t, id, 1000, 2000 + id);
+            t = put(&t, at(id, 900 + id, 2000), 1000);
         }
-        let Lookup::New { value, evicted } = check_and_record(&t, 99, 1000, 3000, SMALL) else {
+        let Lookup::New { value, evicted } = look(&t, at(99, 950, 3000), 1000) else {
             panic!("new");
         };
         assert!(evicted);
         assert_eq!(value.len(), FLOOR_BYTES + SMALL.capacity * ENTRY_BYTES);
+        assert_eq!(look(&value, at(99, 950, 3000), 1001), Lookup::Duplicate);
         assert_eq!(
-            check_and_record(&value, 99, 1001, 3000, SMALL),
-            Lookup::Duplicate
-        );
-        assert_eq!(
-            check_and_record(&value, 1, 1001, 2001, SMALL),
+            look(&value, at(1, 901, 2000), 1001),
             Lookup::Duplicate,
-            "only the entry closest to expiry went"
+            "only the oldest entry went"
         );
     }
 
@@ -268,35 +287,51 @@ mod tests {
     fn what_a_full_shard_dropped_is_refused_never_taken_for_new() {
         let mut t = Vec::new();
         for id in 0..=SMALL.capacity as u64 {
-            t = record_until(&t, id, 1000, 2000 + id);
+            t = put(&t, at(id, 900 + id, 2000), 1000);
         }
-        // Entry 0 (expiring at 2000) made room: used again, it cannot be recognised,
-        // so it is refused; so is anything that would expire as early.
-        assert_eq!(check_and_record(&t, 0, 1001, 2000, SMALL), Lookup::TooOld);
-        assert_eq!(check_and_record(&t, 500, 1001, 1999, SMALL), Lookup::TooOld);
-        // Fresher ones still come in.
+        // Entry 0 (stamped 900) made room: used again, it cannot be recognised, so it
+        // is refused; so is anything stamped as early.
+        assert_eq!(look(&t, at(0, 900, 2000), 1001), Lookup::TooOld);
+        assert_eq!(look(&t, at(500, 899, 2000), 1001), Lookup::TooOld);
+        // Later ones still come in.
         assert!(matches!(
-            check_and_record(&t, 501, 1001, 2001, SMALL),
+            look(&t, at(501, 901, 2000), 1001),
             Lookup::New { .. }
         ));
         // The floor stays with the shard.
-        assert!(matches!(
-            check_and_record(&forget(&t, 5).expect("there"), 0, 1001, 2000, SMALL),
+        assert_eq!(
+            look(&forget(&t, 5).expect("there"), at(0, 900, 2000), 1001),
             Lookup::TooOld
-        ));
+        );
+    }
+
+    #[test]
+    fn a_long_tolerance_filling_a_shard_does_not_crowd_out_fresh_queries() {
+        // One account keeps queries for a day, another for 300 s, in one table.
+        let now = 100_000;
+        let mut t = Vec::new();
+        for id in 0..SMALL.capacity as u64 {
+            let ts = now - 80_000 + id;
+            t = put(&t, at(id, ts, ts + 86_401), now);
+        }
+        // Fresh pushes of the short-tolerance account keep getting in, and what they
+        // push out is the day-old entries, not each other.
+        for id in 100..108 {
+            t = put(&t, at(id, now, now + 301), now);
+        }
+        for id in 100..108 {
+            assert_eq!(look(&t, at(id, now, now + 301), now), Lookup::Duplicate);
+        }
     }
 
     #[test]
     fn a_damaged_shard_value_is_read_as_far_as_it_goes() {
-        let mut t = record(b"", 7, 1000);
+        let mut t = put(b"", msg(7, 1000), 1000);
         t.extend_from_slice(b"xyz");
-        assert_eq!(
-            check_and_record(&t, 7, 1001, 1016, SMALL),
-            Lookup::Duplicate
-        );
+        assert_eq!(look(&t, msg(7, 1001), 1001), Lookup::Duplicate);
         for damaged in [&b""[..], b"abc", b"\0\0\0\0\0\0\0\0xyz"] {
             assert!(matches!(
-                check_and_record(damaged, 7, 1001, 1016, SMALL),
+                look(damaged, msg(7, 1001), 1001),
                 Lookup::New { .. }
             ));
         }
@@ -316,6 +351,6 @@ mod tests {
     #[test]
     fn the_query_table_holds_what_its_doc_says() {
         assert_eq!(QUERIES.entries(), 262_144);
-        assert_eq!(QUERIES.entries() / 301, 870);
+        assert_eq!(QUERIES.entries() / 306, 856);
     }
 }

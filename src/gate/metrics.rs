@@ -16,6 +16,7 @@ pub enum Counter {
     Deduplicated,
     Replayed,
     ReplayEvicted,
+    ReplayUnrecorded,
     UpstreamFailure,
     SourceReportOnly,
     SourceUnverified,
@@ -31,7 +32,7 @@ pub enum Gauge {
     AllowlistLastSuccessUnix,
 }
 
-const PLAIN: [Counter; 13] = [
+const PLAIN: [Counter; 14] = [
     Counter::Handshake,
     Counter::Forwarded,
     Counter::PassedThrough,
@@ -40,6 +41,7 @@ const PLAIN: [Counter; 13] = [
     Counter::Deduplicated,
     Counter::Replayed,
     Counter::ReplayEvicted,
+    Counter::ReplayUnrecorded,
     Counter::UpstreamFailure,
     Counter::SourceReportOnly,
     Counter::SourceUnverified,
@@ -76,6 +78,7 @@ impl Counter {
             Counter::Deduplicated => "deduplicated",
             Counter::Replayed => "replayed",
             Counter::ReplayEvicted => "replay_table.evicted",
+            Counter::ReplayUnrecorded => "replay_table.unrecorded",
             Counter::UpstreamFailure => "upstream_failure",
             Counter::SourceReportOnly => "source_report_only",
             Counter::SourceUnverified => "source_unverified",

@@ -6,6 +6,7 @@
 
 use crate::gate::allowlist::CallbackAllowlist;
 use crate::gate::config::{Config, SourceMode, WhenUnavailable};
+use crate::gate::dedupe::Entry;
 use crate::gate::query::{parse_query, CallbackQuery};
 pub use crate::gate::rejection::{Reason, Rejection, RETRY_AFTER_SECONDS};
 use crate::gate::signature::{request_signature, signature_matches, HexDigest};
@@ -88,9 +89,16 @@ pub enum Verdict {
 pub struct QueryUse {
     /// From the verified signature (a SHA-1 of the token, timestamp and nonce).
     pub identity: u64,
-    /// Unix seconds from which the query is stale anyway: `timestamp + tolerance + 1`.
+    /// The query's timestamp, Unix seconds.
+    pub timestamp: u64,
+    /// Unix seconds from which the query is stale anyway on every worker:
+    /// `timestamp + tolerance + 1`, plus [`CLOCK_SLACK_SECONDS`].
     pub expires_at: u64,
 }
+
+/// How far one worker's clock may lag another's (the tick clock is up to a second
+/// old): a query is remembered this much longer than it can be fresh anywhere.
+pub const CLOCK_SLACK_SECONDS: u64 = 5;
 
 impl QueryUse {
     fn of(signature: &HexDigest, timestamp: i64, tolerance: u64) -> Option<QueryUse> {
@@ -98,13 +106,23 @@ impl QueryUse {
             return None;
         }
         let hex = std::str::from_utf8(signature.get(..16)?).ok()?;
+        let timestamp = u64::try_from(timestamp).ok()?;
         Some(QueryUse {
             identity: u64::from_str_radix(hex, 16).ok()?,
-            expires_at: u64::try_from(timestamp)
-                .ok()?
+            timestamp,
+            expires_at: timestamp
                 .saturating_add(tolerance)
-                .saturating_add(1),
+                .saturating_add(1 + CLOCK_SLACK_SECONDS),
         })
+    }
+
+    /// Its entry in the table of used queries, aged by its timestamp.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            identity: self.identity,
+            stamp: self.timestamp,
+            expires_at: self.expires_at,
+        }
     }
 }
 
@@ -466,7 +484,8 @@ mod tests {
                         16
                     )
                     .expect("hex"),
-                    expires_at: NOW as u64 + 301,
+                    timestamp: NOW as u64,
+                    expires_at: NOW as u64 + 301 + CLOCK_SLACK_SECONDS,
                 }),
             }
         );
@@ -837,7 +856,10 @@ mod tests {
             )),
             post
         );
-        assert_eq!(post.map(|u| u.expires_at), Some(NOW as u64 + 301));
+        assert_eq!(
+            post.map(|u| u.expires_at),
+            Some(NOW as u64 + 301 + CLOCK_SLACK_SECONDS)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! replay landing on another worker is still recognised.
 
 use super::shared_data::{self, Change};
-use crate::gate::dedupe::{self, Lookup, Seen, Table};
+use crate::gate::dedupe::{self, Entry, Lookup, Seen, Table};
 
 /// Tries before giving up on a contended shard.
 const ATTEMPTS: usize = 8;
@@ -10,20 +10,20 @@ const ATTEMPTS: usize = 8;
 /// Shard `n` of a table lives at `<prefix>.<n>`; the prefix names the layout's version.
 fn shard_key(table: Table, identity: u64) -> String {
     let prefix = match table {
-        Table::Messages => "wechat_gate.dedupe.v2",
-        Table::Queries => "wechat_gate.replay.v1",
+        Table::Messages => "wechat_gate.dedupe.v3",
+        Table::Queries => "wechat_gate.replay.v2",
     };
     format!("{prefix}.{}", table.shape().shard_of(identity))
 }
 
-/// Looks `identity` up at `now`; when it is new, records it until `expires_at`.
-pub fn record(table: Table, identity: u64, now: u64, expires_at: u64) -> Seen {
-    let key = shard_key(table, identity);
+/// Looks `entry` up at `now`; when it is new, records it.
+pub fn record(table: Table, entry: Entry, now: u64) -> Seen {
+    let key = shard_key(table, entry.identity);
     shared_data::update(
         &key,
         &[],
         ATTEMPTS,
-        |stored| match dedupe::check_and_record(stored, identity, now, expires_at, table.shape()) {
+        |stored| match dedupe::check_and_record(stored, entry, now, table.shape()) {
             Lookup::Duplicate => Change::Keep(Seen::Duplicate),
             Lookup::TooOld => Change::Keep(Seen::TooOld),
             Lookup::New { value, evicted } => Change::Write(value, Seen::New { evicted }),

@@ -4,7 +4,7 @@
 use super::dedupe;
 use super::proxy::{self, Body, Headers};
 use super::root::Worker;
-use crate::gate::dedupe::{Seen, Table};
+use crate::gate::dedupe::{Entry, Seen, Table};
 use crate::gate::exchange::{self, Context as Now, Effect, Exchange, Flow, Level, Note, Step};
 use crate::gate::request::Sources;
 use proxy_wasm::traits::{Context, HttpContext};
@@ -116,6 +116,10 @@ fn apply(
             proxy::set_header(Headers::Request, &name, None),
             "a client-sent header could not be removed",
         )?,
+        Effect::RemoveRequestTrailer(name) => ok(
+            proxy::set_header(Headers::RequestTrailers, &name, None),
+            "a client-sent trailer could not be removed",
+        )?,
         Effect::SetRequestHeader(name, value) => ok(
             proxy::set_header(Headers::Request, name.as_bytes(), Some(value.as_bytes())),
             "the gate's headers could not be set",
@@ -150,7 +154,8 @@ fn say(note: &Note) {
     if note.once() {
         let bit = match note {
             Note::BodyNeverCame => 1,
-            _ => 2,
+            Note::ReplayUnrecorded => 2,
+            _ => 4,
         };
         if SAID.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
             return;
@@ -189,6 +194,10 @@ impl exchange::Proxy for Port<'_> {
         self.worker.admission.catch_up()
     }
 
+    fn request_trailer_names(&mut self) -> Vec<Vec<u8>> {
+        proxy::request_trailers().map_or_else(Vec::new, |t| t.names_where(|_| true))
+    }
+
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
         proxy::body(Body::Request, size)
     }
@@ -205,16 +214,16 @@ impl exchange::Proxy for Port<'_> {
         proxy::random16()
     }
 
-    fn answered_by_upstream(&mut self) -> bool {
-        proxy::property(&["response", "code_details"]).is_some_and(|d| d == b"via_upstream")
+    fn response_details(&mut self) -> Option<Vec<u8>> {
+        proxy::property(&["response", "code_details"])
     }
 
     fn reached_upstream(&mut self) -> bool {
         proxy::property(&["upstream", "address"]).is_some()
     }
 
-    fn record(&mut self, table: Table, identity: u64, now: u64, expires_at: u64) -> Seen {
-        dedupe::record(table, identity, now, expires_at)
+    fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen {
+        dedupe::record(table, entry, now)
     }
 
     fn forget(&mut self, table: Table, identity: u64) {

@@ -18,5 +18,5 @@ pub fn start() {
     // host for its level is a restricted callback here (in `_initialize`): the root
     // context asks in on_vm_start and on_configure.
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| Box::new(root::GateRoot::new()));
+    proxy_wasm::set_root_context(|context_id| Box::new(root::GateRoot::new(context_id)));
 }

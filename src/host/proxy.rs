@@ -24,6 +24,7 @@ fn response_header(name: &str) -> Option<Vec<u8>> {
 #[derive(Clone, Copy)]
 pub enum Headers {
     Request,
+    RequestTrailers,
     Response,
 }
 
@@ -32,6 +33,7 @@ pub enum Headers {
 pub fn set_header(which: Headers, name: &[u8], value: Option<&[u8]>) -> bool {
     let map = match which {
         Headers::Request => MapType::HttpRequestHeaders,
+        Headers::RequestTrailers => MapType::HttpRequestTrailers,
         Headers::Response => MapType::HttpResponseHeaders,
     } as u32;
     // SAFETY: the pointers and lengths describe live slices for the whole call; the
@@ -218,14 +220,21 @@ extern "C" {
 /// whole verdict, so the gate reads the map once and looks up in it); `None` if the
 /// host refuses or the map does not decode.
 pub fn request_headers() -> Option<HeaderMap> {
+    header_map(MapType::HttpRequestHeaders)
+}
+
+/// All request trailers, as [`request_headers`].
+pub fn request_trailers() -> Option<HeaderMap> {
+    header_map(MapType::HttpRequestTrailers)
+}
+
+fn header_map(map: MapType) -> Option<HeaderMap> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a buffer it allocated through this module's
     // `proxy_on_memory_allocate` (the SDK's allocator, a `Vec<u8>` of `size`
     // capacity), which we take back as an owned Vec exactly once.
-    let status = unsafe {
-        proxy_get_header_map_pairs(MapType::HttpRequestHeaders as u32, &mut data, &mut size)
-    };
+    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
     if status != 0 {
         return None;
     }

@@ -37,6 +37,7 @@ impl Worker {
 }
 
 pub struct GateRoot {
+    context_id: u32,
     worker: Rc<Worker>,
     live: Option<LiveList>,
     /// The tick period last asked of the host.
@@ -44,8 +45,9 @@ pub struct GateRoot {
 }
 
 impl GateRoot {
-    pub fn new() -> Self {
+    pub fn new(context_id: u32) -> Self {
         GateRoot {
+            context_id,
             worker: Rc::new(Worker {
                 config: None,
                 metrics: Rc::new(Metrics::define()),
@@ -63,13 +65,19 @@ impl GateRoot {
     fn deliver_deadlines(&self) -> bool {
         let now_ms = proxy::now_unix_ms();
         let worker = &self.worker;
-        for (context_id, exchange) in worker.held.expired(now_ms, ANSWERS_PER_TICK) {
+        let due = worker.held.expired(now_ms, ANSWERS_PER_TICK);
+        if due.is_empty() {
+            return false;
+        }
+        for (context_id, exchange) in due {
             if !proxy::act_on(context_id) {
                 continue; // the request is gone
             }
             let step = exchange.borrow_mut().on_body_deadline(&mut Port { worker });
             let _ = carry_out(step, context_id, worker, &exchange);
         }
+        // The rest of the tick acts for the root context again.
+        let _ = proxy::act_on(self.context_id);
         worker.held.any_expired(now_ms)
     }
 

@@ -25,6 +25,7 @@ pub enum Effect {
     /// Refuse: the rejection's status, headers and plain-text body, and its debug line.
     Reject(Rejection),
     RemoveRequestHeader(Vec<u8>),
+    RemoveRequestTrailer(Vec<u8>),
     SetRequestHeader(&'static str, String),
     /// Replace the whole buffered request body.
     ReplaceRequestBody(Vec<u8>),
@@ -76,7 +77,10 @@ impl Note {
 
     /// Said once per VM: a hint for the operator, not a line per request.
     pub fn once(&self) -> bool {
-        matches!(self, Note::ReplayTableFull | Note::BodyNeverCame)
+        matches!(
+            self,
+            Note::ReplayTableFull | Note::ReplayUnrecorded | Note::BodyNeverCame
+        )
     }
 
     /// The line; `source` (the downstream address, a hostcall) is asked only by the
@@ -119,9 +123,11 @@ impl fmt::Display for Note {
                  whose timestamp is as old is refused (401 stale) instead of being checked for replay",
                 crate::gate::dedupe::QUERIES.entries()
             ),
-            Note::ReplayUnrecorded => {
-                f.write_str("the table of used queries could not record a push's query")
-            }
+            Note::ReplayUnrecorded => f.write_str(
+                "the table of used queries could not record a push's query (shared data \
+                 refused or stayed contended): it was forwarded unrecorded; counted in \
+                 wechat_gate.replay_table.unrecorded",
+            ),
             Note::BodyNeverCame => write!(
                 f,
                 "a push's body did not reach the gate within {BODY_DEADLINE_MS} ms of its headers \

@@ -23,11 +23,13 @@
 
 mod effect;
 mod response;
+#[cfg(test)]
+mod tests;
 
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 
 use crate::gate::config::Config;
-use crate::gate::dedupe::{Seen, Table};
+use crate::gate::dedupe::{Entry, Seen, Table};
 use crate::gate::header_map::HeaderMap;
 use crate::gate::held::BODY_DEADLINE_MS;
 use crate::gate::metrics::Counter;
@@ -49,6 +51,8 @@ pub trait Proxy {
     /// Before refusing `503 unavailable`: the live list, if another worker has loaded
     /// it since this one last looked.
     fn newer_sources(&mut self) -> Option<Rc<Sources>>;
+    /// The names of the request's trailers.
+    fn request_trailer_names(&mut self) -> Vec<Vec<u8>>;
     /// The request body buffered so far (`size` bytes).
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
     /// The response's `:status`.
@@ -57,13 +61,13 @@ pub trait Proxy {
     fn response_body(&mut self, size: usize) -> Option<Vec<u8>>;
     /// 16 fresh random bytes (a sealed reply's prefix); `None` if there are none.
     fn random16(&mut self) -> Option<[u8; 16]>;
-    /// The backend sent this response itself (`response.code_details` is
-    /// `via_upstream`), rather than Envoy answering for it.
-    fn answered_by_upstream(&mut self) -> bool;
+    /// `response.code_details`: `via_upstream` for a response the backend sent,
+    /// Envoy's reason for one it sent itself.
+    fn response_details(&mut self) -> Option<Vec<u8>>;
     /// An upstream connection was made for this request.
     fn reached_upstream(&mut self) -> bool;
-    /// Records `identity` in `table` until `expires_at`, unless it is there already.
-    fn record(&mut self, table: Table, identity: u64, now: u64, expires_at: u64) -> Seen;
+    /// Records `entry` in `table` at `now`, unless its identity is there already.
+    fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen;
     fn forget(&mut self, table: Table, identity: u64);
 }
 
@@ -109,6 +113,13 @@ impl Recorded {
         if let Some(identity) = self.query.take() {
             proxy.forget(Table::Queries, identity);
         }
+        if let Some(identity) = self.message.take() {
+            proxy.forget(Table::Messages, identity);
+        }
+    }
+
+    /// Forgets the message only: WeChat's retry (a new query) must be delivered.
+    fn forget_message(&mut self, proxy: &mut impl Proxy) {
         if let Some(identity) = self.message.take() {
             proxy.forget(Table::Messages, identity);
         }
@@ -199,7 +210,7 @@ impl Exchange {
                 // Recorded so that a handshake's query, which access logs keep, can
                 // never carry a push; the echo itself is harmless to repeat.
                 if let Some(q) = query {
-                    let _ = proxy.record(Table::Queries, q.identity, now_u64(ctx), q.expires_at);
+                    let _ = proxy.record(Table::Queries, q.entry(), now_u64(ctx));
                 }
                 let mut step = Step::new(Flow::Pause);
                 count_source(&mut step, source);
@@ -248,12 +259,7 @@ impl Exchange {
         query: QueryUse,
         proxy: &mut impl Proxy,
     ) -> Result<Vec<Effect>, Step> {
-        match proxy.record(
-            Table::Queries,
-            query.identity,
-            now_u64(ctx),
-            query.expires_at,
-        ) {
+        match proxy.record(Table::Queries, query.entry(), now_u64(ctx)) {
             Seen::New { evicted } => {
                 self.recorded.query = Some(query.identity);
                 Ok(if evicted {
@@ -277,7 +283,10 @@ impl Exchange {
                 ),
                 proxy,
             )),
-            Seen::Unrecorded => Ok(vec![Effect::Note(Note::ReplayUnrecorded)]),
+            Seen::Unrecorded => Ok(vec![
+                Effect::Count(Counter::ReplayUnrecorded),
+                Effect::Note(Note::ReplayUnrecorded),
+            ]),
         }
     }
 
@@ -372,7 +381,12 @@ impl Exchange {
         if let Some(identity) = checked.identity {
             let now = now_u64(ctx);
             let until = now.saturating_add(ctx.config.dedupe_seconds);
-            match proxy.record(Table::Messages, identity, now, until) {
+            let entry = Entry {
+                identity,
+                stamp: now,
+                expires_at: until,
+            };
+            match proxy.record(Table::Messages, entry, now) {
                 Seen::Duplicate => {
                     // The message itself was delivered: its query stays used.
                     self.recorded.keep();
@@ -455,11 +469,21 @@ impl Exchange {
     }
 
     /// Request trailers: a push has none, so a held push with trailers is refused.
+    /// A held push with trailers is refused; on a forwarded one, trailers a backend
+    /// could merge into its headers lose any name it could take for the gate's.
     pub fn on_request_trailers(&mut self, proxy: &mut impl Proxy) -> Step {
         if self.is_held() {
             return self.reject(malformed("a push has no trailers"), proxy);
         }
-        Step::new(Flow::Continue)
+        let mut step = Step::new(Flow::Continue);
+        if matches!(self.stage, Stage::Forwarded { .. }) {
+            for name in proxy.request_trailer_names() {
+                if is_gate_header(&name) {
+                    step.push(Effect::RemoveRequestTrailer(name));
+                }
+            }
+        }
+        step
     }
 
     /// A held push's body did not arrive in time.

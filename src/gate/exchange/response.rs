@@ -23,8 +23,12 @@ impl Exchange {
         let config = ctx.config;
         let status = proxy.response_status().unwrap_or(0);
         // Only a 5xx can be Envoy's own: the property is read for those alone.
-        let envoy_failed = status >= 500 && !proxy.answered_by_upstream();
-        if envoy_failed && config.on_upstream_failure == UpstreamFailure::Success {
+        let origin = if status >= 500 {
+            Origin::of(proxy.response_details().as_deref())
+        } else {
+            Origin::Backend
+        };
+        if origin != Origin::Backend && config.on_upstream_failure == UpstreamFailure::Success {
             // WeChat is told the push was handled and will not retry it.
             self.recorded.keep();
             if !end_of_stream {
@@ -38,9 +42,15 @@ impl Exchange {
                 .with(Effect::RemoveResponseHeader("content-length"));
         }
         if !(200..300).contains(&status) {
-            // Not delivered (or refused by the backend): WeChat's retry must get
-            // through, so neither the message nor its query counts as used.
-            self.recorded.forget(proxy);
+            // Not delivered (or refused by the backend): WeChat's retry, a new query
+            // with the same message, must get through. The query itself is used up
+            // once the backend may have seen it: the same query with another body
+            // must never reach the backend again.
+            self.recorded.forget_message(proxy);
+            if origin == Origin::EnvoyBeforeSending {
+                self.recorded.forget(proxy);
+            }
+            self.recorded.keep();
             return Step::new(Flow::Continue);
         }
         self.recorded.keep();
@@ -109,6 +119,45 @@ impl Exchange {
             None => Step::new(Flow::Continue)
                 .with(Effect::Note(Note::SealFailed))
                 .with(Effect::ReplaceResponseBody(b"success".to_vec())),
+        }
+    }
+}
+
+/// Who made a response, as far as delivery goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The backend answered (`via_upstream`): it had the request.
+    Backend,
+    /// Envoy answered and never sent the request (no connection, no healthy host,
+    /// no route, overflow): it is as if it never came.
+    EnvoyBeforeSending,
+    /// Envoy answered after the request may have reached the backend (a timeout, a
+    /// reset): the backend may have seen it.
+    EnvoyAfterSending,
+}
+
+impl Origin {
+    fn of(details: Option<&[u8]>) -> Origin {
+        const NEVER_SENT: [&[u8]; 8] = [
+            b"connection_failure",
+            b"connection_timeout",
+            b"no_healthy_upstream",
+            b"overflow",
+            b"route_not_found",
+            b"cluster_not_found",
+            b"maintenance_mode",
+            b"no_cluster",
+        ];
+        match details {
+            Some(b"via_upstream") => Origin::Backend,
+            Some(d)
+                if NEVER_SENT
+                    .iter()
+                    .any(|n| d.windows(n.len()).any(|w| w == *n)) =>
+            {
+                Origin::EnvoyBeforeSending
+            }
+            _ => Origin::EnvoyAfterSending,
         }
     }
 }

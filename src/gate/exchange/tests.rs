@@ -1,0 +1,686 @@
+//! The exchange's rules, one test each, against a fake proxy that answers what the
+//! test says and records what it was asked. The tables are the real ones
+//! (`gate::dedupe`) on one in-memory shard each.
+
+use super::*;
+use crate::gate::config;
+use crate::gate::dedupe::{self, Lookup};
+use crate::gate::query::encode_query;
+use crate::gate::safe_mode::{cipher, envelope};
+use crate::gate::signature::{as_str, request_signature, sign};
+use std::collections::HashMap;
+
+const TOKEN: &str = "tok";
+const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+const APPID: &str = "wx1234";
+const NOW: i64 = 1_800_000_000;
+const LISTED: &[u8] = b"127.0.0.2:4000";
+
+fn cfg(extra: &str) -> Config {
+    cfg_with_source(r#"{"allow": ["127.0.0.2"]}"#, extra)
+}
+
+fn cfg_with_source(source: &str, extra: &str) -> Config {
+    let json = format!(
+        r#"{{"path": "/wechat", "token": "{TOKEN}", "appid": "{APPID}", "source": {source}{extra}}}"#
+    );
+    config::parse(json.as_bytes(), &|_| None).expect("test config")
+}
+
+fn safe_cfg() -> Config {
+    cfg(&format!(
+        r#", "safe_mode": {{"encoding_aes_key": "{KEY}", "decrypt": true}}"#
+    ))
+}
+
+fn query(nonce: &str, extra: &[(&str, &str)]) -> String {
+    let ts = NOW.to_string();
+    let sig = request_signature(TOKEN, &ts, nonce);
+    let mut pairs = vec![
+        ("signature", as_str(&sig)),
+        ("timestamp", &ts),
+        ("nonce", nonce),
+    ];
+    pairs.extend_from_slice(extra);
+    encode_query(&pairs)
+}
+
+fn message(msg_id: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o_sender]]></FromUserName>\
+         <CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content>\
+         <MsgId>{msg_id}</MsgId></xml>"
+    )
+}
+
+/// The proxy, as a test sets it up.
+struct Fake {
+    source: Option<Vec<u8>>,
+    sources: Rc<Sources>,
+    newer: Option<Rc<Sources>>,
+    request_body: Vec<u8>,
+    trailers: Vec<Vec<u8>>,
+    status: Option<u32>,
+    details: Option<Vec<u8>>,
+    response_body: Vec<u8>,
+    random: Option<[u8; 16]>,
+    reached: bool,
+    tables: HashMap<Table, Vec<u8>>,
+    /// What the exchange asked, in order.
+    asked: Vec<&'static str>,
+}
+
+impl Fake {
+    fn new(config: &Config) -> Fake {
+        Fake {
+            source: Some(LISTED.to_vec()),
+            sources: Rc::new(Sources::fixed(config.source.allow.clone())),
+            newer: None,
+            request_body: Vec::new(),
+            trailers: Vec::new(),
+            status: Some(200),
+            details: Some(b"via_upstream".to_vec()),
+            response_body: Vec::new(),
+            random: Some([7; 16]),
+            reached: true,
+            tables: HashMap::new(),
+            asked: Vec::new(),
+        }
+    }
+}
+
+impl Proxy for Fake {
+    fn source_address(&mut self) -> Option<Vec<u8>> {
+        self.asked.push("source");
+        self.source.clone()
+    }
+    fn sources(&mut self) -> Rc<Sources> {
+        self.sources.clone()
+    }
+    fn newer_sources(&mut self) -> Option<Rc<Sources>> {
+        self.asked.push("newer_sources");
+        self.newer.clone()
+    }
+    fn request_trailer_names(&mut self) -> Vec<Vec<u8>> {
+        self.trailers.clone()
+    }
+    fn request_body(&mut self, _size: usize) -> Option<Vec<u8>> {
+        self.asked.push("request_body");
+        Some(self.request_body.clone())
+    }
+    fn response_status(&mut self) -> Option<u32> {
+        self.asked.push("status");
+        self.status
+    }
+    fn response_body(&mut self, _size: usize) -> Option<Vec<u8>> {
+        Some(self.response_body.clone())
+    }
+    fn random16(&mut self) -> Option<[u8; 16]> {
+        self.random
+    }
+    fn response_details(&mut self) -> Option<Vec<u8>> {
+        self.asked.push("details");
+        self.details.clone()
+    }
+    fn reached_upstream(&mut self) -> bool {
+        self.reached
+    }
+    fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen {
+        let shard = self.tables.entry(table).or_default();
+        match dedupe::check_and_record(shard, entry, now, table.shape()) {
+            Lookup::Duplicate => Seen::Duplicate,
+            Lookup::TooOld => Seen::TooOld,
+            Lookup::New { value, evicted } => {
+                *shard = value;
+                Seen::New { evicted }
+            }
+        }
+    }
+    fn forget(&mut self, table: Table, identity: u64) {
+        if let Some(shard) = self.tables.get_mut(&table) {
+            if let Some(value) = dedupe::forget(shard, identity) {
+                *shard = value;
+            }
+        }
+    }
+}
+
+fn ctx(config: &Config) -> Context<'_> {
+    Context { config, now: NOW }
+}
+
+fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> HeaderMap {
+    let mut pairs: Vec<(&[u8], &[u8])> =
+        vec![(b":method", method.as_bytes()), (b":path", path.as_bytes())];
+    pairs.extend(extra.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
+    HeaderMap::from_pairs(&pairs)
+}
+
+/// A POST of `body` to `/wechat?query`, its headers with the body's length.
+fn post(x: &mut Exchange, c: &Config, p: &mut Fake, query: &str, body: &str) -> Step {
+    let len = body.len().to_string();
+    let h = headers(
+        "POST",
+        &format!("/wechat?{query}"),
+        &[("content-length", &len)],
+    );
+    p.request_body = body.as_bytes().to_vec();
+    let mut head = x.on_request_headers(ctx(c), &h, body.is_empty(), p);
+    if head.flow == Flow::Pause && x.is_held() {
+        // The effects of both events, in order; the flow of the last.
+        let body = x.on_request_body(ctx(c), body.len(), true, p);
+        head.effects.extend(body.effects);
+        head.flow = body.flow;
+    }
+    head
+}
+
+fn counted(step: &Step, counter: Counter) -> bool {
+    step.effects.contains(&Effect::Count(counter))
+}
+
+fn rejected(step: &Step) -> Option<Reason> {
+    step.effects.iter().find_map(|e| match e {
+        Effect::Reject(r) => Some(r.reason),
+        _ => None,
+    })
+}
+
+fn replied(step: &Step) -> Option<(u32, Vec<u8>)> {
+    step.effects.iter().find_map(|e| match e {
+        Effect::Reply { status, body, .. } => Some((*status, body.clone())),
+        _ => None,
+    })
+}
+
+fn forwarded(step: &Step) -> bool {
+    step.flow == Flow::Continue && counted(step, Counter::Forwarded)
+}
+
+fn success() -> Option<(u32, Vec<u8>)> {
+    Some((200, b"success".to_vec()))
+}
+
+#[test]
+fn a_request_on_another_path_passes_and_nothing_is_asked() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let step = Exchange::new().on_request_headers(
+        ctx(&c),
+        &headers("POST", "/other?x", &[]),
+        false,
+        &mut p,
+    );
+    assert_eq!(step.flow, Flow::Continue);
+    assert_eq!(step.effects, [Effect::Count(Counter::PassedThrough)]);
+    assert!(p.asked.is_empty(), "{:?}", p.asked);
+}
+
+#[test]
+fn a_verified_handshake_is_echoed_and_its_query_can_never_carry_a_push() {
+    let c = cfg(r#", "dedupe_seconds": 0"#);
+    let mut p = Fake::new(&c);
+    let q = query("1", &[("echostr", "hello")]);
+    let step = Exchange::new().on_request_headers(
+        ctx(&c),
+        &headers("GET", &format!("/wechat?{q}"), &[]),
+        true,
+        &mut p,
+    );
+    assert_eq!(replied(&step), Some((200, b"hello".to_vec())));
+    assert!(counted(&step, Counter::Handshake));
+    let step = post(&mut Exchange::new(), &c, &mut p, &query("1", &[]), "<xml/>");
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Replayed));
+}
+
+#[test]
+fn a_push_without_a_body_to_read_is_forwarded_at_once_with_the_gates_headers() {
+    let c = cfg(r#", "dedupe_seconds": 0"#);
+    let mut p = Fake::new(&c);
+    let q = query("1", &[("openid", "o_query")]);
+    let h = headers(
+        "POST",
+        &format!("/wechat?{q}"),
+        &[
+            ("content-length", "6"),
+            ("x_wechat_gate_verified", "forged"),
+            ("X-Wechat-Gate-Openid", "o_x"),
+        ],
+    );
+    let step = Exchange::new().on_request_headers(ctx(&c), &h, false, &mut p);
+    assert!(forwarded(&step));
+    assert!(!p.asked.contains(&"request_body"));
+    let removed: Vec<&[u8]> = step
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::RemoveRequestHeader(n) => Some(n.as_slice()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        [&b"x_wechat_gate_verified"[..], b"X-Wechat-Gate-Openid"]
+    );
+    assert!(step.effects.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-verified",
+        "1".into()
+    )));
+    assert!(step.effects.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-openid",
+        "o_query".into()
+    )));
+}
+
+#[test]
+fn a_used_query_is_a_replay_whatever_its_body() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let q = query("1", &[]);
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &q,
+        &message(1)
+    )));
+    for body in [message(1), message(2), "<xml/>".to_string()] {
+        let step = post(&mut Exchange::new(), &c, &mut p, &q, &body);
+        assert_eq!(replied(&step), success());
+        assert!(counted(&step, Counter::Replayed));
+    }
+}
+
+#[test]
+fn a_push_whose_body_must_be_read_is_held_then_released_and_forwarded() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let h = headers(
+        "POST",
+        &format!("/wechat?{}", query("1", &[])),
+        &[("content-length", "9")],
+    );
+    let step = x.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert_eq!(step.flow, Flow::Pause);
+    assert!(step.effects.contains(&Effect::Hold {
+        for_ms: BODY_DEADLINE_MS
+    }));
+    assert_eq!(
+        x.on_request_body(ctx(&c), 4, false, &mut p).flow,
+        Flow::Pause
+    );
+    p.request_body = message(5).into_bytes();
+    let step = x.on_request_body(ctx(&c), p.request_body.len(), true, &mut p);
+    assert_eq!(step.effects.first(), Some(&Effect::Release));
+    assert!(forwarded(&step));
+}
+
+#[test]
+fn a_held_push_whose_body_never_comes_is_408_and_its_query_is_free_again() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let q = query("1", &[]);
+    let h = headers("POST", &format!("/wechat?{q}"), &[("content-length", "9")]);
+    x.on_request_headers(ctx(&c), &h, false, &mut p);
+    let step = x.on_body_deadline(&mut p);
+    assert_eq!(rejected(&step), Some(Reason::BodyTimeout));
+    assert!(step.effects.contains(&Effect::Note(Note::BodyNeverCame)));
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &q,
+        &message(1)
+    )));
+}
+
+#[test]
+fn a_body_over_the_limit_is_413_and_its_query_is_free_again() {
+    let c = cfg(r#", "max_body_bytes": 10"#);
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let q = query("1", &[]);
+    let h = headers("POST", &format!("/wechat?{q}"), &[("content-length", "8")]);
+    x.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert_eq!(
+        rejected(&x.on_request_body(ctx(&c), 11, false, &mut p)),
+        Some(Reason::TooLarge)
+    );
+    let step = post(&mut Exchange::new(), &c, &mut p, &q, "<xml/>");
+    assert!(forwarded(&step));
+}
+
+#[test]
+fn a_retry_of_a_forwarded_message_is_answered_success_and_its_query_stays_used() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("1", &[]),
+        &message(9)
+    )));
+    let retry = query("2", &[]);
+    let step = post(&mut Exchange::new(), &c, &mut p, &retry, &message(9));
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Deduplicated));
+    let step = post(&mut Exchange::new(), &c, &mut p, &retry, &message(10));
+    assert!(
+        counted(&step, Counter::Replayed),
+        "the retry's query was used"
+    );
+}
+
+/// A safe-mode push of `message` (its query and body), sealed as WeChat does.
+fn safe_push(nonce: &str, message: &str) -> (String, String) {
+    let key = cipher::AesKey::from_encoding_aes_key(KEY).expect("key");
+    let encrypt = cipher::encrypt(&key, APPID, message.as_bytes(), &[3; 16]);
+    let ts = NOW.to_string();
+    let msg_signature = as_str(&sign(&[TOKEN, &ts, nonce, &encrypt])).to_string();
+    let q = query(
+        nonce,
+        &[
+            ("openid", "o_query"),
+            ("encrypt_type", "aes"),
+            ("msg_signature", &msg_signature),
+        ],
+    );
+    (q, envelope::push_body(Some("gh_1"), &encrypt))
+}
+
+#[test]
+fn a_decrypted_push_reaches_the_backend_as_plaintext_from_its_verified_sender() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let (q, body) = safe_push("1", &message(3));
+    let step = post(&mut Exchange::new(), &c, &mut p, &q, &body);
+    assert!(forwarded(&step));
+    let e = &step.effects;
+    assert!(e.contains(&Effect::RemoveRequestHeader(b"content-length".to_vec())));
+    assert!(e.contains(&Effect::ReplaceRequestBody(message(3).into_bytes())));
+    assert!(e.contains(&Effect::SetRequestHeader(
+        "content-length",
+        message(3).len().to_string()
+    )));
+    let path = format!("/wechat?{}", query("1", &[("openid", "o_query")]));
+    assert!(
+        e.contains(&Effect::SetRequestHeader(":path", path)),
+        "{e:?}"
+    );
+    assert!(e.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-openid",
+        "o_sender".into()
+    )));
+    assert!(e.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-decrypted",
+        "1".into()
+    )));
+    assert!(counted(&step, Counter::Decrypted));
+}
+
+#[test]
+fn a_forged_msg_signature_is_401_and_nothing_is_forwarded() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let (q, body) = safe_push("1", &message(3));
+    let tampered = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
+    let step = post(&mut Exchange::new(), &c, &mut p, &q, &tampered);
+    assert_eq!(rejected(&step), Some(Reason::MsgSignature));
+    assert!(!step
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::SetRequestHeader(..))));
+}
+
+/// A push forwarded by `x`, ready for its response.
+fn forwarded_push(c: &Config, p: &mut Fake, nonce: &str) -> Exchange {
+    let mut x = Exchange::new();
+    // Each push its own message: nonce "n" carries MsgId 400 + n.
+    let msg = message(400 + nonce.parse::<u64>().unwrap_or(0));
+    let (q, body) = if c.safe_mode.is_some() {
+        safe_push(nonce, &msg)
+    } else {
+        (query(nonce, &[]), msg)
+    };
+    assert!(forwarded(&post(&mut x, c, p, &q, &body)));
+    x
+}
+
+#[test]
+fn envoys_own_failure_becomes_200_success() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    p.status = Some(504);
+    p.details = Some(b"upstream_response_timeout".to_vec());
+    let step = x.on_response_headers(ctx(&c), false, &mut p);
+    assert!(counted(&step, Counter::UpstreamFailure));
+    assert!(step
+        .effects
+        .contains(&Effect::SetResponseHeader(":status", "200")));
+    let step = x.on_response_body(ctx(&c), 24, true, &mut p);
+    assert_eq!(
+        step.effects,
+        [Effect::ReplaceResponseBody(b"success".to_vec())]
+    );
+}
+
+#[test]
+fn the_backends_own_5xx_is_passed_on_and_its_message_retried_but_not_its_query() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    p.status = Some(500);
+    let step = x.on_response_headers(ctx(&c), true, &mut p);
+    assert_eq!(step.effects, []);
+    x.on_stream_end(&mut p);
+    // WeChat's retry (a new query) is delivered; the old query carries nothing.
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("2", &[]),
+        &message(401)
+    )));
+    let step = post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("1", &[]),
+        &message(41),
+    );
+    assert!(counted(&step, Counter::Replayed));
+}
+
+#[test]
+fn a_request_envoy_never_sent_leaves_its_query_free_under_pass() {
+    let c = cfg(r#", "on_upstream_failure": "pass""#);
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    p.status = Some(503);
+    p.details = Some(b"upstream_reset_before_response_started{connection_failure}".to_vec());
+    assert_eq!(x.on_response_headers(ctx(&c), true, &mut p).effects, []);
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("1", &[]),
+        &message(401)
+    )));
+    // After a timeout the backend may have had it: the query stays used.
+    let mut x = forwarded_push(&c, &mut p, "2");
+    p.details = Some(b"upstream_response_timeout".to_vec());
+    x.on_response_headers(ctx(&c), true, &mut p);
+    assert!(counted(
+        &post(
+            &mut Exchange::new(),
+            &c,
+            &mut p,
+            &query("2", &[]),
+            &message(41)
+        ),
+        Counter::Replayed
+    ));
+}
+
+#[test]
+fn the_reply_to_a_decrypted_push_is_sealed_and_opens_again() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    let step = x.on_response_headers(ctx(&c), false, &mut p);
+    assert_eq!(
+        step.effects,
+        [Effect::RemoveResponseHeader("content-length")]
+    );
+    p.response_body = b"<xml><Content>r</Content></xml>".to_vec();
+    let step = x.on_response_body(ctx(&c), p.response_body.len(), true, &mut p);
+    let Some(Effect::ReplaceResponseBody(sealed)) = step.effects.first() else {
+        panic!("{step:?}");
+    };
+    let encrypt = envelope::extract_encrypt(sealed).expect("Encrypt");
+    let key = cipher::AesKey::from_encoding_aes_key(KEY).expect("key");
+    assert_eq!(
+        cipher::decrypt(&key, APPID, &encrypt).expect("opens"),
+        p.response_body
+    );
+    assert!(counted(&step, Counter::ReplyEncrypted));
+}
+
+#[test]
+fn a_reply_that_cannot_be_sealed_goes_out_as_success_never_in_plaintext() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    x.on_response_headers(ctx(&c), false, &mut p);
+    p.response_body = b"<xml>secret</xml>".to_vec();
+    p.random = None;
+    let step = x.on_response_body(ctx(&c), 17, true, &mut p);
+    assert!(step
+        .effects
+        .contains(&Effect::ReplaceResponseBody(b"success".to_vec())));
+    assert!(step.effects.contains(&Effect::Note(Note::SealFailed)));
+}
+
+#[test]
+fn a_reply_followed_by_trailers_is_sealed_at_the_trailers() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    x.on_response_headers(ctx(&c), false, &mut p);
+    p.response_body = b"<xml>r</xml>".to_vec();
+    assert_eq!(
+        x.on_response_body(ctx(&c), 12, false, &mut p).flow,
+        Flow::Pause
+    );
+    let step = x.on_response_trailers(ctx(&c), &mut p);
+    assert!(counted(&step, Counter::ReplyEncrypted));
+}
+
+#[test]
+fn a_stream_that_ends_before_reaching_upstream_forgets_what_it_recorded() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    p.reached = false;
+    x.on_stream_end(&mut p);
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("1", &[]),
+        &message(401)
+    )));
+    let mut x = forwarded_push(&c, &mut p, "2");
+    p.reached = true;
+    x.on_stream_end(&mut p);
+    let step = post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("3", &[]),
+        &message(402),
+    );
+    assert!(
+        counted(&step, Counter::Deduplicated),
+        "reached: the message stays"
+    );
+}
+
+#[test]
+fn before_refusing_503_the_exchange_asks_for_a_newer_list() {
+    let c = cfg_with_source(
+        r#"{"wechat_api": {"secret": "s", "upstreams": [{"cluster": "a", "authority": "b"}]}}"#,
+        "",
+    );
+    let mut p = Fake::new(&c);
+    p.sources = Rc::new(Sources::default());
+    let step = post(&mut Exchange::new(), &c, &mut p, &query("1", &[]), "<xml/>");
+    assert_eq!(rejected(&step), Some(Reason::Unavailable));
+    assert!(p.asked.contains(&"newer_sources"));
+    let mut allow = crate::gate::allowlist::CallbackAllowlist::default();
+    allow = allow.union(&crate::gate::allowlist::CallbackAllowlist::from_blocks(
+        vec![crate::gate::allowlist::parse_block("127.0.0.2").expect("block")],
+    ));
+    p.newer = Some(Rc::new(Sources::fixed(allow)));
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("2", &[]),
+        &message(1)
+    )));
+}
+
+#[test]
+fn trailers_refuse_a_held_push_and_lose_gate_names_on_a_forwarded_one() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let h = headers(
+        "POST",
+        &format!("/wechat?{}", query("1", &[])),
+        &[("content-length", "9")],
+    );
+    x.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert_eq!(
+        rejected(&x.on_request_trailers(&mut p)),
+        Some(Reason::Malformed)
+    );
+    let mut x = forwarded_push(&cfg(r#", "dedupe_seconds": 0"#), &mut p, "2");
+    p.trailers = vec![b"x_wechat_gate_openid".to_vec(), b"x-other".to_vec()];
+    let step = x.on_request_trailers(&mut p);
+    assert_eq!(
+        step.effects,
+        [Effect::RemoveRequestTrailer(
+            b"x_wechat_gate_openid".to_vec()
+        )]
+    );
+}
+
+#[test]
+fn a_change_the_host_refused_refuses_the_push_and_frees_its_query() {
+    let c = cfg(r#", "dedupe_seconds": 0"#);
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    let step = x.on_effect_refused("the gate's headers could not be set", &mut p);
+    assert_eq!(rejected(&step), Some(Reason::Malformed));
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("1", &[]),
+        "<xml/>"
+    )));
+}
+
+#[test]
+fn without_configuration_the_filter_fails_closed() {
+    let step = unconfigured();
+    assert_eq!(step.flow, Flow::Pause);
+    assert_eq!(replied(&step).map(|(s, _)| s), Some(503));
+}
