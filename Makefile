@@ -27,8 +27,8 @@ run: build
 	@envoy/run-demo.sh
 
 ## test: format, lints (native and wasm), unit tests, end-to-end tests in Envoy 1.40,
-## the OCI images
-test: lint unit e2e oci-check
+## the OCI images, the Istio manifests
+test: lint unit e2e oci-check istio-check
 
 lint: toolchain
 	cargo fmt --check
@@ -77,3 +77,14 @@ oci: toolchain
 ## oci-check: both images unpacked the way Istio's agent does give the built .wasm
 oci-check: oci
 	python3 scripts/check_oci.py --wasm $(WASM)
+
+.PHONY: istio-check
+
+## istio-check: every manifest in envoy/istio/ against Istio's CRD schemas
+## (@kubernetes-models/istio, `npm ci` into tests/istio-schema/), and the WasmPlugin's
+## pluginConfig loaded by the gate in Envoy 1.40
+istio-check: toolchain
+	@command -v npm >/dev/null 2>&1 || { echo "make istio-check needs Node.js 20+ with npm" >&2; exit 1; }
+	cargo build --release --target wasm32-wasip1 --lib
+	cd tests/istio-schema && npm ci --no-audit --no-fund --loglevel=error
+	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" WASM=$(WASM) node --test tests/istio-schema/
