@@ -192,6 +192,15 @@ def check_layout(form: str, layout: Path, tag: str, want_sha: str, scratch: Path
     return f"{form}: {image.ref} manifest {image.digest}: {CHECKS[form](image, want_sha)}, sha256 {want_sha[:12]}… = built .wasm"
 
 
+def check_archive(out: Path, form: str, tag: str) -> str:
+    """The oci-archive tarball beside the layout carries the same manifest."""
+    archive = f"oci-archive:{out}/wechat-gate-{tag}-{form}.tar"
+    layout = sha256(run(["skopeo", "inspect", "--raw", f"oci:{out / form}:{tag}"]))
+    if sha256(run(["skopeo", "inspect", "--raw", archive])) != layout:
+        raise Refused(f"{archive}: not the same manifest as oci:{out / form}:{tag}")
+    return f"{archive}: the same manifest"
+
+
 # --- the self-test: broken copies of the good layouts, each of which must be refused ---
 
 
@@ -308,11 +317,7 @@ def main() -> int:
         for form in CHECKS:
             try:
                 print("oci-check: " + check_layout(form, args.out / form, args.tag, want_sha, scratch))
-                archive = f"oci-archive:{args.out}/wechat-gate-{args.tag}-{form}.tar"
-                same = sha256(run(["skopeo", "inspect", "--raw", archive])) == sha256(run(["skopeo", "inspect", "--raw", f"oci:{args.out / form}:{args.tag}"]))
-                if not same:
-                    raise Refused(f"{archive}: not the same manifest as the layout")
-                print(f"oci-check: {archive}: the same manifest")
+                print("oci-check: " + check_archive(args.out, form, args.tag))
                 passed += 1
             except Refused as err:
                 failed.append(f"{form}: {err}")

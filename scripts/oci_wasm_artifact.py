@@ -17,7 +17,9 @@ is (never gunzipped). Istio's own test image pairs it with a layer of media type
 
 The manifest's `config` carries the same JSON, so registries and tools that recognise a Wasm
 artifact by its config media type (what `oras push --config` and wasm-to-oci produce) see one
-too. A manifest with only the content layer (what a plain `oras push` of the .wasm makes) is
+too. Config and config layer are one blob with one media type on purpose: go-containerregistry
+(which Istio's agent uses) answers a layer's media type from the manifest's config
+descriptor first when the digests are equal (partial.BlobDescriptor), so the two must agree. A manifest with only the content layer (what a plain `oras push` of the .wasm makes) is
 rejected by Istio ("number of layers must be 2", engineerd/wasm-to-oci#45).
 
 Why this writes JSON itself instead of calling a tool: no packaged tool here writes an
