@@ -26,8 +26,9 @@ envoy:
 run: build
 	@envoy/run-demo.sh
 
-## test: format, lints (native and wasm), unit tests, end-to-end tests in Envoy 1.40
-test: lint unit e2e
+## test: format, lints (native and wasm), unit tests, end-to-end tests in Envoy 1.40,
+## the OCI images, the Istio manifests
+test: lint unit e2e oci-check istio-check
 
 lint: toolchain
 	cargo fmt --check
@@ -64,3 +65,26 @@ bench-deps:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; } \
 	  || { echo "make bench needs h2load: apt-get install nghttp2-client" >&2; exit 1; }; }
 	@command -v taskset >/dev/null 2>&1 || echo "taskset not found (util-linux): processes will not be pinned" >&2
+
+.PHONY: oci oci-check
+
+## oci: the module as OCI images for Istio (target/oci/compat, target/oci/wasm), without
+## docker; installs skopeo and umoci with apt-get if missing; prints how to push them
+oci: toolchain
+	cargo build --release --target wasm32-wasip1 --lib
+	@scripts/build-oci.sh $(WASM)
+
+## oci-check: both images unpacked the way Istio's agent does give the built .wasm
+oci-check: oci
+	python3 scripts/check_oci.py --wasm $(WASM)
+
+.PHONY: istio-check
+
+## istio-check: every manifest in envoy/istio/ against Istio's CRD schemas
+## (@kubernetes-models/istio, `npm ci` into tests/istio-schema/), and the WasmPlugin's
+## pluginConfig loaded by the gate in Envoy 1.40
+istio-check: toolchain
+	@command -v npm >/dev/null 2>&1 || { echo "make istio-check needs Node.js 20+ with npm" >&2; exit 1; }
+	cargo build --release --target wasm32-wasip1 --lib
+	cd tests/istio-schema && npm ci --no-audit --no-fund --loglevel=error
+	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" WASM=$(WASM) node --test tests/istio-schema/
