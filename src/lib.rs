@@ -33,6 +33,8 @@ pub mod wechat_push;
 pub mod client;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock_api;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod secret_env;
 
 #[cfg(target_arch = "wasm32")]
 mod host;

@@ -12,7 +12,8 @@
 //! call can really close its connection with no byte of response, keep-alive or not.
 //! Each connection has its own thread, so a delayed call holds up no other caller.
 //!
-//! Neither the secret nor any access token is ever printed or logged.
+//! The AppSecret comes from the environment (`WECHAT_APPSECRET`, or the variable
+//! `--secret-env` names). Neither it nor any access token is ever printed or logged.
 
 use crate::allowlist::parse_block;
 use percent_encoding::percent_decode;
@@ -33,9 +34,9 @@ pub struct MockApiArgs {
     /// The account's AppID that token requests must carry.
     #[arg(long)]
     pub appid: String,
-    /// The AppSecret that token requests must carry.
-    #[arg(long)]
-    pub secret: String,
+    /// The environment variable that holds the AppSecret token requests must carry.
+    #[arg(long, value_name = "NAME", default_value = "WECHAT_APPSECRET")]
+    pub secret_env: String,
     /// An IP address or CIDR block for getcallbackip's `ip_list` (repeatable; default 127.0.0.1).
     #[arg(long = "callback-ip", value_name = "IP_OR_CIDR")]
     pub callback_ip: Vec<String>,
@@ -62,6 +63,8 @@ pub struct MockApiArgs {
 /// Binds, prints `mock-api: listening on http://ADDR` and serves until the process is
 /// killed. Returns only on a bad argument or when the address cannot be bound.
 pub fn run(args: MockApiArgs) -> Result<(), String> {
+    let secret = crate::secret_env::read(&args.secret_env, "the AppSecret", "--secret-env")
+        .map_err(|e| e.to_string())?;
     let callback_ips = if args.callback_ip.is_empty() {
         vec!["127.0.0.1".to_string()]
     } else {
@@ -74,7 +77,7 @@ pub fn run(args: MockApiArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     let shared = Arc::new(Shared {
         appid: args.appid,
-        secret: args.secret,
+        secret,
         token_ttl_ms: args.token_ttl.saturating_mul(1000),
         state: Mutex::new(State {
             token: None,

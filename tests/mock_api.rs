@@ -23,16 +23,9 @@ struct MockApi {
 impl MockApi {
     fn start(extra: &[&str]) -> MockApi {
         let mut child = Command::new(BIN)
-            .args([
-                "mock-api",
-                "--listen",
-                "127.0.0.1:0",
-                "--appid",
-                APPID,
-                "--secret",
-                SECRET,
-            ])
+            .args(["mock-api", "--listen", "127.0.0.1:0", "--appid", APPID])
             .args(extra)
+            .env("WECHAT_APPSECRET", SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -518,13 +511,12 @@ fn a_bad_callback_ip_is_a_usage_error() {
             "127.0.0.1:0",
             "--appid",
             APPID,
-            "--secret",
-            SECRET,
             "--callback-ip",
             "1.2.3.4",
             "--callback-ip",
             "10.0.0.0/33",
         ])
+        .env("WECHAT_APPSECRET", SECRET)
         .stdin(Stdio::null())
         .output()
         .expect("run");
