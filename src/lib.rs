@@ -1,7 +1,7 @@
 //! wechat-gate: a proxy-wasm HTTP filter that lets through only requests that really
 //! come from WeChat. Everything but `host` is pure and unit-tests natively; `host`
 //! (the only code that imports proxy-wasm) is built for `wasm32` only, and `client`
-//! (the CLI's and tests' HTTP client) natively only.
+//! (the CLI's and tests' HTTP client), `doctor`, `mock_api` and `secret_env` natively only.
 
 // Nothing a request carries may make the filter panic: no unwrap, expect, panic or
 // unchecked indexing outside tests.
@@ -31,6 +31,8 @@ pub mod wechat_push;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod client;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod doctor;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod mock_api;
 #[cfg(not(target_arch = "wasm32"))]

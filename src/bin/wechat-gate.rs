@@ -1,14 +1,15 @@
 //! `wechat-gate`: signs and sends requests the way WeChat's servers do, to try a gate
-//! (or any WeChat callback endpoint) by hand or from tests; and `mock-api`, a local
-//! stand-in for WeChat's API (api.weixin.qq.com).
+//! (or any WeChat callback endpoint) by hand or from tests; `mock-api`, a local
+//! stand-in for WeChat's API (api.weixin.qq.com); and `doctor`, which checks an
+//! account's API access, lists and network as a gate needs them.
 //!
 //! Secrets (the token, the EncodingAESKey, the AppSecret) are read from the environment
 //! (`WECHAT_TOKEN`, `WECHAT_AES_KEY`, `WECHAT_APPSECRET`, or the variables `--…-env`
 //! names), never from an argument, and never printed.
 //!
-//! Exit status: 0 when the endpoint accepted (handshake echoed, message answered 200),
-//! 1 when it rejected or the echo differed, 2 for usage or connection errors (a secret
-//! whose variable is not set included).
+//! Exit status: 0 when the endpoint accepted (handshake echoed, message answered 200)
+//! or every doctor check passed, 1 when it rejected, the echo differed or a doctor check
+//! failed, 2 for usage or connection errors (a secret whose variable is not set included).
 
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
@@ -16,9 +17,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 use wechat_gate::client::{self, Response};
 use wechat_gate::crypto::AesKey;
-use wechat_gate::mock_api;
 use wechat_gate::secret_env::{self, MissingSecret};
 use wechat_gate::wechat_push::{open_reply, safe_mode_push, signed_query, text_message_xml};
+use wechat_gate::{doctor, mock_api};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +46,8 @@ enum Command {
     Send(Send),
     /// Serve a local stand-in for WeChat's API server (api.weixin.qq.com) until killed.
     MockApi(mock_api::MockApiArgs),
+    /// Check what a gate needs from WeChat's API, and say what to do about each problem.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Subcommand)]
@@ -232,6 +235,16 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
         Command::MockApi(args) => {
             mock_api::run(args)?;
             Ok(true)
+        }
+        Command::Doctor(args) => {
+            let json = args.json;
+            let report = doctor::Doctor::new(args)?.run();
+            if json {
+                print!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(report.ok())
         }
     }
 }
