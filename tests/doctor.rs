@@ -807,3 +807,49 @@ fn a_bad_api_url_or_resolve_is_a_usage_error() {
         assert!(run.stderr.contains(extra[0]), "{extra:?}: {}", run.stderr);
     }
 }
+
+#[test]
+fn an_https_api_is_spoken_to_over_tls() {
+    use std::io::Read;
+    // A listener that records each connection's first byte and closes it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let first_bytes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = first_bytes.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().map_while(Result::ok) {
+            let mut byte = [0u8; 1];
+            if stream.read_exact(&mut byte).is_ok() {
+                seen.lock().expect("bytes").push(byte[0]);
+            }
+        }
+    });
+    let mut args = vec![
+        "doctor",
+        "--appid",
+        APPID,
+        "--api",
+        "https://api.weixin.qq.com",
+        "--timeout",
+        "5",
+    ];
+    let resolve: Vec<String> = DOMAINS
+        .iter()
+        .map(|d| format!("{d}=127.0.0.1:{port}"))
+        .collect();
+    for r in &resolve {
+        args.extend(["--resolve", r.as_str()]);
+    }
+    let run = run_cli(&args, &[("WECHAT_APPSECRET", SECRET)]);
+    assert_eq!(run.code, Some(1));
+    assert!(
+        run.line("token")
+            .contains("stable_token: no reply: connection failed"),
+        "{}",
+        run.stdout
+    );
+    let bytes = first_bytes.lock().expect("bytes").clone();
+    assert_eq!(bytes.len(), 6, "the token call and five domains: {bytes:?}");
+    // 0x16: a TLS handshake record (the ClientHello), never a plaintext request.
+    assert!(bytes.iter().all(|b| *b == 0x16), "{bytes:?}");
+}

@@ -143,7 +143,7 @@ fn read(
 /// What went wrong, in words that never include the URL.
 fn describe(e: &ureq::Error) -> String {
     match e {
-        ureq::Error::Io(io) => format!("connection failed: {}", io.kind()),
+        ureq::Error::Io(io) => format!("connection failed: {io}"),
         ureq::Error::Timeout(_) => "timed out".to_string(),
         ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
         ureq::Error::Tls(why) => format!("TLS: {why}"),
