@@ -40,6 +40,8 @@ if [ -n "${WECHAT_APPID:-}" ] && [ -n "${WECHAT_APPSECRET:-}" ]; then
   sed "s/wx0123456789abcdef/$WECHAT_APPID/" envoy/envoy-wechat.yaml > "$TMPCFG"
   CONFIG=$TMPCFG
   SOURCE_NOTE="WeChat's real API (api.weixin.qq.com, AppID $WECHAT_APPID)"
+  SECRET_HINT="export WECHAT_APPSECRET=...   # the same AppSecret you gave this demo"
+  DOCTOR="$CLI doctor --appid $WECHAT_APPID --gate-admin http://127.0.0.1:9901"
 else
   export WECHAT_APPSECRET=wechat-gate-demo-secret
   # The AppSecret is read from WECHAT_APPSECRET: secrets never go in an argument.
@@ -48,6 +50,8 @@ else
   PIDS+=($!)
   CONFIG=envoy/envoy.yaml
   SOURCE_NOTE="mock-api on :8081 (callback IPs 127.0.0.1, 127.0.0.2)"
+  SECRET_HINT="export WECHAT_APPSECRET=$WECHAT_APPSECRET"
+  DOCTOR="$CLI doctor --appid wx0123456789abcdef --api http://127.0.0.1:8081 --gate-admin http://127.0.0.1:9901"
 fi
 # Envoy's own log at warn; the gate's lines (one per rejection, list refreshes) at debug.
 "$ENVOY" -c "$CONFIG" --use-dynamic-base-id --log-level warn --component-log-level wasm:debug &
@@ -76,6 +80,9 @@ Try, in another shell (the CLI reads secrets from the environment, never from ar
   WECHAT_TOKEN=wrong $CLI send message http://127.0.0.1:10000/wechat --text hi              # 401 signature
   $CLI send message   http://127.0.0.1:10000/wechat --text hi --source 127.0.0.3            # 403 source
   curl -s http://127.0.0.1:9901/stats | grep wechat_gate                                  # the counters
+  $SECRET_HINT
+  $DOCTOR
+                                           # token, lists, network: what the gate needs from WeChat's API
 
 Ctrl-C stops them all.
 TXT

@@ -853,3 +853,18 @@ fn an_https_api_is_spoken_to_over_tls() {
     // 0x16: a TLS handshake record (the ClientHello), never a plaintext request.
     assert!(bytes.iter().all(|b| *b == 0x16), "{bytes:?}");
 }
+
+#[test]
+fn backup_domains_are_not_probed_for_a_non_wechat_api_without_resolve() {
+    let api = mock();
+    let run = doctor_with(&api, &[], &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stdout);
+    assert_eq!(run.status("backup_domains"), "SKIP");
+    assert!(
+        run.line("backup_domains")
+            .contains("not probed: --api is not WeChat's"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(api.count("getcallbackip"), 1, "the list check only");
+}

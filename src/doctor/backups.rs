@@ -98,7 +98,12 @@ pub(super) fn check(d: &Doctor, access: Option<&str>) -> Check {
         rows.push(format!("{domain:<22} {text}"));
         data.push(value);
     }
-    let summary = format!("{} of {probed} API domains probed answered", reached.len());
+    let summary = if probed == 0 {
+        "not probed: --api is not WeChat's (map the domains to test addresses with --resolve)"
+            .to_string()
+    } else {
+        format!("{} of {probed} API domains probed answered", reached.len())
+    };
     let status = match (probed, reached.len()) {
         (0, _) => Status::Skip,
         (_, 0) => Status::Fail,
