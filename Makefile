@@ -36,7 +36,7 @@ lint: toolchain
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
 unit:
-	cargo test --lib --bins --test vectors --test mock_api
+	cargo test --lib --bins --test vectors --test mock_api --test cli_secrets --test doctor
 
 e2e: build
 	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" && "$$ENVOY_BIN" --version && \

@@ -122,10 +122,11 @@ signal.signal(signal.SIGTERM, _on_signal)
 signal.signal(signal.SIGINT, _on_signal)
 
 
-def start_server(name, args, cpu=LOAD_CPU):
+def start_server(name, args, cpu=LOAD_CPU, env=None):
     """Starts a helper that prints `... listening on http://127.0.0.1:PORT`; returns (proc, port)."""
     logf = open(OUT / f"{name}.log", "w")
-    p = PROCS.spawn(args, cpu=cpu, stdout=subprocess.PIPE, stderr=logf, text=True)
+    env = dict(os.environ, **env) if env else None
+    p = PROCS.spawn(args, cpu=cpu, stdout=subprocess.PIPE, stderr=logf, text=True, env=env)
     line = p.stdout.readline()
     if "listening on http://" not in line:
         raise SystemExit(f"{name} did not start: {line!r} (see {OUT / (name + '.log')})")
@@ -576,7 +577,8 @@ def run(args):
     )
     _, mock_port = start_server(
         "mock-api",
-        [str(CLI), "mock-api", "--listen", "127.0.0.1:0", "--appid", APPID, "--secret", SECRET, "--callback-ip", "127.0.0.1"],
+        [str(CLI), "mock-api", "--listen", "127.0.0.1:0", "--appid", APPID, "--callback-ip", "127.0.0.1"],
+        env={"WECHAT_APPSECRET": SECRET},
     )
     ports = {"upstream": upstream_port, "authz": authz_port, "mock_api": mock_port}
     extra_cpu = {"ext_authz": authz_proc.pid}

@@ -40,13 +40,18 @@ if [ -n "${WECHAT_APPID:-}" ] && [ -n "${WECHAT_APPSECRET:-}" ]; then
   sed "s/wx0123456789abcdef/$WECHAT_APPID/" envoy/envoy-wechat.yaml > "$TMPCFG"
   CONFIG=$TMPCFG
   SOURCE_NOTE="WeChat's real API (api.weixin.qq.com, AppID $WECHAT_APPID)"
+  SECRET_HINT="export WECHAT_APPSECRET=...   # the same AppSecret you gave this demo"
+  DOCTOR="$CLI doctor --appid $WECHAT_APPID --gate-admin http://127.0.0.1:9901"
 else
   export WECHAT_APPSECRET=wechat-gate-demo-secret
-  "$CLI" mock-api --listen 127.0.0.1:8081 --appid wx0123456789abcdef --secret "$WECHAT_APPSECRET" \
+  # The AppSecret is read from WECHAT_APPSECRET: secrets never go in an argument.
+  "$CLI" mock-api --listen 127.0.0.1:8081 --appid wx0123456789abcdef \
     --callback-ip 127.0.0.1 --callback-ip 127.0.0.2 &
   PIDS+=($!)
   CONFIG=envoy/envoy.yaml
   SOURCE_NOTE="mock-api on :8081 (callback IPs 127.0.0.1, 127.0.0.2)"
+  SECRET_HINT="export WECHAT_APPSECRET=$WECHAT_APPSECRET"
+  DOCTOR="$CLI doctor --appid wx0123456789abcdef --api http://127.0.0.1:8081 --gate-admin http://127.0.0.1:9901"
 fi
 # Envoy's own log at warn; the gate's lines (one per rejection, list refreshes) at debug.
 "$ENVOY" -c "$CONFIG" --use-dynamic-base-id --log-level warn --component-log-level wasm:debug &
@@ -64,17 +69,20 @@ cat <<TXT
 
 wechat-gate demo is up: Envoy $("$ENVOY" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1) on http://127.0.0.1:10000/wechat, backend on :8080.
 Callback IP list from $SOURCE_NOTE.
-Try, in another shell:
+Try, in another shell (the CLI reads secrets from the environment, never from arguments):
 
   $TOKEN_HINT
-  $CLI send handshake http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN"            # 200, echoes echostr
+  $CLI send handshake http://127.0.0.1:10000/wechat                # 200, echoes echostr
   $KEY_HINT
-  $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi  # 200 and backend.py's XML reply
-  $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi \\
-      --aes-key "\$WECHAT_AES_KEY" --appid $APPID          # safe mode: backend.py gets plaintext, you get its reply sealed
-  $CLI send message   http://127.0.0.1:10000/wechat --token wrong --text hi            # 401 signature
-  $CLI send message   http://127.0.0.1:10000/wechat --token "\$WECHAT_TOKEN" --text hi --source 127.0.0.3  # 403 source
+  $CLI send message   http://127.0.0.1:10000/wechat --text hi      # 200 and backend.py's XML reply
+  $CLI send message   http://127.0.0.1:10000/wechat --text hi --safe-mode --appid $APPID
+                                           # safe mode: backend.py gets plaintext, you get its reply sealed
+  WECHAT_TOKEN=wrong $CLI send message http://127.0.0.1:10000/wechat --text hi              # 401 signature
+  $CLI send message   http://127.0.0.1:10000/wechat --text hi --source 127.0.0.3            # 403 source
   curl -s http://127.0.0.1:9901/stats | grep wechat_gate                                  # the counters
+  $SECRET_HINT
+  $DOCTOR
+                                           # token, lists, network: what the gate needs from WeChat's API
 
 Ctrl-C stops them all.
 TXT

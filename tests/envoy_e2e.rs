@@ -752,16 +752,17 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
     });
 
     // WeChat's API stand-in, as `make run` starts it.
-    let api = MockApi::start(&[
-        "--appid",
-        "wx0123456789abcdef",
-        "--secret",
+    let api = MockApi::start(
         "demo-secret-e2e",
-        "--callback-ip",
-        "127.0.0.1",
-        "--callback-ip",
-        "127.0.0.2",
-    ]);
+        &[
+            "--appid",
+            "wx0123456789abcdef",
+            "--callback-ip",
+            "127.0.0.1",
+            "--callback-ip",
+            "127.0.0.2",
+        ],
+    );
     // The shipped demo config, on free ports and with the built .wasm.
     let yaml = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/envoy.yaml"))
         .expect("envoy/envoy.yaml")
@@ -786,9 +787,13 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
         },
     );
     let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
+    // The secrets in the environment, as the demo tells users to export them.
     let cli = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_wechat-gate"))
             .args(args)
+            .env("WECHAT_TOKEN", token)
+            .env("WECHAT_AES_KEY", DEMO_AES_KEY)
+            .env("WRONG_TOKEN", "wrong")
             .output()
             .expect("wechat-gate");
         (
@@ -798,15 +803,13 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
     };
     // The first list arrives from mock-api within moments of start (503 until then).
     let echoed = wait_until(Duration::from_secs(3), || {
-        cli(&["send", "handshake", &url, "--token", token]).0 == Some(0)
+        cli(&["send", "handshake", &url]).0 == Some(0)
     });
     assert!(echoed.is_some(), "{}", envoy.log_text());
     let (code, text) = cli(&[
         "send",
         "message",
         &url,
-        "--token",
-        token,
         "--text",
         "你好, gate",
         "--openid",
@@ -824,14 +827,11 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
         "send",
         "message",
         &url,
-        "--token",
-        token,
         "--text",
         "加密的你好",
         "--openid",
         "o_demo_2",
-        "--aes-key",
-        DEMO_AES_KEY,
+        "--safe-mode",
         "--appid",
         "wx0123456789abcdef",
     ]);
@@ -843,7 +843,13 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
     );
     assert!(text.contains("收到: 加密的你好"), "{text}");
     let (code, text) = cli(&[
-        "send", "message", &url, "--token", "wrong", "--text", "forged",
+        "send",
+        "message",
+        &url,
+        "--token-env",
+        "WRONG_TOKEN",
+        "--text",
+        "forged",
     ]);
     assert_eq!(code, Some(1), "{text}");
     assert!(text.starts_with("HTTP 401"), "{text}");
@@ -851,8 +857,6 @@ fn demo_config_serves_backend_py_and_the_cli_talks_to_it() {
         "send",
         "message",
         &url,
-        "--token",
-        token,
         "--text",
         "spoofed source",
         "--source",

@@ -13,9 +13,9 @@ const APPID: &str = "wx0123456789abcdef";
 const SECRET: &str = "AppS3cretForTests0001";
 
 fn mock(extra: &[&str]) -> MockApi {
-    let mut args = vec!["--appid", APPID, "--secret", SECRET];
+    let mut args = vec!["--appid", APPID];
     args.extend_from_slice(extra);
-    MockApi::start(&args)
+    MockApi::start(SECRET, &args)
 }
 
 /// A gate whose sources come from WeChat's list through `upstreams` (cluster names).

@@ -23,16 +23,9 @@ struct MockApi {
 impl MockApi {
     fn start(extra: &[&str]) -> MockApi {
         let mut child = Command::new(BIN)
-            .args([
-                "mock-api",
-                "--listen",
-                "127.0.0.1:0",
-                "--appid",
-                APPID,
-                "--secret",
-                SECRET,
-            ])
+            .args(["mock-api", "--listen", "127.0.0.1:0", "--appid", APPID])
             .args(extra)
+            .env("WECHAT_APPSECRET", SECRET)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -232,7 +225,7 @@ fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
 
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2})
+        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2, "callback_check": 0})
     );
     let out = api.finish();
     assert_secrets_not_printed(&out, &[t1, t2]);
@@ -284,7 +277,7 @@ fn classic_token_replaces_the_previous_one_on_every_call() {
     );
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 1, "token": 6, "getcallbackip": 3, "get_api_domain_ip": 0})
+        json!({"stable_token": 1, "token": 6, "getcallbackip": 3, "get_api_domain_ip": 0, "callback_check": 0})
     );
     let out = api.finish();
     assert_secrets_not_printed(&out, &[t1, t2]);
@@ -347,7 +340,7 @@ fn the_callback_list_changes_at_run_time() {
     );
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 1, "token": 0, "getcallbackip": 3, "get_api_domain_ip": 0}),
+        json!({"stable_token": 1, "token": 0, "getcallbackip": 3, "get_api_domain_ip": 0, "callback_check": 0}),
         "control calls are not counted"
     );
 }
@@ -415,7 +408,7 @@ fn drop_closes_the_connection_with_no_response() {
     // Control endpoints are never faulted, and faulted calls count.
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 0, "token": 1, "getcallbackip": 1, "get_api_domain_ip": 0})
+        json!({"stable_token": 0, "token": 1, "getcallbackip": 1, "get_api_domain_ip": 0, "callback_check": 0})
     );
     token_of(&api.classic_token(APPID, SECRET));
 }
@@ -519,13 +512,12 @@ fn a_bad_callback_ip_is_a_usage_error() {
             "127.0.0.1:0",
             "--appid",
             APPID,
-            "--secret",
-            SECRET,
             "--callback-ip",
             "1.2.3.4",
             "--callback-ip",
             "10.0.0.0/33",
         ])
+        .env("WECHAT_APPSECRET", SECRET)
         .stdin(Stdio::null())
         .output()
         .expect("run");
@@ -534,4 +526,108 @@ fn a_bad_callback_ip_is_a_usage_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("10.0.0.0/33"), "{stderr}");
     assert!(!stderr.contains(SECRET));
+}
+
+fn callback_check(api: &MockApi, token: &str, action: &str, operator: &str) -> Value {
+    let body = json!({"action": action, "check_operator": operator}).to_string();
+    api.json(
+        "POST",
+        &format!("/cgi-bin/callback/check?access_token={token}"),
+        body.as_bytes(),
+    )
+}
+
+#[test]
+fn callback_check_resolves_and_pings_the_callback_url() {
+    let api = MockApi::start(&[]);
+    let token = token_of(&api.stable_token(APPID, SECRET, false));
+    let all = callback_check(&api, &token, "all", "DEFAULT");
+    assert_eq!(
+        all["dns"],
+        json!([{"ip": "203.0.113.10", "real_operator": "UNICOM"},
+               {"ip": "203.0.113.11", "real_operator": "CHINANET"}])
+    );
+    assert_eq!(
+        all["ping"][1],
+        json!({"ip": "203.0.113.11", "from_operator": "CHINANET", "package_loss": "0%", "time": "23.079ms"})
+    );
+    let ping = callback_check(&api, &token, "ping", "CAP");
+    assert!(ping.get("dns").is_none(), "{ping}");
+    assert_eq!(ping["ping"][0]["from_operator"], "CAP");
+    let dns = callback_check(&api, &token, "dns", "UNICOM");
+    assert!(dns.get("ping").is_none() && dns["dns"].is_array(), "{dns}");
+    assert_eq!(
+        errcode_of(&callback_check(&api, &token, "trace", "DEFAULT")),
+        40202
+    );
+    assert_eq!(
+        errcode_of(&callback_check(&api, &token, "all", "MOBILE")),
+        40203
+    );
+    assert_eq!(
+        errcode_of(&callback_check(&api, "stale", "all", "DEFAULT")),
+        40001
+    );
+    let get = api.get(&format!("/cgi-bin/callback/check?access_token={token}"));
+    assert_eq!(errcode_of(&get), 43002);
+
+    api.json("POST", "/__faults", br#"{"unreachable":true}"#);
+    let lost = callback_check(&api, &token, "all", "DEFAULT");
+    assert_eq!(lost["ping"][0]["package_loss"], "100%");
+    assert_eq!(lost["dns"].as_array().map(Vec::len), Some(2));
+    api.json("POST", "/__faults", br#"{"no_dns":true}"#);
+    let none = callback_check(&api, &token, "all", "DEFAULT");
+    assert_eq!(none, json!({"dns": [], "ping": []}));
+    assert_eq!(api.calls()["callback_check"], 9);
+}
+
+#[test]
+fn errcodes_per_endpoint_answer_every_call_until_cleared() {
+    let api = MockApi::start(&[]);
+    let token = token_of(&api.stable_token(APPID, SECRET, false));
+    api.json(
+        "POST",
+        "/__faults",
+        br#"{"errcodes":{"getcallbackip":89503,"callback_check":-1}}"#,
+    );
+    for _ in 0..2 {
+        let r = api.callback_ips(&token);
+        assert_eq!(errcode_of(&r), 89503, "{r}");
+        assert!(
+            r["errmsg"]
+                .as_str()
+                .is_some_and(|m| m.contains("管理员确认")),
+            "{r}"
+        );
+    }
+    assert_eq!(
+        errcode_of(&callback_check(&api, &token, "all", "DEFAULT")),
+        -1
+    );
+    let domain = api.get(&format!("/cgi-bin/get_api_domain_ip?access_token={token}"));
+    assert!(
+        domain["ip_list"].is_array(),
+        "other endpoints answer: {domain}"
+    );
+
+    // 40164 names the address the call came from, as WeChat does.
+    api.json(
+        "POST",
+        "/__faults",
+        br#"{"errcodes":{"stable_token":40164}}"#,
+    );
+    let refused = api.stable_token(APPID, SECRET, false);
+    assert_eq!(errcode_of(&refused), 40164);
+    let msg = refused["errmsg"].as_str().expect("errmsg");
+    assert!(
+        msg.starts_with("invalid ip 127.0.0.1 ipv6 ::ffff:127.0.0.1, not in whitelist"),
+        "{msg}"
+    );
+
+    let r = api
+        .call("POST", "/__faults", br#"{"errcodes":{"getcallbackips":1}}"#)
+        .expect("response");
+    assert_eq!(r.status, 400, "an unknown endpoint is refused");
+    api.json("POST", "/__faults", b"{}");
+    assert!(api.callback_ips(&token)["ip_list"].is_array());
 }

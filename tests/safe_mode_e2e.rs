@@ -689,6 +689,8 @@ fn the_aes_key_never_shows_in_config_dump_or_logs() {
 fn cli(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_wechat-gate"))
         .args(args)
+        .env("WECHAT_TOKEN", TOKEN)
+        .env("WECHAT_AES_KEY", AES_KEY)
         .output()
         .expect("wechat-gate");
     (
@@ -704,14 +706,11 @@ fn cli_send_safe(envoy: &Envoy, extra: &[&str]) -> (Option<i32>, String) {
         "send",
         "message",
         &url,
-        "--token",
-        TOKEN,
         "--text",
         "ping",
         "--source",
         LISTED,
-        "--aes-key",
-        AES_KEY,
+        "--safe-mode",
         "--appid",
         APPID,
     ];

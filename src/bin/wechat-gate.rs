@@ -1,9 +1,15 @@
 //! `wechat-gate`: signs and sends requests the way WeChat's servers do, to try a gate
-//! (or any WeChat callback endpoint) by hand or from tests; and `mock-api`, a local
-//! stand-in for WeChat's API (api.weixin.qq.com).
+//! (or any WeChat callback endpoint) by hand or from tests; `mock-api`, a local
+//! stand-in for WeChat's API (api.weixin.qq.com); and `doctor`, which checks an
+//! account's API access, lists and network as a gate needs them.
 //!
-//! Exit status: 0 when the endpoint accepted (handshake echoed, message answered 200),
-//! 1 when it rejected or the echo differed, 2 for usage or connection errors.
+//! Secrets (the token, the EncodingAESKey, the AppSecret) are read from the environment
+//! (`WECHAT_TOKEN`, `WECHAT_AES_KEY`, `WECHAT_APPSECRET`, or the variables `--…-env`
+//! names), never from an argument, and never printed.
+//!
+//! Exit status: 0 when the endpoint accepted (handshake echoed, message answered 200)
+//! or every doctor check passed, 1 when it rejected, the echo differed or a doctor check
+//! failed, 2 for usage or connection errors (a secret whose variable is not set included).
 
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
@@ -11,8 +17,9 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 use wechat_gate::gate::safe_mode::cipher::AesKey;
 use wechat_gate::kit::client::{self, Response};
-use wechat_gate::kit::mock_api;
+use wechat_gate::kit::secret_env::{self, MissingSecret};
 use wechat_gate::kit::wechat::{open_reply, safe_mode_push, signed_query, text_message_xml};
+use wechat_gate::kit::{doctor, mock_api};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +46,8 @@ enum Command {
     Send(Send),
     /// Serve a local stand-in for WeChat's API server (api.weixin.qq.com) until killed.
     MockApi(mock_api::MockApiArgs),
+    /// Check what a gate needs from WeChat's API, and say what to do about each problem.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Subcommand)]
@@ -77,23 +86,43 @@ enum Send {
 /// Safe mode: encrypt the push as WeChat does, and open the sealed reply.
 #[derive(Args)]
 struct SafeModeArgs {
-    /// The account's EncodingAESKey (43 characters): send in safe mode
-    /// (`encrypt_type=aes`), then verify and decrypt the reply.
+    /// Send in safe mode (`encrypt_type=aes`) for --appid, with the EncodingAESKey from
+    /// the environment, then verify and decrypt the reply.
     #[arg(long, requires = "appid")]
-    aes_key: Option<String>,
+    safe_mode: bool,
     /// The account's AppID (safe mode).
-    #[arg(long, requires = "aes_key")]
+    #[arg(long, requires = "safe_mode")]
     appid: Option<String>,
+    /// The environment variable that holds the EncodingAESKey (43 characters)
+    /// [default: WECHAT_AES_KEY].
+    #[arg(long, value_name = "NAME", requires = "safe_mode")]
+    aes_key_env: Option<String>,
     /// Compatible mode: the plaintext fields beside `Encrypt`.
-    #[arg(long, requires = "aes_key")]
+    #[arg(long, requires = "safe_mode")]
     compat: bool,
+}
+
+impl SafeModeArgs {
+    /// The key and AppID to encrypt with, when safe mode is on.
+    fn key(&self) -> Result<Option<(AesKey, String)>, Box<dyn std::error::Error>> {
+        let (true, Some(appid)) = (self.safe_mode, &self.appid) else {
+            return Ok(None);
+        };
+        let var = self.aes_key_env.as_deref().unwrap_or("WECHAT_AES_KEY");
+        let text = secret_env::read(var, "the EncodingAESKey", "--aes-key-env")?;
+        // The error names the variable and the rule broken, never the value.
+        let key = AesKey::from_encoding_aes_key(&text)
+            .map_err(|e| format!("the EncodingAESKey in {var} {e}"))?;
+        Ok(Some((key, appid.clone())))
+    }
 }
 
 /// What a signature is made of: the token, and the timestamp and nonce it signs.
 #[derive(Args)]
 struct Signing {
-    #[arg(long)]
-    token: String,
+    /// The environment variable that holds the token.
+    #[arg(long, value_name = "NAME", default_value = "WECHAT_TOKEN")]
+    token_env: String,
     /// Unix seconds; default: now.
     #[arg(long)]
     timestamp: Option<String>,
@@ -103,10 +132,16 @@ struct Signing {
 }
 
 impl Signing {
+    /// The token, from the environment.
+    fn token(&self) -> Result<String, MissingSecret> {
+        secret_env::read(&self.token_env, "the token", "--token-env")
+    }
+
     /// The signed query for these values (defaults filled in), with `extra` pairs.
-    fn query(&self, extra: &[(&str, &str)]) -> String {
+    fn query(&self, extra: &[(&str, &str)]) -> Result<String, MissingSecret> {
+        let token = self.token()?;
         let (timestamp, nonce) = self.timestamp_and_nonce();
-        signed_query(&self.token, &timestamp, &nonce, extra)
+        Ok(signed_query(&token, &timestamp, &nonce, extra))
     }
 
     /// The timestamp and nonce to sign with, defaults filled in, fixed from here on.
@@ -143,7 +178,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
         Command::Sign { signing, echostr } => {
             let extra: Vec<(&str, &str)> =
                 echostr.iter().map(|e| ("echostr", e.as_str())).collect();
-            println!("{}", signing.query(&extra));
+            println!("{}", signing.query(&extra)?);
             Ok(true)
         }
         Command::Send(Send::Handshake {
@@ -152,7 +187,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             echostr,
         }) => {
             let echostr = echostr.unwrap_or_else(|| random_u64().to_string());
-            let target = with_query(&url, &common, &[("echostr", &echostr)]);
+            let target = with_query(&url, &common, &[("echostr", &echostr)])?;
             let response =
                 client::request("GET", &client::parse_url(&target)?, &[], b"", common.source)?;
             print_response(&response);
@@ -181,64 +216,105 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
                 }
                 (None, None) => return Err("one of --text or --xml is needed".into()),
             };
-            let (Some(aes_key), Some(appid)) = (safe.aes_key, safe.appid) else {
-                let target = with_query(&url, &common, &[("openid", &openid)]);
+            let Some((key, appid)) = safe.key()? else {
+                let target = with_query(&url, &common, &[("openid", &openid)])?;
                 let response = post_xml(&target, &body, common.source)?;
                 print_response(&response);
                 return Ok(response.status == 200);
             };
-            let key =
-                AesKey::from_encoding_aes_key(&aes_key).map_err(|e| format!("--aes-key {e}"))?;
             let message = String::from_utf8(body).map_err(|_| "the message is not UTF-8")?;
-            let (timestamp, nonce) = common.signing.timestamp_and_nonce();
-            let mut random = [0u8; 16];
-            getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
-            let token = &common.signing.token;
-            let push = safe_mode_push(
-                &key,
-                &appid,
-                token,
-                &timestamp,
-                &nonce,
-                &to,
-                &message,
-                safe.compat,
-                &random,
-            );
-            let query = signed_query(
-                token,
-                &timestamp,
-                &nonce,
-                &[
-                    ("openid", &openid),
-                    ("encrypt_type", "aes"),
-                    ("msg_signature", &push.msg_signature),
-                ],
-            );
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let target = format!("{url}{sep}{query}");
-            let response = post_xml(&target, push.body.as_bytes(), common.source)?;
-            print_response(&response);
-            let reply = response.body_text();
-            let trimmed = reply.trim();
-            if response.status != 200 || trimmed.is_empty() || trimmed == "success" {
-                return Ok(response.status == 200);
-            }
-            match open_reply(reply.as_bytes(), &key, &appid, token, &timestamp, &nonce) {
-                Ok(plain) => {
-                    println!("-- the reply, signature checked and decrypted:");
-                    println!("{}", String::from_utf8_lossy(&plain).trim_end());
-                    Ok(true)
-                }
-                Err(e) => {
-                    eprintln!("wechat-gate: the reply is not a valid sealed reply: {e}");
-                    Ok(false)
-                }
-            }
+            let push = SafePush {
+                key: &key,
+                appid: &appid,
+                to: &to,
+                openid: &openid,
+                compat: safe.compat,
+            };
+            send_safe_mode(&url, &common, &push, &message)
         }
         Command::MockApi(args) => {
             mock_api::run(args)?;
             Ok(true)
+        }
+        Command::Doctor(args) => {
+            let json = args.json;
+            let report = doctor::Doctor::new(args)?.run();
+            if json {
+                print!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(report.ok())
+        }
+    }
+}
+
+/// Who a safe-mode push is for and how it is sealed.
+struct SafePush<'a> {
+    key: &'a AesKey,
+    appid: &'a str,
+    to: &'a str,
+    openid: &'a str,
+    compat: bool,
+}
+
+/// Encrypts `message` as WeChat does, posts it, and opens the sealed reply.
+fn send_safe_mode(
+    url: &str,
+    common: &Common,
+    push: &SafePush<'_>,
+    message: &str,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let token = common.signing.token()?;
+    let (timestamp, nonce) = common.signing.timestamp_and_nonce();
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    let sealed = safe_mode_push(
+        push.key,
+        push.appid,
+        &token,
+        &timestamp,
+        &nonce,
+        push.to,
+        message,
+        push.compat,
+        &random,
+    );
+    let query = signed_query(
+        &token,
+        &timestamp,
+        &nonce,
+        &[
+            ("openid", push.openid),
+            ("encrypt_type", "aes"),
+            ("msg_signature", &sealed.msg_signature),
+        ],
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let target = format!("{url}{sep}{query}");
+    let response = post_xml(&target, sealed.body.as_bytes(), common.source)?;
+    print_response(&response);
+    let reply = response.body_text();
+    let trimmed = reply.trim();
+    if response.status != 200 || trimmed.is_empty() || trimmed == "success" {
+        return Ok(response.status == 200);
+    }
+    match open_reply(
+        reply.as_bytes(),
+        push.key,
+        push.appid,
+        &token,
+        &timestamp,
+        &nonce,
+    ) {
+        Ok(plain) => {
+            println!("-- the reply, signature checked and decrypted:");
+            println!("{}", String::from_utf8_lossy(&plain).trim_end());
+            Ok(true)
+        }
+        Err(e) => {
+            eprintln!("wechat-gate: the reply is not a valid sealed reply: {e}");
+            Ok(false)
         }
     }
 }
@@ -253,10 +329,10 @@ fn post_xml(target: &str, body: &[u8], source: Option<IpAddr>) -> std::io::Resul
     )
 }
 
-fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> String {
-    let query = common.signing.query(extra);
+fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> Result<String, MissingSecret> {
+    let query = common.signing.query(extra)?;
     let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{query}")
+    Ok(format!("{url}{sep}{query}"))
 }
 
 fn print_response(r: &Response) {

@@ -552,11 +552,13 @@ pub struct MockApi {
 }
 
 impl MockApi {
-    pub fn start(args: &[&str]) -> MockApi {
+    /// Starts mock-api with the AppSecret `secret` (given in `WECHAT_APPSECRET`).
+    pub fn start(secret: &str, args: &[&str]) -> MockApi {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(env!("CARGO_BIN_EXE_wechat-gate"))
             .args(["mock-api", "--listen", "127.0.0.1:0"])
             .args(args)
+            .env("WECHAT_APPSECRET", secret)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
