@@ -2,7 +2,8 @@
 //! method, `:path`, the downstream address, the time, the configuration and the
 //! allowlist. The host code only carries the [`Verdict`] out.
 //!
-//! The steps run in DESIGN.md's order: method, query, source, signature, freshness.
+//! The steps run in the README's order ("What happens to a request"): method, query,
+//! source, signature, freshness.
 
 use crate::gate::allowlist::CallbackAllowlist;
 use crate::gate::config::{Config, SourceMode, WhenUnavailable};
@@ -185,15 +186,55 @@ fn check(
     if req.path.is_none() {
         return Err(Rejection::new(Reason::Malformed, "request has no :path"));
     }
-
     // 2. Query.
     let q = parse_query(query).map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
-    let Params {
-        signature,
-        timestamp,
-        timestamp_value,
-        nonce,
-    } = required_params(&q)?;
+    let signed = read_signed(&q, method, config)?;
+    // 3. Source.
+    let source = check_source(req.source, config, sources)?;
+    // 4. Signature.
+    let p = &signed.params;
+    let expected = request_signature(config.token.expose(), p.timestamp, p.nonce);
+    if !signature_matches(&expected, p.signature.as_bytes()) {
+        return Err(Rejection::new(
+            Reason::Signature,
+            "signature does not match",
+        ));
+    }
+    // 5. Freshness.
+    let tolerance = config.timestamp_tolerance_seconds;
+    check_freshness(p.timestamp_value, now_unix, tolerance)?;
+    // 6. and 7.
+    let query = QueryUse::of(&expected, p.timestamp_value, tolerance);
+    Ok(match signed.echostr {
+        Some(echostr) => Verdict::Echo {
+            echostr: echostr.to_string(),
+            source,
+            query,
+        },
+        None => Verdict::Forward {
+            openid: q.openid.clone(),
+            source,
+            safe: signed.safe,
+            query,
+        },
+    })
+}
+
+/// What a request's query carries, read and checked for form (not yet verified).
+struct Signed<'q> {
+    params: Params<'q>,
+    /// A handshake's `echostr`.
+    echostr: Option<&'q str>,
+    /// A safe-mode push's parameters.
+    safe: Option<SafePush>,
+}
+
+fn read_signed<'q>(
+    q: &'q CallbackQuery,
+    method: Method,
+    config: &Config,
+) -> Result<Signed<'q>, Rejection> {
+    let params = required_params(q)?;
     let echostr = match method {
         Method::Get => Some(non_empty("echostr", q.echostr.as_deref())?),
         Method::Post => None,
@@ -205,8 +246,8 @@ fn check(
     let safe = match method {
         Method::Post if aes => Some(SafePush {
             msg_signature: non_empty("msg_signature", q.msg_signature.as_deref())?.to_string(),
-            timestamp: timestamp.to_string(),
-            nonce: nonce.to_string(),
+            timestamp: params.timestamp.to_string(),
+            nonce: params.nonce.to_string(),
         }),
         Method::Post | Method::Get => None,
     };
@@ -219,54 +260,29 @@ fn check(
             "safe_mode.require is set: a push must carry encrypt_type=aes",
         ));
     }
-    if let Some(openid) = q.openid.as_deref() {
-        if !is_plausible_openid(openid) {
-            return Err(Rejection::new(
-                Reason::Malformed,
-                "query parameter openid is not 1 to 128 letters, digits, '-' or '_'",
-            ));
-        }
-    }
-
-    // 3. Source.
-    let source = check_source(req.source, config, sources)?;
-
-    // 4. Signature.
-    let expected = request_signature(config.token.expose(), timestamp, nonce);
-    if !signature_matches(&expected, signature.as_bytes()) {
+    if q.openid.as_deref().is_some_and(|o| !is_plausible_openid(o)) {
         return Err(Rejection::new(
-            Reason::Signature,
-            "signature does not match",
+            Reason::Malformed,
+            "query parameter openid is not 1 to 128 letters, digits, '-' or '_'",
         ));
     }
-
-    // 5. Freshness.
-    let tolerance = config.timestamp_tolerance_seconds;
-    if tolerance > 0 {
-        let skew = (i128::from(now_unix) - i128::from(timestamp_value)).unsigned_abs();
-        if skew > u128::from(tolerance) {
-            return Err(Rejection::new(
-                Reason::Stale,
-                format!("timestamp is {skew} s away from now, more than the {tolerance} s allowed"),
-            ));
-        }
-    }
-
-    // 6. and 7.
-    let query = QueryUse::of(&expected, timestamp_value, tolerance);
-    Ok(match echostr {
-        Some(echostr) => Verdict::Echo {
-            echostr: echostr.to_string(),
-            source,
-            query,
-        },
-        None => Verdict::Forward {
-            openid: q.openid.clone(),
-            source,
-            safe,
-            query,
-        },
+    Ok(Signed {
+        params,
+        echostr,
+        safe,
     })
+}
+
+/// `|now − timestamp| ≤ tolerance`; a tolerance of 0 turns the check off.
+fn check_freshness(timestamp: i64, now_unix: i64, tolerance: u64) -> Result<(), Rejection> {
+    let skew = (i128::from(now_unix) - i128::from(timestamp)).unsigned_abs();
+    if tolerance > 0 && skew > u128::from(tolerance) {
+        return Err(Rejection::new(
+            Reason::Stale,
+            format!("timestamp is {skew} s away from now, more than the {tolerance} s allowed"),
+        ));
+    }
+    Ok(())
 }
 
 struct Params<'q> {

@@ -4,6 +4,7 @@
 //! native tool for the CLI and tests, not part of the filter.
 #![allow(clippy::indexing_slicing)]
 
+use super::http1;
 use socket2::{Domain, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -194,19 +195,12 @@ pub fn parse_response(buf: &[u8]) -> io::Result<Response> {
     })
 }
 
-fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        rest = &rest[line_end + 2..];
-        if size == 0 {
-            return Some(body);
-        }
-        body.extend_from_slice(rest.get(..size)?);
-        rest = rest.get(size + 2..)?;
-    }
+/// A whole chunked body at the start of `rest`, if it is all there.
+fn dechunk(rest: &[u8]) -> Option<Vec<u8>> {
+    http1::dechunk(rest, usize::MAX)
+        .ok()
+        .flatten()
+        .map(|(body, _)| body)
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@
 //! Both servers print `listening on http://IP:PORT` once ready, use keep-alive and one
 //! thread per connection (Envoy keeps a small pool of upstream connections).
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Write};
+use wechat_gate::kit::http1;
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -59,22 +60,8 @@ fn now_unix() -> i64 {
 
 // ------------------------------------------------------------------ HTTP/1.1 server
 
-struct Request {
-    method: String,
-    target: String,
-    /// Header names lowercased.
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// Requests are read by the project's one reader (`kit::http1`).
+type Request = http1::Request;
 
 struct Response {
     status: u16,
@@ -115,127 +102,26 @@ fn connection(
     handler: &(dyn Fn(&Request) -> Response + Send + Sync),
 ) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut writer = stream.try_clone()?;
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let mut line = Vec::with_capacity(512);
-    let mut out = Vec::with_capacity(1024);
+    let mut conn = http1::Connection::new(stream, http1::Limits::default());
     loop {
-        let Some(req) = read_request(&mut reader, &mut line)? else {
-            return Ok(());
-        };
-        let close = req
-            .header("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let resp = handler(&req);
-        out.clear();
-        write!(
-            out,
-            "HTTP/1.1 {} {}\r\n",
-            resp.status,
-            reason_phrase(resp.status)
-        )?;
-        for (name, value) in &resp.headers {
-            write!(out, "{name}: {value}\r\n")?;
-        }
-        write!(out, "content-length: {}\r\n\r\n", resp.body.len())?;
-        out.extend_from_slice(&resp.body);
-        writer.write_all(&out)?;
-        if close {
-            return Ok(());
-        }
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
-}
-
-fn trim_eol(line: &[u8]) -> &[u8] {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn bad(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
-}
-
-/// One request, or `None` when the peer closed the connection between requests.
-fn read_request(
-    reader: &mut BufReader<TcpStream>,
-    line: &mut Vec<u8>,
-) -> io::Result<Option<Request>> {
-    line.clear();
-    if reader.read_until(b'\n', line)? == 0 {
-        return Ok(None);
-    }
-    let text = String::from_utf8_lossy(trim_eol(line)).into_owned();
-    let mut parts = text.split(' ');
-    let method = parts.next().unwrap_or_default().to_string();
-    let target = parts.next().unwrap_or_default().to_string();
-    let mut headers = Vec::with_capacity(16);
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', line)? == 0 {
-            return Err(bad("eof in headers"));
-        }
-        let l = trim_eol(line);
-        if l.is_empty() {
-            break;
-        }
-        if let Some(colon) = l.iter().position(|&b| b == b':') {
-            let name = String::from_utf8_lossy(&l[..colon]).to_ascii_lowercase();
-            let value = String::from_utf8_lossy(&l[colon + 1..]).trim().to_string();
-            headers.push((name, value));
-        }
-    }
-    let mut req = Request {
-        method,
-        target,
-        headers,
-        body: Vec::new(),
-    };
-    if req
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        loop {
-            line.clear();
-            reader.read_until(b'\n', line)?;
-            let size_text = String::from_utf8_lossy(trim_eol(line)).into_owned();
-            let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-            let size = usize::from_str_radix(size_hex, 16).map_err(|_| bad("chunk size"))?;
-            if size == 0 {
-                // Trailers (none expected) up to the empty line.
-                loop {
-                    line.clear();
-                    if reader.read_until(b'\n', line)? == 0 || trim_eol(line).is_empty() {
-                        break;
-                    }
-                }
-                break;
+        let req = match conn.read_request() {
+            Ok(req) => req,
+            Err(http1::ReadError::Closed) => return Ok(()),
+            Err(http1::ReadError::Bad(status, why)) => {
+                return conn.write_response(status, &[], why.as_bytes(), false);
             }
-            let start = req.body.len();
-            req.body.resize(start + size, 0);
-            reader.read_exact(&mut req.body[start..])?;
-            line.clear();
-            reader.read_until(b'\n', line)?;
+        };
+        let resp = handler(&req);
+        let headers: Vec<(&str, &str)> = resp
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .collect();
+        conn.write_response(resp.status, &headers, &resp.body, req.keep_alive)?;
+        if !req.keep_alive {
+            return Ok(());
         }
-    } else if let Some(len) = req.header("content-length") {
-        let len: usize = len.parse().map_err(|_| bad("content-length"))?;
-        req.body.resize(len, 0);
-        reader.read_exact(&mut req.body)?;
     }
-    Ok(Some(req))
 }
 
 // ------------------------------------------------------------------ upstream

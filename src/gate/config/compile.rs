@@ -1,0 +1,232 @@
+//! From the JSON shape to a validated [`Config`]: defaults filled in, secrets
+//! resolved, every refusal naming its field.
+
+use super::raw::{RawConfig, RawSafeMode, RawSource, RawWechatApi, SecretRef};
+use super::*;
+use crate::gate::allowlist::CallbackAllowlist;
+
+pub(super) fn config(
+    raw: RawConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let path = compile_path(raw.path)?;
+    let token = match raw.token {
+        Some(t) => resolve_secret("token", t, env)?,
+        None => return Err(ConfigError::new("token", "is required")),
+    };
+    let tolerance = raw
+        .timestamp_tolerance_seconds
+        .unwrap_or(DEFAULT_TIMESTAMP_TOLERANCE_SECONDS);
+    if i64::try_from(tolerance).is_err() {
+        return Err(ConfigError::new(
+            "timestamp_tolerance_seconds",
+            "is too large",
+        ));
+    }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
+    }
+
+    let source = compile_source(raw.source, env)?;
+    let appid = match raw.appid {
+        Some(a) if a.is_empty() => return Err(ConfigError::new("appid", "is empty")),
+        other => other,
+    };
+    if appid.is_none() && source.wechat_api.is_some() {
+        return Err(ConfigError::new(
+            "appid",
+            "is required when source.wechat_api is set",
+        ));
+    }
+    let safe_mode = match raw.safe_mode {
+        Some(raw) => Some(compile_safe_mode(raw, env)?),
+        None => None,
+    };
+    if appid.is_none() && safe_mode.is_some() {
+        return Err(ConfigError::new(
+            "appid",
+            "is required when safe_mode is set (decryption checks it)",
+        ));
+    }
+    let dedupe_seconds = raw.dedupe_seconds.unwrap_or(DEFAULT_DEDUPE_SECONDS);
+    if dedupe_seconds > MAX_DEDUPE_SECONDS {
+        return Err(ConfigError::new(
+            "dedupe_seconds",
+            format!("must be at most {MAX_DEDUPE_SECONDS} (WeChat retries within 15 s)"),
+        ));
+    }
+
+    Ok(Config {
+        path,
+        appid,
+        token,
+        timestamp_tolerance_seconds: tolerance,
+        max_body_bytes,
+        dedupe_seconds,
+        on_upstream_failure: raw.on_upstream_failure.unwrap_or(UpstreamFailure::Success),
+        source,
+        safe_mode,
+    })
+}
+
+fn compile_path(path: Option<String>) -> Result<Option<String>, ConfigError> {
+    match path {
+        Some(p) if !p.starts_with('/') => Err(ConfigError::new("path", "must start with '/'")),
+        Some(p) if p.contains(['?', '#']) => Err(ConfigError::new(
+            "path",
+            "is matched against the path alone: no '?' or '#'",
+        )),
+        other => Ok(other),
+    }
+}
+
+fn compile_safe_mode(
+    raw: RawSafeMode,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SafeMode, ConfigError> {
+    const FIELD: &str = "safe_mode.encoding_aes_key";
+    let text = match raw.encoding_aes_key {
+        Some(k) => resolve_secret(FIELD, k, env)?,
+        None => return Err(ConfigError::new(FIELD, "is required")),
+    };
+    let key = crate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(text.expose())
+        .map_err(|e| {
+            ConfigError::new(
+                FIELD,
+                format!("{e}: it is the 43-character EncodingAESKey from the account's settings"),
+            )
+        })?;
+    Ok(SafeMode {
+        key,
+        require: raw.require.unwrap_or(false),
+        decrypt: raw.decrypt.unwrap_or(false),
+    })
+}
+
+fn compile_source(
+    raw: Option<RawSource>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SourceConfig, ConfigError> {
+    let raw = raw.unwrap_or(RawSource {
+        mode: None,
+        allow: None,
+        when_unavailable: None,
+        wechat_api: None,
+    });
+    let mode = raw.mode.unwrap_or(SourceMode::Enforce);
+    let mut blocks = Vec::new();
+    for (i, entry) in raw.allow.iter().flatten().enumerate() {
+        let block = crate::gate::allowlist::parse_block(entry)
+            .map_err(|e| ConfigError::new(format!("source.allow[{i}]"), e.to_string()))?;
+        blocks.push(block);
+    }
+    let allow = CallbackAllowlist::from_blocks(blocks);
+    let wechat_api = match raw.wechat_api {
+        Some(api) => Some(compile_wechat_api(api, env)?),
+        None => None,
+    };
+    if wechat_api.is_none() && raw.when_unavailable.is_some() {
+        return Err(ConfigError::new(
+            "source.when_unavailable",
+            "only applies to the live list: set source.wechat_api or remove it",
+        ));
+    }
+    if mode == SourceMode::Enforce && allow.is_empty() && wechat_api.is_none() {
+        return Err(ConfigError::new(
+            "source.allow",
+            "is empty under mode \"enforce\" with no source.wechat_api: every request would be \
+             refused; list the addresses WeChat calls from, or set source.mode to \"report\" or \"off\"",
+        ));
+    }
+    Ok(SourceConfig {
+        mode,
+        allow,
+        when_unavailable: raw.when_unavailable.unwrap_or(WhenUnavailable::Deny),
+        wechat_api,
+    })
+}
+
+fn compile_wechat_api(
+    raw: RawWechatApi,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<WechatApi, ConfigError> {
+    let secret = match raw.secret {
+        Some(s) => resolve_secret("source.wechat_api.secret", s, env)?,
+        None => return Err(ConfigError::new("source.wechat_api.secret", "is required")),
+    };
+    let upstreams = raw.upstreams.unwrap_or_default();
+    if upstreams.is_empty() {
+        return Err(ConfigError::new(
+            "source.wechat_api.upstreams",
+            "needs at least one {\"cluster\", \"authority\"}",
+        ));
+    }
+    for (i, u) in upstreams.iter().enumerate() {
+        if u.cluster.is_empty() {
+            return Err(ConfigError::new(
+                format!("source.wechat_api.upstreams[{i}].cluster"),
+                "is empty",
+            ));
+        }
+        if u.authority.is_empty() {
+            return Err(ConfigError::new(
+                format!("source.wechat_api.upstreams[{i}].authority"),
+                "is empty",
+            ));
+        }
+    }
+    let refresh_seconds = raw.refresh_seconds.unwrap_or(DEFAULT_REFRESH_SECONDS);
+    if refresh_seconds == 0 {
+        return Err(ConfigError::new(
+            "source.wechat_api.refresh_seconds",
+            "must be at least 1",
+        ));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            "source.wechat_api.timeout_ms",
+            format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+    Ok(WechatApi {
+        secret,
+        token_api: raw.token_api.unwrap_or(TokenApi::Stable),
+        upstreams,
+        refresh_seconds,
+        timeout_ms,
+    })
+}
+
+fn resolve_secret(
+    field: &str,
+    secret: SecretRef,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secret, ConfigError> {
+    let value = match secret {
+        SecretRef::Literal(v) => v,
+        SecretRef::Env(name) if name.is_empty() => {
+            return Err(ConfigError::new(
+                format!("{field}.env"),
+                "names no variable",
+            ));
+        }
+        SecretRef::Env(name) => match env(&name) {
+            Some(v) => v,
+            None => {
+                return Err(ConfigError::new(
+                    format!("{field}.env"),
+                    format!(
+                        "environment variable {name} is not set in the Wasm VM (list it in \
+                         vm_config.environment_variables)"
+                    ),
+                ));
+            }
+        },
+    };
+    if value.is_empty() {
+        return Err(ConfigError::new(field, "is empty"));
+    }
+    Ok(Secret(value))
+}

@@ -1,0 +1,202 @@
+//! The plugin configuration: JSON in, a validated [`Config`] out.
+//!
+//! Parsing is strict (unknown fields and wrong types are errors) and every error
+//! names the field it is about (`source.allow[1]: …`). Secrets are either literal
+//! strings or `{"env": "NAME"}`, resolved here through the lookup the caller passes
+//! (inside Envoy: the VM's environment), and are never printed by `Debug`.
+
+mod compile;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use crate::gate::allowlist::CallbackAllowlist;
+use serde::Deserialize;
+use std::fmt;
+
+/// A configuration error, naming the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "configuration: {}", self.message)
+        } else {
+            write!(f, "configuration field `{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A resolved secret. `Debug` and `Display` never show the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceMode {
+    /// Sources outside the allowlist are refused (403).
+    Enforce,
+    /// Sources outside the allowlist are logged and counted, never refused.
+    Report,
+    /// No source check at all.
+    Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenUnavailable {
+    /// 503 + Retry-After until the live list has loaded.
+    Deny,
+    /// Forward verified requests from unlisted sources until then, and count them.
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenApi {
+    Stable,
+    Classic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpstreamFailure {
+    Success,
+    Pass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub cluster: String,
+    pub authority: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WechatApi {
+    pub secret: Secret,
+    pub token_api: TokenApi,
+    pub upstreams: Vec<Upstream>,
+    pub refresh_seconds: u64,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceConfig {
+    pub mode: SourceMode,
+    /// The static entries of `source.allow`.
+    pub allow: CallbackAllowlist,
+    pub when_unavailable: WhenUnavailable,
+    pub wechat_api: Option<WechatApi>,
+}
+
+/// `safe_mode`: the account's `EncodingAESKey`, compiled into the AES key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeMode {
+    pub key: crate::gate::safe_mode::cipher::AesKey,
+    /// POSTs without `encrypt_type=aes` are refused (400).
+    pub require: bool,
+    /// The backend gets the plaintext XML and its XML replies are encrypted.
+    pub decrypt: bool,
+}
+
+/// The validated configuration of one filter instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The guarded path; `None` guards every request through this instance.
+    pub path: Option<String>,
+    pub appid: Option<String>,
+    pub token: Secret,
+    pub timestamp_tolerance_seconds: u64,
+    pub max_body_bytes: u64,
+    pub dedupe_seconds: u64,
+    pub on_upstream_failure: UpstreamFailure,
+    pub source: SourceConfig,
+    pub safe_mode: Option<SafeMode>,
+}
+
+impl Config {
+    /// One line for the log: what this configuration guards and how (no secrets).
+    pub fn summary(&self) -> String {
+        format!(
+            "path {}, source.mode {:?}, {} static allowlist entries{}, timestamp tolerance {} s, \
+             max body {} bytes",
+            self.path.as_deref().unwrap_or("(every request)"),
+            self.source.mode,
+            self.source.allow.entries(),
+            if self.source.wechat_api.is_some() {
+                " + WeChat's live callback IP list"
+            } else {
+                ""
+            },
+            self.timestamp_tolerance_seconds,
+            self.max_body_bytes,
+        )
+    }
+}
+
+pub const DEFAULT_TIMESTAMP_TOLERANCE_SECONDS: u64 = 300;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 65536;
+pub const DEFAULT_DEDUPE_SECONDS: u64 = 15;
+/// A day: anything longer only grows the shared table's churn, never its use.
+pub const MAX_DEDUPE_SECONDS: u64 = 86_400;
+pub const DEFAULT_REFRESH_SECONDS: u64 = 3600;
+pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// WeChat answers in well under a second; a minute is already generous.
+pub const MAX_TIMEOUT_MS: u64 = 60_000;
+
+/// Parses and validates a configuration. `env` looks up environment variables
+/// (inside Envoy: `std::env::var` over the VM's `environment_variables`).
+pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    compile::config(deserialize(json)?, env)
+}
+
+/// The JSON itself, strictly: errors name the field (`source.allow[1]`).
+fn deserialize(json: &[u8]) -> Result<raw::RawConfig, ConfigError> {
+    if json.iter().all(u8::is_ascii_whitespace) {
+        return Err(ConfigError::new(
+            "",
+            "empty; at least `token` and `source` are needed",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." { String::new() } else { field };
+        ConfigError::new(field, e.inner().to_string())
+    })?;
+    de.end().map_err(|e| {
+        ConfigError::new(
+            "",
+            format!("trailing characters after the JSON object: {e}"),
+        )
+    })?;
+    Ok(raw)
+}

@@ -1,0 +1,76 @@
+//! The configuration's JSON shape, exactly as the contract names it: strict (unknown
+//! fields are errors), every field optional here so that [`super::compile`] can name
+//! what is missing.
+
+use super::{SourceMode, TokenApi, Upstream, UpstreamFailure, WhenUnavailable};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) path: Option<String>,
+    pub(super) appid: Option<String>,
+    pub(super) token: Option<SecretRef>,
+    pub(super) timestamp_tolerance_seconds: Option<u64>,
+    pub(super) max_body_bytes: Option<u64>,
+    pub(super) dedupe_seconds: Option<u64>,
+    pub(super) on_upstream_failure: Option<UpstreamFailure>,
+    pub(super) source: Option<RawSource>,
+    pub(super) safe_mode: Option<RawSafeMode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub(super) mode: Option<SourceMode>,
+    pub(super) allow: Option<Vec<String>>,
+    pub(super) when_unavailable: Option<WhenUnavailable>,
+    pub(super) wechat_api: Option<RawWechatApi>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawWechatApi {
+    pub(super) secret: Option<SecretRef>,
+    pub(super) token_api: Option<TokenApi>,
+    pub(super) upstreams: Option<Vec<Upstream>>,
+    pub(super) refresh_seconds: Option<u64>,
+    pub(super) timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSafeMode {
+    pub(super) encoding_aes_key: Option<SecretRef>,
+    pub(super) require: Option<bool>,
+    pub(super) decrypt: Option<bool>,
+}
+
+/// Where a secret comes from: the literal value, or an environment variable.
+pub(super) enum SecretRef {
+    Literal(String),
+    Env(String),
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct FromEnv {
+            env: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            Literal(String),
+            Env(FromEnv),
+        }
+        match Either::deserialize(deserializer) {
+            Ok(Either::Literal(s)) => Ok(SecretRef::Literal(s)),
+            Ok(Either::Env(e)) => Ok(SecretRef::Env(e.env)),
+            Err(_) => Err(serde::de::Error::custom(
+                "expected a string or {\"env\": \"NAME\"}",
+            )),
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The configuration contract, field by field.
+
+use super::*;
+use std::net::IpAddr;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn parse_str(json: &str) -> Result<Config, ConfigError> {
+    parse(json.as_bytes(), &no_env)
+}
+
+fn field_of(json: &str) -> String {
+    parse_str(json).expect_err("should be refused").field
+}
+
+const MINIMAL: &str = r#"{"token": "tok", "source": {"allow": ["127.0.0.1"]}}"#;
+
+#[test]
+fn minimal_configuration_takes_the_documented_defaults() {
+    let c = parse_str(MINIMAL).expect("valid");
+    assert_eq!(c.path, None);
+    assert_eq!(c.token.expose(), "tok");
+    assert_eq!(c.timestamp_tolerance_seconds, 300);
+    assert_eq!(c.max_body_bytes, 65536);
+    assert_eq!(c.dedupe_seconds, 15);
+    assert_eq!(c.on_upstream_failure, UpstreamFailure::Success);
+    assert_eq!(c.source.mode, SourceMode::Enforce);
+    assert_eq!(c.source.when_unavailable, WhenUnavailable::Deny);
+    assert!(c
+        .source
+        .allow
+        .contains("127.0.0.1".parse::<IpAddr>().expect("ip")));
+}
+
+#[test]
+fn every_supported_field_is_read() {
+    let c = parse_str(
+        r#"{"path": "/wechat", "appid": "wx0123456789abcdef", "token": "t",
+            "timestamp_tolerance_seconds": 0, "max_body_bytes": 10,
+            "source": {"mode": "report", "allow": ["10.0.0.0/8", "::1"]}}"#,
+    )
+    .expect("valid");
+    assert_eq!(c.path.as_deref(), Some("/wechat"));
+    assert_eq!(c.appid.as_deref(), Some("wx0123456789abcdef"));
+    assert_eq!(c.timestamp_tolerance_seconds, 0);
+    assert_eq!(c.max_body_bytes, 10);
+    assert_eq!(c.source.mode, SourceMode::Report);
+    assert_eq!(c.source.allow.entries(), 2);
+}
+
+#[test]
+fn token_from_the_environment() {
+    let env = |name: &str| (name == "WECHAT_TOKEN").then(|| "from-env".to_string());
+    let c = parse(
+        br#"{"token": {"env": "WECHAT_TOKEN"}, "source": {"mode": "off"}}"#,
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(c.token.expose(), "from-env");
+}
+
+#[test]
+fn unset_environment_variable_is_refused_naming_the_field() {
+    let e =
+        parse_str(r#"{"token": {"env": "NOPE"}, "source": {"mode": "off"}}"#).expect_err("unset");
+    assert_eq!(e.field, "token.env");
+    assert!(e.message.contains("NOPE"));
+}
+
+#[test]
+fn secret_must_be_a_string_or_env_object() {
+    assert_eq!(
+        field_of(r#"{"token": 5, "source": {"mode": "off"}}"#),
+        "token"
+    );
+    assert_eq!(
+        field_of(r#"{"token": {"file": "x"}, "source": {"mode": "off"}}"#),
+        "token"
+    );
+    assert_eq!(
+        field_of(r#"{"token": "", "source": {"mode": "off"}}"#),
+        "token"
+    );
+}
+
+#[test]
+fn secrets_never_show_in_debug_output() {
+    let c = parse_str(r#"{"token": "sup3r-secret", "source": {"mode": "off"}}"#).expect("valid");
+    assert!(!format!("{c:?}").contains("sup3r-secret"));
+}
+
+#[test]
+fn unknown_fields_are_refused_naming_the_field() {
+    let e = parse_str(r#"{"token": "t", "tokne": "x", "source": {"mode": "off"}}"#)
+        .expect_err("unknown");
+    assert!(e.message.contains("tokne"), "{e}");
+    let e =
+        parse_str(r#"{"token": "t", "source": {"mode": "off", "alow": []}}"#).expect_err("unknown");
+    assert!(e.field.starts_with("source"), "{e}");
+    assert!(e.message.contains("alow"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_refused_naming_the_field() {
+    assert_eq!(
+        field_of(r#"{"token": "t", "max_body_bytes": "big", "source": {"mode": "off"}}"#),
+        "max_body_bytes"
+    );
+    assert_eq!(
+        field_of(r#"{"token": "t", "source": {"mode": "block"}}"#),
+        "source.mode"
+    );
+    assert_eq!(
+        field_of(r#"{"token": "t", "timestamp_tolerance_seconds": -1, "source": {"mode": "off"}}"#),
+        "timestamp_tolerance_seconds"
+    );
+    assert_eq!(
+        field_of(r#"{"token": "t", "source": {"allow": "127.0.0.1"}}"#),
+        "source.allow"
+    );
+}
+
+#[test]
+fn bad_cidr_is_refused_naming_its_index() {
+    let e = parse_str(r#"{"token": "t", "source": {"allow": ["127.0.0.1", "10.0.0.0/40"]}}"#)
+        .expect_err("bad");
+    assert_eq!(e.field, "source.allow[1]");
+    assert!(e.message.contains("10.0.0.0/40"));
+}
+
+#[test]
+fn missing_token_is_refused() {
+    assert_eq!(field_of(r#"{"source": {"mode": "off"}}"#), "token");
+}
+
+#[test]
+fn empty_allowlist_under_enforce_is_refused() {
+    assert_eq!(field_of(r#"{"token": "t"}"#), "source.allow");
+    assert_eq!(
+        field_of(r#"{"token": "t", "source": {"allow": []}}"#),
+        "source.allow"
+    );
+    assert!(parse_str(r#"{"token": "t", "source": {"mode": "report"}}"#).is_ok());
+}
+
+#[test]
+fn path_must_be_a_plain_absolute_path() {
+    assert_eq!(
+        field_of(r#"{"path": "wechat", "token": "t", "source": {"mode": "off"}}"#),
+        "path"
+    );
+    assert_eq!(
+        field_of(r#"{"path": "/wechat?x=1", "token": "t", "source": {"mode": "off"}}"#),
+        "path"
+    );
+}
+
+#[test]
+fn zero_body_limit_is_refused() {
+    assert_eq!(
+        field_of(r#"{"token": "t", "max_body_bytes": 0, "source": {"mode": "off"}}"#),
+        "max_body_bytes"
+    );
+}
+
+const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+#[test]
+fn safe_mode_compiles_the_key_and_defaults_to_verify_only() {
+    let c = parse_str(&format!(
+        r#"{{"token": "t", "appid": "wx1", "safe_mode": {{"encoding_aes_key": "{AES_KEY}"}}, "source": {{"mode": "off"}}}}"#
+    ))
+    .expect("valid");
+    let safe = c.safe_mode.expect("safe mode");
+    assert!(!safe.require && !safe.decrypt);
+    assert_eq!(
+        safe.key,
+        crate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(AES_KEY).expect("key")
+    );
+}
+
+#[test]
+fn safe_mode_key_comes_from_the_environment_and_must_be_43_base64_characters() {
+    let env = |name: &str| (name == "K").then(|| AES_KEY.to_string());
+    let json = r#"{"token": "t", "appid": "wx1", "safe_mode": {"encoding_aes_key": {"env": "K"}, "decrypt": true, "require": true}, "source": {"mode": "off"}}"#;
+    let safe = parse(json.as_bytes(), &env)
+        .expect("valid")
+        .safe_mode
+        .expect("safe");
+    assert!(safe.require && safe.decrypt);
+    for bad in [
+        &AES_KEY[..42],
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDE!G",
+    ] {
+        let e = parse_str(&format!(
+            r#"{{"token": "t", "appid": "wx1", "safe_mode": {{"encoding_aes_key": "{bad}"}}, "source": {{"mode": "off"}}}}"#
+        ))
+        .expect_err(bad);
+        assert_eq!(e.field, "safe_mode.encoding_aes_key");
+        assert!(!e.to_string().contains(bad), "the key is not echoed: {e}");
+    }
+}
+
+#[test]
+fn safe_mode_needs_a_key_and_an_appid() {
+    assert_eq!(
+        field_of(
+            r#"{"token": "t", "appid": "wx1", "safe_mode": {"decrypt": true}, "source": {"mode": "off"}}"#
+        ),
+        "safe_mode.encoding_aes_key"
+    );
+    assert_eq!(
+        field_of(&format!(
+            r#"{{"token": "t", "safe_mode": {{"encoding_aes_key": "{AES_KEY}"}}, "source": {{"mode": "off"}}}}"#
+        )),
+        "appid"
+    );
+}
+
+#[test]
+fn dedupe_and_upstream_failure_are_read() {
+    let c = parse_str(
+        r#"{"token": "t", "dedupe_seconds": 0, "on_upstream_failure": "pass", "source": {"mode": "off"}}"#,
+    )
+    .expect("valid");
+    assert_eq!(c.dedupe_seconds, 0);
+    assert_eq!(c.on_upstream_failure, UpstreamFailure::Pass);
+    assert_eq!(
+        field_of(r#"{"token": "t", "dedupe_seconds": 86401, "source": {"mode": "off"}}"#),
+        "dedupe_seconds"
+    );
+}
+
+#[test]
+fn later_fields_still_must_have_the_right_shape() {
+    assert_eq!(
+        field_of(r#"{"token": "t", "on_upstream_failure": "maybe", "source": {"mode": "off"}}"#),
+        "on_upstream_failure"
+    );
+    let e =
+        parse_str(r#"{"token": "t", "safe_mode": {"decrypt": "yes"}, "source": {"mode": "off"}}"#)
+            .expect_err("type");
+    assert_eq!(e.field, "safe_mode.decrypt");
+}
+
+const LIVE: &str = r#"{"token": "t", "appid": "wx1", "source": {"wechat_api": {"secret": {"env": "SECRET"}, "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]}}}"#;
+
+#[test]
+fn live_list_configuration_takes_the_documented_defaults() {
+    let env = |n: &str| (n == "SECRET").then(|| "app-secret".to_string());
+    let c = parse(LIVE.as_bytes(), &env).expect("valid");
+    let api = c.source.wechat_api.expect("wechat_api");
+    assert_eq!(api.secret.expose(), "app-secret");
+    assert_eq!(
+        (api.token_api, api.refresh_seconds, api.timeout_ms),
+        (TokenApi::Stable, 3600, 5000)
+    );
+    assert_eq!(
+        api.upstreams,
+        [Upstream {
+            cluster: "wechat_api".into(),
+            authority: "api.weixin.qq.com".into()
+        }]
+    );
+    assert_eq!(c.source.when_unavailable, WhenUnavailable::Deny);
+    assert!(
+        c.source.allow.is_empty(),
+        "an empty static list is fine with a live list"
+    );
+}
+
+#[test]
+fn live_list_needs_appid_secret_and_upstreams() {
+    let env = |n: &str| (n == "SECRET").then(|| "s".to_string());
+    let no_appid = LIVE.replace(r#""appid": "wx1", "#, "");
+    assert_eq!(
+        parse(no_appid.as_bytes(), &env).expect_err("appid").field,
+        "appid"
+    );
+    assert_eq!(
+        parse(LIVE.as_bytes(), &no_env).expect_err("secret").field,
+        "source.wechat_api.secret.env"
+    );
+    let no_upstreams = LIVE.replace(
+        r#""upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]"#,
+        r#""upstreams": []"#,
+    );
+    assert_eq!(
+        parse(no_upstreams.as_bytes(), &env)
+            .expect_err("upstreams")
+            .field,
+        "source.wechat_api.upstreams"
+    );
+    let bad_api = LIVE.replace(r#""secret""#, r#""token_api": "newest", "secret""#);
+    assert_eq!(
+        parse(bad_api.as_bytes(), &env)
+            .expect_err("token_api")
+            .field,
+        "source.wechat_api.token_api"
+    );
+}
+
+#[test]
+fn live_list_timeout_is_bounded() {
+    let env = |n: &str| (n == "SECRET").then(|| "s".to_string());
+    for bad in ["0", "60001", "4294967296"] {
+        let json = LIVE.replace(r#""secret""#, &format!(r#""timeout_ms": {bad}, "secret""#));
+        assert_eq!(
+            parse(json.as_bytes(), &env).expect_err(bad).field,
+            "source.wechat_api.timeout_ms"
+        );
+    }
+}
+
+#[test]
+fn when_unavailable_without_a_live_list_is_refused() {
+    assert_eq!(
+        field_of(
+            r#"{"token": "t", "source": {"allow": ["127.0.0.1"], "when_unavailable": "allow"}}"#
+        ),
+        "source.when_unavailable"
+    );
+}
+
+#[test]
+fn not_json_or_empty_is_refused() {
+    assert!(parse_str("").is_err());
+    assert!(parse_str("{").is_err());
+    assert!(parse_str(r#"{"token": "t", "source": {"mode": "off"}} x"#).is_err());
+    assert!(parse_str("[]").is_err());
+}
+
+#[test]
+fn error_display_names_the_field() {
+    let e = parse_str(r#"{"token": "t", "source": {"allow": ["nope"]}}"#).expect_err("bad");
+    assert!(e.to_string().contains("`source.allow[0]`"), "{e}");
+}
