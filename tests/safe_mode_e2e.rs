@@ -755,7 +755,7 @@ fn the_cli_refuses_a_reply_whose_seal_does_not_check() {
 }
 
 #[test]
-fn without_allow_on_headers_stop_iteration_a_held_push_gets_408_not_a_hang() {
+fn without_allow_on_headers_stop_iteration_pushes_are_streamed_and_delivered() {
     let backend = Backend::start();
     let envoy = Envoy::start(
         &envoy_yaml(
@@ -765,21 +765,44 @@ fn without_allow_on_headers_stop_iteration_a_held_push_gets_408_not_a_hang() {
         ),
         EnvoyOptions::default(),
     );
-    // Answered by the gate (a hang would end in the client's 30 s read timeout).
-    let r = send(&envoy, &push(&text_message("stuck", 15), "1"));
-    assert_eq!(r.status, 408, "{}", r.body_text());
-    assert!(r.body_text().contains("body_timeout"), "{}", r.body_text());
-    assert!(backend.records().is_empty());
-    assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 1);
-    let log = envoy.log_text();
+    // Each is held a moment, probed, and let go: decrypted, delivered, answered.
+    for i in 0..3 {
+        let message = text_message(&format!("streamed {i}"), 1500 + i);
+        let r = send(&envoy, &push(&message, &nonce()));
+        assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+        let last = backend.records().pop().expect("delivered");
+        assert_eq!(String::from_utf8_lossy(&last.body), message);
+    }
+    assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 0);
     assert!(
-        log.contains("allow_on_headers_stop_iteration: true"),
-        "the log names the missing setting"
+        wait_until(Duration::from_secs(5), || envoy
+            .log_text()
+            .contains("reads push bodies in stream mode"))
+        .is_some(),
+        "the gate says once which mode it uses"
     );
-    // The handshake needs no body and still works.
-    let q = signed(TOKEN, now(), &nonce(), &[("echostr", "still-fine")]);
-    let r = envoy.send("GET", &format!("/wechat?{q}"), &[], b"", LISTED);
-    assert_eq!((r.status, r.body_text().as_str()), (200, "still-fine"));
+    // From then on a push is streamed at once, and a forged one never completes.
+    let p = push(&text_message("forged", 1600), &nonce());
+    let forged = p
+        .body
+        .replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
+    let r = send(&envoy, &Push { body: forged, ..p });
+    assert_eq!(r.status, 401, "{}", r.body_text());
+    assert_eq!(backend.records().len(), 3);
+}
+
+#[test]
+fn with_allow_on_headers_stop_iteration_pushes_are_held() {
+    let backend = Backend::start();
+    let envoy = start(&backend, gate_config(json!({})), 1);
+    assert_eq!(
+        send(&envoy, &push(&text_message("held", 1700), &nonce())).status,
+        200
+    );
+    assert!(wait_until(Duration::from_secs(5), || envoy
+        .log_text()
+        .contains("reads push bodies in hold mode"))
+    .is_some());
 }
 
 #[test]

@@ -21,6 +21,74 @@ pub const BODY_DEADLINE_MS: u64 = 3000;
 /// Local replies one tick may queue: each nests the host's queue one level deeper.
 pub const ANSWERS_PER_TICK: usize = 16;
 
+/// How long a push is held before the gate concludes that this host will not hand
+/// over its body while the headers wait, and lets the headers go on (stream mode).
+pub const PROBE_MS: u64 = 50;
+
+/// Held pushes whose body did not come within [`PROBE_MS`] before a worker takes its
+/// host for one that streams (a slow client can explain one; not three in a row).
+pub const PROBES_TO_STREAM: u32 = 3;
+
+/// How this host hands a Wasm filter a push's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Not known yet: pushes are held and probed.
+    Unknown,
+    /// The headers wait while the body arrives (`allow_on_headers_stop_iteration`).
+    Hold,
+    /// The headers go on first; the gate buffers the body in the body phase.
+    Stream,
+}
+
+/// What a push showed about the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observation {
+    /// Its body arrived while its headers were held: the host holds.
+    BodyWhileHeld,
+    /// Its body had not come within [`PROBE_MS`] of its held headers.
+    ProbeExpired,
+}
+
+/// What a worker has learnt of its host's body mode.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyModeLearner {
+    mode: BodyMode,
+    expired_probes: u32,
+}
+
+impl Default for BodyModeLearner {
+    fn default() -> Self {
+        BodyModeLearner {
+            mode: BodyMode::Unknown,
+            expired_probes: 0,
+        }
+    }
+}
+
+impl BodyModeLearner {
+    pub fn mode(&self) -> BodyMode {
+        self.mode
+    }
+
+    /// Takes one observation in; the mode, when this one settled it.
+    pub fn observe(&mut self, observation: Observation) -> Option<BodyMode> {
+        if self.mode != BodyMode::Unknown {
+            return None;
+        }
+        match observation {
+            Observation::BodyWhileHeld => self.mode = BodyMode::Hold,
+            Observation::ProbeExpired => {
+                self.expired_probes += 1;
+                if self.expired_probes < PROBES_TO_STREAM {
+                    return None;
+                }
+                self.mode = BodyMode::Stream;
+            }
+        }
+        Some(self.mode)
+    }
+}
+
 /// How often the root context ticks: every 10 ms while more held pushes are due than
 /// one tick may answer; every 100 ms while the live list is awaited (so no worker
 /// waits long to install a list another has loaded); else every second.
@@ -76,6 +144,10 @@ impl<T> HeldRequests<T> {
         late
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.waiting.borrow().is_empty()
+    }
+
     /// True when some held request's deadline has passed at `now_ms`.
     pub fn any_expired(&self, now_ms: u64) -> bool {
         self.waiting
@@ -108,6 +180,21 @@ mod tests {
             vec![34, 35, 36, 37, 38, 39, 40]
         );
         assert!(!held.any_expired(u64::MAX));
+    }
+
+    #[test]
+    fn one_body_while_held_settles_hold_three_expired_probes_settle_stream() {
+        let mut l = BodyModeLearner::default();
+        assert_eq!(l.observe(Observation::BodyWhileHeld), Some(BodyMode::Hold));
+        assert_eq!(l.observe(Observation::ProbeExpired), None);
+        assert_eq!(l.mode(), BodyMode::Hold, "settled for good");
+        let mut l = BodyModeLearner::default();
+        assert_eq!(l.observe(Observation::ProbeExpired), None);
+        assert_eq!(l.observe(Observation::ProbeExpired), None);
+        assert_eq!(l.mode(), BodyMode::Unknown);
+        assert_eq!(l.observe(Observation::ProbeExpired), Some(BodyMode::Stream));
+        assert_eq!(l.observe(Observation::BodyWhileHeld), None);
+        assert_eq!(l.mode(), BodyMode::Stream);
     }
 
     #[test]

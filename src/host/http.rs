@@ -42,10 +42,7 @@ impl GateHttp {
                 &self.exchange,
             );
         };
-        let ctx = Now {
-            config,
-            now: self.worker.now(),
-        };
+        let ctx = self.worker.context(config);
         let step = event(
             &mut self.exchange.borrow_mut(),
             ctx,
@@ -141,7 +138,21 @@ fn apply(
             let deadline = proxy::now_unix_ms().saturating_add(for_ms);
             worker.held.hold(context_id, exchange.clone(), deadline);
         }
-        Effect::Release => worker.held.release(context_id),
+        Effect::Release => {
+            worker.held.release(context_id);
+            worker.probes.release(context_id);
+        }
+        Effect::Probe { for_ms } => {
+            let deadline = proxy::now_unix_ms().saturating_add(for_ms);
+            worker.probes.hold(context_id, exchange.clone(), deadline);
+            // The root context ticks fast while a probe waits.
+            worker.tick_every(crate::gate::held::tick_period(true, false));
+        }
+        Effect::ResumeRequest => {
+            worker.probes.release(context_id);
+            let _ = proxy::resume_request();
+        }
+        Effect::Observe(observation) => worker.observe(observation),
         Effect::Count(counter) => worker.metrics.count(counter),
         Effect::Note(note) => say(&note),
     }
@@ -236,6 +247,7 @@ impl Context for GateHttp {}
 impl Drop for GateHttp {
     fn drop(&mut self) {
         self.worker.held.release(self.context_id);
+        self.worker.probes.release(self.context_id);
     }
 }
 

@@ -92,6 +92,12 @@ pub fn send_response(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool
     result == 0
 }
 
+/// Lets a request paused on its headers go on (the effective context's).
+pub fn resume_request() -> bool {
+    // SAFETY: plain value arguments (0: the request stream).
+    unsafe { proxy_continue_stream(0) == 0 }
+}
+
 /// Makes `context_id` the context the next hostcalls act on (from the root context,
 /// for a request it holds); false if that request is gone.
 pub fn act_on(context_id: u32) -> bool {
@@ -187,6 +193,7 @@ extern "C" {
         grpc_status: i32,
     ) -> u32;
     fn proxy_set_effective_context(context_id: u32) -> u32;
+    fn proxy_continue_stream(stream_type: u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
         start: usize,

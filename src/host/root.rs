@@ -8,7 +8,8 @@ use super::live_list::LiveList;
 use super::metrics::Metrics;
 use super::proxy;
 use crate::gate::config::{self, Config};
-use crate::gate::held::{self, HeldRequests, ANSWERS_PER_TICK};
+use crate::gate::exchange::{BodyMode, Context as ExchangeContext, Observation};
+use crate::gate::held::{self, BodyModeLearner, HeldRequests, ANSWERS_PER_TICK};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::Cell;
@@ -22,11 +23,54 @@ pub struct Worker {
     pub metrics: Rc<Metrics>,
     pub admission: Rc<AdmissionCell>,
     pub held: Rc<HeldRequests<SharedExchange>>,
+    /// Held pushes whose body has not begun yet, while the body mode is unknown.
+    pub probes: Rc<HeldRequests<SharedExchange>>,
+    /// What this worker has learnt of how its host hands over bodies.
+    body_mode: Rc<Cell<BodyModeLearner>>,
     /// Unix seconds as of the last tick (a hostcall less per request).
     clock: Rc<Cell<i64>>,
+    /// The tick period last asked of the host (for the root context, from any).
+    tick_period: Rc<Cell<Option<Duration>>>,
 }
 
 impl Worker {
+    /// What an exchange is judged against now.
+    pub fn context<'a>(&self, config: &'a Config) -> ExchangeContext<'a> {
+        ExchangeContext {
+            config,
+            now: self.now(),
+            body_mode: self.body_mode.get().mode(),
+        }
+    }
+
+    /// Asks the host for `period` if that is not already the tick period.
+    pub fn tick_every(&self, period: Duration) {
+        if self.tick_period.get() != Some(period) {
+            self.tick_period.set(Some(period));
+            proxy::set_tick_period(period);
+        }
+    }
+
+    /// Takes in what a push showed about the host; says once which mode it uses.
+    pub fn observe(&self, observation: Observation) {
+        let mut learner = self.body_mode.get();
+        let settled = learner.observe(observation);
+        self.body_mode.set(learner);
+        match settled {
+            Some(BodyMode::Hold) => log::info!(
+                "wechat-gate reads push bodies in hold mode: the headers wait until the body \
+                 has been checked (the host hands a paused request its body)"
+            ),
+            Some(BodyMode::Stream) => log::info!(
+                "wechat-gate reads push bodies in stream mode: checked headers go on first, the \
+                 body is held back until it has passed, and a refused push is reset upstream \
+                 (the host does not hand a paused request its body: no \
+                 allow_on_headers_stop_iteration)"
+            ),
+            Some(BodyMode::Unknown) | None => {}
+        }
+    }
+
     /// Unix seconds: the tick's clock, or the host's before the first tick.
     pub fn now(&self) -> i64 {
         match self.clock.get() {
@@ -40,8 +84,6 @@ pub struct GateRoot {
     context_id: u32,
     worker: Rc<Worker>,
     live: Option<LiveList>,
-    /// The tick period last asked of the host.
-    tick_period: Option<Duration>,
 }
 
 impl GateRoot {
@@ -53,10 +95,12 @@ impl GateRoot {
                 metrics: Rc::new(Metrics::define()),
                 admission: Rc::new(AdmissionCell::fixed(Default::default())),
                 held: Rc::new(HeldRequests::default()),
+                probes: Rc::new(HeldRequests::default()),
+                body_mode: Rc::new(Cell::new(BodyModeLearner::default())),
                 clock: Rc::new(Cell::new(0)),
+                tick_period: Rc::new(Cell::new(None)),
             }),
             live: None,
-            tick_period: None,
         }
     }
 
@@ -65,28 +109,31 @@ impl GateRoot {
     fn deliver_deadlines(&self) -> bool {
         let now_ms = proxy::now_unix_ms();
         let worker = &self.worker;
-        let due = worker.held.expired(now_ms, ANSWERS_PER_TICK);
-        if due.is_empty() {
+        let probes = worker.probes.expired(now_ms, ANSWERS_PER_TICK);
+        let late = worker
+            .held
+            .expired(now_ms, ANSWERS_PER_TICK.saturating_sub(probes.len()));
+        if probes.is_empty() && late.is_empty() {
             return false;
         }
-        for (context_id, exchange) in due {
-            if !proxy::act_on(context_id) {
-                continue; // the request is gone
+        for (context_id, exchange) in probes {
+            let Some(config) = worker.config.as_deref() else {
+                continue;
+            };
+            if proxy::act_on(context_id) {
+                let step = exchange.borrow_mut().on_probe(worker.context(config));
+                let _ = carry_out(step, context_id, worker, &exchange);
             }
-            let step = exchange.borrow_mut().on_body_deadline(&mut Port { worker });
-            let _ = carry_out(step, context_id, worker, &exchange);
+        }
+        for (context_id, exchange) in late {
+            if proxy::act_on(context_id) {
+                let step = exchange.borrow_mut().on_body_deadline(&mut Port { worker });
+                let _ = carry_out(step, context_id, worker, &exchange);
+            }
         }
         // The rest of the tick acts for the root context again.
         let _ = proxy::act_on(self.context_id);
-        worker.held.any_expired(now_ms)
-    }
-
-    /// Asks the host for `period` if that is not already the tick period.
-    fn tick_every(&mut self, period: Duration) {
-        if self.tick_period != Some(period) {
-            self.tick_period = Some(period);
-            proxy::set_tick_period(period);
-        }
+        worker.held.any_expired(now_ms) || worker.probes.any_expired(now_ms)
     }
 
     fn awaiting_live_list(&self) -> bool {
@@ -167,11 +214,15 @@ impl RootContext for GateRoot {
             admission: Rc::new(admission),
             // Pushes held under the previous configuration are still answered.
             held: self.worker.held.clone(),
+            probes: self.worker.probes.clone(),
+            body_mode: self.worker.body_mode.clone(),
             clock: self.worker.clock.clone(),
+            tick_period: self.worker.tick_period.clone(),
         });
         self.install_live_list();
         // Ticking even without a live list: held pushes are timed out from the tick.
-        self.tick_every(held::tick_period(false, self.awaiting_live_list()));
+        self.worker
+            .tick_every(held::tick_period(false, self.awaiting_live_list()));
         true
     }
 
@@ -184,7 +235,11 @@ impl RootContext for GateRoot {
                 self.install_live_list();
             }
         }
-        self.tick_every(held::tick_period(backlog, self.awaiting_live_list()));
+        let probing = !self.worker.probes.is_empty();
+        self.worker.tick_every(held::tick_period(
+            backlog || probing,
+            self.awaiting_live_list(),
+        ));
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

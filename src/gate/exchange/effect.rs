@@ -39,6 +39,15 @@ pub enum Effect {
     },
     /// It no longer waits.
     Release,
+    /// Its body is awaited while the headers are held: tell the exchange
+    /// ([`super::Exchange::on_probe`]) if no byte of it has come in this long.
+    Probe {
+        for_ms: u64,
+    },
+    /// Let the held headers go on (`proxy_continue_stream`).
+    ResumeRequest,
+    /// What the push showed about the host's body mode.
+    Observe(crate::gate::held::Observation),
     Count(Counter),
     Note(Note),
 }
@@ -130,11 +139,8 @@ impl fmt::Display for Note {
             ),
             Note::BodyNeverCame => write!(
                 f,
-                "a push's body did not reach the gate within {BODY_DEADLINE_MS} ms of its headers \
-                 (answered 408). If every push ends this way, the Wasm filter's plugin config lacks \
-                 allow_on_headers_stop_iteration: true (Envoy >= 1.35; in Istio, an EnvoyFilter \
-                 patch), without which Envoy never hands the gate a held request's body; or set \
-                 dedupe_seconds to 0 and leave out safe_mode"
+                "a push's body did not reach the gate within {BODY_DEADLINE_MS} ms of its headers: \
+                 answered 408 (the client stalled; WeChat sends the body with the headers)"
             ),
         }
     }

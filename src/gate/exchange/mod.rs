@@ -22,24 +22,23 @@
 //! needs the answer: each question is a hostcall. Nothing here calls the host.
 
 mod effect;
+mod push;
 mod response;
 #[cfg(test)]
 mod tests;
 
+pub use crate::gate::held::{BodyMode, Observation};
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
+use push::{Reading, VerifiedPush};
 
 use crate::gate::config::Config;
 use crate::gate::dedupe::{Entry, Seen, Table};
 use crate::gate::header_map::HeaderMap;
-use crate::gate::held::BODY_DEADLINE_MS;
 use crate::gate::metrics::Counter;
-use crate::gate::query::without_safe_mode_params;
 use crate::gate::rejection::{Reason, Rejection};
 use crate::gate::request::{
-    self, is_gate_header, is_plausible_openid, QueryUse, RequestHead, SafePush, SourceOutcome,
-    Sources, Verdict,
+    self, is_gate_header, QueryUse, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
 };
-use crate::gate::safe_mode::{self, BodyPlan};
 use std::rc::Rc;
 
 /// What the exchange may ask of the proxy while it handles a request.
@@ -77,20 +76,16 @@ pub struct Context<'a> {
     pub config: &'a Config,
     /// Unix seconds.
     pub now: i64,
+    /// How this worker's host hands over a push's body, as far as it knows.
+    pub body_mode: BodyMode,
 }
 
 /// Where a request on the guarded path is.
 enum Stage {
     /// Not (yet) judged, passed through, or answered by the gate itself.
     Idle,
-    /// Verified on its headers, held until its body has been checked too.
-    AwaitingBody {
-        plan: BodyPlan,
-        openid: Option<String>,
-        source: SourceOutcome,
-        /// `:path`, to be rewritten without the safe-mode parameters once decrypted.
-        path: Vec<u8>,
-    },
+    /// Verified on its headers; its body is being read and checked.
+    AwaitingBody(Reading),
     /// Sent to the backend. `seal` is set when its reply is to be encrypted.
     Forwarded { seal: Option<SafePush> },
     /// A backend's XML reply being buffered for encryption; `size` bytes so far.
@@ -290,218 +285,6 @@ impl Exchange {
         }
     }
 
-    /// The headers of a verified push: forward at once, or hold it for its body.
-    fn on_verified_push(
-        &mut self,
-        ctx: Context<'_>,
-        push: VerifiedPush<'_>,
-        proxy: &mut impl Proxy,
-    ) -> Step {
-        let config = ctx.config;
-        if let Err(rejection) =
-            request::check_body(push.declared, push.end_of_stream, config.max_body_bytes)
-        {
-            return self.reject(rejection, proxy);
-        }
-        let Some(plan) = BodyPlan::for_push(config, push.safe) else {
-            return self.forward(push.openid.as_deref(), push.source, false, None);
-        };
-        let mut first = Step::new(Flow::Pause);
-        // A safe-mode body is replaced: the length the backend sees is set once known.
-        if plan.safe.is_some() {
-            first.push(Effect::RemoveRequestHeader(b"content-length".to_vec()));
-        }
-        self.stage = Stage::AwaitingBody {
-            plan,
-            openid: push.openid,
-            source: push.source,
-            path: push.path.to_vec(),
-        };
-        let mut step = if push.end_of_stream {
-            self.on_whole_body(ctx, 0, proxy)
-        } else {
-            // Held: with `allow_on_headers_stop_iteration` the body still flows in,
-            // and nothing (not even the headers) goes upstream until it has been
-            // checked. Without it the body never comes: the deadline answers 408.
-            Step::new(Flow::Pause).with(Effect::Hold {
-                for_ms: BODY_DEADLINE_MS,
-            })
-        };
-        step.effects.splice(0..0, first.effects);
-        step
-    }
-
-    /// A part of the request body: `size` bytes so far.
-    pub fn on_request_body(
-        &mut self,
-        ctx: Context<'_>,
-        size: usize,
-        end_of_stream: bool,
-        proxy: &mut impl Proxy,
-    ) -> Step {
-        if !self.is_held() {
-            return Step::new(Flow::Continue);
-        }
-        let max = ctx.config.max_body_bytes;
-        if u64::try_from(size).map_or(true, |n| n > max) {
-            return self.reject(
-                Rejection::new(
-                    Reason::TooLarge,
-                    format!("body is larger than max_body_bytes ({max})"),
-                ),
-                proxy,
-            );
-        }
-        if !end_of_stream {
-            return Step::new(Flow::Pause);
-        }
-        let mut step = self.on_whole_body(ctx, size, proxy);
-        step.effects.insert(0, Effect::Release);
-        step
-    }
-
-    /// The whole body has arrived (`size` bytes): check it, then forward or answer.
-    fn on_whole_body(&mut self, ctx: Context<'_>, size: usize, proxy: &mut impl Proxy) -> Step {
-        let Stage::AwaitingBody {
-            plan,
-            openid,
-            source,
-            path,
-        } = std::mem::replace(&mut self.stage, Stage::Idle)
-        else {
-            return Step::new(Flow::Continue);
-        };
-        let Some(body) = proxy.request_body(size) else {
-            return self.reject(malformed("the body could not be read"), proxy);
-        };
-        let checked = match safe_mode::check(&body, &plan, ctx.config) {
-            Ok(c) => c,
-            Err(rejection) => return self.reject(rejection, proxy),
-        };
-        if let Some(identity) = checked.identity {
-            let now = now_u64(ctx);
-            let until = now.saturating_add(ctx.config.dedupe_seconds);
-            let entry = Entry {
-                identity,
-                stamp: now,
-                expires_at: until,
-            };
-            match proxy.record(Table::Messages, entry, now) {
-                Seen::Duplicate => {
-                    // The message itself was delivered: its query stays used.
-                    self.recorded.keep();
-                    return Step::new(Flow::Pause)
-                        .with(Effect::Count(Counter::Deduplicated))
-                        .with(Effect::Note(Note::Deduplicated {
-                            window_seconds: ctx.config.dedupe_seconds,
-                        }))
-                        .success();
-                }
-                Seen::New { .. } => self.recorded.message = Some(identity),
-                Seen::TooOld | Seen::Unrecorded => {}
-            }
-        }
-        let mut first = Vec::new();
-        if let Some(replacement) = checked.body_for_backend {
-            first.push(Effect::SetRequestHeader(
-                "content-length",
-                replacement.len().to_string(),
-            ));
-            first.push(Effect::ReplaceRequestBody(replacement));
-        }
-        if checked.decrypted {
-            // The backend sees a plaintext push: no encrypt_type or msg_signature that
-            // would make its own SDK try to decrypt it again.
-            let Ok(path) = String::from_utf8(without_safe_mode_params(&path)) else {
-                return self.reject(malformed("the path could not be set"), proxy);
-            };
-            first.push(Effect::SetRequestHeader(":path", path));
-            first.push(Effect::Count(Counter::Decrypted));
-        }
-        // Once the message has been decrypted the sender comes from it, verified, and
-        // only from it: the query's openid is covered by no signature.
-        let openid = if checked.message_read {
-            checked.sender.filter(|s| is_plausible_openid(s))
-        } else {
-            openid
-        };
-        let seal = if checked.decrypted { plan.safe } else { None };
-        let mut step = self.forward(openid.as_deref(), source, checked.decrypted, seal);
-        step.effects.splice(0..0, first);
-        step
-    }
-
-    /// Sends the push on: every client-sent gate header removed, the gate's own set.
-    fn forward(
-        &mut self,
-        openid: Option<&str>,
-        source: SourceOutcome,
-        decrypted: bool,
-        seal: Option<SafePush>,
-    ) -> Step {
-        let mut step = Step::new(Flow::Continue);
-        for name in std::mem::take(&mut self.client_gate_headers) {
-            step.push(Effect::RemoveRequestHeader(name));
-        }
-        step.push(Effect::SetRequestHeader(
-            "x-wechat-gate-verified",
-            "1".to_string(),
-        ));
-        if let Some(openid) = openid {
-            step.push(Effect::SetRequestHeader(
-                "x-wechat-gate-openid",
-                openid.to_string(),
-            ));
-        }
-        if decrypted {
-            step.push(Effect::SetRequestHeader(
-                "x-wechat-gate-decrypted",
-                "1".to_string(),
-            ));
-        }
-        count_source(&mut step, source);
-        step.push(Effect::Count(Counter::Forwarded));
-        if source == SourceOutcome::ReportOnly {
-            step.push(Effect::Note(Note::ReportOnly));
-        }
-        self.stage = Stage::Forwarded { seal };
-        step
-    }
-
-    /// Request trailers: a push has none, so a held push with trailers is refused.
-    /// A held push with trailers is refused; on a forwarded one, trailers a backend
-    /// could merge into its headers lose any name it could take for the gate's.
-    pub fn on_request_trailers(&mut self, proxy: &mut impl Proxy) -> Step {
-        if self.is_held() {
-            return self.reject(malformed("a push has no trailers"), proxy);
-        }
-        let mut step = Step::new(Flow::Continue);
-        if matches!(self.stage, Stage::Forwarded { .. }) {
-            for name in proxy.request_trailer_names() {
-                if is_gate_header(&name) {
-                    step.push(Effect::RemoveRequestTrailer(name));
-                }
-            }
-        }
-        step
-    }
-
-    /// A held push's body did not arrive in time.
-    pub fn on_body_deadline(&mut self, proxy: &mut impl Proxy) -> Step {
-        if !self.is_held() {
-            return Step::new(Flow::Continue);
-        }
-        let mut step = self.reject(
-            Rejection::new(
-                Reason::BodyTimeout,
-                "the body did not reach the gate in time",
-            ),
-            proxy,
-        );
-        step.push(Effect::Note(Note::BodyNeverCame));
-        step
-    }
-
     /// The host could not carry out an effect on the request (a header or the body
     /// could not be set): refuse rather than forward a request half changed.
     pub fn on_effect_refused(&mut self, what: &'static str, proxy: &mut impl Proxy) -> Step {
@@ -521,16 +304,6 @@ impl Exchange {
         }
         self.stage = Stage::Idle;
     }
-}
-
-/// A push verified on its headers.
-struct VerifiedPush<'a> {
-    openid: Option<String>,
-    source: SourceOutcome,
-    safe: Option<SafePush>,
-    path: &'a [u8],
-    declared: Option<&'a [u8]>,
-    end_of_stream: bool,
 }
 
 fn now_u64(ctx: Context<'_>) -> u64 {

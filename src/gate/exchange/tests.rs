@@ -5,6 +5,7 @@
 use super::*;
 use crate::gate::config;
 use crate::gate::dedupe::{self, Lookup};
+use crate::gate::held::{BODY_DEADLINE_MS, PROBE_MS};
 use crate::gate::query::encode_query;
 use crate::gate::safe_mode::{cipher, envelope};
 use crate::gate::signature::{as_str, request_signature, sign};
@@ -146,7 +147,18 @@ impl Proxy for Fake {
 }
 
 fn ctx(config: &Config) -> Context<'_> {
-    Context { config, now: NOW }
+    Context {
+        config,
+        now: NOW,
+        body_mode: BodyMode::Hold,
+    }
+}
+
+fn streaming(config: &Config) -> Context<'_> {
+    Context {
+        body_mode: BodyMode::Stream,
+        ..ctx(config)
+    }
 }
 
 fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> HeaderMap {
@@ -683,4 +695,171 @@ fn without_configuration_the_filter_fails_closed() {
     let step = unconfigured();
     assert_eq!(step.flow, Flow::Pause);
     assert_eq!(replied(&step).map(|(s, _)| s), Some(503));
+}
+
+/// The headers of a push of `body` (its length declared), in `c`'s body mode.
+fn head_of(x: &mut Exchange, c: Context<'_>, p: &mut Fake, query: &str, body: &str) -> Step {
+    let len = body.len().to_string();
+    let h = headers(
+        "POST",
+        &format!("/wechat?{query}"),
+        &[("content-length", &len)],
+    );
+    p.request_body = body.as_bytes().to_vec();
+    x.on_request_headers(c, &h, false, p)
+}
+
+fn sets_a_header(step: &Step) -> bool {
+    step.effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::SetRequestHeader(..) | Effect::RemoveRequestHeader(..)
+        )
+    })
+}
+
+#[test]
+fn streamed_the_checked_headers_go_on_at_once_and_the_body_waits_for_its_checks() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let step = head_of(
+        &mut x,
+        streaming(&c),
+        &mut p,
+        &query("1", &[("openid", "o_q")]),
+        &message(7),
+    );
+    assert_eq!(step.flow, Flow::Continue, "the headers go on");
+    let e = &step.effects;
+    assert!(e.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-verified",
+        "1".into()
+    )));
+    assert!(e.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-openid",
+        "o_q".into()
+    )));
+    assert!(e.contains(&Effect::Hold {
+        for_ms: BODY_DEADLINE_MS
+    }));
+    assert!(!e
+        .iter()
+        .any(|e| matches!(e, Effect::Probe { .. } | Effect::RemoveRequestHeader(..))));
+    assert!(
+        !counted(&step, Counter::Forwarded),
+        "not until the body passed"
+    );
+    assert_eq!(
+        x.on_request_body(streaming(&c), 3, false, &mut p).flow,
+        Flow::Pause
+    );
+    let step = x.on_request_body(streaming(&c), message(7).len(), true, &mut p);
+    assert!(forwarded(&step));
+    assert!(
+        !sets_a_header(&step),
+        "the headers are gone: {:?}",
+        step.effects
+    );
+}
+
+#[test]
+fn a_streamed_safe_mode_push_goes_on_chunked_decrypted_and_without_the_unsigned_openid() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let (q, body) = safe_push("1", &message(3));
+    let step = head_of(&mut x, streaming(&c), &mut p, &q, &body);
+    let e = &step.effects;
+    assert!(e.contains(&Effect::RemoveRequestHeader(b"content-length".to_vec())));
+    let path = format!("/wechat?{}", query("1", &[("openid", "o_query")]));
+    assert!(e.contains(&Effect::SetRequestHeader(":path", path)));
+    assert!(e.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-decrypted",
+        "1".into()
+    )));
+    assert!(!e
+        .iter()
+        .any(|e| matches!(e, Effect::SetRequestHeader("x-wechat-gate-openid", _))));
+    let step = x.on_request_body(streaming(&c), body.len(), true, &mut p);
+    assert!(forwarded(&step));
+    assert!(step
+        .effects
+        .contains(&Effect::ReplaceRequestBody(message(3).into_bytes())));
+    assert!(!sets_a_header(&step));
+}
+
+#[test]
+fn a_streamed_push_refused_or_repeated_by_its_body_is_answered_here() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let (q, body) = safe_push("1", &message(3));
+    let forged = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
+    let mut x = Exchange::new();
+    head_of(&mut x, streaming(&c), &mut p, &q, &forged);
+    let step = x.on_request_body(streaming(&c), forged.len(), true, &mut p);
+    assert_eq!(rejected(&step), Some(Reason::MsgSignature));
+    assert_eq!(step.flow, Flow::Pause);
+    // The real push, then WeChat's retry of it under a new query.
+    let mut x = Exchange::new();
+    head_of(&mut x, streaming(&c), &mut p, &q, &body);
+    assert!(forwarded(&x.on_request_body(
+        streaming(&c),
+        body.len(),
+        true,
+        &mut p
+    )));
+    let (retry_q, retry_body) = safe_push("2", &message(3));
+    let mut x = Exchange::new();
+    head_of(&mut x, streaming(&c), &mut p, &retry_q, &retry_body);
+    let step = x.on_request_body(streaming(&c), retry_body.len(), true, &mut p);
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Deduplicated));
+}
+
+fn unknown(config: &Config) -> Context<'_> {
+    Context {
+        body_mode: BodyMode::Unknown,
+        ..ctx(config)
+    }
+}
+
+#[test]
+fn not_knowing_the_host_a_push_is_held_and_probed() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let step = head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
+    assert_eq!(step.flow, Flow::Pause);
+    assert!(step.effects.contains(&Effect::Probe { for_ms: PROBE_MS }));
+    assert!(!sets_a_header(&step));
+    // Its body begins while held: the host holds.
+    let step = x.on_request_body(unknown(&c), 5, false, &mut p);
+    assert_eq!(step.effects, [Effect::Observe(Observation::BodyWhileHeld)]);
+    assert_eq!(
+        x.on_probe(unknown(&c)).effects,
+        [],
+        "a probe after the body began does nothing"
+    );
+}
+
+#[test]
+fn a_probe_that_expires_lets_the_checked_headers_go_and_streams_the_body() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
+    let step = x.on_probe(unknown(&c));
+    assert!(step.effects.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-verified",
+        "1".into()
+    )));
+    assert!(step.effects.ends_with(&[
+        Effect::Observe(Observation::ProbeExpired),
+        Effect::ResumeRequest
+    ]));
+    let step = x.on_request_body(unknown(&c), message(7).len(), true, &mut p);
+    assert!(forwarded(&step));
+    assert!(!sets_a_header(&step));
+    assert!(!step.effects.iter().any(|e| matches!(e, Effect::Observe(_))));
 }

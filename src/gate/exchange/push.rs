@@ -1,0 +1,360 @@
+//! A verified push on its way to the backend: forwarded at once when its body need
+//! not be read, else read and checked first, in one of two ways.
+//!
+//! - **hold**: the headers wait (`Pause`) while the body arrives; nothing of the
+//!   push goes upstream until the whole body has passed. Needs a host that hands a
+//!   Wasm filter the body of a paused request (Envoy ≥ 1.35 with
+//!   `allow_on_headers_stop_iteration`).
+//! - **stream**: the headers (checked: signature, source, freshness, replay) go on at
+//!   once with the gate's headers set; the body is buffered in the body phase and
+//!   released only once it has passed. A push refused after its headers left is
+//!   answered here, and Envoy resets the upstream request before its body is
+//!   complete, so the backend never completes it. A body that may change (safe mode)
+//!   goes on chunked, never under a length a cut-short body could satisfy.
+//!
+//! While a worker does not know which its host does, a push is held and probed: if
+//! no byte of its body has come within [`PROBE_MS`], its headers are let go and it
+//! is streamed; a body that does come while held shows the host holds.
+
+use super::{
+    count_source, malformed, now_u64, Context, Effect, Exchange, Flow, Note, Proxy, Stage, Step,
+};
+use crate::gate::dedupe::{Entry, Seen, Table};
+use crate::gate::held::{BodyMode, Observation, BODY_DEADLINE_MS, PROBE_MS};
+use crate::gate::metrics::Counter;
+use crate::gate::query::without_safe_mode_params;
+use crate::gate::rejection::{Reason, Rejection};
+use crate::gate::request::{self, is_plausible_openid, SafePush, SourceOutcome};
+use crate::gate::safe_mode::{self, BodyPlan, Checked};
+
+/// A push verified on its headers.
+pub(super) struct VerifiedPush<'a> {
+    pub(super) openid: Option<String>,
+    pub(super) source: SourceOutcome,
+    pub(super) safe: Option<SafePush>,
+    pub(super) path: &'a [u8],
+    pub(super) declared: Option<&'a [u8]>,
+    pub(super) end_of_stream: bool,
+}
+
+/// A push whose body is being read.
+pub(super) struct Reading {
+    plan: BodyPlan,
+    openid: Option<String>,
+    source: SourceOutcome,
+    /// `:path`, to be rewritten without the safe-mode parameters once decrypted.
+    path: Vec<u8>,
+    /// Its headers went on already (stream mode).
+    streaming: bool,
+    /// A part of its body has arrived.
+    body_seen: bool,
+}
+
+impl Reading {
+    /// The body will be read from the decrypted message, so the sender must come
+    /// from it, not from the query.
+    fn sender_from_message(&self, config: &crate::gate::config::Config) -> bool {
+        self.plan.safe.is_some() && config.safe_mode.is_some() && config.appid.is_some()
+    }
+}
+
+impl Exchange {
+    /// The headers of a verified push: forward at once, or read its body first.
+    pub(super) fn on_verified_push(
+        &mut self,
+        ctx: Context<'_>,
+        push: VerifiedPush<'_>,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        let config = ctx.config;
+        if let Err(rejection) =
+            request::check_body(push.declared, push.end_of_stream, config.max_body_bytes)
+        {
+            return self.reject(rejection, proxy);
+        }
+        let Some(plan) = BodyPlan::for_push(config, push.safe) else {
+            let mut step = Step::new(Flow::Continue);
+            step.effects = self.gate_headers(push.openid.as_deref(), false);
+            return self.forwarded(step, push.source, None);
+        };
+        let reading = Reading {
+            plan,
+            openid: push.openid,
+            source: push.source,
+            path: push.path.to_vec(),
+            streaming: false,
+            body_seen: false,
+        };
+        let mut first = Vec::new();
+        // A safe-mode body is replaced: its length is set once known (hold), or it
+        // goes on chunked (stream).
+        if reading.plan.safe.is_some() {
+            first.push(Effect::RemoveRequestHeader(b"content-length".to_vec()));
+        }
+        self.stage = Stage::AwaitingBody(reading);
+        if push.end_of_stream {
+            let mut step = self.on_whole_body(ctx, 0, proxy);
+            step.effects.splice(0..0, first);
+            return step;
+        }
+        let mut step = match ctx.body_mode {
+            BodyMode::Stream => {
+                first.extend(self.let_headers_go(ctx));
+                Step::new(Flow::Continue)
+            }
+            BodyMode::Hold => Step::new(Flow::Pause),
+            BodyMode::Unknown => Step::new(Flow::Pause).with(Effect::Probe { for_ms: PROBE_MS }),
+        };
+        step.effects.splice(0..0, first);
+        // Held or buffered, a body that never comes is answered 408.
+        step.with(Effect::Hold {
+            for_ms: BODY_DEADLINE_MS,
+        })
+    }
+
+    /// Stream mode: what goes upstream with the headers, before the body is read.
+    /// The gate's headers are set now (they cannot be later); the sender is left out
+    /// when only the decrypted message could tell it.
+    fn let_headers_go(&mut self, ctx: Context<'_>) -> Vec<Effect> {
+        let Stage::AwaitingBody(reading) = &mut self.stage else {
+            return Vec::new();
+        };
+        reading.streaming = true;
+        let openid = if reading.sender_from_message(ctx.config) {
+            None
+        } else {
+            reading.openid.clone()
+        };
+        let decrypt = reading.plan.decrypt;
+        let path = decrypt.then(|| without_safe_mode_params(&reading.path));
+        let mut effects = self.gate_headers(openid.as_deref(), decrypt);
+        if let Some(path) = path {
+            // Envoy refuses a raw non-ASCII path, so this is always UTF-8 already.
+            let path = String::from_utf8_lossy(&path).into_owned();
+            effects.push(Effect::SetRequestHeader(":path", path));
+        }
+        effects
+    }
+
+    /// A held push whose body has not begun within [`PROBE_MS`]: this host may never
+    /// hand it over while the headers wait, so they go on and the body is streamed.
+    pub fn on_probe(&mut self, ctx: Context<'_>) -> Step {
+        match &self.stage {
+            Stage::AwaitingBody(r) if !r.streaming && !r.body_seen => {}
+            _ => return Step::new(Flow::Continue),
+        }
+        let mut step = Step::new(Flow::Continue);
+        step.effects = self.let_headers_go(ctx);
+        step.push(Effect::Observe(Observation::ProbeExpired));
+        step.with(Effect::ResumeRequest)
+    }
+
+    /// A part of the request body: `size` bytes so far.
+    pub fn on_request_body(
+        &mut self,
+        ctx: Context<'_>,
+        size: usize,
+        end_of_stream: bool,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        let Stage::AwaitingBody(reading) = &mut self.stage else {
+            return Step::new(Flow::Continue);
+        };
+        let mut first = Vec::new();
+        if !reading.body_seen {
+            reading.body_seen = true;
+            if !reading.streaming {
+                first.push(Effect::Observe(Observation::BodyWhileHeld));
+            }
+        }
+        let max = ctx.config.max_body_bytes;
+        let mut step = if u64::try_from(size).map_or(true, |n| n > max) {
+            self.reject(
+                Rejection::new(
+                    Reason::TooLarge,
+                    format!("body is larger than max_body_bytes ({max})"),
+                ),
+                proxy,
+            )
+        } else if !end_of_stream {
+            Step::new(Flow::Pause)
+        } else {
+            let mut step = self.on_whole_body(ctx, size, proxy);
+            step.effects.insert(0, Effect::Release);
+            step
+        };
+        step.effects.splice(0..0, first);
+        step
+    }
+
+    /// The whole body has arrived (`size` bytes): check it, then forward or answer.
+    fn on_whole_body(&mut self, ctx: Context<'_>, size: usize, proxy: &mut impl Proxy) -> Step {
+        let Stage::AwaitingBody(reading) = std::mem::replace(&mut self.stage, Stage::Idle) else {
+            return Step::new(Flow::Continue);
+        };
+        let Some(body) = proxy.request_body(size) else {
+            return self.reject(malformed("the body could not be read"), proxy);
+        };
+        let checked = match safe_mode::check(&body, &reading.plan, ctx.config) {
+            Ok(c) => c,
+            Err(rejection) => return self.reject(rejection, proxy),
+        };
+        if let Some(identity) = checked.identity {
+            if let Some(answered) = self.check_retry(ctx, identity, proxy) {
+                return answered;
+            }
+        }
+        let decrypted = checked.decrypted;
+        let mut step = match self.release(reading, checked) {
+            Ok(step) => step,
+            Err(rejection) => return self.reject(rejection, proxy),
+        };
+        if decrypted {
+            step.push(Effect::Count(Counter::Decrypted));
+        }
+        step
+    }
+
+    /// Records a message against WeChat's retries; answers it if it is one.
+    fn check_retry(
+        &mut self,
+        ctx: Context<'_>,
+        identity: u64,
+        proxy: &mut impl Proxy,
+    ) -> Option<Step> {
+        let now = now_u64(ctx);
+        let entry = Entry {
+            identity,
+            stamp: now,
+            expires_at: now.saturating_add(ctx.config.dedupe_seconds),
+        };
+        match proxy.record(Table::Messages, entry, now) {
+            Seen::Duplicate => {
+                // The message itself was delivered: its query stays used.
+                self.recorded.keep();
+                Some(
+                    Step::new(Flow::Pause)
+                        .with(Effect::Count(Counter::Deduplicated))
+                        .with(Effect::Note(Note::Deduplicated {
+                            window_seconds: ctx.config.dedupe_seconds,
+                        }))
+                        .success(),
+                )
+            }
+            Seen::New { .. } => {
+                self.recorded.message = Some(identity);
+                None
+            }
+            Seen::TooOld | Seen::Unrecorded => None,
+        }
+    }
+
+    /// A body that passed: sent on (replaced where it changes). Held, the push's
+    /// headers are set now; streamed, they went on already.
+    fn release(&mut self, reading: Reading, checked: Checked) -> Result<Step, Rejection> {
+        let mut step = Step::new(Flow::Continue);
+        if let Some(replacement) = checked.body_for_backend {
+            if !reading.streaming {
+                step.push(Effect::SetRequestHeader(
+                    "content-length",
+                    replacement.len().to_string(),
+                ));
+            }
+            step.push(Effect::ReplaceRequestBody(replacement));
+        }
+        if !reading.streaming {
+            if checked.decrypted {
+                // The backend sees a plaintext push: no encrypt_type or msg_signature
+                // that would make its own SDK try to decrypt it again.
+                let path = String::from_utf8(without_safe_mode_params(&reading.path))
+                    .map_err(|_| malformed("the path could not be set"))?;
+                step.push(Effect::SetRequestHeader(":path", path));
+            }
+            // Once the message has been decrypted the sender comes from it, verified,
+            // and only from it: the query's openid is covered by no signature.
+            let openid = if checked.message_read {
+                checked.sender.filter(|s| is_plausible_openid(s))
+            } else {
+                reading.openid.clone()
+            };
+            step.effects
+                .extend(self.gate_headers(openid.as_deref(), checked.decrypted));
+        }
+        let seal = if checked.decrypted {
+            reading.plan.safe
+        } else {
+            None
+        };
+        Ok(self.forwarded(step, reading.source, seal))
+    }
+
+    /// Every client-sent header a backend could take for the gate's removed, and the
+    /// gate's own set.
+    fn gate_headers(&mut self, openid: Option<&str>, decrypted: bool) -> Vec<Effect> {
+        let mut effects: Vec<Effect> = std::mem::take(&mut self.client_gate_headers)
+            .into_iter()
+            .map(Effect::RemoveRequestHeader)
+            .collect();
+        effects.push(Effect::SetRequestHeader(
+            "x-wechat-gate-verified",
+            "1".to_string(),
+        ));
+        if let Some(openid) = openid {
+            effects.push(Effect::SetRequestHeader(
+                "x-wechat-gate-openid",
+                openid.to_string(),
+            ));
+        }
+        if decrypted {
+            effects.push(Effect::SetRequestHeader(
+                "x-wechat-gate-decrypted",
+                "1".to_string(),
+            ));
+        }
+        effects
+    }
+
+    /// The push goes on: counted, and from now on its response is the gate's concern.
+    fn forwarded(&mut self, mut step: Step, source: SourceOutcome, seal: Option<SafePush>) -> Step {
+        count_source(&mut step, source);
+        step.push(Effect::Count(Counter::Forwarded));
+        if source == SourceOutcome::ReportOnly {
+            step.push(Effect::Note(Note::ReportOnly));
+        }
+        self.stage = Stage::Forwarded { seal };
+        step
+    }
+
+    /// A held push with trailers is refused; on a forwarded one, trailers a backend
+    /// could merge into its headers lose any name it could take for the gate's.
+    pub fn on_request_trailers(&mut self, proxy: &mut impl Proxy) -> Step {
+        if self.is_held() {
+            return self.reject(malformed("a push has no trailers"), proxy);
+        }
+        let mut step = Step::new(Flow::Continue);
+        if matches!(self.stage, Stage::Forwarded { .. }) {
+            for name in proxy.request_trailer_names() {
+                if request::is_gate_header(&name) {
+                    step.push(Effect::RemoveRequestTrailer(name));
+                }
+            }
+        }
+        step
+    }
+
+    /// A held push's body did not arrive in time.
+    pub fn on_body_deadline(&mut self, proxy: &mut impl Proxy) -> Step {
+        if !self.is_held() {
+            return Step::new(Flow::Continue);
+        }
+        let mut step = self.reject(
+            Rejection::new(
+                Reason::BodyTimeout,
+                "the body did not reach the gate in time",
+            ),
+            proxy,
+        );
+        step.push(Effect::Note(Note::BodyNeverCame));
+        step
+    }
+}
