@@ -134,6 +134,9 @@ pub struct SafePush {
     pub msg_signature: String,
     pub timestamp: String,
     pub nonce: String,
+    /// Which of the rotated tokens signed the query (0: current): `msg_signature` and
+    /// the sealed reply use the same one.
+    pub token: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -193,13 +196,8 @@ fn check(
     let source = check_source(req.source, config, sources)?;
     // 4. Signature.
     let p = &signed.params;
-    let expected = request_signature(config.token.expose(), p.timestamp, p.nonce);
-    if !signature_matches(&expected, p.signature.as_bytes()) {
-        return Err(Rejection::new(
-            Reason::Signature,
-            "signature does not match",
-        ));
-    }
+    let (token, expected) = verify_signature(config, p)?;
+    let safe = signed.safe.map(|s| SafePush { token, ..s });
     // 5. Freshness.
     let tolerance = config.timestamp_tolerance_seconds;
     check_freshness(p.timestamp_value, now_unix, tolerance)?;
@@ -214,7 +212,7 @@ fn check(
         None => Verdict::Forward {
             openid: q.openid.clone(),
             source,
-            safe: signed.safe,
+            safe,
             query,
         },
     })
@@ -248,6 +246,7 @@ fn read_signed<'q>(
             msg_signature: non_empty("msg_signature", q.msg_signature.as_deref())?.to_string(),
             timestamp: params.timestamp.to_string(),
             nonce: params.nonce.to_string(),
+            token: 0,
         }),
         Method::Post | Method::Get => None,
     };
@@ -271,6 +270,19 @@ fn read_signed<'q>(
         echostr,
         safe,
     })
+}
+
+/// The index of the token (of a rotation) that signed the query, and the signature.
+/// Every token is tried, in constant time each, whichever matches.
+fn verify_signature(config: &Config, p: &Params<'_>) -> Result<(usize, HexDigest), Rejection> {
+    let mut matched = None;
+    for (i, token) in config.token.all() {
+        let expected = request_signature(token.expose(), p.timestamp, p.nonce);
+        if signature_matches(&expected, p.signature.as_bytes()) && matched.is_none() {
+            matched = Some((i, expected));
+        }
+    }
+    matched.ok_or_else(|| Rejection::new(Reason::Signature, "signature does not match"))
 }
 
 /// `|now − timestamp| ≤ tolerance`; a tolerance of 0 turns the check off.

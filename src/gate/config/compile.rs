@@ -1,7 +1,7 @@
 //! From the JSON shape to a validated [`Config`]: defaults filled in, secrets
 //! resolved, every refusal naming its field.
 
-use super::raw::{RawConfig, RawSafeMode, RawSource, RawWechatApi, SecretRef};
+use super::raw::{OneOrTwo, RawConfig, RawSafeMode, RawSource, RawWechatApi, SecretRef};
 use super::*;
 use crate::gate::allowlist::CallbackAllowlist;
 
@@ -11,7 +11,7 @@ pub(super) fn config(
 ) -> Result<Config, ConfigError> {
     let path = compile_path(raw.path)?;
     let token = match raw.token {
-        Some(t) => resolve_secret("token", t, env)?,
+        Some(t) => resolve_rotation("token", t, env)?,
         None => return Err(ConfigError::new("token", "is required")),
     };
     let tolerance = raw
@@ -86,19 +86,26 @@ fn compile_safe_mode(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SafeMode, ConfigError> {
     const FIELD: &str = "safe_mode.encoding_aes_key";
-    let text = match raw.encoding_aes_key {
-        Some(k) => resolve_secret(FIELD, k, env)?,
+    let texts = match raw.encoding_aes_key {
+        Some(k) => resolve_rotation(FIELD, k, env)?,
         None => return Err(ConfigError::new(FIELD, "is required")),
     };
-    let key = crate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(text.expose())
-        .map_err(|e| {
+    let rotated = texts.get(1).is_some();
+    let keys = texts.map(|i, text| {
+        crate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(text.expose()).map_err(|e| {
+            let field = if rotated {
+                format!("{FIELD}[{i}]")
+            } else {
+                FIELD.to_string()
+            };
             ConfigError::new(
-                FIELD,
+                field,
                 format!("{e}: it is the 43-character EncodingAESKey from the account's settings"),
             )
-        })?;
+        })
+    })?;
     Ok(SafeMode {
-        key,
+        keys,
         require: raw.require.unwrap_or(false),
         decrypt: raw.decrypt.unwrap_or(false),
     })
@@ -197,6 +204,31 @@ fn compile_wechat_api(
         refresh_seconds,
         timeout_ms,
     })
+}
+
+/// A secret or the two of a rotation; the field of an error names which (`token[1]`).
+fn resolve_rotation(
+    field: &str,
+    secret: OneOrTwo,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Rotation<Secret>, ConfigError> {
+    match secret {
+        OneOrTwo::One(s) => Ok(Rotation::single(resolve_secret(field, s, env)?)),
+        OneOrTwo::Two(current, previous) => {
+            let current = resolve_secret(&format!("{field}[0]"), current, env)?;
+            let previous = resolve_secret(&format!("{field}[1]"), previous, env)?;
+            if current == previous {
+                return Err(ConfigError::new(
+                    format!("{field}[1]"),
+                    "is the same as the current one: list one secret, or the current and the previous",
+                ));
+            }
+            Ok(Rotation {
+                current,
+                previous: Some(previous),
+            })
+        }
+    }
 }
 
 fn resolve_secret(

@@ -58,6 +58,54 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A secret being rotated: the current one and, for a while, the one before it.
+/// WeChat's rule for a changed Token or EncodingAESKey: accept a push signed or
+/// encrypted with either, and answer with the one that opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation<T> {
+    current: T,
+    previous: Option<T>,
+}
+
+impl<T> Rotation<T> {
+    pub fn single(current: T) -> Rotation<T> {
+        Rotation {
+            current,
+            previous: None,
+        }
+    }
+
+    pub fn current(&self) -> &T {
+        &self.current
+    }
+
+    /// The one at `index` (0: current, 1: previous).
+    pub fn get(&self, index: usize) -> Option<&T> {
+        match index {
+            0 => Some(&self.current),
+            1 => self.previous.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// Each with its index, current first.
+    pub fn all(&self) -> impl Iterator<Item = (usize, &T)> {
+        std::iter::once(&self.current)
+            .chain(self.previous.as_ref())
+            .enumerate()
+    }
+
+    fn map<U, E>(self, mut f: impl FnMut(usize, T) -> Result<U, E>) -> Result<Rotation<U>, E> {
+        Ok(Rotation {
+            current: f(0, self.current)?,
+            previous: match self.previous {
+                Some(p) => Some(f(1, p)?),
+                None => None,
+            },
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceMode {
@@ -117,10 +165,11 @@ pub struct SourceConfig {
     pub wechat_api: Option<WechatApi>,
 }
 
-/// `safe_mode`: the account's `EncodingAESKey`, compiled into the AES key.
+/// `safe_mode`: the account's `EncodingAESKey` (and while it is rotated, the previous
+/// one), compiled into AES keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SafeMode {
-    pub key: crate::gate::safe_mode::cipher::AesKey,
+    pub keys: Rotation<crate::gate::safe_mode::cipher::AesKey>,
     /// POSTs without `encrypt_type=aes` are refused (400).
     pub require: bool,
     /// The backend gets the plaintext XML and its XML replies are encrypted.
@@ -133,7 +182,8 @@ pub struct Config {
     /// The guarded path; `None` guards every request through this instance.
     pub path: Option<String>,
     pub appid: Option<String>,
-    pub token: Secret,
+    /// The Token (and while it is rotated, the previous one).
+    pub token: Rotation<Secret>,
     pub timestamp_tolerance_seconds: u64,
     pub max_body_bytes: u64,
     pub dedupe_seconds: u64,

@@ -10,7 +10,7 @@ use serde::Deserialize;
 pub(super) struct RawConfig {
     pub(super) path: Option<String>,
     pub(super) appid: Option<String>,
-    pub(super) token: Option<SecretRef>,
+    pub(super) token: Option<OneOrTwo>,
     pub(super) timestamp_tolerance_seconds: Option<u64>,
     pub(super) max_body_bytes: Option<u64>,
     pub(super) dedupe_seconds: Option<u64>,
@@ -41,9 +41,44 @@ pub(super) struct RawWechatApi {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSafeMode {
-    pub(super) encoding_aes_key: Option<SecretRef>,
+    pub(super) encoding_aes_key: Option<OneOrTwo>,
     pub(super) require: Option<bool>,
     pub(super) decrypt: Option<bool>,
+}
+
+/// A secret, or a list of two while it is rotated (current first).
+pub(super) enum OneOrTwo {
+    One(SecretRef),
+    Two(SecretRef, SecretRef),
+}
+
+impl<'de> Deserialize<'de> for OneOrTwo {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            List(Vec<SecretRef>),
+            One(SecretRef),
+        }
+        let list = match Either::deserialize(deserializer) {
+            Ok(Either::One(s)) => return Ok(OneOrTwo::One(s)),
+            Ok(Either::List(list)) => list,
+            Err(_) => {
+                return Err(serde::de::Error::custom(
+                    "expected a string, {\"env\": \"NAME\"}, or a list of two of them \
+                     (current first) while it is rotated",
+                ))
+            }
+        };
+        let mut list = list.into_iter();
+        match (list.next(), list.next(), list.next()) {
+            (Some(one), None, _) => Ok(OneOrTwo::One(one)),
+            (Some(current), Some(previous), None) => Ok(OneOrTwo::Two(current, previous)),
+            _ => Err(serde::de::Error::custom(
+                "a rotated secret is a list of one or two: the current and the previous",
+            )),
+        }
+    }
 }
 
 /// Where a secret comes from: the literal value, or an environment variable.

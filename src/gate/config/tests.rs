@@ -21,7 +21,7 @@ const MINIMAL: &str = r#"{"token": "tok", "source": {"allow": ["127.0.0.1"]}}"#;
 fn minimal_configuration_takes_the_documented_defaults() {
     let c = parse_str(MINIMAL).expect("valid");
     assert_eq!(c.path, None);
-    assert_eq!(c.token.expose(), "tok");
+    assert_eq!(c.token.current().expose(), "tok");
     assert_eq!(c.timestamp_tolerance_seconds, 300);
     assert_eq!(c.max_body_bytes, 65536);
     assert_eq!(c.dedupe_seconds, 15);
@@ -58,7 +58,7 @@ fn token_from_the_environment() {
         &env,
     )
     .expect("valid");
-    assert_eq!(c.token.expose(), "from-env");
+    assert_eq!(c.token.current().expose(), "from-env");
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn safe_mode_compiles_the_key_and_defaults_to_verify_only() {
     let safe = c.safe_mode.expect("safe mode");
     assert!(!safe.require && !safe.decrypt);
     assert_eq!(
-        safe.key,
+        *safe.keys.current(),
         crate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(AES_KEY).expect("key")
     );
 }
@@ -336,4 +336,48 @@ fn not_json_or_empty_is_refused() {
 fn error_display_names_the_field() {
     let e = parse_str(r#"{"token": "t", "source": {"allow": ["nope"]}}"#).expect_err("bad");
     assert!(e.to_string().contains("`source.allow[0]`"), "{e}");
+}
+
+const OTHER_KEY: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut";
+
+#[test]
+fn a_rotated_token_or_key_is_a_list_of_two_current_first() {
+    let json = format!(
+        r#"{{"token": ["new", {{"env": "OLD"}}], "appid": "wx1", "source": {{"mode": "off"}}, "safe_mode": {{"encoding_aes_key": ["{AES_KEY}", "{OTHER_KEY}"]}}}}"#
+    );
+    let c = parse(json.as_bytes(), &|name| {
+        (name == "OLD").then(|| "old".to_string())
+    })
+    .expect("valid");
+    let tokens: Vec<&str> = c.token.all().map(|(_, t)| t.expose()).collect();
+    assert_eq!(tokens, ["new", "old"]);
+    let keys = &c.safe_mode.expect("safe mode").keys;
+    assert!(keys.get(1).is_some() && keys.get(2).is_none());
+    // The previous one comes from the environment like any secret.
+    assert_eq!(parse_str(&json).expect_err("unset").field, "token[1].env");
+}
+
+#[test]
+fn a_rotation_of_none_three_or_the_same_twice_is_refused_naming_the_field() {
+    for (json, field) in [
+        (r#"{"token": [], "source": {"mode": "off"}}"#, "token"),
+        (
+            r#"{"token": ["a", "b", "c"], "source": {"mode": "off"}}"#,
+            "token",
+        ),
+        (
+            r#"{"token": ["a", "a"], "source": {"mode": "off"}}"#,
+            "token[1]",
+        ),
+        (
+            r#"{"token": ["a", ""], "source": {"mode": "off"}}"#,
+            "token[1]",
+        ),
+    ] {
+        assert_eq!(field_of(json), field, "{json}");
+    }
+    let bad_key = format!(
+        r#"{{"token": "t", "appid": "wx1", "source": {{"mode": "off"}}, "safe_mode": {{"encoding_aes_key": ["{AES_KEY}", "short"]}}}}"#
+    );
+    assert_eq!(field_of(&bad_key), "safe_mode.encoding_aes_key[1]");
 }

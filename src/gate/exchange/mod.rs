@@ -87,11 +87,19 @@ enum Stage {
     /// Verified on its headers; its body is being read and checked.
     AwaitingBody(Reading),
     /// Sent to the backend. `seal` is set when its reply is to be encrypted.
-    Forwarded { seal: Option<SafePush> },
+    Forwarded { seal: Option<Seal> },
     /// A backend's XML reply being buffered for encryption; `size` bytes so far.
-    SealingReply { safe: SafePush, size: usize },
+    SealingReply { seal: Seal, size: usize },
     /// Envoy's own failure reply being turned into `200 success`.
     AnsweringSuccess,
+}
+
+/// What a decrypted push's reply is sealed with: its query's timestamp and nonce
+/// and the token that signed it, and the key that opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seal {
+    safe: SafePush,
+    key: usize,
 }
 
 /// The table entries a request made: its signed query (replays) and its message

@@ -17,7 +17,8 @@
 //! is streamed; a body that does come while held shows the host holds.
 
 use super::{
-    count_source, malformed, now_u64, Context, Effect, Exchange, Flow, Note, Proxy, Stage, Step,
+    count_source, malformed, now_u64, Context, Effect, Exchange, Flow, Note, Proxy, Seal, Stage,
+    Step,
 };
 use crate::gate::dedupe::{Entry, Seen, Table};
 use crate::gate::held::{BodyMode, Observation, BODY_DEADLINE_MS, PROBE_MS};
@@ -280,10 +281,12 @@ impl Exchange {
             step.effects
                 .extend(self.gate_headers(openid.as_deref(), checked.decrypted));
         }
-        let seal = if checked.decrypted {
-            reading.plan.safe
-        } else {
-            None
+        let seal = match reading.plan.safe {
+            Some(safe) if checked.decrypted => Some(Seal {
+                safe,
+                key: checked.key,
+            }),
+            _ => None,
         };
         Ok(self.forwarded(step, reading.source, seal))
     }
@@ -315,7 +318,7 @@ impl Exchange {
     }
 
     /// The push goes on: counted, and from now on its response is the gate's concern.
-    fn forwarded(&mut self, mut step: Step, source: SourceOutcome, seal: Option<SafePush>) -> Step {
+    fn forwarded(&mut self, mut step: Step, source: SourceOutcome, seal: Option<Seal>) -> Step {
         count_source(&mut step, source);
         step.push(Effect::Count(Counter::Forwarded));
         if source == SourceOutcome::ReportOnly {

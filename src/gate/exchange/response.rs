@@ -2,10 +2,10 @@
 //! message forgotten when it was not delivered, and the reply to a decrypted push
 //! sealed for WeChat.
 
+use super::Seal;
 use super::{Context, Effect, Exchange, Flow, Note, Proxy, Stage, Step};
 use crate::gate::config::{Config, UpstreamFailure};
 use crate::gate::metrics::Counter;
-use crate::gate::request::SafePush;
 use crate::gate::safe_mode::{self, Reply, ReplySeal};
 
 impl Exchange {
@@ -56,7 +56,10 @@ impl Exchange {
         self.recorded.keep();
         match seal {
             Some(safe) if !end_of_stream => {
-                self.stage = Stage::SealingReply { safe, size: 0 };
+                self.stage = Stage::SealingReply {
+                    seal: safe,
+                    size: 0,
+                };
                 // The encrypted reply has another length.
                 Step::new(Flow::Continue).with(Effect::RemoveResponseHeader("content-length"))
             }
@@ -107,11 +110,14 @@ impl Exchange {
     /// The buffered reply is complete: seal it, or if that cannot be done, replace it
     /// with `success` (a plaintext reply never goes out).
     fn finish_reply(&mut self, config: &Config, proxy: &mut impl Proxy) -> Step {
-        let Stage::SealingReply { safe, size } = std::mem::replace(&mut self.stage, Stage::Idle)
+        let Stage::SealingReply {
+            seal: sealing,
+            size,
+        } = std::mem::replace(&mut self.stage, Stage::Idle)
         else {
             return Step::new(Flow::Continue);
         };
-        match seal(config, &safe, size, proxy) {
+        match seal(config, &sealing, size, proxy) {
             Some(Reply::AsIs) => Step::new(Flow::Continue),
             Some(Reply::Encrypted(envelope)) => Step::new(Flow::Continue)
                 .with(Effect::ReplaceResponseBody(envelope.into_bytes()))
@@ -163,7 +169,8 @@ impl Origin {
 }
 
 /// The sealed form of the backend's buffered reply; `None` if it cannot be sealed.
-fn seal(config: &Config, safe: &SafePush, size: usize, proxy: &mut impl Proxy) -> Option<Reply> {
+fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) -> Option<Reply> {
+    let safe = &sealing.safe;
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
         return None;
     };
@@ -171,8 +178,8 @@ fn seal(config: &Config, safe: &SafePush, size: usize, proxy: &mut impl Proxy) -
     // Never a predictable prefix: without randomness the reply cannot be sealed.
     let random = proxy.random16()?;
     let seal = ReplySeal {
-        token: config.token.expose(),
-        key: &safe_mode.key,
+        token: config.token.get(safe.token)?.expose(),
+        key: safe_mode.keys.get(sealing.key)?,
         appid,
         timestamp: &safe.timestamp,
         nonce: &safe.nonce,

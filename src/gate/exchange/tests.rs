@@ -863,3 +863,92 @@ fn a_probe_that_expires_lets_the_checked_headers_go_and_streams_the_body() {
     assert!(!sets_a_header(&step));
     assert!(!step.effects.iter().any(|e| matches!(e, Effect::Observe(_))));
 }
+
+const OLD_TOKEN: &str = "old-tok";
+const OLD_KEY: &str = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut";
+
+fn rotating_cfg() -> Config {
+    let json = format!(
+        r#"{{"path": "/wechat", "token": ["{TOKEN}", "{OLD_TOKEN}"], "appid": "{APPID}", "source": {{"allow": ["127.0.0.2"]}}, "safe_mode": {{"encoding_aes_key": ["{KEY}", "{OLD_KEY}"], "decrypt": true}}}}"#
+    );
+    config::parse(json.as_bytes(), &|_| None).expect("rotating config")
+}
+
+/// A safe-mode push signed with `token` and encrypted with `key`.
+fn push_with(token: &str, key: &str, nonce: &str, message: &str) -> (String, String) {
+    let key = cipher::AesKey::from_encoding_aes_key(key).expect("key");
+    let encrypt = cipher::encrypt(&key, APPID, message.as_bytes(), &[3; 16]);
+    let ts = NOW.to_string();
+    let signature = request_signature(token, &ts, nonce);
+    let msg_signature = as_str(&sign(&[token, &ts, nonce, &encrypt])).to_string();
+    let q = encode_query(&[
+        ("signature", as_str(&signature)),
+        ("timestamp", &ts),
+        ("nonce", nonce),
+        ("encrypt_type", "aes"),
+        ("msg_signature", &msg_signature),
+    ]);
+    (q, envelope::push_body(Some("gh_1"), &encrypt))
+}
+
+/// The sealed reply's MsgSignature and plaintext, opened with `token` and `key`.
+fn open_sealed(sealed: &[u8], token: &str, key: &str, nonce: &str) -> Option<Vec<u8>> {
+    let encrypt = envelope::extract_encrypt(sealed).ok()?;
+    let signature = crate::gate::xml::element(sealed, "MsgSignature").ok()??;
+    let expected = sign(&[token, &NOW.to_string(), nonce, &encrypt]);
+    if signature != as_str(&expected) {
+        return None;
+    }
+    let key = cipher::AesKey::from_encoding_aes_key(key).ok()?;
+    cipher::decrypt(&key, APPID, &encrypt).ok()
+}
+
+#[test]
+fn while_rotating_a_push_under_either_token_and_key_passes_and_its_reply_uses_the_same() {
+    let c = rotating_cfg();
+    for (token, key, nonce) in [
+        (TOKEN, KEY, "1"),
+        (OLD_TOKEN, KEY, "2"),
+        (TOKEN, OLD_KEY, "3"),
+        (OLD_TOKEN, OLD_KEY, "4"),
+    ] {
+        let mut p = Fake::new(&c);
+        let mut x = Exchange::new();
+        let (q, body) = push_with(
+            token,
+            key,
+            nonce,
+            &message(800 + nonce.parse::<u64>().unwrap_or(0)),
+        );
+        let step = post(&mut x, &c, &mut p, &q, &body);
+        assert!(forwarded(&step), "{token} {key}: {:?}", step.effects);
+        x.on_response_headers(ctx(&c), false, &mut p);
+        p.response_body = b"<xml>reply</xml>".to_vec();
+        let step = x.on_response_body(ctx(&c), 16, true, &mut p);
+        let Some(Effect::ReplaceResponseBody(sealed)) = step.effects.first() else {
+            panic!("{step:?}");
+        };
+        assert_eq!(
+            open_sealed(sealed, token, key, nonce).as_deref(),
+            Some(&b"<xml>reply</xml>"[..]),
+            "sealed with the token and key that opened the push ({token}, {key})"
+        );
+    }
+}
+
+#[test]
+fn a_token_or_key_outside_the_rotation_is_refused() {
+    let c = rotating_cfg();
+    let mut p = Fake::new(&c);
+    let (q, body) = push_with("stranger", KEY, "1", &message(1));
+    assert_eq!(
+        rejected(&post(&mut Exchange::new(), &c, &mut p, &q, &body)),
+        Some(Reason::Signature)
+    );
+    let other_key = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG";
+    let (q, body) = push_with(TOKEN, other_key, "2", &message(2));
+    assert_eq!(
+        rejected(&post(&mut Exchange::new(), &c, &mut p, &q, &body)),
+        Some(Reason::Decrypt)
+    );
+}

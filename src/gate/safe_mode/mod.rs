@@ -56,6 +56,30 @@ pub struct Checked {
     pub sender: Option<String>,
     /// The message's identity, when it has one and retries are being spotted.
     pub identity: Option<u64>,
+    /// Which of the rotated keys opened it (0: current): the reply is sealed with it.
+    pub key: usize,
+}
+
+/// Decrypts with the current key, else the previous one (WeChat's rule while an
+/// EncodingAESKey is rotated); which opened it, and the plaintext.
+fn decrypt_with_any(
+    keys: &crate::gate::config::Rotation<AesKey>,
+    appid: &str,
+    encrypt: &str,
+) -> Result<(usize, Vec<u8>), Rejection> {
+    let mut first_error = None;
+    for (i, key) in keys.all() {
+        match cipher::decrypt(key, appid, encrypt) {
+            Ok(plain) => return Ok((i, plain)),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(Rejection::new(
+        Reason::Decrypt,
+        first_error.map_or_else(|| "no key".to_string(), |e| e.to_string()),
+    ))
 }
 
 /// Checks a whole push body against its plan.
@@ -67,16 +91,16 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
             message_read: false,
             sender: None,
             identity: identity(plan, body),
+            key: 0,
         });
     };
     let encrypt = envelope::extract_encrypt(body)
         .map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
-    let expected = sign(&[
-        config.token.expose(),
-        &safe.timestamp,
-        &safe.nonce,
-        &encrypt,
-    ]);
+    let token = config
+        .token
+        .get(safe.token)
+        .ok_or_else(|| Rejection::new(Reason::MsgSignature, "no such token"))?;
+    let expected = sign(&[token.expose(), &safe.timestamp, &safe.nonce, &encrypt]);
     if !signature_matches(&expected, safe.msg_signature.as_bytes()) {
         return Err(Rejection::new(
             Reason::MsgSignature,
@@ -98,10 +122,10 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
             message_read: false,
             sender: None,
             identity: None,
+            key: 0,
         });
     };
-    let plaintext = cipher::decrypt(&safe_mode.key, appid, &encrypt)
-        .map_err(|e| Rejection::new(Reason::Decrypt, e.to_string()))?;
+    let (key, plaintext) = decrypt_with_any(&safe_mode.keys, appid, &encrypt)?;
     let fields = crate::gate::xml::fields(&plaintext).ok();
     let field = |name: &str| {
         fields
@@ -122,6 +146,7 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         message_read: true,
         sender,
         identity,
+        key,
     })
 }
 
@@ -219,6 +244,7 @@ mod tests {
                 msg_signature,
                 timestamp: TS.into(),
                 nonce: NONCE.into(),
+                token: 0,
             },
         )
     }
@@ -331,6 +357,7 @@ mod tests {
                 msg_signature: as_str(&sign(&[TOKEN, TS, NONCE, encrypt])).to_string(),
                 timestamp: TS.into(),
                 nonce: NONCE.into(),
+                token: 0,
             };
             assert_eq!(
                 reason(check(body.as_bytes(), &plan(&c, Some(safe)), &c)),
