@@ -381,3 +381,11 @@ fn a_rotation_of_none_three_or_the_same_twice_is_refused_naming_the_field() {
     );
     assert_eq!(field_of(&bad_key), "safe_mode.encoding_aes_key[1]");
 }
+
+#[test]
+fn a_rotation_may_name_two_variables() {
+    let json = r#"{"token": [{"env": "NEW"}, {"env": "OLD"}], "source": {"mode": "off"}}"#;
+    let c = parse(json.as_bytes(), &|name| Some(name.to_lowercase())).expect("valid");
+    let tokens: Vec<&str> = c.token.all().map(|(_, t)| t.expose()).collect();
+    assert_eq!(tokens, ["new", "old"]);
+}
