@@ -18,6 +18,7 @@ pub mod exchange;
 pub mod header_map;
 pub mod held;
 pub mod live_list;
+pub mod message;
 pub mod metrics;
 pub mod query;
 pub mod rejection;

@@ -1,6 +1,6 @@
-//! The XML of a pushed message, read just far enough for the gate: one top-level
-//! element's text (`Encrypt`, `MsgId`, …) and the message's identity for spotting
-//! WeChat's retries. Not a general XML parser, and strict about what it accepts.
+//! The XML of a pushed message, read just far enough for the gate: the root's
+//! children and their text (`Encrypt`, `MsgId`, …), and the CDATA the gate writes.
+//! Not a general XML parser, and strict about what it accepts.
 
 use std::fmt;
 
@@ -33,6 +33,14 @@ pub struct Fields<'b> {
 }
 
 impl Fields<'_> {
+    /// The children, owned.
+    pub fn into_pairs(self) -> Vec<(String, Option<String>)> {
+        self.children
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect()
+    }
+
     /// The text of the one child called `name`; `Ok(None)` if there is none.
     pub fn get(&self, name: &str) -> Result<Option<&str>, ElementError> {
         let mut found = self.children.iter().filter(|(n, _)| *n == name);
@@ -227,45 +235,16 @@ pub fn cdata(text: &str) -> String {
     format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))
 }
 
-pub fn retry_identity(body: &[u8]) -> Option<u64> {
-    let fields = fields(body).ok()?;
-    let field = |name: &str| fields.get(name).ok().flatten().filter(|v| !v.is_empty());
-    let to = field("ToUserName")?;
-    let mut parts: Vec<&str> = vec![to];
-    // A MsgId that is there but unreadable (repeated, holding elements) identifies
-    // nothing: better no deduplication than a wrong one.
-    if ["MsgId", "MsgID"].iter().any(|n| fields.get(n).is_err()) {
-        return None;
-    }
-    // Job-result events (TEMPLATESENDJOBFINISH, MASSSENDJOBFINISH) spell it MsgID.
-    if let Some(msg_id) = field("MsgId").or_else(|| field("MsgID")) {
-        parts.extend(["msg", msg_id]);
-    } else {
-        let from = field("FromUserName")?;
-        let created = field("CreateTime")?;
-        parts.extend([
-            "event",
-            from,
-            created,
-            field("Event").unwrap_or(""),
-            field("EventKey").unwrap_or(""),
-        ]);
-    }
-    let mut hasher = sha1_smol::Sha1::new();
-    for part in parts {
-        // Length-prefixed, so that no two different field lists hash alike.
-        hasher.update(&u64::try_from(part.len()).unwrap_or(0).to_be_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let digest = hasher.digest().bytes();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(digest.get(..8)?);
-    Some(u64::from_be_bytes(first))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The identity rules, on XML bodies (`gate::message` applies them to both formats).
+    fn retry_identity(body: &[u8]) -> Option<u64> {
+        crate::gate::message::Message::read(body, crate::gate::message::Format::Xml)
+            .ok()?
+            .retry_identity()
+    }
 
     fn el(body: &[u8], name: &str) -> Result<Option<String>, ElementError> {
         element(body, name)

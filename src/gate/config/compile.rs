@@ -9,7 +9,8 @@ pub(super) fn config(
     raw: RawConfig,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let path = compile_path(raw.path)?;
+    let platform = raw.platform.unwrap_or_default();
+    let path = compile_path(raw.path, platform)?;
     let token = match raw.token {
         Some(t) => resolve_rotation("token", t, env)?,
         None => return Err(ConfigError::new("token", "is required")),
@@ -30,7 +31,10 @@ pub(super) fn config(
 
     let source = compile_source(raw.source, env)?;
     let appid = match raw.appid {
-        Some(a) if a.is_empty() => return Err(ConfigError::new("appid", "is empty")),
+        // WeCom bots' callbacks decrypt with an empty ReceiveId.
+        Some(a) if a.is_empty() && platform != Platform::Wecom => {
+            return Err(ConfigError::new("appid", "is empty"))
+        }
         other => other,
     };
     if appid.is_none() && source.wechat_api.is_some() {
@@ -40,9 +44,29 @@ pub(super) fn config(
         ));
     }
     let safe_mode = match raw.safe_mode {
-        Some(raw) => Some(compile_safe_mode(raw, env)?),
+        Some(raw) => Some(compile_safe_mode(raw, env, platform)?),
+        None if platform.safe_mode_only() => {
+            return Err(ConfigError::new(
+                "safe_mode",
+                format!(
+                    "is required on platform \"{}\": its pushes are always encrypted",
+                    platform.name()
+                ),
+            ))
+        }
         None => None,
     };
+    if platform == Platform::Wecom
+        && source
+            .wechat_api
+            .as_ref()
+            .is_some_and(|a| a.token_api != TokenApi::Stable)
+    {
+        return Err(ConfigError::new(
+            "source.wechat_api.token_api",
+            "does not apply to platform \"wecom\": WeCom's token comes from gettoken",
+        ));
+    }
     if appid.is_none() && safe_mode.is_some() {
         return Err(ConfigError::new(
             "appid",
@@ -58,6 +82,7 @@ pub(super) fn config(
     }
 
     Ok(Config {
+        platform,
         path,
         appid,
         token,
@@ -70,12 +95,26 @@ pub(super) fn config(
     })
 }
 
-fn compile_path(path: Option<String>) -> Result<Option<String>, ConfigError> {
+fn compile_path(path: Option<String>, platform: Platform) -> Result<Option<String>, ConfigError> {
+    let placeholders = path.as_deref().map_or(0, |p| {
+        AUTHORIZER_PLACEHOLDERS
+            .iter()
+            .map(|h| p.matches(h).count())
+            .sum()
+    });
     match path {
         Some(p) if !p.starts_with('/') => Err(ConfigError::new("path", "must start with '/'")),
         Some(p) if p.contains(['?', '#']) => Err(ConfigError::new(
             "path",
             "is matched against the path alone: no '?' or '#'",
+        )),
+        Some(_) if placeholders > 0 && platform != Platform::OpenPlatform => Err(ConfigError::new(
+            "path",
+            "holds an authorizer's AppID ({appid} or $APPID$), which only platform \"open_platform\" has",
+        )),
+        Some(_) if placeholders > 1 => Err(ConfigError::new(
+            "path",
+            "holds the authorizer's AppID more than once",
         )),
         other => Ok(other),
     }
@@ -84,7 +123,17 @@ fn compile_path(path: Option<String>) -> Result<Option<String>, ConfigError> {
 fn compile_safe_mode(
     raw: RawSafeMode,
     env: &dyn Fn(&str) -> Option<String>,
+    platform: Platform,
 ) -> Result<SafeMode, ConfigError> {
+    if raw.require.is_some() && platform.safe_mode_only() {
+        return Err(ConfigError::new(
+            "safe_mode.require",
+            format!(
+                "does not apply to platform \"{}\": every push is encrypted there",
+                platform.name()
+            ),
+        ));
+    }
     const FIELD: &str = "safe_mode.encoding_aes_key";
     let texts = match raw.encoding_aes_key {
         Some(k) => resolve_rotation(FIELD, k, env)?,
@@ -106,7 +155,7 @@ fn compile_safe_mode(
     })?;
     Ok(SafeMode {
         keys,
-        require: raw.require.unwrap_or(false),
+        require: raw.require.unwrap_or(platform.safe_mode_only()),
         decrypt: raw.decrypt.unwrap_or(false),
     })
 }

@@ -133,6 +133,48 @@ pub enum TokenApi {
     Classic,
 }
 
+/// How `path` marks the segment holding an Open Platform authorizer's AppID: WeChat's
+/// own `$APPID$`, or `{appid}`.
+pub const AUTHORIZER_PLACEHOLDERS: [&str; 2] = ["{appid}", "$APPID$"];
+
+/// Which WeChat callback the route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    /// 公众号: XML pushes, plaintext or safe mode.
+    #[default]
+    OfficialAccount,
+    /// 小程序 (and mini games): XML or JSON pushes, as the console's data format says.
+    MiniProgram,
+    /// 第三方平台: safe mode only, decrypted with the component AppID; `path` may hold
+    /// the authorizer's AppID (`{appid}` or `$APPID$`).
+    OpenPlatform,
+    /// 企业微信: `msg_signature` on every request, an encrypted `echostr`, bodies always
+    /// encrypted, the CorpID (or suite id) as ReceiveId.
+    Wecom,
+}
+
+impl Platform {
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::OfficialAccount => "official_account",
+            Platform::MiniProgram => "mini_program",
+            Platform::OpenPlatform => "open_platform",
+            Platform::Wecom => "wecom",
+        }
+    }
+
+    /// Pushes may be JSON (the format is read from each body).
+    pub fn allows_json(self) -> bool {
+        self == Platform::MiniProgram
+    }
+
+    /// Every push is encrypted: a plaintext one is refused.
+    pub fn safe_mode_only(self) -> bool {
+        matches!(self, Platform::OpenPlatform | Platform::Wecom)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamFailure {
@@ -179,6 +221,8 @@ pub struct SafeMode {
 /// The validated configuration of one filter instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// Which WeChat callback this route serves.
+    pub platform: Platform,
     /// The guarded path; `None` guards every request through this instance.
     pub path: Option<String>,
     pub appid: Option<String>,

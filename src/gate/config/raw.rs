@@ -2,12 +2,13 @@
 //! fields are errors), every field optional here so that [`super::compile`] can name
 //! what is missing.
 
-use super::{SourceMode, TokenApi, Upstream, UpstreamFailure, WhenUnavailable};
+use super::{Platform, SourceMode, TokenApi, Upstream, UpstreamFailure, WhenUnavailable};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
+    pub(super) platform: Option<Platform>,
     pub(super) path: Option<String>,
     pub(super) appid: Option<String>,
     pub(super) token: Option<OneOrTwo>,

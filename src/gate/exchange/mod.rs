@@ -100,6 +100,7 @@ enum Stage {
 struct Seal {
     safe: SafePush,
     key: usize,
+    format: crate::gate::message::Format,
 }
 
 /// The table entries a request made: its signed query (replays) and its message

@@ -285,6 +285,7 @@ impl Exchange {
             Some(safe) if checked.decrypted => Some(Seal {
                 safe,
                 key: checked.key,
+                format: checked.format,
             }),
             _ => None,
         };

@@ -178,6 +178,7 @@ fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) ->
     // Never a predictable prefix: without randomness the reply cannot be sealed.
     let random = proxy.random16()?;
     let seal = ReplySeal {
+        format: sealing.format,
         token: config.token.get(safe.token)?.expose(),
         key: safe_mode.keys.get(sealing.key)?,
         appid,

@@ -1,10 +1,67 @@
-//! Safe mode's XML envelopes: the `Encrypt` element of a pushed body, the body the
-//! gate forwards when it passes a push on still encrypted, and the sealed reply
-//! (`Encrypt`, `MsgSignature`, `TimeStamp`, `Nonce`) WeChat expects back.
+//! Safe mode's envelopes, in XML or (Mini Programs) JSON: the `Encrypt` of a pushed
+//! body, the body the gate forwards when it passes a push on still encrypted, and the
+//! sealed reply (`Encrypt`, `MsgSignature`, `TimeStamp`, `Nonce`) WeChat expects back.
 
+use crate::gate::message::{json_string, Format, Message};
 use crate::gate::signature::{as_str, sign};
 use crate::gate::xml::{cdata, element, ElementError};
 use std::fmt;
+
+/// A pushed envelope as WeChat sends it, in `format` (without `ToUserName` when `to`
+/// is `None`).
+pub fn push_body_in(format: Format, to: Option<&str>, encrypt: &str) -> String {
+    match format {
+        Format::Xml => push_body(to, encrypt),
+        Format::Json => match to {
+            Some(to) => format!(
+                "{{\"ToUserName\":{},\"Encrypt\":{}}}",
+                json_string(to),
+                json_string(encrypt)
+            ),
+            None => format!("{{\"Encrypt\":{}}}", json_string(encrypt)),
+        },
+    }
+}
+
+/// The sealed reply in `format`.
+pub fn reply_envelope_in(
+    format: Format,
+    token: &str,
+    timestamp: &str,
+    nonce: &str,
+    encrypt: &str,
+) -> String {
+    if format == Format::Xml {
+        return reply_envelope(token, timestamp, nonce, encrypt);
+    }
+    let signature = sign(&[token, timestamp, nonce, encrypt]);
+    let timestamp = if !timestamp.is_empty() && timestamp.bytes().all(|b| b.is_ascii_digit()) {
+        timestamp.to_string()
+    } else {
+        json_string(timestamp)
+    };
+    format!(
+        "{{\"Encrypt\":{},\"MsgSignature\":{},\"TimeStamp\":{timestamp},\"Nonce\":{}}}",
+        json_string(encrypt),
+        json_string(as_str(&signature)),
+        json_string(nonce),
+    )
+}
+
+/// The one `Encrypt` of a read message; it must be non-empty and hold no markup (what
+/// is not base64 fails decryption).
+pub fn encrypt_of(message: &Message) -> Result<String, ExtractError> {
+    let value = match message.get("Encrypt") {
+        Ok(Some(v)) => v.trim(),
+        Ok(None) => return Err(ExtractError::Missing),
+        Err(ElementError::Repeated) => return Err(ExtractError::Repeated),
+        Err(ElementError::Malformed) => return Err(ExtractError::Malformed),
+    };
+    if value.is_empty() || value.contains(['<', '>', '&', '"', '\\']) {
+        return Err(ExtractError::Malformed);
+    }
+    Ok(value.to_string())
+}
 
 /// `<xml><ToUserName/><Encrypt/></xml>`, as WeChat sends a safe-mode push (without
 /// `ToUserName` when `to` is `None`).
@@ -100,6 +157,32 @@ mod tests {
             extract_encrypt(b"<xml><Encrypt>\xff</Encrypt></xml>"),
             Err(ExtractError::Malformed)
         );
+    }
+
+    #[test]
+    fn json_envelopes_are_json_and_read_back() {
+        let body = push_body_in(Format::Json, Some("gh_\"1"), "abc+/=");
+        let m = Message::read(body.as_bytes(), Format::Json).expect("json");
+        assert_eq!(m.get("ToUserName"), Ok(Some("gh_\"1")));
+        assert_eq!(encrypt_of(&m).as_deref(), Ok("abc+/="));
+        let reply = reply_envelope_in(Format::Json, "tok", "1714036504", "n<1>", "abc");
+        let v: serde_json::Value = serde_json::from_str(&reply).expect("json reply");
+        assert_eq!(v["TimeStamp"], 1714036504);
+        assert_eq!(v["Nonce"], "n<1>");
+        assert_eq!(
+            v["MsgSignature"],
+            as_str(&sign(&["tok", "1714036504", "n<1>", "abc"]))
+        );
+        for bad in [
+            r#"{"Encrypt":""}"#,
+            r#"{"Encrypt":"a<b"}"#,
+            r#"{"Encrypt":null}"#,
+        ] {
+            let m = Message::read(bad.as_bytes(), Format::Json).expect("json");
+            assert_eq!(encrypt_of(&m), Err(ExtractError::Malformed), "{bad}");
+        }
+        let m = Message::read(br#"{"Encrypt":"a","Encrypt":"b"}"#, Format::Json).expect("json");
+        assert_eq!(encrypt_of(&m), Err(ExtractError::Repeated));
     }
 
     #[test]

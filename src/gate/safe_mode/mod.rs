@@ -9,6 +9,7 @@ pub mod cipher;
 pub mod envelope;
 
 use crate::gate::config::Config;
+use crate::gate::message::{Format, Message};
 use crate::gate::request::{Reason, Rejection, SafePush};
 use crate::gate::signature::{sign, signature_matches};
 use cipher::AesKey;
@@ -58,6 +59,8 @@ pub struct Checked {
     pub identity: Option<u64>,
     /// Which of the rotated keys opened it (0: current): the reply is sealed with it.
     pub key: usize,
+    /// The push's format: a sealed reply goes back in it.
+    pub format: Format,
 }
 
 /// Decrypts with the current key, else the previous one (WeChat's rule while an
@@ -84,61 +87,50 @@ fn decrypt_with_any(
 
 /// Checks a whole push body against its plan.
 pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, Rejection> {
-    let Some(safe) = &plan.safe else {
-        return Ok(Checked {
-            body_for_backend: None,
-            decrypted: false,
-            message_read: false,
-            sender: None,
-            identity: identity(plan, body),
-            key: 0,
-        });
+    // Official Accounts push XML only; a Mini Program's console picks XML or JSON.
+    let format = if config.platform.allows_json() {
+        Format::of(body)
+    } else {
+        Format::Xml
     };
-    let encrypt = envelope::extract_encrypt(body)
+    let Some(safe) = &plan.safe else {
+        let identity = identity(plan, body, format);
+        return Ok(Checked::unread(None, identity, format));
+    };
+    let outer = Message::read(body, format)
+        .map_err(|e| Rejection::new(Reason::Malformed, format!("the body {e}")))?;
+    let encrypt = envelope::encrypt_of(&outer)
         .map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
-    let token = config
-        .token
-        .get(safe.token)
-        .ok_or_else(|| Rejection::new(Reason::MsgSignature, "no such token"))?;
-    let expected = sign(&[token.expose(), &safe.timestamp, &safe.nonce, &encrypt]);
-    if !signature_matches(&expected, safe.msg_signature.as_bytes()) {
-        return Err(Rejection::new(
-            Reason::MsgSignature,
-            "msg_signature does not match the body's Encrypt",
-        ));
-    }
+    check_msg_signature(config, safe, &encrypt)?;
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
         // No key configured: the signature is all that can be checked, and nothing in
         // the message can be read (so nothing identifies it as a retry).
         // The outer ToUserName is unsigned, but backends built on Tencent's sample
         // code fail without one: it goes on when it looks like an account id.
-        let to = crate::gate::xml::element(body, "ToUserName")
-            .ok()
-            .flatten()
+        let to = outer
+            .text("ToUserName")
             .filter(|t| is_plausible_account_id(t));
-        return Ok(Checked {
-            body_for_backend: Some(envelope::push_body(to.as_deref(), &encrypt).into_bytes()),
-            decrypted: false,
-            message_read: false,
-            sender: None,
-            identity: None,
-            key: 0,
-        });
+        let rebuilt = envelope::push_body_in(format, to, &encrypt).into_bytes();
+        return Ok(Checked::unread(Some(rebuilt), None, format));
     };
     let (key, plaintext) = decrypt_with_any(&safe_mode.keys, appid, &encrypt)?;
-    let fields = crate::gate::xml::fields(&plaintext).ok();
+    // The plaintext is in the push's own format (a JSON push holds JSON).
+    let inner = Message::read(&plaintext, Format::of(&plaintext)).ok();
     let field = |name: &str| {
-        fields
+        inner
             .as_ref()
-            .and_then(|f| f.get(name).ok().flatten())
+            .and_then(|m| m.text(name))
             .map(str::to_string)
     };
     let sender = field("FromUserName");
-    let identity = identity(plan, &plaintext);
+    let identity = plan
+        .dedupe
+        .then(|| inner.as_ref().and_then(Message::retry_identity))
+        .flatten();
     let body_for_backend = if plan.decrypt {
         plaintext
     } else {
-        envelope::push_body(field("ToUserName").as_deref(), &encrypt).into_bytes()
+        envelope::push_body_in(format, field("ToUserName").as_deref(), &encrypt).into_bytes()
     };
     Ok(Checked {
         body_for_backend: Some(body_for_backend),
@@ -147,7 +139,39 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         sender,
         identity,
         key,
+        format,
     })
+}
+
+/// `msg_signature` must sign the body's `Encrypt` with the token that signed the query.
+fn check_msg_signature(config: &Config, safe: &SafePush, encrypt: &str) -> Result<(), Rejection> {
+    let token = config
+        .token
+        .get(safe.token)
+        .ok_or_else(|| Rejection::new(Reason::MsgSignature, "no such token"))?;
+    let expected = sign(&[token.expose(), &safe.timestamp, &safe.nonce, encrypt]);
+    if !signature_matches(&expected, safe.msg_signature.as_bytes()) {
+        return Err(Rejection::new(
+            Reason::MsgSignature,
+            "msg_signature does not match the body's Encrypt",
+        ));
+    }
+    Ok(())
+}
+
+impl Checked {
+    /// A body that was not decrypted: passed on as it came, or rebuilt.
+    fn unread(body_for_backend: Option<Vec<u8>>, identity: Option<u64>, format: Format) -> Checked {
+        Checked {
+            body_for_backend,
+            decrypted: false,
+            message_read: false,
+            sender: None,
+            identity,
+            key: 0,
+            format,
+        }
+    }
 }
 
 /// An account's original id (`gh_…`): 1 to 64 letters, digits, `_` or `-`.
@@ -157,12 +181,11 @@ fn is_plausible_account_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-fn identity(plan: &BodyPlan, message: &[u8]) -> Option<u64> {
-    if plan.dedupe {
-        crate::gate::xml::retry_identity(message)
-    } else {
-        None
+fn identity(plan: &BodyPlan, body: &[u8], format: Format) -> Option<u64> {
+    if !plan.dedupe {
+        return None;
     }
+    Message::read(body, format).ok()?.retry_identity()
 }
 
 /// What becomes of a backend's reply to a decrypted push.
@@ -177,6 +200,8 @@ pub enum Reply {
 /// What the reply to a decrypted push is sealed with: the request's timestamp and
 /// nonce, the account's token, key and appid.
 pub struct ReplySeal<'a> {
+    /// The push's format: the envelope goes back in it.
+    pub format: Format,
     pub token: &'a str,
     pub key: &'a AesKey,
     pub appid: &'a str,
@@ -189,11 +214,16 @@ pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Rep
     // A UTF-8 byte-order mark (some Windows stacks write one) is not part of the XML.
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let trimmed = body.trim_ascii();
-    if trimmed.is_empty() || trimmed == b"success" || !trimmed.starts_with(b"<") {
+    let markup = match seal.format {
+        Format::Xml => b'<',
+        Format::Json => b'{',
+    };
+    if trimmed.is_empty() || trimmed == b"success" || trimmed.first() != Some(&markup) {
         return Reply::AsIs;
     }
     let encrypt = cipher::encrypt(seal.key, seal.appid, body, random16);
-    Reply::Encrypted(envelope::reply_envelope(
+    Reply::Encrypted(envelope::reply_envelope_in(
+        seal.format,
         seal.token,
         seal.timestamp,
         seal.nonce,
@@ -281,7 +311,9 @@ mod tests {
         assert_eq!(checked.sender.as_deref(), Some("o1"));
         assert_eq!(
             checked.identity,
-            crate::gate::xml::retry_identity(MESSAGE.as_bytes())
+            Message::read(MESSAGE.as_bytes(), Format::Xml)
+                .expect("xml")
+                .retry_identity()
         );
     }
 
@@ -405,6 +437,7 @@ mod tests {
 
     fn seal(key: &AesKey) -> ReplySeal<'_> {
         ReplySeal {
+            format: Format::Xml,
             token: TOKEN,
             key,
             appid: APPID,

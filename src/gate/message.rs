@@ -1,0 +1,251 @@
+//! A pushed message, XML or JSON, read just far enough for the gate: its top-level
+//! fields and its identity for spotting WeChat's retries.
+//!
+//! Official Accounts push XML; Mini Programs push XML or JSON as their console says.
+//! The format is taken from the body itself (its first character), never from the
+//! content type alone. JSON is read by serde_json (its recursion limit bounds the
+//! depth, `max_body_bytes` the size) into the root object's members in order, so that
+//! a repeated member is seen and refused, as a repeated XML element is.
+
+use crate::gate::xml::{self, ElementError};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use std::fmt;
+
+/// How a body is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Xml,
+    Json,
+}
+
+impl Format {
+    /// JSON when the body's first character (after whitespace and a UTF-8 byte-order
+    /// mark) is `{`; XML otherwise.
+    pub fn of(body: &[u8]) -> Format {
+        let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Format::Json,
+            _ => Format::Xml,
+        }
+    }
+}
+
+/// The root's fields in order: each name with its text, or `None` for one that holds
+/// structure of its own (nested elements, an object, an array, null).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    fields: Vec<(String, Option<String>)>,
+}
+
+impl Message {
+    /// Reads a body of either format.
+    pub fn read(body: &[u8], format: Format) -> Result<Message, ElementError> {
+        match format {
+            Format::Xml => {
+                let fields = xml::fields(body)?;
+                Ok(Message {
+                    fields: fields.into_pairs(),
+                })
+            }
+            Format::Json => read_json(body),
+        }
+    }
+
+    /// The text of the one field called `name`; `Ok(None)` if there is none.
+    pub fn get(&self, name: &str) -> Result<Option<&str>, ElementError> {
+        let mut found = self.fields.iter().filter(|(n, _)| n == name);
+        let Some((_, value)) = found.next() else {
+            return Ok(None);
+        };
+        if found.next().is_some() {
+            return Err(ElementError::Repeated);
+        }
+        value.as_deref().map(Some).ok_or(ElementError::Malformed)
+    }
+
+    /// `get`, forgiving: `None` for a field that is missing, empty or unreadable.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).ok().flatten().filter(|v| !v.is_empty())
+    }
+
+    /// The message's identity across WeChat's retries: `ToUserName` + `MsgId` (`MsgID`
+    /// in job-result events); an event (no `MsgId`) is its `FromUserName` +
+    /// `CreateTime` + `Event` + `EventKey`; an Open Platform authorization event its
+    /// `AppId` + `CreateTime` + `InfoType` + `AuthorizerAppid`. `None` when nothing
+    /// identifies it: better no deduplication than a wrong one.
+    pub fn retry_identity(&self) -> Option<u64> {
+        // A MsgId that is there but unreadable (repeated, holding structure) identifies
+        // nothing.
+        if ["MsgId", "MsgID"].iter().any(|n| self.get(n).is_err()) {
+            return None;
+        }
+        let f = |name| self.text(name);
+        let parts: Vec<&str> = if let Some(info) = f("InfoType") {
+            vec![
+                "auth",
+                f("AppId")?,
+                f("CreateTime")?,
+                info,
+                f("AuthorizerAppid").unwrap_or(""),
+            ]
+        } else if let Some(msg_id) = f("MsgId").or_else(|| f("MsgID")) {
+            vec![f("ToUserName")?, "msg", msg_id]
+        } else {
+            vec![
+                f("ToUserName")?,
+                "event",
+                f("FromUserName")?,
+                f("CreateTime")?,
+                f("Event").unwrap_or(""),
+                f("EventKey").unwrap_or(""),
+            ]
+        };
+        let mut hasher = sha1_smol::Sha1::new();
+        for part in parts {
+            // Length-prefixed, so that no two different field lists hash alike.
+            hasher.update(&u64::try_from(part.len()).unwrap_or(0).to_be_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let digest = hasher.digest().bytes();
+        Some(u64::from_be_bytes(digest.get(..8)?.try_into().ok()?))
+    }
+}
+
+/// A JSON object's members, in order, repeats kept (serde_json's own map keeps the
+/// last of a repeated member silently).
+struct Members(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    members.push(entry);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(V)
+    }
+}
+
+fn read_json(body: &[u8]) -> Result<Message, ElementError> {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    let Members(members) = serde_json::from_slice(body).map_err(|_| ElementError::Malformed)?;
+    let fields = members
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(s) => Some(s),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Null | Value::Array(_) | Value::Object(_) => None,
+            };
+            (name, text)
+        })
+        .collect();
+    Ok(Message { fields })
+}
+
+/// A JSON string value, escaped, with its quotes.
+pub fn json_string(text: &str) -> String {
+    Value::String(text.to_string()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const XML: &str = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[hi]]></Content><MsgId>99</MsgId></xml>";
+    const JSON: &str = r#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":99}"#;
+
+    #[test]
+    fn the_format_is_read_from_the_body() {
+        assert_eq!(Format::of(b"  \n{\"a\":1}"), Format::Json);
+        assert_eq!(Format::of(b"\xef\xbb\xbf{}"), Format::Json);
+        assert_eq!(Format::of(b"<xml/>"), Format::Xml);
+        assert_eq!(Format::of(b""), Format::Xml);
+    }
+
+    #[test]
+    fn the_same_message_in_xml_or_json_has_the_same_fields_and_identity() {
+        let x = Message::read(XML.as_bytes(), Format::Xml).expect("xml");
+        let j = Message::read(JSON.as_bytes(), Format::Json).expect("json");
+        for name in [
+            "ToUserName",
+            "FromUserName",
+            "CreateTime",
+            "Content",
+            "MsgId",
+        ] {
+            assert_eq!(x.get(name), j.get(name), "{name}");
+        }
+        assert!(x.retry_identity().is_some());
+        assert_eq!(x.retry_identity(), j.retry_identity());
+    }
+
+    #[test]
+    fn a_repeated_json_member_is_refused_as_a_repeated_element_is() {
+        let j = Message::read(br#"{"MsgId":1,"MsgId":2,"ToUserName":"gh"}"#, Format::Json)
+            .expect("json");
+        assert_eq!(j.get("MsgId"), Err(ElementError::Repeated));
+        assert_eq!(j.retry_identity(), None);
+    }
+
+    #[test]
+    fn members_holding_structure_are_unreadable_and_bad_json_is_malformed() {
+        let j = Message::read(br#"{"MsgId":{"a":1},"Content":[1],"X":null}"#, Format::Json)
+            .expect("json");
+        for name in ["MsgId", "Content", "X"] {
+            assert_eq!(j.get(name), Err(ElementError::Malformed), "{name}");
+        }
+        for bad in [&b"{"[..], b"[1,2]", b"\"s\"", b"{\"a\":}", b"{}x"] {
+            assert_eq!(
+                Message::read(bad, Format::Json),
+                Err(ElementError::Malformed)
+            );
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            Message::read(deep.as_bytes(), Format::Json),
+            Err(ElementError::Malformed),
+            "nesting is bounded, never a stack overflow"
+        );
+    }
+
+    #[test]
+    fn events_and_authorization_events_have_their_own_identity() {
+        let ev = |key: &str| {
+            Message::read(
+                format!(r#"{{"ToUserName":"gh","FromUserName":"o","CreateTime":5,"Event":"CLICK","EventKey":"{key}"}}"#).as_bytes(),
+                Format::Json,
+            )
+            .expect("json")
+            .retry_identity()
+        };
+        assert!(ev("a").is_some());
+        assert_ne!(ev("a"), ev("b"));
+        let auth = |ticket_time: u32| {
+            Message::read(
+                format!("<xml><AppId>wxc</AppId><CreateTime>{ticket_time}</CreateTime><InfoType>component_verify_ticket</InfoType><ComponentVerifyTicket>t</ComponentVerifyTicket></xml>").as_bytes(),
+                Format::Xml,
+            )
+            .expect("xml")
+            .retry_identity()
+        };
+        assert!(auth(1).is_some());
+        assert_ne!(auth(1), auth(2));
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), r#""a\"b\\c\n""#);
+    }
+}
