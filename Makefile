@@ -35,8 +35,10 @@ lint: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
+## unit: the library's and the CLI's own tests, and the suite's tests that need no Envoy
 unit:
-	cargo test --lib --bins --test vectors --test mock_api --test cli_secrets --test doctor
+	cargo test --lib --bins
+	cargo test --test suite offline::
 
 e2e: build
 	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" && "$$ENVOY_BIN" --version && \
