@@ -43,7 +43,8 @@ unit:
 e2e: build
 	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" && "$$ENVOY_BIN" --version && \
 	  scripts/ensure-wechatpy.sh >/dev/null && \
-	  ENVOY_BIN="$$ENVOY_BIN" cargo test --test envoy_e2e --test live_list_e2e --test safe_mode_e2e
+	  ENVOY_BIN="$$ENVOY_BIN" cargo test --test suite envoy:: && \
+	  ENVOY_BIN="$$ENVOY_BIN" cargo test --test safe_mode_e2e
 
 clean:
 	cargo clean

@@ -1,14 +1,45 @@
-//! What stands behind the gate (or the CLI): `Backend` records every request and
-//! answers as told (tiny_http).
+//! What stands behind the gate: `Backend` records every request and answers as told
+//! (tiny_http); `WsgiBackend` reads headers CGI-style; `BackendPy` is the demo's
+//! envoy/backend.py.
 
+use super::process::{ChildGuard, Listening};
+use super::MANIFEST_DIR;
+use std::collections::BTreeMap;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use wechat_gate::kit::client::Response;
 
 /// A request as the recording backend saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    pub method: String,
     pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `x-wechat-gate-*` headers, names lowercased.
+    pub fn gate_headers(&self) -> BTreeMap<String, String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-wechat-gate-"))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect()
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 /// How the backend answers a request: status, body, and a delay before answering.
@@ -49,6 +80,10 @@ pub struct Backend {
 }
 
 impl Backend {
+    pub fn start() -> Backend {
+        Backend::replying(|_| Reply::success())
+    }
+
     /// A backend that answers each request with what `reply` says; a request is
     /// recorded before it is answered.
     pub fn replying(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Backend {
@@ -66,7 +101,14 @@ impl Backend {
                 let mut body = Vec::new();
                 let _ = req.as_reader().read_to_end(&mut body);
                 let recorded = Recorded {
+                    method: req.method().to_string(),
                     url: req.url().to_string(),
+                    headers: req
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.to_string(), h.value.to_string()))
+                        .collect(),
+                    body,
                 };
                 let answer = reply(&recorded);
                 r.lock().expect("records").push(recorded);
@@ -88,6 +130,11 @@ impl Backend {
         self.records.lock().expect("records").clone()
     }
 
+    /// The bodies received, in order, as text.
+    pub fn bodies(&self) -> Vec<String> {
+        self.records().iter().map(Recorded::body_text).collect()
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -100,5 +147,88 @@ impl Drop for Backend {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+// ---------------------------------------------------------------- processes
+
+/// `tests/data/wsgi_backend.py`: Python's own WSGI server, which reads header names
+/// CGI-style (`-` and `_` are one), answering with the `HTTP_X_WECHAT_GATE_*`
+/// variables it saw as JSON. Killed on drop.
+pub struct WsgiBackend {
+    pub port: u16,
+    _process: Listening,
+}
+
+impl WsgiBackend {
+    pub fn start() -> WsgiBackend {
+        let process = Listening::spawn(
+            Command::new("python3").arg(format!("{MANIFEST_DIR}/tests/data/wsgi_backend.py")),
+            "listening on 127.0.0.1:",
+        );
+        WsgiBackend {
+            port: process.port,
+            _process: process,
+        }
+    }
+
+    /// The `HTTP_X_WECHAT_GATE_*` variables a response of this backend reports.
+    pub fn gate_variables(r: &Response) -> BTreeMap<String, String> {
+        let v: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| panic!("not the WSGI backend's JSON: {}", r.body_text()));
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with("HTTP_X_WECHAT_GATE_"))
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+}
+
+/// The demo's envoy/backend.py on a free port; every line it prints is kept.
+pub struct BackendPy {
+    pub port: u16,
+    child: ChildGuard,
+    reader: JoinHandle<()>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl BackendPy {
+    pub fn start() -> BackendPy {
+        use std::io::BufRead;
+        let Listening {
+            port,
+            stdout,
+            child,
+            ..
+        } = Listening::spawn(
+            Command::new("python3").args([
+                &format!("{MANIFEST_DIR}/envoy/backend.py"),
+                "--port",
+                "0",
+            ]),
+            "backend: listening on http://127.0.0.1:",
+        );
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        BackendPy {
+            port,
+            child,
+            reader,
+            lines,
+        }
+    }
+
+    /// Stops backend.py and returns every line it printed after its banner.
+    pub fn stop(self) -> Vec<String> {
+        drop(self.child);
+        let _ = self.reader.join();
+        let lines = self.lines.lock().expect("lines").clone();
+        lines
     }
 }

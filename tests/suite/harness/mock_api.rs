@@ -84,6 +84,11 @@ impl MockApi {
         self.calls()[endpoint].as_u64().unwrap_or(0)
     }
 
+    /// Replaces the callback IP list (`POST /__callback_ips`).
+    pub fn set_callback_ips(&self, ips: &[&str]) {
+        self.json("POST", "/__callback_ips", json!(ips).to_string().as_bytes());
+    }
+
     /// Replaces the faults (`POST /__faults`; `{}` clears them).
     pub fn set_faults(&self, faults: Value) {
         self.json("POST", "/__faults", faults.to_string().as_bytes());
