@@ -1,11 +1,13 @@
 //! What an operator can get wrong is refused loudly, and secrets stay secret: a bad
-//! configuration stops Envoy naming the field; a token from the environment never
-//! shows in the admin API or the log.
+//! configuration stops Envoy naming the field; a plugin config without
+//! `allow_on_headers_stop_iteration` answers 408, never hangs; a token or an
+//! EncodingAESKey from the environment never shows in the admin API or the log.
 
 use crate::harness::backend::Backend;
-use crate::harness::envoy::{gate_config, gated};
+use crate::harness::envoy::{gate_config, gated, EnvoyConfig, Gate};
 use crate::harness::now;
-use crate::harness::requests::{signed, LISTED, UNLISTED};
+use crate::harness::requests::{signed, LISTED, TOKEN, UNLISTED};
+use crate::harness::safe_mode::{push, safe_config, text_message, AES_KEY};
 use serde_json::json;
 
 #[test]
@@ -100,4 +102,49 @@ fn token_from_the_environment_never_shows_in_config_dump_or_logs() {
         "debug logging was on"
     );
     assert!(!log.contains(secret), "the log shows the token");
+}
+
+#[test]
+fn the_aes_key_never_shows_in_config_dump_or_logs() {
+    let backend = Backend::start();
+    let config = safe_config(json!({
+        "token": {"env": "E2E_TOKEN"},
+        "safe_mode": {"encoding_aes_key": {"env": "E2E_AES_KEY"}, "decrypt": true}
+    }));
+    let envoy = gated(backend.port, config)
+        .vm_env("E2E_TOKEN", TOKEN)
+        .vm_env("E2E_AES_KEY", AES_KEY)
+        .start();
+    assert_eq!(envoy.push(&push(&text_message("s", 13), "1")).status, 200);
+    let mut bad = push(&text_message("s", 14), "2");
+    bad.query = bad.query.replace("msg_signature=", "msg_signature=0");
+    assert_eq!(envoy.push(&bad).status, 401);
+    let dump = envoy.admin_text("/config_dump");
+    let log = envoy.log_text();
+    for secret in [AES_KEY, TOKEN] {
+        assert!(!dump.contains(secret), "config_dump shows a secret");
+        assert!(!log.contains(secret), "the log shows a secret");
+    }
+}
+
+#[test]
+fn without_allow_on_headers_stop_iteration_a_held_push_gets_408_not_a_hang() {
+    let backend = Backend::start();
+    let envoy = EnvoyConfig::new(backend.port)
+        .gate(Gate::new("wechat_gate", safe_config(json!({}))).without_header_hold())
+        .start();
+    // Answered by the gate (a hang would end in the client's 30 s read timeout).
+    let r = envoy.push(&push(&text_message("stuck", 15), "1"));
+    assert_eq!(r.status, 408, "{}", r.body_text());
+    assert!(r.body_text().contains("body_timeout"), "{}", r.body_text());
+    assert!(backend.records().is_empty());
+    assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 1);
+    let log = envoy.log_text();
+    assert!(
+        log.contains("allow_on_headers_stop_iteration: true"),
+        "the log names the missing setting"
+    );
+    // The handshake needs no body and still works.
+    let r = envoy.handshake(TOKEN, "still-fine");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "still-fine"));
 }

@@ -1,10 +1,12 @@
-//! Hostile input never crashes the worker's VM: bytes no client should send, and a
-//! thousand pushes whose bodies stall on one worker.
+//! Hostile input never crashes the worker's VM: bytes no client should send, and
+//! pushes whose bodies stall (one in safe mode, a thousand on one worker), each
+//! answered 408.
 
 use crate::harness::backend::Backend;
 use crate::harness::envoy::{gate_config, gated};
 use crate::harness::now;
 use crate::harness::requests::{fresh, signed, text_xml, LISTED, TOKEN};
+use crate::harness::safe_mode::{push, safe_config, text_message};
 use serde_json::json;
 use std::collections::BTreeMap;
 
@@ -148,4 +150,21 @@ fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_live
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(backend.records().len(), 1);
     assert_eq!(envoy.vm_failures(), Vec::<String>::new());
+}
+
+#[test]
+fn a_push_whose_body_stalls_gets_408() {
+    let backend = Backend::start();
+    let envoy = gated(backend.port, safe_config(json!({}))).start();
+    let p = push(&text_message("stall", 20), "1");
+    let head = format!(
+        "POST /wechat?{} HTTP/1.1\r\nhost: gate\r\ncontent-length: {}\r\n\r\n",
+        p.query,
+        p.body.len()
+    );
+    let partial = [head.as_bytes(), &p.body.as_bytes()[..10]].concat();
+    // The deadline is 3 s, checked on a 1 s tick: before WeChat's 5 s and the route's.
+    let r = envoy.send_raw(&partial, LISTED).expect("an answer");
+    assert_eq!(r.status, 408, "{}", r.body_text());
+    assert!(backend.records().is_empty());
 }

@@ -60,20 +60,35 @@ fn row(case: &'static str, send: Send, status: u16, body: Body, counter: &'stati
     }
 }
 
-fn handshake(token: &str, echostr: &str) -> Send {
-    let query = signed(token, now(), &nonce(), &[("echostr", echostr)]);
-    Send::Bare("GET", format!("/wechat?{query}"))
-}
+impl Send {
+    /// A handshake signed with `token` now.
+    fn handshake(token: &str, echostr: &str) -> Send {
+        let query = signed(token, now(), &nonce(), &[("echostr", echostr)]);
+        Send::Bare("GET", format!("/wechat?{query}"))
+    }
 
-fn post(query: String, body: &str) -> Send {
-    post_from(query, body, LISTED)
-}
+    fn push(query: String, body: &str) -> Send {
+        Send::push_from(query, body, LISTED)
+    }
 
-fn post_from(query: String, body: &str, source: &'static str) -> Send {
-    Send::Post {
-        query,
-        body: body.to_string(),
-        source,
+    fn push_from(query: String, body: &str, source: &'static str) -> Send {
+        Send::Post {
+            query,
+            body: body.to_string(),
+            source,
+        }
+    }
+
+    fn to(&self, envoy: &Envoy) -> Response {
+        match self {
+            Send::Bare(method, target) => envoy.send(method, target, &[], b"", LISTED),
+            Send::Post {
+                query,
+                body,
+                source,
+            } => envoy.post(query, body, source),
+            Send::Chunked { query, body } => chunked_post(envoy, query, body.as_bytes()),
+        }
     }
 }
 
@@ -82,7 +97,7 @@ fn answered_rows() -> Vec<Row> {
     let odd = "a b+c/d=e&f%微信";
     let mut echo = row(
         "a signed handshake: echostr byte for byte",
-        handshake(TOKEN, "8708463752399332976"),
+        Send::handshake(TOKEN, "8708463752399332976"),
         200,
         Body::Is("8708463752399332976".into()),
         "wechat_gate.handshake",
@@ -92,21 +107,21 @@ fn answered_rows() -> Vec<Row> {
         echo,
         row(
             "a handshake whose echostr held percent-encoded characters",
-            handshake(TOKEN, odd),
+            Send::handshake(TOKEN, odd),
             200,
             Body::Is(odd.into()),
             "wechat_gate.handshake",
         ),
         row(
             "a signed POST: forwarded, the backend's answer comes back",
-            post(fresh(), &text_xml("o_user", "hello", 1)),
+            Send::push(fresh(), &text_xml("o_user", "hello", 1)),
             200,
             Body::Is("success".into()),
             "wechat_gate.forwarded",
         ),
         row(
             "a body of exactly max_body_bytes: forwarded whole",
-            post(fresh(), &"y".repeat(1024)),
+            Send::push(fresh(), &"y".repeat(1024)),
             200,
             Body::Is("success".into()),
             "wechat_gate.forwarded",
@@ -138,7 +153,7 @@ fn malformed_rows() -> Vec<Row> {
         .collect();
     rows.push(row(
         "a POST without signature",
-        post(format!("timestamp={}&nonce=1", now()), "<xml/>"),
+        Send::push(format!("timestamp={}&nonce=1", now()), "<xml/>"),
         400,
         Body::StartsWith("wechat-gate: malformed: "),
         "wechat_gate.rejected.malformed",
@@ -151,35 +166,35 @@ fn refused_rows() -> Vec<Row> {
     let mut rows = vec![
         row(
             "a wrong signature",
-            handshake("not-the-token", "1"),
+            Send::handshake("not-the-token", "1"),
             401,
             Body::Is("wechat-gate: signature: signature does not match\n".into()),
             "wechat_gate.rejected.signature",
         ),
         row(
             "a timestamp 301 s old",
-            post(signed(TOKEN, now() - 301, "1", &[]), "<xml/>"),
+            Send::push(signed(TOKEN, now() - 301, "1", &[]), "<xml/>"),
             401,
             Body::StartsWith("wechat-gate: stale: "),
             "wechat_gate.rejected.stale",
         ),
         row(
             "a timestamp 400 s ahead",
-            post(signed(TOKEN, now() + 400, "1", &[]), "<xml/>"),
+            Send::push(signed(TOKEN, now() + 400, "1", &[]), "<xml/>"),
             401,
             Body::StartsWith("wechat-gate: stale: "),
             "wechat_gate.rejected.stale",
         ),
         row(
             "a correctly signed request from outside the allowlist",
-            post_from(fresh(), "<xml/>", UNLISTED),
+            Send::push_from(fresh(), "<xml/>", UNLISTED),
             403,
             Body::StartsWith("wechat-gate: source: "),
             "wechat_gate.rejected.source",
         ),
         row(
             "a declared body over max_body_bytes",
-            post(fresh(), &"x".repeat(1025)),
+            Send::push(fresh(), &"x".repeat(1025)),
             413,
             Body::StartsWith("wechat-gate: too_large: "),
             "wechat_gate.rejected.too_large",
@@ -233,18 +248,6 @@ fn chunked_post(envoy: &Envoy, query: &str, body: &[u8]) -> Response {
     envoy.send_raw(&raw, LISTED).expect("chunked post")
 }
 
-fn send(envoy: &Envoy, send: &Send) -> Response {
-    match send {
-        Send::Bare(method, target) => envoy.send(method, target, &[], b"", LISTED),
-        Send::Post {
-            query,
-            body,
-            source,
-        } => envoy.post(query, body, source),
-        Send::Chunked { query, body } => chunked_post(envoy, query, body.as_bytes()),
-    }
-}
-
 fn assert_answer(row: &Row, r: &Response) {
     let what = format!("{} ({}): {}", row.case, row.status, r.body_text());
     assert_eq!(r.status, row.status, "{what}");
@@ -284,7 +287,7 @@ fn every_row_of_the_status_table_gets_its_status_body_and_counter() {
     let envoy = gated(backend.port, gate_config(json!({}))).start();
     let table = status_table();
     for row in &table {
-        assert_answer(row, &send(&envoy, &row.send));
+        assert_answer(row, &row.send.to(&envoy));
     }
 
     let counters = envoy.counters();

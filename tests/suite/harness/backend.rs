@@ -1,15 +1,20 @@
 //! What stands behind the gate: `Backend` records every request and answers as told
-//! (tiny_http); `WsgiBackend` reads headers CGI-style; `BackendPy` is the demo's
+//! (tiny_http); `WsgiBackend` reads headers CGI-style; `RawBackend` answers on raw
+//! HTTP/1.1 through the project's one request reader (`kit::http1`), for replies
+//! tiny_http cannot make (trailers, a dropped connection); `BackendPy` is the demo's
 //! envoy/backend.py.
 
 use super::process::{ChildGuard, Listening};
 use super::MANIFEST_DIR;
 use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use wechat_gate::kit::client::Response;
+use wechat_gate::kit::http1::{Connection, Limits, Request};
 
 /// A request as the recording backend saw it.
 #[derive(Debug, Clone)]
@@ -66,6 +71,11 @@ impl Reply {
             body: body.as_bytes().to_vec(),
             delay: Duration::ZERO,
         }
+    }
+
+    /// The same reply, `delay` later.
+    pub fn after(self, delay: Duration) -> Reply {
+        Reply { delay, ..self }
     }
 }
 
@@ -145,6 +155,64 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.server.unblock();
         if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- raw HTTP/1.1
+
+type Answer = dyn Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync;
+
+/// A backend on raw HTTP/1.1: each request is read with `kit::http1::Connection` and
+/// answered by writing to `conn.stream`. A connection is served until its client
+/// closes it (or the answer fails).
+pub struct RawBackend {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl RawBackend {
+    pub fn start(
+        answer: impl Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> RawBackend {
+        let answer: Arc<Answer> = Arc::new(answer);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let mut conn = Connection::new(stream, Limits::default());
+                    while let Ok(request) = conn.read_request() {
+                        if answer(&mut conn, &request).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
     }

@@ -3,6 +3,7 @@
 //! and the one process (`Envoy`: free ports read back from the admin API, counters,
 //! the log, requests from chosen loopback addresses). A missing Envoy or .wasm fails.
 
+use super::process::banner_port;
 use super::{merged, scratch_dir, MANIFEST_DIR};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -128,6 +129,12 @@ impl Gate {
         }
     }
 
+    /// The same gate in a plugin config without `allow_on_headers_stop_iteration`.
+    pub fn without_header_hold(mut self) -> Gate {
+        self.hold_headers = false;
+        self
+    }
+
     fn filter_yaml(&self, env_keys: &[String]) -> String {
         format!(
             r#"
@@ -177,6 +184,7 @@ pub struct EnvoyConfig {
     env: Vec<(String, String)>,
     clusters: Vec<(String, u16)>,
     workers: u32,
+    backend_trailers: bool,
 }
 
 /// One gate, `wechat_gate` with `config`, in front of the backend on `backend_port`.
@@ -195,6 +203,7 @@ impl EnvoyConfig {
             env: Vec::new(),
             clusters: Vec::new(),
             workers: 1,
+            backend_trailers: false,
         }
     }
 
@@ -229,6 +238,12 @@ impl EnvoyConfig {
 
     pub fn workers(mut self, workers: u32) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// The backend cluster accepts response trailers (`enable_trailers`).
+    pub fn backend_trailers(mut self) -> Self {
+        self.backend_trailers = true;
         self
     }
 
@@ -268,7 +283,7 @@ impl EnvoyConfig {
                 typed_per_filter_config:{disabled}"#
             )
         };
-        let mut clusters = cluster_yaml("backend", self.backend_port, false);
+        let mut clusters = cluster_yaml("backend", self.backend_port, self.backend_trailers);
         for (name, port) in &self.clusters {
             clusters.push_str(&cluster_yaml(name, *port, false));
         }
@@ -402,9 +417,9 @@ impl Envoy {
                 return Err(format!("not ready after 60 s\n{}", self.log_text()));
             }
             if self.admin == 0 {
+                // The file holds the admin's address, `127.0.0.1:PORT`.
                 if let Ok(text) = std::fs::read_to_string(admin_file) {
-                    if let Some(port) = text.trim().rsplit(':').next().and_then(|p| p.parse().ok())
-                    {
+                    if let Some(port) = banner_port(&text, "127.0.0.1:") {
                         self.admin = port;
                     }
                 }

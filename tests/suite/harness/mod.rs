@@ -1,10 +1,11 @@
 //! The suite's one harness: every helper a test module needs, written once.
 //!
 //! - `envoy`: the Envoy config builder and the Envoy process.
-//! - `backend`: the recording backend, the CGI-style backend, backend.py.
+//! - `backend`: the recording backend, the CGI-style and raw-HTTP backends, backend.py.
 //! - `mock_api`: `wechat-gate mock-api`, WeChat's API stand-in.
 //! - `cli`: the `wechat-gate` CLI with a clean environment.
 //! - `requests`: the account, signed queries and the requests WeChat sends.
+//! - `safe_mode`: safe-mode pushes; `wechatpy`: the independent SDK that opens replies.
 //! - `vectors`: tests/data/wechat_vectors.json.
 //! - `process`: child processes killed on drop, and the banner that names their port.
 
@@ -14,7 +15,9 @@ pub mod envoy;
 pub mod mock_api;
 pub mod process;
 pub mod requests;
+pub mod safe_mode;
 pub mod vectors;
+pub mod wechatpy;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
