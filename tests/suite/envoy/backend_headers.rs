@@ -3,7 +3,8 @@
 //! routes), and other paths untouched.
 
 use crate::harness::backend::{Backend, WsgiBackend};
-use crate::harness::envoy::{demo_env, gate_config, gated, shipped_demo_yaml, Envoy};
+use crate::harness::config::{demo_env, gate_config, gated, shipped_demo_yaml};
+use crate::harness::envoy::Envoy;
 use crate::harness::requests::{nonce, signed, text_xml, LISTED, TOKEN, UNLISTED};
 use crate::harness::{closed_port, now};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! EncodingAESKey from the environment never shows in the admin API or the log.
 
 use crate::harness::backend::Backend;
-use crate::harness::envoy::{gate_config, gated, EnvoyConfig, Gate};
+use crate::harness::config::{gate_config, gated, EnvoyConfig, Gate};
 use crate::harness::now;
 use crate::harness::requests::{signed, LISTED, TOKEN, UNLISTED};
 use crate::harness::safe_mode::{push, safe_config, text_message, AES_KEY};

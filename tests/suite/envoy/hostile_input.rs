@@ -3,7 +3,7 @@
 //! answered 408.
 
 use crate::harness::backend::Backend;
-use crate::harness::envoy::{gate_config, gated};
+use crate::harness::config::{gate_config, gated};
 use crate::harness::now;
 use crate::harness::requests::{fresh, signed, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{push, safe_config, text_message};

@@ -3,7 +3,8 @@
 //! the list across workers, refreshes it, fails over and keeps the last good list.
 
 use crate::harness::backend::Backend;
-use crate::harness::envoy::{Envoy, EnvoyConfig, Gate};
+use crate::harness::config::{EnvoyConfig, Gate};
+use crate::harness::envoy::Envoy;
 use crate::harness::mock_api::{token_of, MockApi};
 use crate::harness::requests::{fresh, TOKEN};
 use crate::harness::{closed_port, merged, now, wait_until};

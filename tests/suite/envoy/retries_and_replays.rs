@@ -5,7 +5,7 @@
 //! backend may be used again, and with the freshness check off nothing is remembered.
 
 use crate::harness::backend::{Backend, Reply};
-use crate::harness::envoy::{gate_config, gated};
+use crate::harness::config::{gate_config, gated};
 use crate::harness::requests::{nonce, signed, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{push, safe_config, text_message};
 use crate::harness::{now, wait_past};

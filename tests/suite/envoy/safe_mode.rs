@@ -5,7 +5,8 @@
 
 use crate::harness::backend::{Backend, RawBackend, Reply};
 use crate::harness::cli::{cli, Ran};
-use crate::harness::envoy::{gated, Envoy};
+use crate::harness::config::gated;
+use crate::harness::envoy::Envoy;
 use crate::harness::now;
 use crate::harness::requests::{nonce, signed, LISTED, TOKEN};
 use crate::harness::safe_mode::{

@@ -4,9 +4,8 @@
 
 use crate::harness::backend::BackendPy;
 use crate::harness::cli::{cli, Ran};
-use crate::harness::envoy::{
-    demo_env, shipped_demo_yaml, validate, wasm_path, Envoy, EnvoyConfig, DEMO_AES_KEY,
-};
+use crate::harness::config::{demo_env, shipped_demo_yaml, EnvoyConfig, DEMO_AES_KEY};
+use crate::harness::envoy::{validate, wasm_path, Envoy};
 use crate::harness::mock_api::MockApi;
 use crate::harness::{scratch_dir, wait_until, MANIFEST_DIR};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! Python's hashlib sent by curl; accounts on one listener each use their own token.
 
 use crate::harness::backend::Backend;
-use crate::harness::envoy::{gate_config, gated, EnvoyConfig, Gate};
+use crate::harness::config::{gate_config, gated, EnvoyConfig, Gate};
 use crate::harness::now;
 use crate::harness::requests::{nonce, signed, LISTED, TOKEN};
 use crate::harness::vectors::vectors;

@@ -2,7 +2,7 @@
 //! `report` and `off` modes, and headers that cannot fake the source.
 
 use crate::harness::backend::Backend;
-use crate::harness::envoy::{gate_config, gated};
+use crate::harness::config::{gate_config, gated};
 use crate::harness::now;
 use crate::harness::requests::{fresh, signed, LISTED, UNLISTED};
 use serde_json::json;

@@ -4,7 +4,8 @@
 //! Then the counters across workers, and in Prometheus' format.
 
 use crate::harness::backend::Backend;
-use crate::harness::envoy::{gate_config, gated, Envoy};
+use crate::harness::config::{gate_config, gated};
+use crate::harness::envoy::Envoy;
 use crate::harness::now;
 use crate::harness::requests::{fresh, nonce, signed, text_xml, LISTED, TOKEN, UNLISTED};
 use serde_json::json;

@@ -3,7 +3,8 @@
 //! retry into the same failure; `pass` leaves Envoy's own answer.
 
 use crate::harness::backend::{Backend, RawBackend, Reply};
-use crate::harness::envoy::{gated, Envoy};
+use crate::harness::config::gated;
+use crate::harness::envoy::Envoy;
 use crate::harness::requests::{fresh, LISTED};
 use crate::harness::safe_mode::{push, safe_config, text_message};
 use crate::harness::{closed_port, merged};

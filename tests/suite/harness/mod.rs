@@ -1,6 +1,7 @@
 //! The suite's one harness: every helper a test module needs, written once.
 //!
-//! - `envoy`: the Envoy config builder and the Envoy process.
+//! - `config`: the Envoy config builder, the suite's account, the shipped demo config.
+//! - `envoy`: the Envoy process.
 //! - `backend`: the recording backend, the CGI-style and raw-HTTP backends, backend.py.
 //! - `mock_api`: `wechat-gate mock-api`, WeChat's API stand-in.
 //! - `cli`: the `wechat-gate` CLI with a clean environment.
@@ -11,6 +12,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod config;
 pub mod envoy;
 pub mod mock_api;
 pub mod process;

@@ -1,7 +1,8 @@
 //! Safe mode (AES) as WeChat does it: the account's key and AppID, a gate that
 //! decrypts, and pushes whose `Encrypt` is signed by `msg_signature`.
 
-use super::envoy::{gate_config, Envoy};
+use super::config::gate_config;
+use super::envoy::Envoy;
 use super::requests::{signed, text_xml, LISTED, TOKEN};
 use super::{merged, now};
 use serde_json::json;
