@@ -35,13 +35,21 @@ lint: toolchain
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
+## unit: the library's and the CLI's own tests, and the suite's tests that need no Envoy
 unit:
-	cargo test --lib --bins --test vectors --test mock_api --test cli_secrets --test doctor
+	cargo test --lib --bins
+	cargo test --test suite offline::
 
+## e2e: every end-to-end test against each Envoy in ENVOY_VERSIONS (the oldest and the
+## newest tested); ENVOY_VERSION=1.38.3 make e2e runs one, ENVOY_BIN=... any binary.
+ENVOY_VERSIONS ?= 1.36.4 1.40.0
 e2e: build
-	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" && "$$ENVOY_BIN" --version && \
-	  scripts/ensure-wechatpy.sh >/dev/null && \
-	  ENVOY_BIN="$$ENVOY_BIN" cargo test --test envoy_e2e --test live_list_e2e --test safe_mode_e2e --test istio_e2e
+	@scripts/ensure-wechatpy.sh >/dev/null
+	@set -e; for v in $(if $(ENVOY_BIN),given,$(if $(ENVOY_VERSION),$(ENVOY_VERSION),$(ENVOY_VERSIONS))); do \
+	  ENVOY_BIN="$$(ENVOY_VERSION=$$v scripts/ensure-envoy.sh --pinned)"; \
+	  echo "== end-to-end tests in $$("$$ENVOY_BIN" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"; \
+	  ENVOY_BIN="$$ENVOY_BIN" cargo test --test suite envoy::; \
+	done
 
 clean:
 	cargo clean

@@ -2,71 +2,52 @@
 //! and `getcallbackip` from `wechat-gate mock-api` through its own clusters, shares
 //! the list across workers, refreshes it, fails over and keeps the last good list.
 
-mod common;
-
-use common::*;
+use crate::harness::backend::Backend;
+use crate::harness::config::{EnvoyConfig, Gate};
+use crate::harness::envoy::Envoy;
+use crate::harness::mock_api::{token_of, MockApi};
+use crate::harness::requests::{fresh, TOKEN};
+use crate::harness::{closed_port, merged, now, wait_until};
 use serde_json::json;
 use std::time::Duration;
 
-const TOKEN: &str = "live-token-91c2";
 const APPID: &str = "wx0123456789abcdef";
 const SECRET: &str = "AppS3cretForTests0001";
 
+/// mock-api for the account, with `extra` flags.
 fn mock(extra: &[&str]) -> MockApi {
-    let mut args = vec!["--appid", APPID];
-    args.extend_from_slice(extra);
-    MockApi::start(SECRET, &args)
+    MockApi::start(SECRET, &[&["--appid", APPID][..], extra].concat())
 }
 
-/// A gate whose sources come from WeChat's list through `upstreams` (cluster names).
+/// A gate whose sources come from WeChat's list through `upstreams` (cluster names),
+/// with the top-level keys of `api` set in `source.wechat_api` and of `source` in
+/// `source`.
 fn live_gate(upstreams: &[&str], api: serde_json::Value, source: serde_json::Value) -> Gate {
     let ups: Vec<serde_json::Value> = upstreams
         .iter()
         .map(|c| json!({"cluster": c, "authority": "api.weixin.qq.com"}))
         .collect();
-    let mut wechat_api = json!({"secret": {"env": "WECHAT_APPSECRET"}, "upstreams": ups});
-    if let (Some(w), Some(extra)) = (wechat_api.as_object_mut(), api.as_object()) {
-        w.extend(extra.clone());
-    }
-    let mut src = json!({"wechat_api": wechat_api});
-    if let (Some(s), Some(extra)) = (src.as_object_mut(), source.as_object()) {
-        s.extend(extra.clone());
-    }
+    let wechat_api = merged(
+        json!({"secret": {"env": "WECHAT_APPSECRET"}, "upstreams": ups}),
+        api,
+    );
+    let src = merged(json!({"wechat_api": wechat_api}), source);
     Gate::new(
         "wechat_gate",
         json!({"path": "/wechat", "appid": APPID, "token": TOKEN, "source": src}),
     )
 }
 
-fn start_envoy(backend: &Backend, gate: Gate, clusters: &[(&str, u16)], concurrency: u32) -> Envoy {
-    Envoy::start(
-        &envoy_yaml_with_clusters(backend.port, &[gate], &["WECHAT_APPSECRET"], clusters),
-        EnvoyOptions {
-            concurrency,
-            env: &[("WECHAT_APPSECRET", SECRET)],
-        },
-    )
-}
-
-fn post_from(envoy: &Envoy, source: &str) -> u16 {
-    let q = signed(TOKEN, now(), &nonce(), &[]);
-    envoy
-        .send(
-            "POST",
-            &format!("/wechat?{q}"),
-            &[("content-type", b"text/xml")],
-            b"<xml/>",
-            source,
-        )
-        .status
-}
-
-/// A port nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// Envoy with `gate`, the API `clusters` and the AppSecret in the VM's environment.
+fn start_envoy(backend: &Backend, gate: Gate, clusters: &[(&str, u16)], workers: u32) -> Envoy {
+    let mut config = EnvoyConfig::new(backend.port)
+        .gate(gate)
+        .vm_env("WECHAT_APPSECRET", SECRET)
+        .workers(workers);
+    for (name, port) in clusters {
+        config = config.cluster(name, *port);
+    }
+    config.start()
 }
 
 #[test]
@@ -86,46 +67,14 @@ fn live_list_is_enforced_promptly_and_fetched_once_by_four_workers() {
         &[("wechat_api", api.port)],
         4,
     );
-    // Four clients keep posting from the start. The list arrives on one worker's tick
-    // (about 100 ms on an idle machine) and on the others' within their next tick; a
-    // worker that has not ticked since looks in shared data before refusing, so once
-    // any request has been admitted, no request started after that is answered 503.
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let loaded = AtomicBool::new(false);
-    let after = AtomicUsize::new(0);
-    let late_503 = AtomicUsize::new(0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    std::thread::scope(|s| {
-        for t in 0..4 {
-            let (envoy, loaded, after, late_503) = (&envoy, &loaded, &after, &late_503);
-            s.spawn(move || {
-                while after.load(Ordering::SeqCst) < 200 && std::time::Instant::now() < deadline {
-                    let started_after = loaded.load(Ordering::SeqCst);
-                    let source = if t % 2 == 0 { "127.0.0.2" } else { "127.0.0.3" };
-                    let status = post_from(envoy, source);
-                    if status == 200 {
-                        loaded.store(true, Ordering::SeqCst);
-                    }
-                    if started_after {
-                        after.fetch_add(1, Ordering::SeqCst);
-                        if status == 503 {
-                            late_503.fetch_add(1, Ordering::SeqCst);
-                        }
-                        let expected = if source == "127.0.0.2" { 200 } else { 403 };
-                        assert!(status == expected || status == 503, "{source}: {status}");
-                    }
-                }
-            });
-        }
-    });
+    let traffic = post_from_four_clients_from_the_start(&envoy);
     assert!(
-        loaded.load(Ordering::SeqCst),
+        traffic.loaded,
         "the list was not enforced within 10 s:\n{}",
         envoy.log_text()
     );
     assert_eq!(
-        late_503.load(Ordering::SeqCst),
-        0,
+        traffic.late_503, 0,
         "requests answered 503 after the list had loaded"
     );
     let per_worker = envoy.admin_text("/stats?filter=worker_.\\.downstream_cx_total");
@@ -142,6 +91,60 @@ fn live_list_is_enforced_promptly_and_fetched_once_by_four_workers() {
         busy, 4,
         "the requests were spread over all four workers:\n{per_worker}"
     );
+    assert_one_refresh_for_all_workers(&api, &envoy);
+}
+
+/// What the clients saw: whether any request was admitted, and how many of those
+/// started after that were answered 503.
+struct Traffic {
+    loaded: bool,
+    late_503: usize,
+}
+
+/// Four clients keep posting from the start, two from a listed source and two from
+/// an unlisted one, until 200 requests have started after the first admission (or
+/// 10 s pass). The list arrives on one worker's tick (about 100 ms on an idle
+/// machine) and on the others' within their next tick; a worker that has not ticked
+/// since looks in shared data before refusing, so once any request has been
+/// admitted, no request started after that may be answered 503.
+fn post_from_four_clients_from_the_start(envoy: &Envoy) -> Traffic {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let loaded = AtomicBool::new(false);
+    let after = AtomicUsize::new(0);
+    let late_503 = AtomicUsize::new(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (loaded, after, late_503) = (&loaded, &after, &late_503);
+            s.spawn(move || {
+                while after.load(Ordering::SeqCst) < 200 && std::time::Instant::now() < deadline {
+                    let started_after = loaded.load(Ordering::SeqCst);
+                    let source = if t % 2 == 0 { "127.0.0.2" } else { "127.0.0.3" };
+                    let status = envoy.post_from(source);
+                    if status == 200 {
+                        loaded.store(true, Ordering::SeqCst);
+                    }
+                    if started_after {
+                        after.fetch_add(1, Ordering::SeqCst);
+                        if status == 503 {
+                            late_503.fetch_add(1, Ordering::SeqCst);
+                        }
+                        let expected = if source == "127.0.0.2" { 200 } else { 403 };
+                        assert!(status == expected || status == 503, "{source}: {status}");
+                    }
+                }
+            });
+        }
+    });
+    Traffic {
+        loaded: loaded.load(Ordering::SeqCst),
+        late_503: late_503.load(Ordering::SeqCst),
+    }
+}
+
+/// One token call and one list call for the whole Envoy, and the list's gauges and
+/// log line.
+fn assert_one_refresh_for_all_workers(api: &MockApi, envoy: &Envoy) {
     assert_eq!(
         api.count("stable_token"),
         1,
@@ -179,19 +182,19 @@ fn a_changed_list_takes_effect_at_the_next_refresh() {
     let gate = live_gate(&["wechat_api"], json!({"refresh_seconds": 2}), json!({}));
     let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 4);
     assert!(
-        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+        wait_until(Duration::from_secs(2), || envoy.post_from("127.0.0.2")
             == 200)
         .is_some()
     );
     // Every worker has its copy within a tick or two.
     assert!(
-        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.3")
+        wait_until(Duration::from_secs(2), || envoy.post_from("127.0.0.3")
             == 403)
         .is_some()
     );
     api.set_callback_ips(&["127.0.0.3"]);
     let took = wait_until(Duration::from_secs(5), || {
-        post_from(&envoy, "127.0.0.3") == 200
+        envoy.post_from("127.0.0.3") == 200
     });
     assert!(
         took.is_some(),
@@ -199,7 +202,7 @@ fn a_changed_list_takes_effect_at_the_next_refresh() {
         envoy.log_text()
     );
     assert!(
-        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+        wait_until(Duration::from_secs(2), || envoy.post_from("127.0.0.2")
             == 403)
         .is_some()
     );
@@ -239,7 +242,7 @@ fn when_the_primary_cluster_is_down_the_disaster_recovery_cluster_serves() {
         1,
     );
     assert!(
-        wait_until(Duration::from_secs(4), || post_from(&envoy, "127.0.0.2")
+        wait_until(Duration::from_secs(4), || envoy.post_from("127.0.0.2")
             == 200)
         .is_some(),
         "{}",
@@ -270,7 +273,7 @@ fn every_api_fault_keeps_the_last_good_list() {
     );
     let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 2);
     assert!(
-        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+        wait_until(Duration::from_secs(2), || envoy.post_from("127.0.0.2")
             == 200)
         .is_some()
     );
@@ -301,9 +304,9 @@ fn every_api_fault_keeps_the_last_good_list() {
         );
         // Verified traffic from the known address is never refused meanwhile.
         for _ in 0..3 {
-            assert_eq!(post_from(&envoy, "127.0.0.2"), 200, "{fault}");
+            assert_eq!(envoy.post_from("127.0.0.2"), 200, "{fault}");
         }
-        assert_eq!(post_from(&envoy, "127.0.0.3"), 403, "{fault}");
+        assert_eq!(envoy.post_from("127.0.0.3"), 403, "{fault}");
         let log = envoy.log_text();
         assert!(
             log.contains(logged),
@@ -338,7 +341,7 @@ fn an_expired_token_is_replaced() {
     let gate = live_gate(&["wechat_api"], json!({"refresh_seconds": 1}), json!({}));
     let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 1);
     assert!(
-        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+        wait_until(Duration::from_secs(2), || envoy.post_from("127.0.0.2")
             == 200)
         .is_some()
     );
@@ -353,7 +356,7 @@ fn an_expired_token_is_replaced() {
         "{}",
         envoy.log_text()
     );
-    assert_eq!(post_from(&envoy, "127.0.0.2"), 200);
+    assert_eq!(envoy.post_from("127.0.0.2"), 200);
 }
 
 #[test]
@@ -367,7 +370,7 @@ fn classic_and_stable_token_apis_each_hit_their_own_endpoint() {
         let gate = live_gate(&["wechat_api"], json!({"token_api": token_api}), json!({}));
         let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 1);
         assert!(
-            wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+            wait_until(Duration::from_secs(2), || envoy.post_from("127.0.0.2")
                 == 200)
             .is_some(),
             "{token_api}"
@@ -392,8 +395,7 @@ fn before_the_first_list_deny_answers_503_and_allow_forwards() {
             json!({"when_unavailable": mode, "allow": ["127.0.0.4"]}),
         );
         let envoy = start_envoy(&backend, gate, &[("wechat_api", api.port)], 1);
-        let q = signed(TOKEN, now(), &nonce(), &[]);
-        let r = envoy.send("POST", &format!("/wechat?{q}"), &[], b"<xml/>", "127.0.0.2");
+        let r = envoy.post(&fresh(), "<xml/>", "127.0.0.2");
         assert_eq!(r.status, expected, "{mode}: {}", r.body_text());
         if mode == "deny" {
             assert!(r.header("retry-after").is_some());
@@ -402,7 +404,7 @@ fn before_the_first_list_deny_answers_503_and_allow_forwards() {
             assert_eq!(envoy.counter("wechat_gate.source_unverified"), 1);
         }
         assert_eq!(
-            post_from(&envoy, "127.0.0.4"),
+            envoy.post_from("127.0.0.4"),
             200,
             "{mode}: static entries always work"
         );
@@ -411,9 +413,9 @@ fn before_the_first_list_deny_answers_503_and_allow_forwards() {
         });
         assert!(loaded.is_some(), "{mode}: {}", envoy.log_text());
         // At once: a worker that has not ticked since looks in shared data.
-        assert_eq!(post_from(&envoy, "127.0.0.2"), 200, "{mode}");
+        assert_eq!(envoy.post_from("127.0.0.2"), 200, "{mode}");
         assert_eq!(
-            post_from(&envoy, "127.0.0.3"),
+            envoy.post_from("127.0.0.3"),
             403,
             "{mode}: once loaded, the list is enforced"
         );
@@ -431,11 +433,11 @@ fn the_app_secret_and_the_access_token_never_show() {
         2,
     );
     assert!(
-        wait_until(Duration::from_secs(2), || post_from(&envoy, "127.0.0.2")
+        wait_until(Duration::from_secs(2), || envoy.post_from("127.0.0.2")
             == 200)
         .is_some()
     );
-    let access_token = api.current_stable_token(APPID, SECRET);
+    let access_token = token_of(&api.stable_token(APPID, SECRET, false));
     assert!(access_token.len() > 8);
     for path in [
         "/config_dump",

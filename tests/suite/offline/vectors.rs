@@ -1,56 +1,12 @@
 //! Every case of the independent SDK's vectors (tests/data/wechat_vectors.json, made
 //! with wechatpy) run through the same decision the filter makes inside Envoy.
 
-use serde::Deserialize;
+use crate::harness::vectors::{vectors, SafeMode};
 use wechat_gate::gate::config;
 use wechat_gate::gate::request::{decide, Reason, RequestHead, Sources, Verdict};
 use wechat_gate::gate::safe_mode::cipher::{self, AesKey};
 use wechat_gate::gate::safe_mode::envelope;
 use wechat_gate::gate::signature::{sign, signature_matches};
-
-#[derive(Deserialize)]
-struct Vectors {
-    handshake: Vec<Handshake>,
-    safe_mode: Vec<SafeMode>,
-}
-
-#[derive(Deserialize)]
-struct Handshake {
-    token: String,
-    timestamp: String,
-    nonce: String,
-    echostr: String,
-    signature: String,
-    valid: bool,
-    why: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SafeMode {
-    token: String,
-    encoding_aes_key: String,
-    appid: String,
-    timestamp: String,
-    nonce: String,
-    random_prefix: String,
-    plaintext: String,
-    encrypt: String,
-    msg_signature: String,
-    post_query: std::collections::BTreeMap<String, String>,
-    post_body: String,
-    reply_envelope: String,
-    valid: bool,
-    why: Option<String>,
-}
-
-fn vectors() -> Vectors {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/wechat_vectors.json"
-    );
-    let text = std::fs::read(path).expect("tests/data/wechat_vectors.json");
-    serde_json::from_slice(&text).expect("vectors parse")
-}
 
 /// A gate for one vector's token: the vectors' timestamps are old, so freshness is
 /// off; the source check is off (it has its own tests).

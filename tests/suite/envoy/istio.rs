@@ -5,9 +5,11 @@
 //! HTTP with its sha256, and no `allow_on_headers_stop_iteration`. Every feature
 //! works there; a token and key rotation through ECDS under traffic loses nothing.
 
-mod common;
-
-use common::*;
+use crate::harness::backend::{Backend, Reply};
+use crate::harness::envoy::{wasm_path, Envoy};
+use crate::harness::mock_api::MockApi;
+use crate::harness::requests::{nonce, signed, text_xml};
+use crate::harness::{now, scratch_dir, wait_until};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -214,12 +216,7 @@ impl Mesh {
         let sha256 = sha256_hex(&module);
         let module = ModuleServer::start(module);
         let api = MockApi::start(SECRET, &["--appid", APPID, "--callback-ip", LISTED]);
-        let dir = std::env::temp_dir().join(format!(
-            "wechat-gate-istio-{}-{}",
-            std::process::id(),
-            nonce()
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let dir = scratch_dir("istio");
         let ecds_path = dir.join("ecds.yaml");
         publish(
             &ecds_path,
@@ -232,15 +229,13 @@ impl Mesh {
         );
         let envoy = Envoy::start(
             &bootstrap(&ecds_path, backend.port, module.port, api.port),
-            EnvoyOptions {
-                concurrency: 2,
-                env: &[
-                    ("WECHAT_TOKEN_A", TOKEN_A),
-                    ("WECHAT_TOKEN_B", TOKEN_B),
-                    ("WECHAT_AES_KEY_A", KEY_A),
-                    ("WECHAT_AES_KEY_B", KEY_B),
-                ],
-            },
+            2,
+            &[
+                ("WECHAT_TOKEN_A", TOKEN_A),
+                ("WECHAT_TOKEN_B", TOKEN_B),
+                ("WECHAT_AES_KEY_A", KEY_A),
+                ("WECHAT_AES_KEY_B", KEY_B),
+            ],
         );
         let mesh = Mesh {
             envoy,
@@ -462,7 +457,7 @@ fn a_token_and_key_rotation_through_ecds_under_traffic_loses_nothing() {
 #[test]
 fn while_rotating_a_reply_is_sealed_with_the_token_and_key_of_its_push() {
     const REPLY: &str = "<xml><Content><![CDATA[sealed]]></Content></xml>";
-    let mesh = Mesh::start(Backend::replying(|_| Reply::xml(REPLY)));
+    let mesh = Mesh::start(Backend::replying(|_| Reply::ok(REPLY)));
     mesh.reconfigure(
         &["WECHAT_TOKEN_B", "WECHAT_TOKEN_A"],
         &["WECHAT_AES_KEY_B", "WECHAT_AES_KEY_A"],

@@ -1,44 +1,22 @@
 //! The CLI takes secrets from the environment only: a missing variable is a usage error
 //! (exit 2) that names it, and no secret ever shows in what the CLI prints.
 
-use std::process::{Command, Output, Stdio};
-use std::thread::JoinHandle;
+use crate::harness::backend::{Backend, Reply};
+use crate::harness::cli::{cli as run, Ran};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wechat-gate");
 const TOKEN: &str = "tok-3f9c-never-printed";
 const AES_KEY: &str = "GeuKYOtmlo3LsuufAkG+oPBZOZm/L42M6eGR8KhDGgE";
 const APPSECRET: &str = "appsecret-77d1-never-printed";
 
-/// The CLI with a clean environment for the three secrets, plus `env`.
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_remove("WECHAT_TOKEN")
-        .env_remove("WECHAT_AES_KEY")
-        .env_remove("WECHAT_APPSECRET")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run wechat-gate")
-}
-
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn assert_usage_error_naming(out: &Output, var: &str) {
-    let all = text(out);
-    assert_eq!(out.status.code(), Some(2), "{all}");
+fn assert_usage_error_naming(out: &Ran, var: &str) {
+    let all = out.text();
+    assert_eq!(out.code, Some(2), "{all}");
     assert!(out.stdout.is_empty(), "{all}");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains(&format!("{var} is not set")),
-        "{all}"
-    );
+    assert!(out.stderr.contains(&format!("{var} is not set")), "{all}");
 }
 
-fn assert_no_secret(out: &Output) {
-    let all = text(out);
+fn assert_no_secret(out: &Ran) {
+    let all = out.text();
     for secret in [TOKEN, AES_KEY, APPSECRET] {
         assert!(!all.contains(secret), "a secret was printed: {all}");
     }
@@ -108,50 +86,29 @@ fn the_token_is_read_from_the_variable_named() {
         &[&["sign"][..], &fixed].concat(),
         &[("WECHAT_TOKEN", "AAAAA")],
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        expected,
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.stdout, expected, "{}", out.text());
     let out = run(
         &[&["sign", "--token-env", "TOKEN_B"][..], &fixed].concat(),
         &[("TOKEN_B", "AAAAA"), ("WECHAT_TOKEN", "other")],
     );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        expected,
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.stdout, expected, "{}", out.text());
 }
 
 /// A callback endpoint that echoes `echostr` and answers anything else `success`.
-fn endpoint() -> (String, JoinHandle<usize>, std::sync::Arc<tiny_http::Server>) {
-    let server = std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("listen"));
-    let port = server.server_addr().to_ip().expect("ip").port();
-    let s = server.clone();
-    let thread = std::thread::spawn(move || {
-        let mut served = 0;
-        while let Ok(req) = s.recv() {
-            let echostr = req
-                .url()
-                .split(['?', '&'])
-                .find_map(|p| p.strip_prefix("echostr="))
-                .map(str::to_string);
-            let _ = req.respond(tiny_http::Response::from_string(
-                echostr.unwrap_or_else(|| "success".into()),
-            ));
-            served += 1;
-        }
-        served
-    });
-    (format!("http://127.0.0.1:{port}/wechat"), thread, server)
+fn endpoint() -> Backend {
+    Backend::replying(|r| {
+        let echostr = r
+            .url
+            .split(['?', '&'])
+            .find_map(|p| p.strip_prefix("echostr="));
+        echostr.map_or_else(Reply::success, Reply::ok)
+    })
 }
 
 #[test]
 fn no_secret_appears_in_what_the_cli_prints() {
-    let (url, thread, server) = endpoint();
+    let endpoint = endpoint();
+    let url = format!("{}/wechat", endpoint.url());
     let env = [("WECHAT_TOKEN", TOKEN), ("WECHAT_AES_KEY", AES_KEY)];
     let runs = [
         run(&["sign", "--echostr", "e"], &env),
@@ -172,11 +129,10 @@ fn no_secret_appears_in_what_the_cli_prints() {
         ),
     ];
     for out in &runs {
-        assert_eq!(out.status.code(), Some(0), "{}", text(out));
+        assert_eq!(out.code, Some(0), "{}", out.text());
         assert_no_secret(out);
     }
-    server.unblock();
-    assert_eq!(thread.join().expect("endpoint"), 3, "three requests sent");
+    assert_eq!(endpoint.records().len(), 3, "three requests sent");
 
     // A key that is not an EncodingAESKey is refused without echoing it.
     let bad_key = "not-a-key-but-still-secret";
@@ -193,11 +149,11 @@ fn no_secret_appears_in_what_the_cli_prints() {
         ],
         &[("WECHAT_TOKEN", TOKEN), ("WECHAT_AES_KEY", bad_key)],
     );
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert_eq!(out.code, Some(2), "{}", out.text());
     assert!(
-        text(&out).contains("WECHAT_AES_KEY must be 43 characters"),
+        out.text().contains("WECHAT_AES_KEY must be 43 characters"),
         "{}",
-        text(&out)
+        out.text()
     );
-    assert!(!text(&out).contains(bad_key));
+    assert!(!out.text().contains(bad_key));
 }

@@ -1,130 +1,20 @@
 //! `wechat-gate mock-api`, run as a process and driven over HTTP: WeChat's token and
 //! callback IP endpoints, the run-time controls and fault injection.
 
+use crate::harness::cli::cli;
+use crate::harness::mock_api::{token_of, MockApi};
+use crate::harness::wait_until;
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
-use wechat_gate::kit::client::{self, Response};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wechat-gate");
 const APPID: &str = "wxTEST";
 const SECRET: &str = "SECRET";
 
-/// A running mock-api, killed (and waited for) when dropped, even by a failed assertion.
-struct MockApi {
-    child: Child,
-    stdout: BufReader<ChildStdout>,
-    first_line: String,
-    port: u16,
-}
-
-impl MockApi {
-    fn start(extra: &[&str]) -> MockApi {
-        let mut child = Command::new(BIN)
-            .args(["mock-api", "--listen", "127.0.0.1:0", "--appid", APPID])
-            .args(extra)
-            .env("WECHAT_APPSECRET", SECRET)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start wechat-gate mock-api");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut api = MockApi {
-            child,
-            stdout: BufReader::new(stdout),
-            first_line: String::new(),
-            port: 0,
-        };
-        api.stdout
-            .read_line(&mut api.first_line)
-            .expect("read the first line");
-        api.port = api
-            .first_line
-            .trim_end()
-            .strip_prefix("mock-api: listening on http://127.0.0.1:")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line {:?}", api.first_line));
-        api
-    }
-
-    fn call(&self, method: &str, target: &str, body: &[u8]) -> std::io::Result<Response> {
-        let url = client::parse_url(&format!("http://127.0.0.1:{}{target}", self.port))?;
-        let headers: &[(&str, &[u8])] = if body.is_empty() {
-            &[]
-        } else {
-            &[("content-type", b"application/json")]
-        };
-        client::request(method, &url, headers, body, None)
-    }
-
-    /// A call that must get an HTTP 200 with a JSON body.
-    fn json(&self, method: &str, target: &str, body: &[u8]) -> Value {
-        let r = self.call(method, target, body).expect("a response");
-        assert_eq!(r.status, 200, "{method} {target}: {}", r.body_text());
-        assert_eq!(
-            r.header("content-type"),
-            Some("application/json; charset=utf-8")
-        );
-        serde_json::from_slice(&r.body)
-            .unwrap_or_else(|_| panic!("{target}: not JSON: {}", r.body_text()))
-    }
-
-    fn get(&self, target: &str) -> Value {
-        self.json("GET", target, b"")
-    }
-
-    fn stable_token(&self, appid: &str, secret: &str, force_refresh: bool) -> Value {
-        let body = json!({
-            "grant_type": "client_credential",
-            "appid": appid,
-            "secret": secret,
-            "force_refresh": force_refresh,
-        });
-        self.json("POST", "/cgi-bin/stable_token", body.to_string().as_bytes())
-    }
-
-    fn classic_token(&self, appid: &str, secret: &str) -> Value {
-        self.get(&format!(
-            "/cgi-bin/token?grant_type=client_credential&appid={appid}&secret={secret}"
-        ))
-    }
-
-    fn callback_ips(&self, token: &str) -> Value {
-        self.get(&format!("/cgi-bin/getcallbackip?access_token={token}"))
-    }
-
-    fn calls(&self) -> Value {
-        self.get("/__calls")
-    }
-
-    /// Stops the server and returns all it printed on stdout.
-    fn finish(mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let mut rest = String::new();
-        self.stdout
-            .read_to_string(&mut rest)
-            .expect("read stdout to the end");
-        format!("{}{rest}", self.first_line)
-    }
-}
-
-impl Drop for MockApi {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn token_of(reply: &Value) -> String {
-    let token = reply["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access_token in {reply}"));
-    assert!(token.starts_with("MOCK_") && token.len() > 40, "{token}");
-    token.to_string()
+/// mock-api for the account `APPID`, with `extra` flags.
+fn start(extra: &[&str]) -> MockApi {
+    MockApi::start(SECRET, &[&["--appid", APPID][..], extra].concat())
 }
 
 fn errcode_of(reply: &Value) -> i64 {
@@ -143,7 +33,7 @@ fn assert_secrets_not_printed(out: &str, tokens: &[String]) {
 
 #[test]
 fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
-    let api = MockApi::start(&[
+    let api = start(&[
         "--callback-ip",
         "101.226.103.0/25",
         "--callback-ip",
@@ -151,7 +41,25 @@ fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
         "--callback-ip",
         "240e:e1:a900:50::/64",
     ]);
+    let t1 = a_shared_token_opens_both_ip_lists(&api);
+    let t2 = force_refresh_replaces_the_token(&api, &t1);
+    refusals_leave_the_current_token_alone(&api, &t2);
+    let not_found = api.call("GET", "/cgi-bin/nothing", b"").expect("response");
+    assert_eq!(not_found.status, 404);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&not_found.body).expect("json"),
+        json!({"errcode": -1, "errmsg": "not found"})
+    );
+    assert_eq!(
+        api.calls(),
+        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2, "callback_check": 0})
+    );
+    let out = api.finish();
+    assert_secrets_not_printed(&out, &[t1, t2]);
+}
 
+/// Two stable_token calls get the same token, which opens both IP lists.
+fn a_shared_token_opens_both_ip_lists(api: &MockApi) -> String {
     let first = api.stable_token(APPID, SECRET, false);
     let t1 = token_of(&first);
     assert_eq!(first["expires_in"], 7200);
@@ -168,12 +76,16 @@ fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
         api.get(&format!("/cgi-bin/get_api_domain_ip?access_token={t1}")),
         json!({"ip_list": ["101.89.47.18", "101.91.34.103", "240e:e1:a900:50::18"]})
     );
+    t1
+}
 
+/// `force_refresh` issues a new token; the old one, or none, gets 40001.
+fn force_refresh_replaces_the_token(api: &MockApi, t1: &str) -> String {
     let forced = api.stable_token(APPID, SECRET, true);
     let t2 = token_of(&forced);
     assert_ne!(t2, t1, "force_refresh issues a new token");
     assert_eq!(forced["expires_in"], 7200);
-    let stale = api.callback_ips(&t1);
+    let stale = api.callback_ips(t1);
     assert_eq!(errcode_of(&stale), 40001, "{stale}");
     assert_eq!(
         stale["errmsg"],
@@ -189,7 +101,11 @@ fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
         errcode_of(&api.get("/cgi-bin/getcallbackip?access_token=")),
         40001
     );
+    t2
+}
 
+/// A wrong appid, secret, grant or body gets WeChat's errcode, and `current` lives on.
+fn refusals_leave_the_current_token_alone(api: &MockApi, current: &str) {
     let refused = api.stable_token("wxOTHER", SECRET, false);
     assert_eq!(
         refused,
@@ -213,27 +129,12 @@ fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
         api.json("POST", "/cgi-bin/stable_token", b"{not json"),
         json!({"errcode": 47001, "errmsg": "data format error"})
     );
-    // A refused call leaves the current token alone.
-    assert_eq!(token_of(&api.stable_token(APPID, SECRET, false)), t2);
-
-    let not_found = api.call("GET", "/cgi-bin/nothing", b"").expect("response");
-    assert_eq!(not_found.status, 404);
-    assert_eq!(
-        serde_json::from_slice::<Value>(&not_found.body).expect("json"),
-        json!({"errcode": -1, "errmsg": "not found"})
-    );
-
-    assert_eq!(
-        api.calls(),
-        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2, "callback_check": 0})
-    );
-    let out = api.finish();
-    assert_secrets_not_printed(&out, &[t1, t2]);
+    assert_eq!(token_of(&api.stable_token(APPID, SECRET, false)), current);
 }
 
 #[test]
 fn classic_token_replaces_the_previous_one_on_every_call() {
-    let api = MockApi::start(&["--token-ttl", "600"]);
+    let api = start(&["--token-ttl", "600"]);
     let first = api.classic_token(APPID, SECRET);
     let t1 = token_of(&first);
     assert_eq!(first["expires_in"], 600);
@@ -285,16 +186,15 @@ fn classic_token_replaces_the_previous_one_on_every_call() {
 
 #[test]
 fn an_expired_token_gets_42001_and_stable_token_issues_a_new_one() {
-    let api = MockApi::start(&["--token-ttl", "1"]);
+    let api = start(&["--token-ttl", "1"]);
     let first = api.stable_token(APPID, SECRET, false);
     let t1 = token_of(&first);
     assert_eq!(first["expires_in"], 1);
     let expired = json!({"errcode": 42001, "errmsg": "access_token expired"});
-    let start = std::time::Instant::now();
-    while api.callback_ips(&t1) != expired {
-        assert!(start.elapsed() < Duration::from_secs(5), "never expired");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        wait_until(Duration::from_secs(5), || api.callback_ips(&t1) == expired).is_some(),
+        "never expired"
+    );
     let t2 = token_of(&api.stable_token(APPID, SECRET, false));
     assert_ne!(t1, t2);
     assert_eq!(api.callback_ips(&t2)["ip_list"], json!(["127.0.0.1"]));
@@ -307,7 +207,7 @@ fn an_expired_token_gets_42001_and_stable_token_issues_a_new_one() {
 
 #[test]
 fn the_callback_list_changes_at_run_time() {
-    let api = MockApi::start(&["--callback-ip", "127.0.0.2"]);
+    let api = start(&["--callback-ip", "127.0.0.2"]);
     let token = token_of(&api.stable_token(APPID, SECRET, false));
     assert_eq!(api.callback_ips(&token)["ip_list"], json!(["127.0.0.2"]));
 
@@ -347,7 +247,7 @@ fn the_callback_list_changes_at_run_time() {
 
 #[test]
 fn fail_answers_the_errcode_for_the_first_calls() {
-    let api = MockApi::start(&["--fail", "2", "--fail-errcode", "45009"]);
+    let api = start(&["--fail", "2", "--fail-errcode", "45009"]);
     for _ in 0..2 {
         let r = api.stable_token(APPID, SECRET, false);
         assert_eq!(errcode_of(&r), 45009, "{r}");
@@ -357,7 +257,7 @@ fn fail_answers_the_errcode_for_the_first_calls() {
     assert!(api.callback_ips(&token)["ip_list"].is_array());
     assert_eq!(api.calls()["stable_token"], 3, "faulted calls count");
 
-    let api = MockApi::start(&["--fail", "1"]);
+    let api = start(&["--fail", "1"]);
     assert_eq!(
         api.classic_token(APPID, SECRET),
         json!({"errcode": -1, "errmsg": "system error"})
@@ -366,7 +266,7 @@ fn fail_answers_the_errcode_for_the_first_calls() {
 
 #[test]
 fn garbage_answers_a_non_json_200_first() {
-    let api = MockApi::start(&["--garbage", "1"]);
+    let api = start(&["--garbage", "1"]);
     let r = api
         .call("GET", "/cgi-bin/getcallbackip?access_token=x", b"")
         .expect("response");
@@ -388,7 +288,7 @@ fn raw_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
 
 #[test]
 fn drop_closes_the_connection_with_no_response() {
-    let api = MockApi::start(&["--drop", "2"]);
+    let api = start(&["--drop", "2"]);
     // A keep-alive request: the close must come at once, not at an idle timeout (the
     // read timeout would turn a wait into WouldBlock).
     let dropped = raw_exchange(
@@ -417,7 +317,7 @@ fn drop_closes_the_connection_with_no_response() {
 // a timing assertion that a loaded machine can break.
 #[test]
 fn delay_holds_each_call() {
-    let api = MockApi::start(&["--delay-ms", "300"]);
+    let api = start(&["--delay-ms", "300"]);
     let started = Instant::now();
     std::thread::scope(|s| {
         let calls: Vec<_> = (0..4)
@@ -435,7 +335,7 @@ fn delay_holds_each_call() {
 
 #[test]
 fn faults_change_at_run_time() {
-    let api = MockApi::start(&[]);
+    let api = start(&[]);
     let token = token_of(&api.stable_token(APPID, SECRET, false));
 
     assert_eq!(
@@ -485,7 +385,7 @@ fn faults_change_at_run_time() {
 
 #[test]
 fn keep_alive_pipelining_and_chunked_bodies_work() {
-    let api = MockApi::start(&[]);
+    let api = start(&[]);
     let body =
         json!({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}).to_string();
     let (a, b) = body.split_at(10);
@@ -505,8 +405,8 @@ fn keep_alive_pipelining_and_chunked_bodies_work() {
 
 #[test]
 fn a_bad_callback_ip_is_a_usage_error() {
-    let out = Command::new(BIN)
-        .args([
+    let out = cli(
+        &[
             "mock-api",
             "--listen",
             "127.0.0.1:0",
@@ -516,16 +416,13 @@ fn a_bad_callback_ip_is_a_usage_error() {
             "1.2.3.4",
             "--callback-ip",
             "10.0.0.0/33",
-        ])
-        .env("WECHAT_APPSECRET", SECRET)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
+        ],
+        &[("WECHAT_APPSECRET", SECRET)],
+    );
+    assert_eq!(out.code, Some(2));
     assert!(out.stdout.is_empty());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("10.0.0.0/33"), "{stderr}");
-    assert!(!stderr.contains(SECRET));
+    assert!(out.stderr.contains("10.0.0.0/33"), "{}", out.stderr);
+    assert!(!out.stderr.contains(SECRET));
 }
 
 fn callback_check(api: &MockApi, token: &str, action: &str, operator: &str) -> Value {
@@ -539,7 +436,7 @@ fn callback_check(api: &MockApi, token: &str, action: &str, operator: &str) -> V
 
 #[test]
 fn callback_check_resolves_and_pings_the_callback_url() {
-    let api = MockApi::start(&[]);
+    let api = start(&[]);
     let token = token_of(&api.stable_token(APPID, SECRET, false));
     let all = callback_check(&api, &token, "all", "DEFAULT");
     assert_eq!(
@@ -583,7 +480,7 @@ fn callback_check_resolves_and_pings_the_callback_url() {
 
 #[test]
 fn errcodes_per_endpoint_answer_every_call_until_cleared() {
-    let api = MockApi::start(&[]);
+    let api = start(&[]);
     let token = token_of(&api.stable_token(APPID, SECRET, false));
     api.json(
         "POST",

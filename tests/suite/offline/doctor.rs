@@ -3,16 +3,14 @@
 //! verdicts and the backup domains. Every run also checks that neither the AppSecret
 //! nor any access token reached stdout or stderr. No Envoy needed.
 
-mod common;
-
-use common::MockApi;
-use serde_json::{json, Value};
-use std::process::{Command, Stdio};
+use crate::harness::backend::{Backend, Reply};
+use crate::harness::cli::{cli, Ran};
+use crate::harness::mock_api::MockApi;
+use crate::harness::{closed_port, now};
+use serde_json::json;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use yaml_rust2::{Yaml, YamlLoader};
 
-const BIN: &str = env!("CARGO_BIN_EXE_wechat-gate");
 const APPID: &str = "wxd0c7000000000001";
 const SECRET: &str = "AppS3cretForDoctor0001";
 const DOMAINS: [&str; 5] = [
@@ -23,14 +21,14 @@ const DOMAINS: [&str; 5] = [
     "hk.api.weixin.qq.com",
 ];
 
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// The lines of doctor's report.
+trait Report {
+    /// The report line of check `name` (`STATUS name  summary`).
+    fn line(&self, name: &str) -> &str;
+    fn status(&self, name: &str) -> &str;
 }
 
-impl Run {
-    /// The report line of check `name` (`STATUS name  summary`).
+impl Report for Ran {
     fn line(&self, name: &str) -> &str {
         self.stdout
             .lines()
@@ -43,11 +41,6 @@ impl Run {
 
     fn status(&self, name: &str) -> &str {
         self.line(name).split(' ').next().unwrap_or_default()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.stdout))
     }
 }
 
@@ -67,31 +60,9 @@ fn mock() -> MockApi {
     )
 }
 
-/// Runs the CLI with `env` (and no proxy), checking that no secret was printed.
-fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .env_remove("WECHAT_APPSECRET");
-    for var in [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        cmd.env_remove(var);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run wechat-gate doctor");
-    let run = Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+/// Runs the CLI with `env`, checking that no secret was printed.
+fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    let run = cli(args, env);
     for text in [&run.stdout, &run.stderr] {
         assert!(!text.contains(SECRET), "the AppSecret was printed:\n{text}");
         // mock-api's tokens all start with MOCK_: none may show.
@@ -104,7 +75,7 @@ fn run_cli(args: &[&str], env: &[(&str, &str)]) -> Run {
 }
 
 /// `doctor` against `api`, with every backup domain mapped to it, then `extra`.
-fn doctor_with(api: &MockApi, resolve: &[(&str, u16)], extra: &[&str]) -> Run {
+fn doctor_with(api: &MockApi, resolve: &[(&str, u16)], extra: &[&str]) -> Ran {
     let base = format!("http://127.0.0.1:{}", api.port);
     let mut args = vec![
         "doctor".to_string(),
@@ -124,15 +95,9 @@ fn doctor_with(api: &MockApi, resolve: &[(&str, u16)], extra: &[&str]) -> Run {
     run_cli(&args, &[("WECHAT_APPSECRET", SECRET)])
 }
 
-fn doctor(api: &MockApi, extra: &[&str]) -> Run {
+fn doctor(api: &MockApi, extra: &[&str]) -> Ran {
     let all: Vec<(&str, u16)> = DOMAINS.iter().map(|d| (*d, api.port)).collect();
     doctor_with(api, &all, extra)
-}
-
-/// A port on 127.0.0.1 that nothing listens on (bound, then released).
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
 }
 
 #[test]
@@ -306,7 +271,7 @@ fn the_classic_token_api_works_with_a_warning() {
     assert_eq!(api.count("stable_token"), 0);
 }
 
-fn egress_rule(api: &MockApi, format: &str) -> (String, Run) {
+fn egress_rule(api: &MockApi, format: &str) -> (String, Ran) {
     let run = doctor(api, &["--egress", format, "--json"]);
     assert_eq!(run.code, Some(0), "{}", run.stdout);
     let report = run.json();
@@ -481,42 +446,26 @@ fn json_output_is_one_document_with_every_check() {
     assert_eq!(failed["checks"][0]["data"]["errcode"], 40164);
 }
 
-/// A fake Envoy admin answering `/stats` with `stats`; returns its URL.
-fn fake_admin(stats: String) -> (String, Arc<tiny_http::Server>, JoinHandle<usize>) {
-    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("listen"));
-    let port = server.server_addr().to_ip().expect("ip").port();
-    let s = server.clone();
-    let thread = std::thread::spawn(move || {
-        let mut asked = 0;
-        while let Ok(req) = s.recv() {
-            let ok = req.url() == "/stats?filter=wasmcustom";
-            asked += usize::from(ok);
-            let r =
-                tiny_http::Response::from_string(if ok { stats.clone() } else { String::new() });
-            let _ = req.respond(r.with_status_code(if ok { 200 } else { 404 }));
+/// doctor with `--gate-admin` pointing at a fake Envoy admin that answers
+/// `/stats?filter=wasmcustom` with `stats` (and anything else 404), which must be
+/// read once.
+fn gate_run(api: &MockApi, stats: String, extra: &[&str]) -> Ran {
+    let admin = Backend::replying(move |r| {
+        if r.url == "/stats?filter=wasmcustom" {
+            Reply::ok(&stats)
+        } else {
+            Reply::status(404, "")
         }
-        asked
     });
-    (format!("http://127.0.0.1:{port}"), server, thread)
-}
-
-fn gate_run(api: &MockApi, stats: String, extra: &[&str]) -> Run {
-    let (url, server, thread) = fake_admin(stats);
+    let url = admin.url();
     let run = doctor(api, &[&["--gate-admin", url.as_str()][..], extra].concat());
-    server.unblock();
-    assert_eq!(
-        thread.join().expect("admin"),
-        1,
-        "the admin's /stats was read once"
-    );
+    let asked = admin
+        .records()
+        .iter()
+        .filter(|r| r.url == "/stats?filter=wasmcustom")
+        .count();
+    assert_eq!(asked, 1, "the admin's /stats was read once");
     run
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -1,0 +1,175 @@
+//! What an operator can get wrong is refused loudly, and secrets stay secret: a bad
+//! configuration stops Envoy naming the field; a plugin config without
+//! `allow_on_headers_stop_iteration` streams bodies and says so; a token or an
+//! EncodingAESKey from the environment never shows in the admin API or the log.
+
+use crate::harness::backend::Backend;
+use crate::harness::config::{gate_config, gated, EnvoyConfig, Gate};
+use crate::harness::requests::{nonce, signed, LISTED, TOKEN, UNLISTED};
+use crate::harness::safe_mode::{push, safe_config, text_message, AES_KEY};
+use crate::harness::{now, wait_until};
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn bad_configuration_makes_envoy_refuse_to_start_and_names_the_field() {
+    let backend = Backend::start();
+    for (config, field) in [
+        (
+            json!({"token": "t", "source": {"allow": ["127.0.0.1"]}, "tokne": 1}),
+            "tokne",
+        ),
+        (
+            json!({"token": "t", "source": {"allow": ["127.0.0.1", "10.0.0.0/33"]}}),
+            "source.allow[1]",
+        ),
+        (
+            json!({"token": {"env": "WECHAT_GATE_UNSET_VAR"}, "source": {"allow": ["127.0.0.1"]}}),
+            "token.env",
+        ),
+        (json!({"token": "t"}), "source.allow"),
+        (
+            json!({"token": "t", "source": {"mode": "off"}, "safe_mode": {"decrypt": true}}),
+            "safe_mode",
+        ),
+    ] {
+        let started = gated(backend.port, config.clone())
+            .vm_env_key("WECHAT_GATE_UNSET_VAR")
+            .try_start();
+        match started {
+            Ok(_) => panic!("Envoy started with {config}"),
+            Err(log) => {
+                assert!(
+                    log.starts_with("exited"),
+                    "Envoy should exit, not hang: {log}"
+                );
+                let line = log
+                    .lines()
+                    .find(|l| l.contains("wechat-gate refused its configuration"))
+                    .unwrap_or_else(|| panic!("no refusal line for {config}:\n{log}"));
+                assert!(line.contains(field), "{field} not named in: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn token_from_the_environment_never_shows_in_config_dump_or_logs() {
+    let secret = "Tok3nFromEnv7f3a9cZ";
+    let backend = Backend::start();
+    let config = gate_config(json!({"token": {"env": "WECHAT_TOKEN"}}));
+    let envoy = gated(backend.port, config)
+        .vm_env("WECHAT_TOKEN", secret)
+        .start();
+    // The token is in use: its signatures pass, others fail, every path logs.
+    let r = envoy.handshake(secret, "ok");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "ok"));
+    assert_eq!(
+        envoy
+            .post(&signed(secret, now(), "2", &[]), "<xml/>", LISTED)
+            .status,
+        200
+    );
+    assert_eq!(
+        envoy
+            .post(&signed("wrong", now(), "2", &[]), "<xml/>", LISTED)
+            .status,
+        401
+    );
+    assert_eq!(
+        envoy
+            .post(&signed(secret, now(), "2", &[]), "<xml/>", UNLISTED)
+            .status,
+        403
+    );
+    for path in [
+        "/config_dump",
+        "/config_dump?include_eds",
+        "/stats",
+        "/clusters",
+        "/listeners",
+    ] {
+        let text = envoy.admin_text(path);
+        assert!(!text.is_empty(), "{path} answered nothing");
+        assert!(!text.contains(secret), "{path} shows the token");
+    }
+    assert!(
+        envoy.admin_text("/config_dump").contains("WECHAT_TOKEN"),
+        "the dump names the variable only"
+    );
+    let log = envoy.log_text();
+    assert!(
+        log.contains("rejected signature (401)"),
+        "debug logging was on"
+    );
+    assert!(!log.contains(secret), "the log shows the token");
+}
+
+#[test]
+fn the_aes_key_never_shows_in_config_dump_or_logs() {
+    let backend = Backend::start();
+    let config = safe_config(json!({
+        "token": {"env": "E2E_TOKEN"},
+        "safe_mode": {"encoding_aes_key": {"env": "E2E_AES_KEY"}, "decrypt": true}
+    }));
+    let envoy = gated(backend.port, config)
+        .vm_env("E2E_TOKEN", TOKEN)
+        .vm_env("E2E_AES_KEY", AES_KEY)
+        .start();
+    assert_eq!(envoy.push(&push(&text_message("s", 13), "1")).status, 200);
+    let mut bad = push(&text_message("s", 14), "2");
+    bad.query = bad.query.replace("msg_signature=", "msg_signature=0");
+    assert_eq!(envoy.push(&bad).status, 401);
+    let dump = envoy.admin_text("/config_dump");
+    let log = envoy.log_text();
+    for secret in [AES_KEY, TOKEN] {
+        assert!(!dump.contains(secret), "config_dump shows a secret");
+        assert!(!log.contains(secret), "the log shows a secret");
+    }
+}
+
+#[test]
+fn without_allow_on_headers_stop_iteration_pushes_are_streamed_and_delivered() {
+    let backend = Backend::start();
+    let envoy = EnvoyConfig::new(backend.port)
+        .gate(Gate::new("wechat_gate", safe_config(json!({}))).without_header_hold())
+        .start();
+    // Each is held a moment, probed, and let go: decrypted, delivered, answered.
+    for i in 0..3 {
+        let message = text_message(&format!("streamed {i}"), 1500 + i);
+        let r = envoy.push(&push(&message, &nonce()));
+        assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+        assert_eq!(backend.bodies().last(), Some(&message), "delivered");
+    }
+    assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 0);
+    assert!(
+        wait_until(Duration::from_secs(5), || envoy
+            .log_text()
+            .contains("reads push bodies in stream mode"))
+        .is_some(),
+        "the gate says once which mode it uses"
+    );
+    // From then on a push is streamed at once, and a forged one never completes.
+    let p = push(&text_message("forged", 1600), &nonce());
+    let forged = p
+        .body
+        .replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
+    let r = envoy.push(&p.with_body(forged));
+    assert_eq!(r.status, 401, "{}", r.body_text());
+    assert_eq!(backend.records().len(), 3);
+    // The handshake needs no body and still works.
+    let r = envoy.handshake(TOKEN, "still-fine");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "still-fine"));
+}
+
+#[test]
+fn with_allow_on_headers_stop_iteration_pushes_are_held() {
+    let backend = Backend::start();
+    let envoy = gated(backend.port, safe_config(json!({}))).start();
+    let r = envoy.push(&push(&text_message("held", 1700), &nonce()));
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert!(wait_until(Duration::from_secs(5), || envoy
+        .log_text()
+        .contains("reads push bodies in hold mode"))
+    .is_some());
+}

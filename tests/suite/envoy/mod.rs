@@ -1,0 +1,16 @@
+//! The gate in a real Envoy (V8; `make test` runs these against the oldest and the
+//! newest Envoy tested): each test starts its own Envoy on free ports and stops it,
+//! so tests run in parallel.
+
+mod backend_headers;
+mod hardening;
+mod hostile_input;
+mod istio;
+mod live_list;
+mod retries_and_replays;
+mod safe_mode;
+mod shipped_configs;
+mod signatures;
+mod sources;
+mod status_codes;
+mod upstream_failure;

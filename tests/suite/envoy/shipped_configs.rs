@@ -1,0 +1,244 @@
+//! The configs the project ships: every envoy/*.yaml validates, the Istio
+//! EnvoyFilter's filter loads, and the demo config (`make run`) serves backend.py
+//! and the CLI.
+
+use crate::harness::backend::BackendPy;
+use crate::harness::cli::{cli, Ran};
+use crate::harness::config::{demo_env, shipped_demo_yaml, EnvoyConfig, DEMO_AES_KEY};
+use crate::harness::envoy::{validate, wasm_path, Envoy};
+use crate::harness::mock_api::MockApi;
+use crate::harness::{scratch_dir, wait_until, MANIFEST_DIR};
+use std::time::Duration;
+
+#[test]
+fn every_shipped_envoy_yaml_validates() {
+    let dir = format!("{MANIFEST_DIR}/envoy");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("envoy/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        if let Err(text) = validate(&path) {
+            panic!("{} does not validate:\n{text}", path.display());
+        }
+        checked += 1;
+    }
+    assert!(checked >= 1, "no YAML found in envoy/");
+}
+
+/// The Wasm HTTP filter of envoy/istio/envoyfilter.yaml (between its markers), as
+/// YAML list items at the filter chain's indentation, with the built .wasm.
+fn istio_filter_yaml() -> String {
+    let text = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/istio/envoyfilter.yaml"))
+        .expect("envoy/istio/envoyfilter.yaml");
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("# -- the Envoy HTTP filter --"))
+        .skip(1)
+        .take_while(|l| !l.contains("# -- end --"))
+        .collect();
+    assert!(block.len() > 10, "the markers are in place");
+    let indent = block[0].len() - block[0].trim_start().len();
+    let mut filter = String::new();
+    for (i, line) in block.iter().enumerate() {
+        let line = line.get(indent..).unwrap_or("").replace(
+            "/etc/wechat-gate/wechat_gate.wasm",
+            &wasm_path().display().to_string(),
+        );
+        let lead = if i == 0 {
+            "          - "
+        } else {
+            "            "
+        };
+        filter.push_str(&format!("\n{lead}{line}"));
+    }
+    filter
+}
+
+#[test]
+fn the_istio_envoyfilter_carries_a_filter_config_envoy_accepts() {
+    let filter = istio_filter_yaml();
+    assert!(filter.contains("allow_on_headers_stop_iteration: true"));
+    // A listener with this filter before the router (the backend is never called).
+    let yaml = EnvoyConfig::new(1).filters_yaml(&filter).yaml();
+    let dir = scratch_dir("istio");
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, &yaml).expect("write config");
+    let validated = validate(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(log) = validated {
+        panic!("the EnvoyFilter's Wasm filter does not validate:\n{yaml}\n{log}");
+    }
+}
+
+// ---------------------------------------------------------------- the demo
+
+const DEMO_TOKEN: &str = "demo-token-e2e";
+
+/// `make run` on free ports: backend.py, mock-api as WeChat's API, and Envoy with the
+/// shipped envoy/envoy.yaml, once the gate has WeChat's first callback IP list.
+struct Demo {
+    backend: BackendPy,
+    _api: MockApi,
+    envoy: Envoy,
+    url: String,
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let backend = BackendPy::start();
+        let api = MockApi::start(
+            "demo-secret-e2e",
+            &[
+                "--appid",
+                "wx0123456789abcdef",
+                "--callback-ip",
+                "127.0.0.1",
+                "--callback-ip",
+                "127.0.0.2",
+            ],
+        );
+        let yaml = shipped_demo_yaml(backend.port, api.port);
+        let envoy = Envoy::start(&yaml, 1, &demo_env(DEMO_TOKEN));
+        let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
+        let demo = Demo {
+            backend,
+            _api: api,
+            envoy,
+            url,
+        };
+        // The first list arrives from mock-api within moments of start (503 until then).
+        let echoed = wait_until(Duration::from_secs(3), || {
+            demo.cli(&["send", "handshake", &demo.url]).code == Some(0)
+        });
+        assert!(echoed.is_some(), "{}", demo.envoy.log_text());
+        demo
+    }
+
+    /// The CLI with the secrets in the environment, as the demo tells users to export
+    /// them (and a wrong token in `WRONG_TOKEN`).
+    fn cli(&self, args: &[&str]) -> Ran {
+        cli(
+            args,
+            &[
+                ("WECHAT_TOKEN", DEMO_TOKEN),
+                ("WECHAT_AES_KEY", DEMO_AES_KEY),
+                ("WRONG_TOKEN", "wrong"),
+            ],
+        )
+    }
+
+    /// `wechat-gate send message URL --text text` with `extra` flags.
+    fn send_message(&self, text: &str, extra: &[&str]) -> Ran {
+        let args = [&["send", "message", &self.url, "--text", text][..], extra].concat();
+        self.cli(&args)
+    }
+
+    /// Stops Envoy and backend.py; the lines backend.py printed.
+    fn stop(self) -> Vec<String> {
+        drop(self.envoy);
+        self.backend.stop()
+    }
+}
+
+/// The lines that name `path`.
+fn naming<'a>(lines: &'a [String], path: &str) -> Vec<&'a String> {
+    lines.iter().filter(|l| l.contains(path)).collect()
+}
+
+#[test]
+fn the_demo_delivers_plain_and_safe_mode_messages_to_backend_py_and_seals_the_reply() {
+    let demo = Demo::start();
+    let r = demo.send_message("你好, gate", &["--openid", "o_demo_1"]);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert!(
+        r.stdout.starts_with("HTTP 200\n<xml>"),
+        "backend.py's reply: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("收到: 你好, gate"), "{}", r.stdout);
+    // Safe mode: backend.py gets the plaintext, the CLI gets its reply sealed, then
+    // checks the seal and decrypts it as WeChat would.
+    let safe = [
+        "--openid",
+        "o_demo_2",
+        "--safe-mode",
+        "--appid",
+        "wx0123456789abcdef",
+    ];
+    let r = demo.send_message("加密的你好", &safe);
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("<Encrypt>"),
+        "sealed on the wire: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("-- the reply, signature checked and decrypted:\n<xml>"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("收到: 加密的你好"), "{}", r.stdout);
+
+    let lines = demo.stop();
+    let wechat = naming(&lines, "/wechat");
+    assert_eq!(
+        wechat.len(),
+        2,
+        "backend.py saw exactly the two verified messages: {wechat:?}"
+    );
+    let plain = wechat[0];
+    assert!(plain.starts_with("backend: POST /wechat?"), "{plain}");
+    assert!(plain.contains("'x-wechat-gate-verified': '1'"), "{plain}");
+    assert!(
+        plain.contains("'x-wechat-gate-openid': 'o_demo_1'"),
+        "{plain}"
+    );
+    assert!(plain.contains("你好, gate"), "{plain}");
+    let decrypted = wechat[1];
+    assert!(
+        decrypted.contains("'x-wechat-gate-decrypted': '1'") && decrypted.contains("加密的你好"),
+        "the safe-mode push arrived decrypted: {decrypted}"
+    );
+    assert!(!decrypted.contains("<Encrypt>"), "{decrypted}");
+}
+
+#[test]
+fn the_demo_keeps_forged_spoofed_and_lookalike_requests_from_backend_py() {
+    let demo = Demo::start();
+    let r = demo.send_message("forged", &["--token-env", "WRONG_TOKEN"]);
+    assert_eq!(r.code, Some(1), "{}", r.stdout);
+    assert!(r.stdout.starts_with("HTTP 401"), "{}", r.stdout);
+    let r = demo.send_message("spoofed source", &["--source", "127.0.0.9"]);
+    assert_eq!(r.code, Some(1));
+    // Look-alikes of the callback path are answered 404 by the demo config, unchecked
+    // requests never reach the backend under a path a framework might take for /wechat.
+    for lookalike in ["/wechat/", "/wechat;jsessionid=1", "/WeChat", "/WECHAT/x"] {
+        let r = demo.envoy.send(
+            "POST",
+            lookalike,
+            &[("x-wechat-gate-verified", b"1")],
+            b"<xml/>",
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 404, "{lookalike}");
+    }
+    // Not on the gated route: forged gate headers are stripped by the demo route config.
+    let other = demo.envoy.send(
+        "GET",
+        "/healthz",
+        &[("x-wechat-gate-verified", b"1")],
+        b"",
+        "127.0.0.9",
+    );
+    assert_eq!(other.status, 200);
+
+    let lines = demo.stop();
+    let wechat = naming(&lines, "/wechat");
+    assert!(wechat.is_empty(), "backend.py saw none of them: {wechat:?}");
+    let health = naming(&lines, "/healthz");
+    assert_eq!(health.len(), 1);
+    assert!(health[0].contains("gate={}"), "{}", health[0]);
+}

@@ -1,0 +1,306 @@
+//! What stands behind the gate: `Backend` records every request and answers as told
+//! (tiny_http); `WsgiBackend` reads headers CGI-style; `RawBackend` answers on raw
+//! HTTP/1.1 through the project's one request reader (`kit::http1`), for replies
+//! tiny_http cannot make (trailers, a dropped connection); `BackendPy` is the demo's
+//! envoy/backend.py.
+
+use super::process::{ChildGuard, Listening};
+use super::MANIFEST_DIR;
+use std::collections::BTreeMap;
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wechat_gate::kit::client::Response;
+use wechat_gate::kit::http1::{Connection, Limits, Request};
+
+/// A request as the recording backend saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `x-wechat-gate-*` headers, names lowercased.
+    pub fn gate_headers(&self) -> BTreeMap<String, String> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.to_ascii_lowercase().starts_with("x-wechat-gate-"))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect()
+    }
+
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// How the backend answers a request: status, body, and a delay before answering.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// 200 `success`, what WeChat expects when there is nothing to reply.
+    pub fn success() -> Reply {
+        Reply::ok("success")
+    }
+
+    /// 200 with `body`.
+    pub fn ok(body: &str) -> Reply {
+        Reply::status(200, body)
+    }
+
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            body: body.as_bytes().to_vec(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// The same reply, `delay` later.
+    pub fn after(self, delay: Duration) -> Reply {
+        Reply { delay, ..self }
+    }
+}
+
+type Replier = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+/// A backend that records every request and answers `success` (or as told).
+pub struct Backend {
+    pub port: u16,
+    server: Arc<tiny_http::Server>,
+    records: Arc<Mutex<Vec<Recorded>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn start() -> Backend {
+        Backend::replying(|_| Reply::success())
+    }
+
+    /// A backend that answers each request with what `reply` says; a request is
+    /// recorded before it is answered.
+    pub fn replying(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Backend {
+        let reply: Arc<Replier> = Arc::new(reply);
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("backend listens"));
+        let port = server
+            .server_addr()
+            .to_ip()
+            .map(|a| a.port())
+            .expect("backend port");
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let (s, r) = (server.clone(), records.clone());
+        let thread = std::thread::spawn(move || {
+            while let Ok(mut req) = s.recv() {
+                let mut body = Vec::new();
+                if req.as_reader().read_to_end(&mut body).is_err() {
+                    // Cut short (reset): no request a backend completes, as a real
+                    // server reading to the end of the message would see it.
+                    continue;
+                }
+                let recorded = Recorded {
+                    method: req.method().to_string(),
+                    url: req.url().to_string(),
+                    headers: req
+                        .headers()
+                        .iter()
+                        .map(|h| (h.field.to_string(), h.value.to_string()))
+                        .collect(),
+                    body,
+                };
+                let answer = reply(&recorded);
+                r.lock().expect("records").push(recorded);
+                std::thread::sleep(answer.delay);
+                let _ = req.respond(
+                    tiny_http::Response::from_data(answer.body).with_status_code(answer.status),
+                );
+            }
+        });
+        Backend {
+            port,
+            server,
+            records,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn records(&self) -> Vec<Recorded> {
+        self.records.lock().expect("records").clone()
+    }
+
+    /// The bodies received, in order, as text.
+    pub fn bodies(&self) -> Vec<String> {
+        self.records().iter().map(Recorded::body_text).collect()
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- raw HTTP/1.1
+
+type Answer = dyn Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync;
+
+/// A backend on raw HTTP/1.1: each request is read with `kit::http1::Connection` and
+/// answered by writing to `conn.stream`. A connection is served until its client
+/// closes it (or the answer fails).
+pub struct RawBackend {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl RawBackend {
+    pub fn start(
+        answer: impl Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> RawBackend {
+        let answer: Arc<Answer> = Arc::new(answer);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let mut conn = Connection::new(stream, Limits::default());
+                    while let Ok(request) = conn.read_request() {
+                        if answer(&mut conn, &request).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RawBackend {
+            port,
+            stop,
+            accept: Some(accept),
+        }
+    }
+}
+
+impl Drop for RawBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop, which then sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- processes
+
+/// `tests/data/wsgi_backend.py`: Python's own WSGI server, which reads header names
+/// CGI-style (`-` and `_` are one), answering with the `HTTP_X_WECHAT_GATE_*`
+/// variables it saw as JSON. Killed on drop.
+pub struct WsgiBackend {
+    pub port: u16,
+    _process: Listening,
+}
+
+impl WsgiBackend {
+    pub fn start() -> WsgiBackend {
+        let process = Listening::spawn(
+            Command::new("python3").arg(format!("{MANIFEST_DIR}/tests/data/wsgi_backend.py")),
+            "listening on 127.0.0.1:",
+        );
+        WsgiBackend {
+            port: process.port,
+            _process: process,
+        }
+    }
+
+    /// The `HTTP_X_WECHAT_GATE_*` variables a response of this backend reports.
+    pub fn gate_variables(r: &Response) -> BTreeMap<String, String> {
+        let v: serde_json::Value = serde_json::from_slice(&r.body)
+            .unwrap_or_else(|_| panic!("not the WSGI backend's JSON: {}", r.body_text()));
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with("HTTP_X_WECHAT_GATE_"))
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+}
+
+/// The demo's envoy/backend.py on a free port; every line it prints is kept.
+pub struct BackendPy {
+    pub port: u16,
+    child: ChildGuard,
+    reader: JoinHandle<()>,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl BackendPy {
+    pub fn start() -> BackendPy {
+        use std::io::BufRead;
+        let Listening {
+            port,
+            stdout,
+            child,
+            ..
+        } = Listening::spawn(
+            Command::new("python3").args([
+                &format!("{MANIFEST_DIR}/envoy/backend.py"),
+                "--port",
+                "0",
+            ]),
+            "backend: listening on http://127.0.0.1:",
+        );
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        BackendPy {
+            port,
+            child,
+            reader,
+            lines,
+        }
+    }
+
+    /// Stops backend.py and returns every line it printed after its banner.
+    pub fn stop(self) -> Vec<String> {
+        drop(self.child);
+        let _ = self.reader.join();
+        let lines = self.lines.lock().expect("lines").clone();
+        lines
+    }
+}

@@ -1,0 +1,280 @@
+//! Envoy configs: the one builder (`EnvoyConfig`: gates, filters, clusters, the VM's
+//! environment, workers), the suite's account (`gate_config`), and the shipped demo
+//! config on free ports.
+
+use super::envoy::{wasm_path, Envoy};
+use super::{merged, MANIFEST_DIR};
+use serde_json::json;
+
+/// The demo's default EncodingAESKey (envoy/run-demo.sh).
+pub const DEMO_AES_KEY: &str = "wechatGateDemoEncodingAESKey0123456789abcde";
+
+/// The shipped demo config (envoy/envoy.yaml) on free ports, with the built .wasm,
+/// its backend on `backend_port` and WeChat's API stand-in on `api_port`.
+pub fn shipped_demo_yaml(backend_port: u16, api_port: u16) -> String {
+    std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/envoy.yaml"))
+        .expect("envoy/envoy.yaml")
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 8080", &format!("port_value: {backend_port}"))
+        .replace("port_value: 8081", &format!("port_value: {api_port}"))
+        .replace(
+            "target/wasm32-wasip1/release/wechat_gate.wasm",
+            &wasm_path().display().to_string(),
+        )
+}
+
+/// The secrets the shipped demo config reads from the environment, with `token`.
+pub fn demo_env(token: &str) -> [(&str, &str); 3] {
+    [
+        ("WECHAT_TOKEN", token),
+        ("WECHAT_APPSECRET", "demo-secret-e2e"),
+        ("WECHAT_AES_KEY", DEMO_AES_KEY),
+    ]
+}
+
+/// The suite's account: the callback path, the token, a 1 KiB body limit and the
+/// static allowlist (127.0.0.2, 127.0.0.1), with the top-level keys of `extra` set.
+pub fn gate_config(extra: serde_json::Value) -> serde_json::Value {
+    let base = json!({
+        "path": "/wechat",
+        "token": super::requests::TOKEN,
+        "max_body_bytes": 1024,
+        "source": {"allow": ["127.0.0.2", "127.0.0.1"]}
+    });
+    merged(base, extra)
+}
+
+/// One wechat-gate instance in the HTTP filter chain.
+pub struct Gate {
+    /// The filter's name in the chain (and its root_id).
+    name: String,
+    /// The plugin configuration (JSON).
+    config: String,
+    /// `allow_on_headers_stop_iteration` in the plugin config, as the shipped configs set.
+    hold_headers: bool,
+}
+
+impl Gate {
+    pub fn new(name: &str, config: serde_json::Value) -> Gate {
+        Gate {
+            name: name.to_string(),
+            config: config.to_string(),
+            hold_headers: true,
+        }
+    }
+
+    /// The same gate in a plugin config without `allow_on_headers_stop_iteration`.
+    pub fn without_header_hold(mut self) -> Gate {
+        self.hold_headers = false;
+        self
+    }
+
+    fn filter_yaml(&self, env_keys: &[String]) -> String {
+        format!(
+            r#"
+          - name: {name}
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: {name}
+                root_id: {name}
+                allow_on_headers_stop_iteration: {hold}
+                vm_config:
+                  vm_id: wechat_gate
+                  runtime: envoy.wasm.runtime.v8
+                  code: {{ local: {{ filename: "{wasm}" }} }}
+                  environment_variables: {{ host_env_keys: [{keys}] }}
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: '{config}'"#,
+            name = self.name,
+            hold = self.hold_headers,
+            wasm = wasm_path().display(),
+            keys = env_keys.join(", "),
+            config = self.config.replace('\'', "''"),
+        )
+    }
+
+    fn disabled_yaml(&self) -> String {
+        format!(
+            r#"
+                  {name}:
+                    "@type": type.googleapis.com/envoy.config.route.v3.FilterConfig
+                    disabled: true"#,
+            name = self.name
+        )
+    }
+}
+
+/// An Envoy config: listener and admin on free ports, `use_remote_address: true`, every
+/// path routed to the backend (route timeout 5 s), `/unguarded` with every gate
+/// disabled by route config; plain-HTTP clusters for WeChat's API stand-ins.
+pub struct EnvoyConfig {
+    backend_port: u16,
+    gates: Vec<Gate>,
+    /// HTTP filters given as YAML (list items at the chain's indentation).
+    filters: String,
+    env_keys: Vec<String>,
+    env: Vec<(String, String)>,
+    clusters: Vec<(String, u16)>,
+    workers: u32,
+    backend_trailers: bool,
+}
+
+/// One gate, `wechat_gate` with `config`, in front of the backend on `backend_port`.
+pub fn gated(backend_port: u16, config: serde_json::Value) -> EnvoyConfig {
+    EnvoyConfig::new(backend_port).gate(Gate::new("wechat_gate", config))
+}
+
+impl EnvoyConfig {
+    /// No filter but the router, one worker.
+    pub fn new(backend_port: u16) -> EnvoyConfig {
+        EnvoyConfig {
+            backend_port,
+            gates: Vec::new(),
+            filters: String::new(),
+            env_keys: Vec::new(),
+            env: Vec::new(),
+            clusters: Vec::new(),
+            workers: 1,
+            backend_trailers: false,
+        }
+    }
+
+    pub fn gate(mut self, gate: Gate) -> Self {
+        self.gates.push(gate);
+        self
+    }
+
+    /// HTTP filters as YAML list items (each starting on a new line), before the router.
+    pub fn filters_yaml(mut self, filters: &str) -> Self {
+        self.filters.push_str(filters);
+        self
+    }
+
+    /// Lets the VMs read `key` from Envoy's environment (`host_env_keys`).
+    pub fn vm_env_key(mut self, key: &str) -> Self {
+        self.env_keys.push(key.to_string());
+        self
+    }
+
+    /// Sets `key=value` in Envoy's environment and lets the VMs read it.
+    pub fn vm_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self.vm_env_key(key)
+    }
+
+    /// A plain-HTTP cluster `name` to 127.0.0.1:`port`.
+    pub fn cluster(mut self, name: &str, port: u16) -> Self {
+        self.clusters.push((name.to_string(), port));
+        self
+    }
+
+    pub fn workers(mut self, workers: u32) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// The backend cluster accepts response trailers (`enable_trailers`).
+    pub fn backend_trailers(mut self) -> Self {
+        self.backend_trailers = true;
+        self
+    }
+
+    pub fn start(self) -> Envoy {
+        let env = self.env_pairs();
+        Envoy::start(&self.yaml(), self.workers, &env)
+    }
+
+    /// Starts Envoy; `Err(log)` if it exits (or is not ready in 60 s).
+    pub fn try_start(self) -> Result<Envoy, String> {
+        let env = self.env_pairs();
+        Envoy::try_start(&self.yaml(), self.workers, &env)
+    }
+
+    fn env_pairs(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    pub fn yaml(&self) -> String {
+        let mut filters: String = self
+            .gates
+            .iter()
+            .map(|g| g.filter_yaml(&self.env_keys))
+            .collect();
+        filters.push_str(&self.filters);
+        let unguarded = if self.gates.is_empty() {
+            String::new()
+        } else {
+            let disabled: String = self.gates.iter().map(Gate::disabled_yaml).collect();
+            format!(
+                r#"
+              - match: {{ prefix: "/unguarded" }}
+                route: {{ cluster: backend, timeout: 5s }}
+                typed_per_filter_config:{disabled}"#
+            )
+        };
+        let mut clusters = cluster_yaml("backend", self.backend_port, self.backend_trailers);
+        for (name, port) in &self.clusters {
+            clusters.push_str(&cluster_yaml(name, *port, false));
+        }
+        bootstrap(&filters, &unguarded, &clusters)
+    }
+}
+
+fn cluster_yaml(name: &str, port: u16, trailers: bool) -> String {
+    let options = if trailers {
+        "\n    typed_extension_protocol_options:\n      \
+         envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \
+         \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        \
+         explicit_http_config: { http_protocol_options: { enable_trailers: true } }"
+    } else {
+        ""
+    };
+    format!(
+        r#"
+  - name: {name}
+    type: STATIC{options}
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: {name}
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}"#
+    )
+}
+
+fn bootstrap(filters: &str, unguarded: &str, clusters: &str) -> String {
+    format!(
+        r#"
+admin:
+  address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+static_resources:
+  listeners:
+  - name: main
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: e2e
+          use_remote_address: true
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:{unguarded}
+              - match: {{ prefix: "/" }}
+                route: {{ cluster: backend, timeout: 5s }}
+          http_filters:{filters}
+          - name: envoy.filters.http.router
+            typed_config: {{ "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }}
+  clusters:{clusters}
+"#
+    )
+}

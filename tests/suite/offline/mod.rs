@@ -1,0 +1,7 @@
+//! What needs no Envoy: the wechatpy vectors through the gate's own decision,
+//! mock-api over HTTP, the CLI's secrets, and `wechat-gate doctor` against mock-api.
+
+mod cli_secrets;
+mod doctor;
+mod mock_api;
+mod vectors;
