@@ -26,8 +26,8 @@ envoy:
 run: build
 	@envoy/run-demo.sh
 
-## test: format, lints (native and wasm), unit tests, end-to-end tests in Envoy 1.40,
-## the OCI images, the Istio manifests
+## test: format, lints (native and wasm), unit tests, end-to-end tests (Envoy 1.40 and
+## 1.36, both body modes), the OCI images, the Istio manifests
 test: lint unit e2e oci-check istio-check
 
 lint: toolchain
@@ -40,15 +40,18 @@ unit:
 	cargo test --lib --bins
 	cargo test --test suite offline::
 
-## e2e: every end-to-end test against each Envoy in ENVOY_VERSIONS (the oldest and the
-## newest tested); ENVOY_VERSION=1.38.3 make e2e runs one, ENVOY_BIN=... any binary.
-ENVOY_VERSIONS ?= 1.36.4 1.40.0
+## e2e: every end-to-end test, in each run of E2E_RUNS (Envoy version:body mode): the
+## newest Envoy with allow_on_headers_stop_iteration (hold) and without (stream), and the
+## oldest tested without it. ENVOY_VERSION=1.38.3 (or ENVOY_BIN=...) and BODY_MODE=hold|stream
+## pick one run.
+E2E_RUNS ?= 1.40.0:hold 1.40.0:stream 1.36.4:stream
 e2e: build
 	@scripts/ensure-wechatpy.sh >/dev/null
-	@set -e; for v in $(if $(ENVOY_BIN),given,$(if $(ENVOY_VERSION),$(ENVOY_VERSION),$(ENVOY_VERSIONS))); do \
+	@set -e; for run in $(if $(ENVOY_VERSION)$(ENVOY_BIN),$(or $(ENVOY_VERSION),given):$(or $(BODY_MODE),hold),$(E2E_RUNS)); do \
+	  v=$${run%%:*}; mode=$${run##*:}; \
 	  ENVOY_BIN="$$(ENVOY_VERSION=$$v scripts/ensure-envoy.sh --pinned)"; \
-	  echo "== end-to-end tests in $$("$$ENVOY_BIN" --version | grep -o '[0-9]*\.[0-9]*\.[0-9]*/[A-Za-z]*' | head -1)"; \
-	  ENVOY_BIN="$$ENVOY_BIN" cargo test --test suite envoy::; \
+	  echo "== end-to-end tests in Envoy $$("$$ENVOY_BIN" --version | grep -o '[0-9.]*/Clean' | cut -d/ -f1), $$mode mode"; \
+	  ENVOY_BIN="$$ENVOY_BIN" WECHAT_GATE_BODY_MODE=$$mode cargo test --test suite envoy::; \
 	done
 
 clean:

@@ -14,8 +14,10 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-/// How long a held push may wait for its body: WeChat sends it with the headers,
-/// and gives up on the whole request after 5 s.
+/// How long a held push may wait for (the rest of) its body: WeChat sends it with the
+/// headers, and gives up on the whole request after 5 s. Counted from the headers and
+/// again from each part of the body that arrives, so a slow body is waited for and a
+/// stalled one is answered 408.
 pub const BODY_DEADLINE_MS: u64 = 3000;
 
 /// Local replies one tick may queue: each nests the host's queue one level deeper.

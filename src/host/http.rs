@@ -136,6 +136,7 @@ fn apply(
         }
         Effect::Hold { for_ms } => {
             let deadline = proxy::now_unix_ms().saturating_add(for_ms);
+            worker.held.release(context_id);
             worker.held.hold(context_id, exchange.clone(), deadline);
         }
         Effect::Release => {

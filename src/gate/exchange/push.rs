@@ -178,7 +178,11 @@ impl Exchange {
                 proxy,
             )
         } else if !end_of_stream {
-            Step::new(Flow::Pause)
+            // A body that keeps coming is waited for: the deadline counts from its
+            // last part, so only a stall is answered 408.
+            Step::new(Flow::Pause).with(Effect::Hold {
+                for_ms: BODY_DEADLINE_MS,
+            })
         } else {
             let mut step = self.on_whole_body(ctx, size, proxy);
             step.effects.insert(0, Effect::Release);

@@ -835,7 +835,16 @@ fn not_knowing_the_host_a_push_is_held_and_probed() {
     assert!(!sets_a_header(&step));
     // Its body begins while held: the host holds.
     let step = x.on_request_body(unknown(&c), 5, false, &mut p);
-    assert_eq!(step.effects, [Effect::Observe(Observation::BodyWhileHeld)]);
+    assert_eq!(
+        step.effects,
+        [
+            Effect::Observe(Observation::BodyWhileHeld),
+            Effect::Hold {
+                for_ms: BODY_DEADLINE_MS
+            }
+        ],
+        "and the deadline counts again from this part"
+    );
     assert_eq!(
         x.on_probe(unknown(&c)).effects,
         [],

@@ -165,11 +165,37 @@ fn without_allow_on_headers_stop_iteration_pushes_are_streamed_and_delivered() {
 #[test]
 fn with_allow_on_headers_stop_iteration_pushes_are_held() {
     let backend = Backend::start();
-    let envoy = gated(backend.port, safe_config(json!({}))).start();
+    let envoy = EnvoyConfig::new(backend.port)
+        .gate(Gate::new("wechat_gate", safe_config(json!({}))).with_header_hold())
+        .start();
     let r = envoy.push(&push(&text_message("held", 1700), &nonce()));
     assert_eq!(r.status, 200, "{}", r.body_text());
     assert!(wait_until(Duration::from_secs(5), || envoy
         .log_text()
         .contains("reads push bodies in hold mode"))
     .is_some());
+}
+
+#[test]
+fn a_slow_body_one_byte_every_200_ms_is_waited_for_and_delivered() {
+    let backend = Backend::start();
+    // dedupe_seconds on (the default): the gate reads the body before letting it go.
+    let envoy = gated(backend.port, gate_config(json!({}))).start();
+    let body = "<xml><MsgId>4242</MsgId></xml>";
+    let query = signed(TOKEN, now(), &nonce(), &[]);
+    let mut s = envoy.connect(LISTED).expect("connect");
+    let head = format!(
+        "POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    use std::io::Write;
+    s.write_all(head.as_bytes()).expect("headers");
+    for byte in body.as_bytes() {
+        std::thread::sleep(Duration::from_millis(200)); // the client's pace, not a wait
+        s.write_all(&[*byte]).expect("a byte");
+    }
+    let r = wechat_gate::kit::client::read_response(&mut s).expect("an answer");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(backend.bodies(), [body]);
+    assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 0);
 }

@@ -3,7 +3,7 @@
 //! answered 408.
 
 use crate::harness::backend::Backend;
-use crate::harness::config::{gate_config, gated};
+use crate::harness::config::{gate_config, gated, streaming};
 use crate::harness::now;
 use crate::harness::requests::{fresh, signed, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{push, safe_config, text_message};
@@ -134,15 +134,27 @@ fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_live
             .unwrap_or_else(|e| format!("{:?}", e.kind()));
         *statuses.entry(status).or_insert(0) += 1;
     }
-    assert_eq!(
-        statuses,
-        BTreeMap::from([("408".to_string(), STALLED)]),
-        "every stalled push is answered 408"
-    );
+    let timed_out = statuses.get("408").copied().unwrap_or(0);
+    if streaming() {
+        // Streamed, each stalled push holds an upstream request to the backend until
+        // it is answered; past what the backend takes at once, Envoy answers for it.
+        let envoys_own = |status: &str| status.starts_with('5');
+        assert!(
+            statuses.keys().all(|s| s == "408" || envoys_own(s)) && timed_out > STALLED / 2,
+            "every stalled push is answered: {statuses:?}"
+        );
+    } else {
+        assert_eq!(
+            statuses,
+            BTreeMap::from([("408".to_string(), STALLED)]),
+            "every stalled push is answered 408"
+        );
+    }
     assert_eq!(
         envoy.counter("wechat_gate.rejected.body_timeout"),
-        STALLED as u64
+        timed_out as u64
     );
+    assert!(backend.records().is_empty(), "no stalled push completed");
     // The worker's VM is alive: a handshake and a push still work.
     let r = envoy.handshake(TOKEN, "still-here");
     assert_eq!((r.status, r.body_text().as_str()), (200, "still-here"));
