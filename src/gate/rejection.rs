@@ -21,10 +21,13 @@ pub enum Reason {
     Decrypt,
     /// A held push's body did not reach the filter in time.
     BodyTimeout,
+    /// The decrypted message names another account than the route serves (Open
+    /// Platform: its component or its authorizer).
+    Account,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Method,
         Reason::Malformed,
         Reason::Source,
@@ -36,6 +39,7 @@ impl Reason {
         Reason::MsgSignature,
         Reason::Decrypt,
         Reason::BodyTimeout,
+        Reason::Account,
     ];
 
     pub fn status(self) -> u32 {
@@ -44,7 +48,11 @@ impl Reason {
             Reason::Malformed => 400,
             Reason::Source => 403,
             Reason::Unavailable => 503,
-            Reason::Signature | Reason::Stale | Reason::MsgSignature | Reason::Decrypt => 401,
+            Reason::Signature
+            | Reason::Stale
+            | Reason::MsgSignature
+            | Reason::Decrypt
+            | Reason::Account => 401,
             Reason::TooLarge => 413,
             Reason::LengthRequired => 411,
             Reason::BodyTimeout => 408,
@@ -65,6 +73,7 @@ impl Reason {
             Reason::MsgSignature => "msg_signature",
             Reason::Decrypt => "decrypt",
             Reason::BodyTimeout => "body_timeout",
+            Reason::Account => "account",
         }
     }
 }
@@ -122,7 +131,8 @@ mod tests {
                 (411, "length_required"),
                 (401, "msg_signature"),
                 (401, "decrypt"),
-                (408, "body_timeout")
+                (408, "body_timeout"),
+                (401, "account")
             ]
         );
     }

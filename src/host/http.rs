@@ -125,15 +125,9 @@ fn apply(
             proxy::replace_body(Body::Request, &body),
             "the body could not be set",
         )?,
-        Effect::SetResponseHeader(name, value) => {
-            let _ = proxy::set_header(Headers::Response, name.as_bytes(), Some(value.as_bytes()));
-        }
-        Effect::RemoveResponseHeader(name) => {
-            let _ = proxy::set_header(Headers::Response, name.as_bytes(), None);
-        }
-        Effect::ReplaceResponseBody(body) => {
-            let _ = proxy::replace_body(Body::Response, &body);
-        }
+        Effect::SetResponseHeader(..)
+        | Effect::RemoveResponseHeader(_)
+        | Effect::ReplaceResponseBody(_) => apply_to_response(effect),
         Effect::Hold { for_ms } => {
             let deadline = proxy::now_unix_ms().saturating_add(for_ms);
             worker.held.release(context_id);
@@ -158,6 +152,23 @@ fn apply(
         Effect::Note(note) => say(&note),
     }
     Ok(())
+}
+
+/// A response-side effect. The response is the backend's or Envoy's own: if the host
+/// refuses a change there is nothing safer to do, so it goes as it is.
+fn apply_to_response(effect: Effect) {
+    match effect {
+        Effect::SetResponseHeader(name, value) => {
+            let _ = proxy::set_header(Headers::Response, name.as_bytes(), Some(value.as_bytes()));
+        }
+        Effect::RemoveResponseHeader(name) => {
+            let _ = proxy::set_header(Headers::Response, name.as_bytes(), None);
+        }
+        Effect::ReplaceResponseBody(body) => {
+            let _ = proxy::replace_body(Body::Response, &body);
+        }
+        _ => {}
+    }
 }
 
 /// Logs a note at its level; the `once` ones once per VM.

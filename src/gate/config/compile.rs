@@ -10,25 +10,12 @@ pub(super) fn config(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let platform = raw.platform.unwrap_or_default();
+    let (tolerance, max_body_bytes) = compile_limits(&raw)?;
     let path = compile_path(raw.path, platform)?;
     let token = match raw.token {
         Some(t) => resolve_rotation("token", t, env)?,
         None => return Err(ConfigError::new("token", "is required")),
     };
-    let tolerance = raw
-        .timestamp_tolerance_seconds
-        .unwrap_or(DEFAULT_TIMESTAMP_TOLERANCE_SECONDS);
-    if i64::try_from(tolerance).is_err() {
-        return Err(ConfigError::new(
-            "timestamp_tolerance_seconds",
-            "is too large",
-        ));
-    }
-    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
-    if max_body_bytes == 0 {
-        return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
-    }
-
     let source = compile_source(raw.source, env)?;
     let appid = match raw.appid {
         // WeCom bots' callbacks decrypt with an empty ReceiveId.
@@ -74,13 +61,6 @@ pub(super) fn config(
         ));
     }
     let dedupe_seconds = raw.dedupe_seconds.unwrap_or(DEFAULT_DEDUPE_SECONDS);
-    if dedupe_seconds > MAX_DEDUPE_SECONDS {
-        return Err(ConfigError::new(
-            "dedupe_seconds",
-            format!("must be at most {MAX_DEDUPE_SECONDS} (WeChat retries within 15 s)"),
-        ));
-    }
-
     Ok(Config {
         platform,
         path,
@@ -93,6 +73,30 @@ pub(super) fn config(
         source,
         safe_mode,
     })
+}
+
+/// `timestamp_tolerance_seconds`, `max_body_bytes` and `dedupe_seconds` within bounds.
+fn compile_limits(raw: &RawConfig) -> Result<(u64, u64), ConfigError> {
+    let tolerance = raw
+        .timestamp_tolerance_seconds
+        .unwrap_or(DEFAULT_TIMESTAMP_TOLERANCE_SECONDS);
+    if i64::try_from(tolerance).is_err() {
+        return Err(ConfigError::new(
+            "timestamp_tolerance_seconds",
+            "is too large",
+        ));
+    }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        return Err(ConfigError::new("max_body_bytes", "must be at least 1"));
+    }
+    if raw.dedupe_seconds.unwrap_or(DEFAULT_DEDUPE_SECONDS) > MAX_DEDUPE_SECONDS {
+        return Err(ConfigError::new(
+            "dedupe_seconds",
+            format!("must be at most {MAX_DEDUPE_SECONDS} (WeChat retries within 15 s)"),
+        ));
+    }
+    Ok((tolerance, max_body_bytes))
 }
 
 fn compile_path(path: Option<String>, platform: Platform) -> Result<Option<String>, ConfigError> {

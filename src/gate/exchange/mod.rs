@@ -100,6 +100,8 @@ enum Stage {
 struct Seal {
     safe: SafePush,
     key: usize,
+    /// The token that verified the push's `msg_signature`.
+    token: usize,
     format: crate::gate::message::Format,
 }
 
@@ -141,6 +143,8 @@ pub struct Exchange {
     recorded: Recorded,
     /// The names of client-sent headers a backend could take for the gate's.
     client_gate_headers: Vec<Vec<u8>>,
+    /// Open Platform: the authorizer's AppID from the path.
+    authorizer: Option<String>,
 }
 
 impl Default for Exchange {
@@ -155,6 +159,7 @@ impl Exchange {
             stage: Stage::Idle,
             recorded: Recorded::default(),
             client_gate_headers: Vec::new(),
+            authorizer: None,
         }
     }
 
@@ -230,6 +235,7 @@ impl Exchange {
                 source,
                 safe,
                 query,
+                authorizer,
             } => {
                 let mut first = Vec::new();
                 if let Some(q) = query {
@@ -239,6 +245,7 @@ impl Exchange {
                     }
                 }
                 self.client_gate_headers = headers.names_where(is_gate_header);
+                self.authorizer = authorizer;
                 let push = VerifiedPush {
                     openid,
                     source,
@@ -257,7 +264,7 @@ impl Exchange {
     /// Records a verified push's signed query as used. `Err` answers the push: it was
     /// used before (a replay, answered like a retry) or can no longer be checked.
     /// `Ok` holds what goes with the push whatever becomes of it.
-    fn check_replay(
+    pub(super) fn check_replay(
         &mut self,
         ctx: Context<'_>,
         query: QueryUse,

@@ -73,11 +73,12 @@ impl Exchange {
         {
             return self.reject(rejection, proxy);
         }
-        let Some(plan) = BodyPlan::for_push(config, push.safe) else {
+        let Some(mut plan) = BodyPlan::for_push(config, push.safe) else {
             let mut step = Step::new(Flow::Continue);
             step.effects = self.gate_headers(push.openid.as_deref(), false);
             return self.forwarded(step, push.source, None);
         };
+        plan.authorizer = self.authorizer.clone();
         let reading = Reading {
             plan,
             openid: push.openid,
@@ -204,6 +205,15 @@ impl Exchange {
             Ok(c) => c,
             Err(rejection) => return self.reject(rejection, proxy),
         };
+        // WeCom: no signature covers the query alone, so it is recorded against
+        // replays only now that msg_signature has verified it.
+        let mut first = Vec::new();
+        if let Some(query) = checked.query {
+            match self.check_replay(ctx, query, proxy) {
+                Ok(effects) => first = effects,
+                Err(answered) => return answered,
+            }
+        }
         if let Some(identity) = checked.identity {
             if let Some(answered) = self.check_retry(ctx, identity, proxy) {
                 return answered;
@@ -217,6 +227,7 @@ impl Exchange {
         if decrypted {
             step.push(Effect::Count(Counter::Decrypted));
         }
+        step.effects.splice(0..0, first);
         step
     }
 
@@ -289,6 +300,7 @@ impl Exchange {
             Some(safe) if checked.decrypted => Some(Seal {
                 safe,
                 key: checked.key,
+                token: checked.token,
                 format: checked.format,
             }),
             _ => None,
@@ -317,6 +329,12 @@ impl Exchange {
             effects.push(Effect::SetRequestHeader(
                 "x-wechat-gate-decrypted",
                 "1".to_string(),
+            ));
+        }
+        if let Some(authorizer) = self.authorizer.clone() {
+            effects.push(Effect::SetRequestHeader(
+                "x-wechat-gate-authorizer-appid",
+                authorizer,
             ));
         }
         effects

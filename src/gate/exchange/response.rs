@@ -179,7 +179,7 @@ fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) ->
     let random = proxy.random16()?;
     let seal = ReplySeal {
         format: sealing.format,
-        token: config.token.get(safe.token)?.expose(),
+        token: config.token.get(sealing.token)?.expose(),
         key: safe_mode.keys.get(sealing.key)?,
         appid,
         timestamp: &safe.timestamp,

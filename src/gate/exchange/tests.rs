@@ -961,3 +961,250 @@ fn a_token_or_key_outside_the_rotation_is_refused() {
         Some(Reason::Decrypt)
     );
 }
+
+// ---- platforms --------------------------------------------------------------
+
+fn platform_cfg(platform: &str, path: &str, extra: &str) -> Config {
+    let json = format!(
+        r#"{{"platform": "{platform}", "path": "{path}", "token": "{TOKEN}", "appid": "{APPID}", "source": {{"allow": ["127.0.0.2"]}}, "safe_mode": {{"encoding_aes_key": "{KEY}", "decrypt": true}}{extra}}}"#
+    );
+    config::parse(json.as_bytes(), &|_| None).expect("platform config")
+}
+
+fn aes() -> cipher::AesKey {
+    cipher::AesKey::from_encoding_aes_key(KEY).expect("key")
+}
+
+/// WeCom's query: msg_signature over the token, timestamp, nonce and `signed`.
+fn wecom_query(nonce: &str, signed: &str, extra: &[(&str, &str)]) -> String {
+    let ts = NOW.to_string();
+    let msg_signature = as_str(&sign(&[TOKEN, &ts, nonce, signed])).to_string();
+    let mut pairs = vec![
+        ("msg_signature", msg_signature.as_str()),
+        ("timestamp", ts.as_str()),
+        ("nonce", nonce),
+    ];
+    pairs.extend_from_slice(extra);
+    encode_query(&pairs)
+}
+
+#[test]
+fn wecoms_handshake_answers_the_decrypted_echostr() {
+    let c = platform_cfg("wecom", "/wecom", "");
+    let mut p = Fake::new(&c);
+    let echostr = cipher::encrypt(&aes(), APPID, b"4872341879287", &[1; 16]);
+    let get = |q: &str, p: &mut Fake| {
+        Exchange::new().on_request_headers(
+            ctx(&c),
+            &headers("GET", &format!("/wecom?{q}"), &[]),
+            true,
+            p,
+        )
+    };
+    let q = wecom_query("1", &echostr, &[("echostr", &echostr)]);
+    assert_eq!(
+        replied(&get(&q, &mut p)),
+        Some((200, b"4872341879287".to_vec()))
+    );
+    let forged = wecom_query("2", "another", &[("echostr", &echostr)]);
+    assert_eq!(rejected(&get(&forged, &mut p)), Some(Reason::MsgSignature));
+    let other_corp = cipher::encrypt(&aes(), "ww_other", b"x", &[1; 16]);
+    let q = wecom_query("3", &other_corp, &[("echostr", &other_corp)]);
+    assert_eq!(rejected(&get(&q, &mut p)), Some(Reason::Decrypt));
+    // The handshake's query can never carry a push: its msg_signature signs the
+    // echostr, so as a push's it fails, and if it signed the body it is a replay.
+    let body = envelope::push_body(Some(APPID), &echostr);
+    let q = wecom_query("1", &echostr, &[]);
+    let step = open_post(&c, &mut p, "/wecom", &q, &body);
+    assert!(counted(&step, Counter::Replayed), "{:?}", step.effects);
+}
+
+#[test]
+fn a_wecom_push_is_verified_by_its_body_decrypted_and_its_query_then_used_up() {
+    let c = platform_cfg("wecom", "/wecom", "");
+    let mut p = Fake::new(&c);
+    let encrypt = cipher::encrypt(&aes(), APPID, message(31).as_bytes(), &[2; 16]);
+    let body = envelope::push_body(Some(APPID), &encrypt);
+    let q = wecom_query("5", &encrypt, &[]);
+    let mut x = Exchange::new();
+    let len = body.len().to_string();
+    let h = headers("POST", &format!("/wecom?{q}"), &[("content-length", &len)]);
+    p.request_body = body.clone().into_bytes();
+    let head = x.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert_eq!(
+        head.flow,
+        Flow::Pause,
+        "nothing goes on before the body verifies it"
+    );
+    let step = x.on_request_body(ctx(&c), body.len(), true, &mut p);
+    assert!(forwarded(&step));
+    assert!(step
+        .effects
+        .contains(&Effect::ReplaceRequestBody(message(31).into_bytes())));
+    // The same query again: a replay, whatever the body.
+    let mut x = Exchange::new();
+    x.on_request_headers(ctx(&c), &h, false, &mut p);
+    let step = x.on_request_body(ctx(&c), body.len(), true, &mut p);
+    assert!(counted(&step, Counter::Replayed), "{:?}", step.effects);
+    // A forged msg_signature is refused.
+    let forged = wecom_query("6", "not the body", &[]);
+    let mut x = Exchange::new();
+    let h = headers(
+        "POST",
+        &format!("/wecom?{forged}"),
+        &[("content-length", &len)],
+    );
+    x.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert_eq!(
+        rejected(&x.on_request_body(ctx(&c), body.len(), true, &mut p)),
+        Some(Reason::MsgSignature)
+    );
+}
+
+/// A third-party platform's push for authorizer `authorizer` of `message`.
+fn open_push(nonce: &str, message: &str) -> (String, String) {
+    let encrypt = cipher::encrypt(&aes(), APPID, message.as_bytes(), &[4; 16]);
+    let ts = NOW.to_string();
+    let msg_signature = as_str(&sign(&[TOKEN, &ts, nonce, &encrypt])).to_string();
+    (
+        query(
+            nonce,
+            &[("encrypt_type", "aes"), ("msg_signature", &msg_signature)],
+        ),
+        envelope::push_body(Some("gh_authorizer"), &encrypt),
+    )
+}
+
+fn open_post(c: &Config, p: &mut Fake, path: &str, q: &str, body: &str) -> Step {
+    let len = body.len().to_string();
+    let h = headers("POST", &format!("{path}?{q}"), &[("content-length", &len)]);
+    p.request_body = body.as_bytes().to_vec();
+    let mut x = Exchange::new();
+    let mut head = x.on_request_headers(ctx(c), &h, false, p);
+    if x.is_held() {
+        let rest = x.on_request_body(ctx(c), body.len(), true, p);
+        head.effects.extend(rest.effects);
+        head.flow = rest.flow;
+    }
+    head
+}
+
+#[test]
+fn one_open_platform_route_serves_every_authorizer_named_in_its_path() {
+    const AUTHORIZER: &str = "wx570bc396a51b8ff8";
+    let c = platform_cfg("open_platform", "/open/$APPID$/callback", "");
+    let mut p = Fake::new(&c);
+    let path = format!("/open/{AUTHORIZER}/callback");
+    let (q, body) = open_push("1", &message(50));
+    let step = open_post(&c, &mut p, &path, &q, &body);
+    assert!(forwarded(&step), "{:?}", step.effects);
+    assert!(step.effects.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-authorizer-appid",
+        AUTHORIZER.into()
+    )));
+    // A segment that is no AppID is refused, never passed through.
+    let (q, body) = open_push("2", &message(51));
+    assert_eq!(
+        rejected(&open_post(&c, &mut p, "/open/evil/callback", &q, &body)),
+        Some(Reason::Malformed)
+    );
+    // A message naming another authorizer than the path does not pass.
+    let named = message(52).replace(
+        "</xml>",
+        "<AuthorizerAppid>wx0000000000000001</AuthorizerAppid></xml>",
+    );
+    let (q, body) = open_push("3", &named);
+    assert_eq!(
+        rejected(&open_post(&c, &mut p, &path, &q, &body)),
+        Some(Reason::Account)
+    );
+    // Plaintext pushes do not exist on a third-party platform.
+    let plain = query("4", &[]);
+    assert_eq!(
+        rejected(&open_post(&c, &mut p, &path, &plain, &message(53))),
+        Some(Reason::Malformed)
+    );
+}
+
+#[test]
+fn an_authorization_event_for_another_component_is_refused() {
+    let c = platform_cfg("open_platform", "/open/auth", "");
+    let mut p = Fake::new(&c);
+    let event = |appid: &str| {
+        format!("<xml><AppId><![CDATA[{appid}]]></AppId><CreateTime>1413192605</CreateTime><InfoType><![CDATA[component_verify_ticket]]></InfoType><ComponentVerifyTicket><![CDATA[ticket@@@x]]></ComponentVerifyTicket></xml>")
+    };
+    let (q, body) = open_push("1", &event(APPID));
+    assert!(forwarded(&open_post(&c, &mut p, "/open/auth", &q, &body)));
+    let (q, body) = open_push("2", &event("wxOTHER"));
+    assert_eq!(
+        rejected(&open_post(&c, &mut p, "/open/auth", &q, &body)),
+        Some(Reason::Account)
+    );
+    // The ticket comes every ten minutes; a retry of the same one is recognised.
+    let (q, body) = open_push("3", &event(APPID));
+    assert!(counted(
+        &open_post(&c, &mut p, "/open/auth", &q, &body),
+        Counter::Deduplicated
+    ));
+}
+
+#[test]
+fn a_mini_programs_json_push_is_read_decrypted_and_answered_in_json() {
+    let c = platform_cfg("mini_program", "/mp", "");
+    let mut p = Fake::new(&c);
+    let json_message = r#"{"ToUserName":"gh_mp","FromUserName":"o_mp","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":77}"#;
+    let encrypt = cipher::encrypt(&aes(), APPID, json_message.as_bytes(), &[5; 16]);
+    let ts = NOW.to_string();
+    let msg_signature = as_str(&sign(&[TOKEN, &ts, "1", &encrypt])).to_string();
+    let q = query(
+        "1",
+        &[("encrypt_type", "aes"), ("msg_signature", &msg_signature)],
+    );
+    let body = format!(r#"{{"ToUserName":"gh_mp","Encrypt":"{encrypt}"}}"#);
+    let mut x = Exchange::new();
+    let step = {
+        let len = body.len().to_string();
+        let h = headers("POST", &format!("/mp?{q}"), &[("content-length", &len)]);
+        p.request_body = body.clone().into_bytes();
+        x.on_request_headers(ctx(&c), &h, false, &mut p);
+        x.on_request_body(ctx(&c), body.len(), true, &mut p)
+    };
+    assert!(forwarded(&step));
+    assert!(step.effects.contains(&Effect::ReplaceRequestBody(
+        json_message.as_bytes().to_vec()
+    )));
+    assert!(step.effects.contains(&Effect::SetRequestHeader(
+        "x-wechat-gate-openid",
+        "o_mp".into()
+    )));
+    x.on_response_headers(ctx(&c), false, &mut p);
+    p.response_body = br#"{"MsgType":"transfer_customer_service"}"#.to_vec();
+    let step = x.on_response_body(ctx(&c), p.response_body.len(), true, &mut p);
+    let Some(Effect::ReplaceResponseBody(sealed)) = step.effects.first() else {
+        panic!("{step:?}");
+    };
+    let v: serde_json::Value = serde_json::from_slice(sealed).expect("a JSON envelope");
+    let encrypt = v["Encrypt"].as_str().expect("Encrypt");
+    assert_eq!(
+        cipher::decrypt(&aes(), APPID, encrypt).expect("opens"),
+        p.response_body
+    );
+    assert_eq!(
+        v["MsgSignature"],
+        as_str(&sign(&[TOKEN, &ts, "1", encrypt]))
+    );
+    // A plaintext JSON push's retry is recognised by its MsgId.
+    let mut plain = |nonce: &str| {
+        let mut x = Exchange::new();
+        let q = query(nonce, &[]);
+        let len = json_message.len().to_string();
+        let h = headers("POST", &format!("/mp?{q}"), &[("content-length", &len)]);
+        p.request_body = json_message.as_bytes().to_vec();
+        x.on_request_headers(ctx(&c), &h, false, &mut p);
+        x.on_request_body(ctx(&c), json_message.len(), true, &mut p)
+    };
+    assert!(
+        counted(&plain("2"), Counter::Deduplicated),
+        "the same MsgId as the encrypted one"
+    );
+}

@@ -10,7 +10,9 @@ pub mod envelope;
 
 use crate::gate::config::Config;
 use crate::gate::message::{Format, Message};
+use crate::gate::request::QueryUse;
 use crate::gate::request::{Reason, Rejection, SafePush};
+use crate::gate::signature::HexDigest;
 use crate::gate::signature::{sign, signature_matches};
 use cipher::AesKey;
 
@@ -23,6 +25,9 @@ pub struct BodyPlan {
     pub decrypt: bool,
     /// `dedupe_seconds` is on.
     pub dedupe: bool,
+    /// Open Platform: the authorizer's AppID the path names; a decrypted message that
+    /// names its authorizer must name this one.
+    pub authorizer: Option<String>,
 }
 
 impl BodyPlan {
@@ -35,6 +40,7 @@ impl BodyPlan {
             safe,
             decrypt,
             dedupe,
+            authorizer: None,
         })
     }
 }
@@ -61,6 +67,11 @@ pub struct Checked {
     pub key: usize,
     /// The push's format: a sealed reply goes back in it.
     pub format: Format,
+    /// Which of the rotated tokens verified `msg_signature` (0 without safe mode).
+    pub token: usize,
+    /// WeCom: the query, verified only now by `msg_signature`, to record against
+    /// replays.
+    pub query: Option<QueryUse>,
 }
 
 /// Decrypts with the current key, else the previous one (WeChat's rule while an
@@ -101,7 +112,16 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         .map_err(|e| Rejection::new(Reason::Malformed, format!("the body {e}")))?;
     let encrypt = envelope::encrypt_of(&outer)
         .map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
-    check_msg_signature(config, safe, &encrypt)?;
+    let (token, digest) = check_msg_signature(config, safe, &encrypt)?;
+    // WeCom: the query is first verified here, and only now recorded against replays.
+    let query = safe
+        .token
+        .is_none()
+        .then(|| {
+            let ts = safe.timestamp.parse().ok()?;
+            QueryUse::of(&digest, ts, config.timestamp_tolerance_seconds)
+        })
+        .flatten();
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
         // No key configured: the signature is all that can be checked, and nothing in
         // the message can be read (so nothing identifies it as a retry).
@@ -111,7 +131,11 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
             .text("ToUserName")
             .filter(|t| is_plausible_account_id(t));
         let rebuilt = envelope::push_body_in(format, to, &encrypt).into_bytes();
-        return Ok(Checked::unread(Some(rebuilt), None, format));
+        return Ok(Checked {
+            token,
+            query,
+            ..Checked::unread(Some(rebuilt), None, format)
+        });
     };
     let (key, plaintext) = decrypt_with_any(&safe_mode.keys, appid, &encrypt)?;
     // The plaintext is in the push's own format (a JSON push holds JSON).
@@ -122,6 +146,7 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
             .and_then(|m| m.text(name))
             .map(str::to_string)
     };
+    check_account(appid, plan.authorizer.as_deref(), &field)?;
     let sender = field("FromUserName");
     let identity = plan
         .dedupe
@@ -140,23 +165,58 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         identity,
         key,
         format,
+        token,
+        query,
     })
 }
 
-/// `msg_signature` must sign the body's `Encrypt` with the token that signed the query.
-fn check_msg_signature(config: &Config, safe: &SafePush, encrypt: &str) -> Result<(), Rejection> {
-    let token = config
-        .token
-        .get(safe.token)
-        .ok_or_else(|| Rejection::new(Reason::MsgSignature, "no such token"))?;
-    let expected = sign(&[token.expose(), &safe.timestamp, &safe.nonce, encrypt]);
-    if !signature_matches(&expected, safe.msg_signature.as_bytes()) {
-        return Err(Rejection::new(
+/// Open Platform: a decrypted message that names its accounts must name this
+/// route's: an authorization event's `AppId` is the component's, a message's
+/// `AuthorizerAppid` the authorizer the path names.
+fn check_account(
+    component: &str,
+    authorizer: Option<&str>,
+    field: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), Rejection> {
+    let wrong = |what: &str| {
+        Rejection::new(
+            Reason::Account,
+            format!("the message's {what} is not this route's"),
+        )
+    };
+    if field("InfoType").is_some() && field("AppId").is_some_and(|a| a != component) {
+        return Err(wrong("AppId"));
+    }
+    match (authorizer, field("AuthorizerAppid")) {
+        (Some(expected), Some(named)) if named != expected => Err(wrong("AuthorizerAppid")),
+        _ => Ok(()),
+    }
+}
+
+/// `msg_signature` must sign the body's `Encrypt` with the token that signed the
+/// query, or (WeCom, no query signature) with any token: which one, and the digest.
+fn check_msg_signature(
+    config: &Config,
+    safe: &SafePush,
+    encrypt: &str,
+) -> Result<(usize, HexDigest), Rejection> {
+    let mismatch = || {
+        Rejection::new(
             Reason::MsgSignature,
             "msg_signature does not match the body's Encrypt",
-        ));
+        )
+    };
+    let parts = [safe.timestamp.as_str(), safe.nonce.as_str(), encrypt];
+    let Some(index) = safe.token else {
+        return crate::gate::request::verify_msg_signature(config, &safe.msg_signature, &parts)
+            .map_err(|_| mismatch());
+    };
+    let token = config.token.get(index).ok_or_else(mismatch)?;
+    let expected = sign(&[token.expose(), parts[0], parts[1], parts[2]]);
+    if !signature_matches(&expected, safe.msg_signature.as_bytes()) {
+        return Err(mismatch());
     }
-    Ok(())
+    Ok((index, expected))
 }
 
 impl Checked {
@@ -170,6 +230,8 @@ impl Checked {
             identity,
             key: 0,
             format,
+            token: 0,
+            query: None,
         }
     }
 }
@@ -274,7 +336,7 @@ mod tests {
                 msg_signature,
                 timestamp: TS.into(),
                 nonce: NONCE.into(),
-                token: 0,
+                token: Some(0),
             },
         )
     }
@@ -389,7 +451,7 @@ mod tests {
                 msg_signature: as_str(&sign(&[TOKEN, TS, NONCE, encrypt])).to_string(),
                 timestamp: TS.into(),
                 nonce: NONCE.into(),
-                token: 0,
+                token: Some(0),
             };
             assert_eq!(
                 reason(check(body.as_bytes(), &plan(&c, Some(safe)), &c)),
