@@ -227,6 +227,9 @@ impl LiveList {
                     TokenApi::Stable => {
                         wechat_api::stable_token_call(&self.appid, self.api.secret.expose(), force)
                     }
+                    TokenApi::Wecom => {
+                        wechat_api::wecom_token_call(&self.appid, self.api.secret.expose())
+                    }
                     TokenApi::Classic => {
                         wechat_api::classic_token_call(&self.appid, self.api.secret.expose())
                     }

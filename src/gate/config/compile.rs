@@ -16,7 +16,7 @@ pub(super) fn config(
         Some(t) => resolve_rotation("token", t, env)?,
         None => return Err(ConfigError::new("token", "is required")),
     };
-    let source = compile_source(raw.source, env)?;
+    let source = compile_source(raw.source, env, platform)?;
     let appid = match raw.appid {
         // WeCom bots' callbacks decrypt with an empty ReceiveId.
         Some(a) if a.is_empty() && platform != Platform::Wecom => {
@@ -43,17 +43,6 @@ pub(super) fn config(
         }
         None => None,
     };
-    if platform == Platform::Wecom
-        && source
-            .wechat_api
-            .as_ref()
-            .is_some_and(|a| a.token_api != TokenApi::Stable)
-    {
-        return Err(ConfigError::new(
-            "source.wechat_api.token_api",
-            "does not apply to platform \"wecom\": WeCom's token comes from gettoken",
-        ));
-    }
     if appid.is_none() && safe_mode.is_some() {
         return Err(ConfigError::new(
             "appid",
@@ -167,6 +156,7 @@ fn compile_safe_mode(
 fn compile_source(
     raw: Option<RawSource>,
     env: &dyn Fn(&str) -> Option<String>,
+    platform: Platform,
 ) -> Result<SourceConfig, ConfigError> {
     let raw = raw.unwrap_or(RawSource {
         mode: None,
@@ -183,7 +173,7 @@ fn compile_source(
     }
     let allow = CallbackAllowlist::from_blocks(blocks);
     let wechat_api = match raw.wechat_api {
-        Some(api) => Some(compile_wechat_api(api, env)?),
+        Some(api) => Some(compile_wechat_api(api, env, platform)?),
         None => None,
     };
     if wechat_api.is_none() && raw.when_unavailable.is_some() {
@@ -210,7 +200,18 @@ fn compile_source(
 fn compile_wechat_api(
     raw: RawWechatApi,
     env: &dyn Fn(&str) -> Option<String>,
+    platform: Platform,
 ) -> Result<WechatApi, ConfigError> {
+    let token_api = match (platform, raw.token_api) {
+        (Platform::Wecom, Some(_)) => {
+            return Err(ConfigError::new(
+                "source.wechat_api.token_api",
+                "does not apply to platform \"wecom\": WeCom's token comes from gettoken",
+            ))
+        }
+        (Platform::Wecom, None) => TokenApi::Wecom,
+        (_, chosen) => chosen.unwrap_or(TokenApi::Stable),
+    };
     let secret = match raw.secret {
         Some(s) => resolve_secret("source.wechat_api.secret", s, env)?,
         None => return Err(ConfigError::new("source.wechat_api.secret", "is required")),
@@ -252,7 +253,7 @@ fn compile_wechat_api(
     }
     Ok(WechatApi {
         secret,
-        token_api: raw.token_api.unwrap_or(TokenApi::Stable),
+        token_api,
         upstreams,
         refresh_seconds,
         timeout_ms,

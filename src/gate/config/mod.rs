@@ -131,6 +131,9 @@ pub enum WhenUnavailable {
 pub enum TokenApi {
     Stable,
     Classic,
+    /// WeCom's `gettoken` (corpid, corpsecret): set by `platform: wecom`, not by name.
+    #[serde(skip)]
+    Wecom,
 }
 
 /// How `path` marks the segment holding an Open Platform authorizer's AppID: WeChat's

@@ -47,6 +47,19 @@ pub fn classic_token_call(appid: &str, secret: &str) -> ApiCall {
     }
 }
 
+/// WeCom's `GET /cgi-bin/gettoken` (on qyapi.weixin.qq.com): the CorpID and the
+/// app's secret; WeCom hands every caller the same token while it lives.
+pub fn wecom_token_call(corpid: &str, secret: &str) -> ApiCall {
+    ApiCall {
+        method: "GET",
+        path: format!(
+            "/cgi-bin/gettoken?{}",
+            crate::gate::query::encode_query(&[("corpid", corpid), ("corpsecret", secret)])
+        ),
+        body: None,
+    }
+}
+
 /// `GET /cgi-bin/getcallbackip`.
 pub fn callback_ip_call(access_token: &str) -> ApiCall {
     ApiCall {

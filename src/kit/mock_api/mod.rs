@@ -202,6 +202,13 @@ struct Calls {
     getcallbackip: u64,
     get_api_domain_ip: u64,
     callback_check: u64,
+    /// WeCom's token endpoint; shown once it has been called.
+    #[serde(skip_serializing_if = "is_zero")]
+    gettoken: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// WeChat's endpoints, named as in `/__calls` and `/__faults`' `errcodes`.
@@ -215,6 +222,9 @@ enum Endpoint {
     #[serde(rename = "get_api_domain_ip")]
     ApiDomainIp,
     CallbackCheck,
+    /// WeCom's `GET /cgi-bin/gettoken?corpid=&corpsecret=`.
+    #[serde(rename = "gettoken")]
+    WecomToken,
 }
 
 enum Fault {
@@ -233,6 +243,7 @@ impl State {
             Endpoint::CallbackIp => &mut calls.getcallbackip,
             Endpoint::ApiDomainIp => &mut calls.get_api_domain_ip,
             Endpoint::CallbackCheck => &mut calls.callback_check,
+            Endpoint::WecomToken => &mut calls.gettoken,
         };
         *counter = counter.saturating_add(1);
         let faults = &mut self.faults;

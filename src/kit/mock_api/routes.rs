@@ -36,6 +36,7 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Outcome {
         "/cgi-bin/getcallbackip" => Some(Endpoint::CallbackIp),
         "/cgi-bin/get_api_domain_ip" => Some(Endpoint::ApiDomainIp),
         "/cgi-bin/callback/check" => Some(Endpoint::CallbackCheck),
+        "/cgi-bin/gettoken" => Some(Endpoint::WecomToken),
         _ => None,
     };
     if let Some(endpoint) = endpoint {
@@ -103,6 +104,7 @@ fn wechat_call(shared: &Shared, endpoint: Endpoint, req: &Request) -> Outcome {
         Endpoint::Token => classic_token(shared, req),
         Endpoint::CallbackIp | Endpoint::ApiDomainIp => ip_list(shared, endpoint, req),
         Endpoint::CallbackCheck => callback_check(shared, req),
+        Endpoint::WecomToken => wecom_token(shared, req),
     }
 }
 
@@ -318,6 +320,30 @@ fn classic_token(shared: &Shared, req: &Request) -> Outcome {
     }
     let now = now_ms();
     let mut state = shared.lock();
+    issue(shared, &mut state, now)
+}
+
+/// WeCom's semantics (qyapi.weixin.qq.com): `corpid` and `corpsecret`; the current
+/// token is handed to every caller while it lives. Errors as WeCom words them.
+fn wecom_token(shared: &Shared, req: &Request) -> Outcome {
+    if req.method != "GET" {
+        return errcode(43001, "require GET method");
+    }
+    if req.query("corpid").as_deref() != Some(shared.appid.as_str()) {
+        return errcode(40013, "invalid corpid");
+    }
+    if req.query("corpsecret").as_deref() != Some(shared.secret.as_str()) {
+        return errcode(40001, "invalid credential");
+    }
+    let now = now_ms();
+    let mut state = shared.lock();
+    if let Some(current) = state.token.as_ref().filter(|t| now < t.expires_at) {
+        let remaining_s = (current.expires_at - now).div_ceil(1000);
+        return ok(&json!({
+            "errcode": 0, "errmsg": "ok",
+            "access_token": current.value, "expires_in": remaining_s
+        }));
+    }
     issue(shared, &mut state, now)
 }
 
