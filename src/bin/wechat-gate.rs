@@ -15,10 +15,15 @@ use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
+use wechat_gate::gate::message::Format;
+use wechat_gate::gate::query::encode_query;
 use wechat_gate::gate::safe_mode::cipher::AesKey;
 use wechat_gate::kit::client::{self, Response};
 use wechat_gate::kit::secret_env::{self, MissingSecret};
-use wechat_gate::kit::wechat::{open_reply, safe_mode_push, signed_query, text_message_xml};
+use wechat_gate::kit::wechat::{
+    open_reply, safe_mode_push, signed_query, text_message_json, text_message_xml, wecom_echostr,
+    wecom_query,
+};
 use wechat_gate::kit::{doctor, mock_api};
 
 #[derive(Parser)]
@@ -57,9 +62,12 @@ enum Send {
         url: String,
         #[command(flatten)]
         common: Common,
-        /// Default: a random number, as WeChat sends.
+        /// Default: a random number, as WeChat sends (WeCom: its plaintext, encrypted
+        /// with --safe-mode's key for --appid, the CorpID).
         #[arg(long)]
         echostr: Option<String>,
+        #[command(flatten)]
+        safe: SafeModeArgs,
     },
     /// A message push (POST of the XML WeChat sends); succeeds on HTTP 200.
     Message {
@@ -78,6 +86,10 @@ enum Send {
         /// The account's original ID (ToUserName of --text).
         #[arg(long, default_value = "gh_wechat_gate_demo")]
         to: String,
+        /// A Mini Program whose data format is JSON: --text as JSON, and the safe-mode
+        /// envelope in JSON.
+        #[arg(long, conflicts_with = "compat")]
+        json: bool,
         #[command(flatten)]
         safe: SafeModeArgs,
     },
@@ -153,10 +165,24 @@ impl Signing {
     }
 }
 
+/// Which WeChat callback to behave like.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    OfficialAccount,
+    MiniProgram,
+    OpenPlatform,
+    Wecom,
+}
+
 #[derive(Args)]
 struct Common {
     #[command(flatten)]
     signing: Signing,
+    /// The platform whose requests to send: WeCom signs every request with
+    /// msg_signature and encrypts the handshake's echostr; Open Platform and WeCom
+    /// pushes are always encrypted (--safe-mode).
+    #[arg(long, value_enum, default_value = "official-account")]
+    platform: Kind,
     /// Local address to send from (e.g. 127.0.0.2), to appear as that source.
     #[arg(long)]
     source: Option<IpAddr>,
@@ -185,8 +211,12 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             url,
             common,
             echostr,
+            safe,
         }) => {
             let echostr = echostr.unwrap_or_else(|| random_u64().to_string());
+            if common.platform == Kind::Wecom {
+                return send_wecom_handshake(&url, &common, &safe, &echostr);
+            }
             let target = with_query(&url, &common, &[("echostr", &echostr)])?;
             let response =
                 client::request("GET", &client::parse_url(&target)?, &[], b"", common.source)?;
@@ -204,21 +234,33 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             xml,
             openid,
             to,
+            json,
             safe,
         }) => {
+            let encrypted_only = matches!(common.platform, Kind::OpenPlatform | Kind::Wecom);
+            if encrypted_only && !safe.safe_mode {
+                return Err(
+                    "this platform's pushes are always encrypted: add --safe-mode --appid".into(),
+                );
+            }
             let body = match (text, xml) {
                 (_, Some(file)) => {
                     std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?
                 }
                 (Some(text), None) => {
                     let created = common.signing.timestamp.clone().unwrap_or_else(now);
-                    text_message_xml(&to, &openid, &created, &text, random_u64() >> 1).into_bytes()
+                    let msg_id = random_u64() >> 1;
+                    if json {
+                        text_message_json(&to, &openid, &created, &text, msg_id).into_bytes()
+                    } else {
+                        text_message_xml(&to, &openid, &created, &text, msg_id).into_bytes()
+                    }
                 }
                 (None, None) => return Err("one of --text or --xml is needed".into()),
             };
             let Some((key, appid)) = safe.key()? else {
                 let target = with_query(&url, &common, &[("openid", &openid)])?;
-                let response = post_xml(&target, &body, common.source)?;
+                let response = post_push(&target, &body, common.source)?;
                 print_response(&response);
                 return Ok(response.status == 200);
             };
@@ -280,19 +322,28 @@ fn send_safe_mode(
         push.compat,
         &random,
     );
-    let query = signed_query(
-        &token,
-        &timestamp,
-        &nonce,
-        &[
-            ("openid", push.openid),
-            ("encrypt_type", "aes"),
-            ("msg_signature", &sealed.msg_signature),
-        ],
-    );
+    let query = if common.platform == Kind::Wecom {
+        // WeCom: msg_signature alone signs the request (over the body's Encrypt).
+        encode_query(&[
+            ("msg_signature", sealed.msg_signature.as_str()),
+            ("timestamp", timestamp.as_str()),
+            ("nonce", nonce.as_str()),
+        ])
+    } else {
+        signed_query(
+            &token,
+            &timestamp,
+            &nonce,
+            &[
+                ("openid", push.openid),
+                ("encrypt_type", "aes"),
+                ("msg_signature", &sealed.msg_signature),
+            ],
+        )
+    };
     let sep = if url.contains('?') { '&' } else { '?' };
     let target = format!("{url}{sep}{query}");
-    let response = post_xml(&target, sealed.body.as_bytes(), common.source)?;
+    let response = post_push(&target, sealed.body.as_bytes(), common.source)?;
     print_response(&response);
     let reply = response.body_text();
     let trimmed = reply.trim();
@@ -319,11 +370,50 @@ fn send_safe_mode(
     }
 }
 
-fn post_xml(target: &str, body: &[u8], source: Option<IpAddr>) -> std::io::Result<Response> {
+/// WeCom's handshake: `echostr` encrypted for the CorpID, signed by msg_signature; it
+/// succeeds when the answer is its plaintext.
+fn send_wecom_handshake(
+    url: &str,
+    common: &Common,
+    safe: &SafeModeArgs,
+    echostr: &str,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let Some((key, corpid)) = safe.key()? else {
+        return Err("WeCom encrypts the echostr: add --safe-mode --appid CORPID".into());
+    };
+    let token = common.signing.token()?;
+    let (timestamp, nonce) = common.signing.timestamp_and_nonce();
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    let encrypted = wecom_echostr(&key, &corpid, echostr, &random);
+    let query = wecom_query(
+        &token,
+        &timestamp,
+        &nonce,
+        &encrypted,
+        &[("echostr", &encrypted)],
+    );
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let target = client::parse_url(&format!("{url}{sep}{query}"))?;
+    let response = client::request("GET", &target, &[], b"", common.source)?;
+    print_response(&response);
+    let echoed = response.status == 200 && response.body == echostr.as_bytes();
+    if response.status == 200 && !echoed {
+        eprintln!("wechat-gate: the body is not the echostr's plaintext ({echostr})");
+    }
+    Ok(echoed)
+}
+
+/// POSTs a push with the content type WeChat gives its format.
+fn post_push(target: &str, body: &[u8], source: Option<IpAddr>) -> std::io::Result<Response> {
+    let content_type: &[u8] = match Format::of(body) {
+        Format::Json => b"application/json",
+        Format::Xml => b"text/xml",
+    };
     client::request(
         "POST",
         &client::parse_url(target)?,
-        &[("content-type", b"text/xml")],
+        &[("content-type", content_type)],
         body,
         source,
     )

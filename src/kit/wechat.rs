@@ -1,12 +1,14 @@
-//! What WeChat's servers send: the signed query, the XML of a text message, a
-//! safe-mode push, and how WeChat opens a sealed reply. Used by the CLI and the
-//! tests to behave like WeChat.
+//! What WeChat's servers send: the signed query, a text message in XML or JSON, a
+//! safe-mode push (XML or, for Mini Programs, JSON), WeCom's `msg_signature`-only
+//! queries and encrypted `echostr`, and how WeChat opens a sealed reply. Used by the
+//! CLI and the tests to behave like WeChat.
 
+use crate::gate::message::{Format, Message};
 use crate::gate::query::encode_query;
 use crate::gate::safe_mode::cipher::{self, AesKey};
 use crate::gate::safe_mode::envelope;
 use crate::gate::signature::{as_str, request_signature, sign, signature_matches};
-use crate::gate::xml::{cdata, element};
+use crate::gate::xml::cdata;
 
 /// `signature=…&timestamp=…&nonce=…` followed by `extra` pairs, every value encoded.
 pub fn signed_query(token: &str, timestamp: &str, nonce: &str, extra: &[(&str, &str)]) -> String {
@@ -18,6 +20,49 @@ pub fn signed_query(token: &str, timestamp: &str, nonce: &str, extra: &[(&str, &
     ];
     pairs.extend_from_slice(extra);
     encode_query(&pairs)
+}
+
+/// WeCom's query: `msg_signature` over the token, timestamp, nonce and `signed` (the
+/// handshake's encrypted `echostr`, or a push's `Encrypt`), then `extra` pairs.
+pub fn wecom_query(
+    token: &str,
+    timestamp: &str,
+    nonce: &str,
+    signed: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let digest = sign(&[token, timestamp, nonce, signed]);
+    let mut pairs: Vec<(&str, &str)> = vec![
+        ("msg_signature", as_str(&digest)),
+        ("timestamp", timestamp),
+        ("nonce", nonce),
+    ];
+    pairs.extend_from_slice(extra);
+    encode_query(&pairs)
+}
+
+/// WeCom's handshake `echostr`: `plaintext` encrypted for the CorpID, as WeCom sends it.
+pub fn wecom_echostr(key: &AesKey, corpid: &str, plaintext: &str, random16: &[u8; 16]) -> String {
+    cipher::encrypt(key, corpid, plaintext.as_bytes(), random16)
+}
+
+/// The JSON a Mini Program's push carries for a text message (data format JSON).
+pub fn text_message_json(
+    to_account: &str,
+    from_openid: &str,
+    create_time: &str,
+    content: &str,
+    msg_id: u64,
+) -> String {
+    serde_json::json!({
+        "ToUserName": to_account,
+        "FromUserName": from_openid,
+        "CreateTime": create_time.parse::<u64>().unwrap_or(0),
+        "MsgType": "text",
+        "Content": content,
+        "MsgId": msg_id,
+    })
+    .to_string()
 }
 
 /// The XML WeChat posts for a text message a user sent to the account.
@@ -45,8 +90,9 @@ pub struct SafePushOut {
     pub msg_signature: String,
 }
 
-/// Encrypts `message` (the plaintext XML) as WeChat does in safe mode: the body is
-/// `<xml><ToUserName/><Encrypt/></xml>`, or in compat mode the message's own
+/// Encrypts `message` (the plaintext XML, or JSON for a Mini Program that pushes
+/// JSON) as WeChat does in safe mode: the body is `<xml><ToUserName/><Encrypt/></xml>`
+/// (`{"ToUserName","Encrypt"}` for JSON), or in compat mode the message's own XML
 /// elements with `Encrypt` added; `msg_signature` signs the `Encrypt` value.
 #[allow(clippy::too_many_arguments)]
 pub fn safe_mode_push(
@@ -61,7 +107,9 @@ pub fn safe_mode_push(
     random16: &[u8; 16],
 ) -> SafePushOut {
     let encrypt = cipher::encrypt(key, appid, message.as_bytes(), random16);
+    let format = Format::of(message.as_bytes());
     let body = match message.rfind("</xml>") {
+        _ if format == Format::Json => envelope::push_body_in(format, Some(to_account), &encrypt),
         Some(end) if compat => format!(
             "{}<Encrypt>{}</Encrypt></xml>",
             message.get(..end).unwrap_or(message),
@@ -86,9 +134,13 @@ pub fn open_reply(
     timestamp: &str,
     nonce: &str,
 ) -> Result<Vec<u8>, String> {
+    let sealed =
+        Message::read(envelope, Format::of(envelope)).map_err(|e| format!("the reply {e}"))?;
     let field = |name: &str| {
-        element(envelope, name)
+        sealed
+            .get(name)
             .map_err(|e| format!("{name} {e}"))?
+            .map(str::to_string)
             .ok_or_else(|| format!("the reply has no {name}"))
     };
     let encrypt = field("Encrypt")?;
