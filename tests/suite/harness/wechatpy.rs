@@ -70,3 +70,90 @@ pub fn open_with_wechatpy(envelope: &str, p: &Push) -> Result<String, String> {
         envelope,
     )
 }
+
+/// What wechatpy seals: the ciphertext (or a JSON push's whole body) and its
+/// `msg_signature`.
+pub struct Sealed {
+    pub body: String,
+    pub msg_signature: String,
+}
+
+/// Runs a bridge command that answers JSON with `body_key` and `msg_signature`.
+fn sealed_by(
+    command: &str,
+    account: &str,
+    plaintext: &str,
+    nonce: &str,
+    timestamp: &str,
+    body_key: &str,
+) -> Sealed {
+    let out = wechatpy(
+        &[command, TOKEN, AES_KEY, account, nonce, timestamp],
+        plaintext,
+    )
+    .unwrap_or_else(|e| panic!("wechatpy {command}: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("the bridge answers JSON");
+    let field = |k: &str| {
+        v[k].as_str()
+            .unwrap_or_else(|| panic!("{k} in {out}"))
+            .to_string()
+    };
+    Sealed {
+        body: field(body_key),
+        msg_signature: field("msg_signature"),
+    }
+}
+
+/// A Mini Program's JSON push (`{"ToUserName","Encrypt"}`) of `message`, sealed with
+/// wechatpy's cipher and signature for the suite's AppID.
+pub fn wechatpy_json_push(message: &str, nonce: &str, timestamp: &str) -> Sealed {
+    sealed_by("encrypt-json", APPID, message, nonce, timestamp, "body")
+}
+
+/// `plaintext` encrypted by wechatpy.enterprise for `corpid` (a push's `Encrypt` or a
+/// handshake's `echostr`), with its `msg_signature`.
+pub fn wechatpy_wecom_encrypt(
+    corpid: &str,
+    plaintext: &str,
+    nonce: &str,
+    timestamp: &str,
+) -> Sealed {
+    sealed_by(
+        "wecom-encrypt",
+        corpid,
+        plaintext,
+        nonce,
+        timestamp,
+        "encrypt",
+    )
+}
+
+/// Opens a sealed reply with wechatpy: `command` is `decrypt-json` (a JSON envelope,
+/// for `account`'s AppID) or `wecom-decrypt` (for a CorpID); the envelope's own
+/// MsgSignature, TimeStamp and Nonce are checked.
+pub fn open_envelope_with_wechatpy(
+    command: &str,
+    account: &str,
+    envelope: &str,
+) -> Result<String, String> {
+    let fields = wechat_gate::gate::message::Message::read(
+        envelope.as_bytes(),
+        wechat_gate::gate::message::Format::of(envelope.as_bytes()),
+    )
+    .map_err(|e| format!("unreadable envelope ({e}): {envelope}"))?;
+    let get = |k: &str| {
+        fields
+            .get(k)
+            .ok()
+            .flatten()
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {k} in {envelope}"))
+    };
+    let (signature, timestamp, nonce) = (get("MsgSignature")?, get("TimeStamp")?, get("Nonce")?);
+    wechatpy(
+        &[
+            command, TOKEN, AES_KEY, account, &signature, &timestamp, &nonce,
+        ],
+        envelope,
+    )
+}
