@@ -46,7 +46,8 @@ pub struct LiveList {
 }
 
 impl LiveList {
-    pub fn new(api: WechatApi, appid: String) -> LiveList {
+    pub fn new(api: WechatApi) -> LiveList {
+        let appid = api.appid.clone();
         let prefix = format!("wechat_gate.{appid}.callback_ip");
         let fingerprint = {
             use std::hash::{Hash, Hasher};

@@ -190,9 +190,9 @@ impl RootContext for GateRoot {
             }
         };
         log::info!("wechat-gate configured: {}", config.summary());
-        let admission = match (&config.source.wechat_api, &config.appid) {
-            (Some(api), Some(appid)) => {
-                let mut live = LiveList::new(api.clone(), appid.clone());
+        let admission = match &config.source.wechat_api {
+            Some(api) => {
+                let mut live = LiveList::new(api.clone());
                 // A list other workers (or the previous configuration) already fetched
                 // is used at once: a reconfigured filter does not start blind.
                 live.pick_up_shared_list();

@@ -16,7 +16,6 @@ pub(super) fn config(
         Some(t) => resolve_rotation("token", t, env)?,
         None => return Err(ConfigError::new("token", "is required")),
     };
-    let source = compile_source(raw.source, env, platform)?;
     let appid = match raw.appid {
         // WeCom bots' callbacks decrypt with an empty ReceiveId.
         Some(a) if a.is_empty() && platform != Platform::Wecom => {
@@ -24,12 +23,7 @@ pub(super) fn config(
         }
         other => other,
     };
-    if appid.is_none() && source.wechat_api.is_some() {
-        return Err(ConfigError::new(
-            "appid",
-            "is required when source.wechat_api is set",
-        ));
-    }
+    let source = compile_source(raw.source, env, platform, appid.as_deref())?;
     let safe_mode = match raw.safe_mode {
         Some(raw) => Some(compile_safe_mode(raw, env, platform)?),
         None if platform.safe_mode_only() => {
@@ -157,6 +151,7 @@ fn compile_source(
     raw: Option<RawSource>,
     env: &dyn Fn(&str) -> Option<String>,
     platform: Platform,
+    appid: Option<&str>,
 ) -> Result<SourceConfig, ConfigError> {
     let raw = raw.unwrap_or(RawSource {
         mode: None,
@@ -173,7 +168,7 @@ fn compile_source(
     }
     let allow = CallbackAllowlist::from_blocks(blocks);
     let wechat_api = match raw.wechat_api {
-        Some(api) => Some(compile_wechat_api(api, env, platform)?),
+        Some(api) => Some(compile_wechat_api(api, env, platform, appid)?),
         None => None,
     };
     if wechat_api.is_none() && raw.when_unavailable.is_some() {
@@ -201,7 +196,37 @@ fn compile_wechat_api(
     raw: RawWechatApi,
     env: &dyn Fn(&str) -> Option<String>,
     platform: Platform,
+    account: Option<&str>,
 ) -> Result<WechatApi, ConfigError> {
+    let appid = match (raw.appid, account, platform) {
+        (Some(a), _, _) if a.is_empty() => {
+            return Err(ConfigError::new("source.wechat_api.appid", "is empty"))
+        }
+        (Some(a), _, _) => a,
+        // A component's AppSecret gets no access token of its own kind, and a WeCom
+        // bot has no CorpID: the list must be fetched with another account's.
+        (None, _, Platform::OpenPlatform) => {
+            return Err(ConfigError::new(
+                "source.wechat_api.appid",
+                "is required on platform \"open_platform\": a component's AppSecret cannot \
+                 fetch the list; give an Official Account's or Mini Program's AppID, with its \
+                 AppSecret as secret (the list is the same for every account)",
+            ))
+        }
+        (None, Some(a), _) if !a.is_empty() => a.to_string(),
+        (None, Some(_), _) => {
+            return Err(ConfigError::new(
+                "source.wechat_api.appid",
+                "is required when appid is empty: give the CorpID whose app's Secret is secret",
+            ))
+        }
+        (None, None, _) => {
+            return Err(ConfigError::new(
+                "appid",
+                "is required when source.wechat_api is set (or source.wechat_api.appid)",
+            ))
+        }
+    };
     let token_api = match (platform, raw.token_api) {
         (Platform::Wecom, Some(_)) => {
             return Err(ConfigError::new(
@@ -252,6 +277,7 @@ fn compile_wechat_api(
         ));
     }
     Ok(WechatApi {
+        appid,
         secret,
         token_api,
         upstreams,

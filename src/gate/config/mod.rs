@@ -194,6 +194,8 @@ pub struct Upstream {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WechatApi {
+    /// Whose credentials fetch the list: `source.wechat_api.appid`, else `appid`.
+    pub appid: String,
     pub secret: Secret,
     pub token_api: TokenApi,
     pub upstreams: Vec<Upstream>,

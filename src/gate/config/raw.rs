@@ -32,6 +32,7 @@ pub(super) struct RawSource {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawWechatApi {
+    pub(super) appid: Option<String>,
     pub(super) secret: Option<SecretRef>,
     pub(super) token_api: Option<TokenApi>,
     pub(super) upstreams: Option<Vec<Upstream>>,

@@ -303,6 +303,41 @@ fn live_list_needs_appid_secret_and_upstreams() {
 }
 
 #[test]
+fn the_list_is_fetched_with_the_accounts_appid_unless_another_is_named() {
+    let env = |n: &str| (n == "SECRET").then(|| "s".to_string());
+    let api = |json: &str| parse(json.as_bytes(), &env).map(|c| c.source.wechat_api.expect("api"));
+    assert_eq!(api(LIVE).expect("valid").appid, "wx1");
+    let other = LIVE.replace(r#""secret""#, r#""appid": "wxOA", "secret""#);
+    assert_eq!(api(&other).expect("valid").appid, "wxOA");
+    // Given here, the top-level appid is not needed for the list.
+    let only_api = other.replace(r#""appid": "wx1", "#, "");
+    assert_eq!(api(&only_api).expect("valid").appid, "wxOA");
+    let empty = LIVE.replace(r#""secret""#, r#""appid": "", "secret""#);
+    assert_eq!(
+        api(&empty).expect_err("empty").field,
+        "source.wechat_api.appid"
+    );
+    // A component cannot fetch it with its own AppSecret; a WeCom bot has no CorpID.
+    let aes =
+        r#""safe_mode": {"encoding_aes_key": "GeuKYOtmlo3LsuufAkG+oPBZOZm/L42M6eGR8KhDGgE"}, "#;
+    let component = LIVE.replace(
+        r#"{"token""#,
+        &format!(r#"{{"platform": "open_platform", {aes}"token""#),
+    );
+    assert_eq!(
+        api(&component).expect_err("component").field,
+        "source.wechat_api.appid"
+    );
+    let component_with_oa = component.replace(r#""secret""#, r#""appid": "wxOA", "secret""#);
+    assert_eq!(api(&component_with_oa).expect("valid").appid, "wxOA");
+    let bot = LIVE.replace(r#""appid": "wx1""#, r#""appid": """#).replace(
+        r#"{"token""#,
+        &format!(r#"{{"platform": "wecom", {aes}"token""#),
+    );
+    assert_eq!(api(&bot).expect_err("bot").field, "source.wechat_api.appid");
+}
+
+#[test]
 fn live_list_timeout_is_bounded() {
     let env = |n: &str| (n == "SECRET").then(|| "s".to_string());
     for bad in ["0", "60001", "4294967296"] {
