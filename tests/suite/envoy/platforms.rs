@@ -212,11 +212,11 @@ fn a_mini_programs_json_push_sealed_by_wechatpy_is_decrypted_and_the_json_reply_
     assert_eq!(envoy.counter("wechat_gate.rejected.decrypt"), 1);
 }
 
-/// An Open Platform push for `authorizer`'s route: `message` sealed by wechatpy with
-/// the component's AppID.
+/// An Open Platform push to `/open/{route}`: `message` sealed by wechatpy with the
+/// component's AppID.
 fn open_platform_push(
     envoy: &Envoy,
-    authorizer: &str,
+    route: &str,
     message: &str,
     headers: &[(&str, &[u8])],
 ) -> Response {
@@ -238,7 +238,7 @@ fn open_platform_push(
     all.extend_from_slice(headers);
     envoy.send(
         "POST",
-        &format!("/open/{authorizer}/callback?{query}"),
+        &format!("/open/{route}?{query}"),
         &all,
         envelope.as_bytes(),
         LISTED,
@@ -248,8 +248,14 @@ fn open_platform_push(
 #[test]
 fn one_open_platform_route_serves_many_authorizers_and_names_each_to_the_backend() {
     let backend = Backend::start();
-    let config = platform_config("open_platform", json!({"path": "/open/$APPID$/callback"}));
-    let envoy = gated(backend.port, config).start();
+    // The two URLs of a component's console: every authorizer's messages, and the
+    // component's own authorization events; one gate instance for each.
+    let messages = platform_config("open_platform", json!({"path": "/open/$APPID$/callback"}));
+    let events = platform_config("open_platform", json!({"path": "/open/auth"}));
+    let envoy = EnvoyConfig::new(backend.port)
+        .gate(Gate::new("wechat_gate", messages))
+        .gate(Gate::new("wechat_gate_auth", events))
+        .start();
     let message = |to: &str, id: u64| {
         crate::harness::requests::text_xml("o_fan", "hello", id).replace("gh_e2e", to)
     };
@@ -257,7 +263,12 @@ fn one_open_platform_route_serves_many_authorizers_and_names_each_to_the_backend
     // A client's own authorizer header is replaced by the path's.
     let spoof: &[(&str, &[u8])] = &[("x-wechat-gate-authorizer-appid", b"wx9999999999999999")];
     for (authorizer, id) in [(AUTHORIZER_A, 8001), (AUTHORIZER_B, 8002)] {
-        let r = open_platform_push(&envoy, authorizer, &message("gh_authorized", id), spoof);
+        let r = open_platform_push(
+            &envoy,
+            &format!("{authorizer}/callback"),
+            &message("gh_authorized", id),
+            spoof,
+        );
         assert_eq!(r.status, 200, "{authorizer}: {}", r.body_text());
     }
     let named: Vec<Option<String>> = backend
@@ -278,13 +289,13 @@ fn one_open_platform_route_serves_many_authorizers_and_names_each_to_the_backend
 
     // A segment that is no AppID, a message naming another authorizer than its path,
     // and a plaintext push (a component's pushes are always encrypted) are refused.
-    let r = open_platform_push(&envoy, "evil", &message("gh_x", 8003), &[]);
+    let r = open_platform_push(&envoy, "evil/callback", &message("gh_x", 8003), &[]);
     assert_eq!(r.status, 400, "{}", r.body_text());
     let misnamed = message("gh_x", 8004).replace(
         "</xml>",
         &format!("<AuthorizerAppid>{AUTHORIZER_B}</AuthorizerAppid></xml>"),
     );
-    let r = open_platform_push(&envoy, AUTHORIZER_A, &misnamed, &[]);
+    let r = open_platform_push(&envoy, &format!("{AUTHORIZER_A}/callback"), &misnamed, &[]);
     assert_eq!(r.status, 401, "{}", r.body_text());
     assert!(
         r.body_text().contains("AuthorizerAppid"),
@@ -300,11 +311,26 @@ fn one_open_platform_route_serves_many_authorizers_and_names_each_to_the_backend
         "text/xml",
     );
     assert_eq!(r.status, 400, "{}", r.body_text());
+
+    // The component's ticket passes its own route, once; another component's does not.
+    let ticket = |component: &str| {
+        format!("<xml><AppId><![CDATA[{component}]]></AppId><CreateTime>{}</CreateTime><InfoType><![CDATA[component_verify_ticket]]></InfoType><ComponentVerifyTicket><![CDATA[ticket@@@e2e]]></ComponentVerifyTicket></xml>", now())
+    };
+    let ours = ticket(APPID);
+    for _ in 0..2 {
+        let r = open_platform_push(&envoy, "auth", &ours, &[]);
+        assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    }
+    let r = open_platform_push(&envoy, "auth", &ticket("wx3333333333333333"), &[]);
+    assert_eq!(r.status, 401, "{}", r.body_text());
+    assert_eq!(envoy.counter("wechat_gate.rejected.account"), 2);
+    let bodies = backend.bodies();
     assert_eq!(
-        backend.records().len(),
-        2,
-        "nothing refused reached the backend"
+        bodies.len(),
+        3,
+        "nothing refused or retried reached the backend: {bodies:?}"
     );
+    assert_eq!(bodies[2], ours);
 }
 
 /// WeCom's plaintext XML for a text message to `CORPID`'s app 1000002.
