@@ -783,7 +783,8 @@ def run(args):
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    report = {"envoy_version": envoy_version, "started": datetime.datetime.now().astimezone(), "git": git or "unknown"}
+    report = {"envoy_version": envoy_version, "started": datetime.datetime.now().astimezone(), "git": git or "unknown",
+              "load_before": os.getloadavg()}
 
     if not args.no_build:
         build()
@@ -958,6 +959,7 @@ def run(args):
     report["args"] = args
     report["setups"] = setups
     report["finished"] = datetime.datetime.now().astimezone()
+    report["load_after"] = os.getloadavg()
     text = render(report)
     RESULTS.write_text(text)
     print()
@@ -1119,6 +1121,10 @@ def render(rep):
     out(f"- date: {rep['started']:%Y-%m-%d %H:%M %Z} (the run took {(rep['finished'] - rep['started']).total_seconds() / 60:.1f} min)")
     out(f"- machine: {NPROC} cores (`nproc`), CPU `{cpu_model}` (/proc/cpuinfo), {platform.system()} {platform.release()}")
     out(f"- Envoy: {rep['envoy_version']}; wechat-gate: {rep.get('git', 'unknown')}")
+    if rep.get("load_before"):
+        out(f"- machine load (1/5/15-min load average): {' '.join(f'{x:.2f}' for x in rep['load_before'])} before, "
+            f"{' '.join(f'{x:.2f}' for x in rep['load_after'])} after (the bench itself keeps about 2 busy); "
+            "the machine is shared: other work on it shows as noise between rounds")
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:])
     out(f"- command: `make bench` (runs `python3 bench/run.py{' ' + argv if argv else ''}`)")
     pin = f"Envoy pinned to core {ENVOY_CPU}, the load generator and every helper process to core {LOAD_CPU}" if ENVOY_CPU else "no CPU pinning (1 core)"
