@@ -104,7 +104,7 @@ def main():
                 envoys[name] = e
             req = R.generate()["post"]
             for e in envoys.values():
-                R.h2load(e.port, req, 5000, 16)  # warm up
+                R.load(e.port, req, 5000, 16)  # warm up
             hz = os.sysconf("SC_CLK_TCK")
             names = list(envoys)
             cpu = {n: [] for n in names}
@@ -112,7 +112,7 @@ def main():
                 for n in names[r % len(names):] + names[: r % len(names)]:
                     e = envoys[n]
                     t0 = R.cpu_ticks(e.pid)
-                    res = R.h2load(e.port, req, args.requests, 16)
+                    res = R.load(e.port, req, args.requests, 16)
                     t1 = R.cpu_ticks(e.pid)
                     if res.get("2xx") != args.requests:
                         raise SystemExit(f"variant {n}: unexpected answers {res}")

@@ -5,25 +5,37 @@ criterion micro-benchmarks; prints a Markdown report and writes bench/results.md
 Setups (one Envoy each, all forwarding to the same fast upstream process):
   passthrough        no filter
   noop-wasm          a proxy-wasm module that does nothing (bench/noop-wasm)
-  wechat-gate        the filter, static allowlist
+  wechat-gate        the filter, static allowlist, dedupe_seconds 0 (decides on the headers)
+  wechat-gate-hold   the filter reading the body, held (allow_on_headers_stop_iteration)
+  wechat-gate-stream the filter reading the body, streamed (no such flag)
   wechat-gate-live   the filter, allowlist = the live callback IP list from mock-api
   other-route        the filter in the chain, disabled on the route the traffic takes
   lua                the same checks in Envoy's Lua filter (bench/lua/wechat_gate.lua)
   ext_authz          Envoy's HTTP ext_authz calling `wg-bench authz` (wechat-gate's core)
-  wechat-gate-safe   the filter with safe_mode (skipped while the filter refuses it)
+  wechat-gate-safe   the filter with safe_mode, hold mode (skipped while the filter refuses it)
+  wechat-gate-safe-stream  the same in stream mode
 
-Workloads: verified POST (forwarded), GET handshake, forged POST (401), and safe-mode
-POSTs of 0.5 KiB and 8 KiB. bench/README.md explains every choice.
-Only Python's standard library; needs h2load (nghttp2-client), taskset, Envoy 1.40.
+Workloads: verified POST (forwarded), GET handshake, forged POST (401), a verified POST
+without MsgId (forwarded; the body-reading setups' workload), and safe-mode POSTs of
+0.5 KiB and 8 KiB. Every request carries a signed query of its own (the gate answers a
+reused one itself), and every run is checked to have taken the path it is meant to
+measure (the gate's counters, what the upstream received). bench/README.md explains
+every choice.
+Only Python's standard library; needs taskset, Envoy 1.40 and bench/tools (`wg-bench load` is the
+load generator: h2load cannot give every request a URI of its own).
 """
 
 import argparse
 import atexit
 import datetime
+import hashlib
 import http.client
+import itertools
 import json
 import os
 import platform
+import random
+import re
 import shlex
 import shutil
 import signal
@@ -31,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +67,7 @@ ECHOSTR = "5838479218127813673"  # what `wg-bench gen` puts in the handshake
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NPROC = os.cpu_count() or 1
-# Envoy on core 0, everything else (h2load, upstream, ext_authz service, mock-api) on
+# Envoy on core 0, everything else (the load generator, upstream, ext_authz service, mock-api) on
 # core 1: the load generator never steals the measured Envoy's core.
 ENVOY_CPU = "0" if NPROC >= 2 else None
 LOAD_CPU = "1" if NPROC >= 2 else None
@@ -63,11 +76,14 @@ WORKLOADS = {
     "post": "verified POST (forwarded)",
     "get": "GET handshake",
     "forged": "forged POST (401)",
+    "anon": "verified POST, no MsgId (forwarded)",
     "aes512": "safe-mode POST 0.5 KiB",
     "aes8k": "safe-mode POST 8 KiB",
 }
 PLAIN = ["post", "get", "forged"]
 SAFE = ["aes512", "aes8k"]
+# The token a workload's queries are signed with (the forged POST: another one).
+FORGED_TOKEN = "not-the-token"
 
 
 def log(msg):
@@ -178,9 +194,18 @@ def cluster(name, port):
     }
 
 
-# Envoy hands the body to a filter that paused in the headers phase only with this flag,
-# which safe mode needs; every gate setup gets it, so they share one plugin configuration.
+# Envoy hands the body to a filter that paused in the headers phase only with this flag:
+# with it the gate reads a push's body in hold mode, without it in stream mode (it finds
+# out by itself, per worker). Every gate setup gets it but the two *-stream ones.
 GATE_PLUGIN = {"allow_on_headers_stop_iteration": True}
+
+# The setups that read every push's body, and the mode each must settle in.
+BODY_MODE = {
+    "wechat-gate-hold": "hold",
+    "wechat-gate-stream": "stream",
+    "wechat-gate-safe": "hold",
+    "wechat-gate-safe-stream": "stream",
+}
 
 
 def wasm_filter(name, wasm, config=None, extra=None):
@@ -195,10 +220,13 @@ def wasm_filter(name, wasm, config=None, extra=None):
     return {"name": name, "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": plugin}}
 
 
-# Every POST h2load repeats carries the same MsgId: with duplicate suppression on, all
-# but the first would be answered `success` by the gate itself. Off for the bench
-# (set when this build knows the field: `wg-bench check-config`).
+# Every POST the bench sends carries the same body (one body file), so the same MsgId:
+# with duplicate suppression on, all but the first would be answered `success` by the
+# gate itself. Off for the setups that decide on the headers (set when this build knows
+# the field: `wg-bench check-config`). The hold and stream setups keep the default 15
+# and are sent a body without MsgId or FromUserName: read, nothing to deduplicate.
 DEDUPE_OFF = {"dedupe_seconds": 0}
+DEDUPE_ON = {"dedupe_seconds": 15}
 
 
 def gate_config(**extra):
@@ -251,9 +279,12 @@ def envoy_config(setup, ports):
         }
         filters = [wasm_filter("wechat_gate", GATE_WASM, cfg, GATE_PLUGIN)]
         clusters.append(cluster("wechat_api", ports["mock_api"]))
-    elif setup == "wechat-gate-safe":
+    elif setup in ("wechat-gate-hold", "wechat-gate-stream"):
+        cfg = gate_config(**(DEDUPE_ON if DEDUPE_OFF else {}))
+        filters = [wasm_filter("wechat_gate", GATE_WASM, cfg, GATE_PLUGIN if BODY_MODE[setup] == "hold" else None)]
+    elif setup in ("wechat-gate-safe", "wechat-gate-safe-stream"):
         cfg = gate_config(appid=APPID, safe_mode={"encoding_aes_key": AES_KEY, "decrypt": True})
-        filters = [wasm_filter("wechat_gate", GATE_WASM, cfg, GATE_PLUGIN)]
+        filters = [wasm_filter("wechat_gate", GATE_WASM, cfg, GATE_PLUGIN if BODY_MODE[setup] == "hold" else None)]
     elif setup == "other-route":
         filters = [wasm_filter("wechat_gate", GATE_WASM, gate_config(), GATE_PLUGIN)]
         routes = [
@@ -366,6 +397,8 @@ class Envoy:
             [
                 envoy_bin, "-c", str(cfg), "--use-dynamic-base-id", "--concurrency", str(concurrency),
                 "--admin-address-path", str(self.admin_file), "--log-level", "warn",
+                # The gate says once, at info, which body mode it settled in.
+                "--component-log-level", "wasm:info",
             ],
             cpu=cpu, cwd=self.dir, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
         )
@@ -405,6 +438,24 @@ class Envoy:
         except (OSError, ValueError, IndexError, http.client.HTTPException):
             return 0
 
+    def gate_counters(self):
+        """The gate's counters (`wasmcustom.wechat_gate.*`, gauges and the live list's
+        refreshes left out); {} when the setup has no gate."""
+        try:
+            _, body = admin_get(self.admin, "/stats?filter=^wasmcustom.wechat_gate.")
+        except (OSError, http.client.HTTPException):
+            return {}
+        out = {}
+        for line in body.decode().splitlines():
+            name, _, value = line.partition(":")
+            name = name.strip().removeprefix("wasmcustom.wechat_gate.")
+            if name and not name.startswith("allowlist."):
+                try:
+                    out[name] = int(value)
+                except ValueError:
+                    pass
+        return out
+
     def log_text(self):
         try:
             return self.log.read_text(errors="replace")
@@ -422,6 +473,23 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])
 
 
+def cpu_ns(pid):
+    """CPU time of a process in nanoseconds: the sum over its threads of the time they
+    have run (`/proc/PID/task/*/schedstat`, the scheduler's own clock, which is what
+    utime + stime are rounded from; those come in 10 ms ticks, too coarse for a few µs
+    per request over a few thousand requests). Threads that ended are not in it: take
+    differences only over an interval in which Envoy starts and ends no thread (a
+    steady Envoy does neither), and check against `cpu_ticks`."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
 def vm_rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -434,16 +502,25 @@ def vm_rss_kib(pid):
 
 
 def generate():
-    """Fresh signed requests for every workload (timestamp = now)."""
+    """Every workload's request as `wg-bench gen` signs it: the template the load is
+    made from (each request then gets a query of its own: `signed_paths`)."""
     out = subprocess.run(
         [str(WG_BENCH), "gen", "--token", TOKEN, "--appid", APPID, "--aes-key", AES_KEY],
         check=True, capture_output=True, text=True,
     ).stdout
     reqs = json.loads(out)
+    # The body-reading setups' push: the text message without MsgId or FromUserName, so
+    # that the gate reads it (dedupe_seconds 15) and finds nothing to deduplicate.
+    reqs["anon"] = dict(reqs["post"], body=re.sub(r"<(MsgId|FromUserName)>.*?</\1>", "", reqs["post"]["body"]))
     bodies = OUT / "bodies"
     bodies.mkdir(exist_ok=True)
     for w in WORKLOADS:
         r = reqs[w]
+        r["workload"] = w
+        r["token"] = FORGED_TOKEN if w == "forged" else TOKEN
+        if w in SAFE:
+            m = re.search(r"<Encrypt><!\[CDATA\[(.*?)\]\]></Encrypt>", r["body"])
+            r["encrypt"] = m.group(1)
         if r["method"] == "POST":
             p = bodies / f"{w}.xml"
             p.write_text(r["body"])
@@ -451,35 +528,76 @@ def generate():
     return reqs
 
 
-def h2load(port, req, n, conns, rps=None, log_file=None):
-    """Runs h2load over HTTP/1.1; returns its parsed summary."""
-    args = ["h2load", "--h1", "-n", str(n), "-c", str(conns), "-t", "1", "-m", "1"]
+def sha1_sorted(*parts):
+    """WeChat's signature: SHA-1 of the parts sorted and joined (as bench/tools and the gate)."""
+    return hashlib.sha1("".join(sorted(parts)).encode()).hexdigest()
+
+
+# Nonces are never reused within a run; with the timestamp of the moment a batch is
+# made, every query the bench sends is one the gate has not seen.
+NONCES = itertools.count(random.randrange(1_000_000_000, 2_000_000_000))
+
+
+def signed_paths(req, count, ts=None):
+    """`count` paths for `req`'s workload, each with a query of its own: a fresh
+    timestamp (now), a nonce never used before, the signature (and for safe mode the
+    msg_signature over the body's Encrypt) computed for them."""
+    path, query = req["path"].split("?", 1)
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    ts = str(int(time.time()) if ts is None else ts)
+    out = []
+    for _ in range(count):
+        nonce = str(next(NONCES))
+        values = {
+            "signature": sha1_sorted(req["token"], ts, nonce),
+            "timestamp": ts,
+            "nonce": nonce,
+        }
+        if "encrypt" in req:
+            values["msg_signature"] = sha1_sorted(req["token"], ts, nonce, req["encrypt"])
+        q = urllib.parse.urlencode([(k, values.get(k, v)) for k, v in pairs], quote_via=urllib.parse.quote)
+        out.append(f"{path}?{q}")
+    return out
+
+
+def one_request(port, req, timeout=5):
+    """One request of the workload, with a query of its own; (status, headers, body)."""
+    body = req.get("body", "").encode()
+    return http_request(port, req["method"], signed_paths(req, 1)[0], body, timeout=timeout)
+
+
+def load(port, req, n, conns, rps=None, log_file=None):
+    """n requests of `req`'s workload over HTTP/1.1 on `conns` keep-alive connections
+    (`wg-bench load`, on the load core), every request with a signed query of its own;
+    `rps`: a fixed total rate instead of as fast as Envoy answers. Returns the summary
+    (`done`, `2xx` … `5xx`, `errored`, `failed` as h2load counts it, `rps`, `connects`).
+
+    Not h2load: its URI list (`-i FILE`) starts again at the first URI for every client
+    (nghttp2 1.52), so `-c 16` sends each URI 16 times and the gate answers all but the
+    first as replays; one h2load per connection made the load core the bottleneck
+    (bench/tools/src/load.rs)."""
+    udir = OUT / "uris"
+    udir.mkdir(parents=True, exist_ok=True)
+    f = udir / "uris.txt"
+    f.write_text("".join(p + "\n" for p in signed_paths(req, n)))
+    args = [str(WG_BENCH), "load", "--connect", f"127.0.0.1:{port}", "--uris", str(f), "-c", str(conns),
+            "--method", req["method"]]
     if req["method"] == "POST":
-        args += ["-d", req["body_file"], "-H", "content-type: text/xml"]
+        args += ["--body", req["body_file"], "--header", "content-type: text/xml"]
     if rps:
         args += ["--rps", str(rps)]
     if log_file:
         args += ["--log-file", str(log_file)]
-    args.append(f"http://127.0.0.1:{port}{req['path']}")
     if LOAD_CPU is not None:
         args = ["taskset", "-c", LOAD_CPU] + args
     p = subprocess.run(args, capture_output=True, text=True)
-    res = {"ok": p.returncode == 0, "rps": 0.0, "2xx": 0, "4xx": 0, "5xx": 0, "failed": 0, "errored": 0}
-    for line in p.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("finished in"):
-            # finished in 1.23s, 16260.16 req/s, 3.60MB/s
-            res["rps"] = float(line.split(",")[1].split()[0])
-        elif line.startswith("requests:"):
-            parts = dict((v, int(k)) for k, v in (x.split()[:2] for x in line[len("requests:"):].split(",")))
-            res["failed"] = parts.get("failed", 0)
-            res["errored"] = parts.get("errored", 0)
-            res["done"] = parts.get("done", 0)
-        elif line.startswith("status codes:"):
-            for x in line[len("status codes:"):].split(","):
-                k, v = x.split()
-                res[v] = int(k)
-    if not p.returncode == 0:
+    try:
+        res = json.loads(p.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        res = {"done": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "errored": n, "rps": 0.0, "connects": 0}
+    res["ok"] = p.returncode == 0
+    res["failed"] = res["errored"] + res["4xx"] + res["5xx"]
+    if p.returncode != 0:
         res["stderr"] = p.stderr[-500:]
     return res
 
@@ -504,26 +622,35 @@ def percentile(sorted_values, q):
 
 # ------------------------------------------------------------------ the run
 
-GATES = {"wechat-gate", "wechat-gate-live", "lua", "ext_authz", "wechat-gate-safe"}
-ORDER = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-live", "other-route", "lua", "ext_authz", "wechat-gate-safe"]
+# The proxy-wasm gate's setups (they have its counters and its table of used queries),
+# and every setup that checks the signature.
+WASM_GATES = {"wechat-gate", "wechat-gate-live", "wechat-gate-hold", "wechat-gate-stream", "wechat-gate-safe",
+              "wechat-gate-safe-stream"}
+GATES = WASM_GATES | {"lua", "ext_authz"}
+ORDER = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-hold", "wechat-gate-stream", "wechat-gate-live",
+         "other-route", "lua", "ext_authz", "wechat-gate-safe", "wechat-gate-safe-stream"]
+SAFE_SETUPS = ("wechat-gate-safe", "wechat-gate-safe-stream")
 
 
 def workloads_of(setup):
     if setup in ("passthrough", "noop-wasm"):
-        return PLAIN + SAFE
-    if setup == "wechat-gate-safe":
+        return PLAIN + ["anon"] + SAFE
+    if setup == "wechat-gate":
+        return PLAIN + ["anon"]
+    if setup in ("wechat-gate-hold", "wechat-gate-stream"):
+        return ["anon"]
+    if setup in SAFE_SETUPS:
         return SAFE
     return PLAIN
 
 
 def check_once(setup, envoy_port, workload, req, plain_len):
     """One request through the setup; None if it behaved as it should, else what it did."""
-    body = req.get("body", "").encode()
-    st, hdrs, resp = http_request(envoy_port, req["method"], req["path"], body)
+    st, hdrs, resp = one_request(envoy_port, req)
     up = hdrs.get("x-bench-upstream", "")
     gate = setup in GATES
     want = None
-    if workload == "post":
+    if workload in ("post", "anon"):
         want = (200, "v=1" if gate else "v=0", None)
     elif workload == "get":
         want = (200, None, ECHOSTR if gate else "success")
@@ -542,6 +669,111 @@ def check_once(setup, envoy_port, workload, req, plain_len):
     return None
 
 
+# ------------------------------------------------------------------ the path each run takes
+
+
+def upstream_received(port):
+    """What the upstream has received so far: {requests, verified, encrypted}."""
+    _, _, body = http_request(port, "GET", "/_bench/stats")
+    return {k: int(v) for k, v in (x.split("=") for x in body.decode().split())}
+
+
+def expected_path(setup, workload, n):
+    """What n requests of a workload must do in a setup: how much each of the gate's
+    counters rises (those not named: not at all) and what the upstream receives."""
+    gate = setup in GATES
+    forwarded = workload in ("post", "anon", *SAFE) or not gate
+    counters = {}
+    if setup in WASM_GATES:
+        if workload == "get":
+            counters = {"handshake": n}
+        elif workload == "forged":
+            counters = {"rejected.signature": n}
+        else:
+            counters = {"forwarded": n}
+            if workload in SAFE:
+                counters["decrypted"] = n
+    upstream = {
+        "requests": n if forwarded else 0,
+        "verified": n if forwarded and gate else 0,
+        "encrypted": n if forwarded and workload in SAFE and not gate else 0,
+    }
+    return counters, upstream
+
+
+def path_snapshot(e, upstream_port):
+    return e.gate_counters(), upstream_received(upstream_port)
+
+
+def path_problems(setup, workload, n, before, after):
+    """How a run of n requests strayed from the path it is meant to measure ([] if not):
+    a forwarded push must rise `forwarded` by n and nothing else (no replay, no
+    duplicate, no rejection), and reach the upstream n times, verified."""
+    want_c, want_u = expected_path(setup, workload, n)
+    (c0, u0), (c1, u1) = before, after
+    problems = []
+    if setup in WASM_GATES:
+        for k in sorted(set(c0) | set(c1) | set(want_c)):
+            d = c1.get(k, 0) - c0.get(k, 0)
+            if d != want_c.get(k, 0):
+                problems.append(f"{k} +{d} (want +{want_c.get(k, 0)})")
+    for k, v in want_u.items():
+        d = u1.get(k, 0) - u0.get(k, 0)
+        if d != v:
+            problems.append(f"upstream {k} +{d} (want +{v})")
+    return problems
+
+
+# ------------------------------------------------------------------ Envoys, round by round
+
+
+def start_envoys(envoy_bin, setups, ports):
+    """Starts every setup's Envoy at once; returns ({setup: Envoy}, {setup: its log} for
+    those that did not start)."""
+    started = {s: Envoy(envoy_bin, s, envoy_config(s, ports)) for s in setups}
+    failed = {}
+    for s, e in started.items():
+        if not e.wait_ready():
+            failed[s] = e.log_text()
+            e.stop()
+    return {s: e for s, e in started.items() if s not in failed}, failed
+
+
+BODY_MODE_LINE = re.compile(r"wechat-gate reads push bodies in (hold|stream) mode")
+
+
+def prepare(envoys, reqs):
+    """Before anything is timed on fresh Envoys: the live list is in, and every
+    body-reading gate has settled its body mode (it holds its first pushes up to 50 ms
+    as probes: three that expire settle stream mode, one body while held settles hold).
+    Returns {setup: what went wrong}."""
+    problems = {}
+    if "wechat-gate-live" in envoys:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            st, _, _ = one_request(envoys["wechat-gate-live"].port, reqs["post"])
+            if st != 503:
+                break
+            time.sleep(0.05)
+        else:
+            problems["wechat-gate-live"] = "the live list never loaded (503 for 30 s)"
+    for s, want in BODY_MODE.items():
+        if s not in envoys:
+            continue
+        e = envoys[s]
+        req = reqs["aes512" if s in SAFE_SETUPS else "anon"]
+        mode = None
+        for _ in range(20):  # one after the other: each may be a probe
+            one_request(e.port, req)
+            m = BODY_MODE_LINE.search(e.log_text())
+            if m:
+                mode = m.group(1)
+                break
+        if mode != want:
+            problems[s] = f"settled in {mode or 'no'} body mode, not {want} (see {e.log})"
+    return problems
+
+
 def run(args):
     envoy_bin = os.environ.get("ENVOY_BIN") or subprocess.run(
         [str(ROOT / "scripts/ensure-envoy.sh"), "--pinned"], check=True, capture_output=True, text=True
@@ -551,16 +783,14 @@ def run(args):
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    report = {"envoy_version": envoy_version, "started": datetime.datetime.now().astimezone(), "git": git or "unknown"}
+    report = {"envoy_version": envoy_version, "started": datetime.datetime.now().astimezone(), "git": git or "unknown",
+              "load_before": os.getloadavg()}
 
     if not args.no_build:
         build()
     for path, what in [(GATE_WASM, "make build"), (CLI, "make build"), (NOOP_WASM, "bench/run.py"), (WG_BENCH, "bench/run.py")]:
         if not path.is_file():
             raise SystemExit(f"{path} is missing (built by {what})")
-    for tool in ["h2load"]:
-        if not shutil.which(tool):
-            raise SystemExit("h2load not found: apt-get install nghttp2-client (make bench does)")
 
     report["micro"] = {} if args.no_micro else micro(args)
 
@@ -585,39 +815,32 @@ def run(args):
 
     # ---- start every setup's Envoy (concurrency 1)
     setups = [s for s in ORDER if not args.setups or s in args.setups]
-    envoys = {}
-    for s in setups:
-        e = Envoy(envoy_bin, s, envoy_config(s, ports))
-        if not e.wait_ready():
-            text = e.log_text()
-            e.stop()
-            if s == "wechat-gate-safe":
-                reason = next((l for l in text.splitlines() if "safe_mode" in l or "refused" in l), text.strip().splitlines()[-1:] or [""])
-                reason = reason if isinstance(reason, str) else reason[0]
-                log("safe mode: not available in this build")
-                log(f"  (Envoy refused the safe-mode configuration: {reason.strip()[:300]})")
-                report["safe_mode"] = f"not available in this build: {reason.strip()[:300]}"
-                continue
-            raise SystemExit(f"Envoy for {s} did not start:\n{text[-3000:]}")
-        envoys[s] = e
-        log(f"{s}: Envoy pid {e.pid} on 127.0.0.1:{e.port}")
+    envoys, failed = start_envoys(envoy_bin, setups, ports)
+    for s, text in failed.items():
+        if s in SAFE_SETUPS:
+            reason = next((l for l in text.splitlines() if "safe_mode" in l or "refused" in l), text.strip().splitlines()[-1:] or [""])
+            reason = reason if isinstance(reason, str) else reason[0]
+            log("safe mode: not available in this build")
+            log(f"  (Envoy refused the safe-mode configuration: {reason.strip()[:300]})")
+            report["safe_mode"] = f"not available in this build: {reason.strip()[:300]}"
+            continue
+        raise SystemExit(f"Envoy for {s} did not start:\n{text[-3000:]}")
     setups = [s for s in setups if s in envoys]
+    for s in setups:
+        log(f"{s}: Envoy pid {envoys[s].pid} on 127.0.0.1:{envoys[s].port}")
 
-    # ---- the live list must be in before anything is timed
-    if "wechat-gate-live" in envoys:
-        reqs = generate()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            st, _, _ = http_request(envoys["wechat-gate-live"].port, "POST", reqs["post"]["path"], reqs["post"]["body"].encode())
-            if st != 503:
-                break
-            time.sleep(0.05)
-
-    # ---- check every cell once: it must do what it is meant to, or it is not timed
+    # ---- the live list in, body modes settled, every cell checked once: a cell that
+    # does not do what it is meant to is not timed
     reqs = generate()
     cells = [(s, w) for s in setups for w in workloads_of(s)]
     broken = {}
+    for s, why in prepare(envoys, reqs).items():
+        for w in workloads_of(s):
+            broken[(s, w)] = why
+        log(f"CHECK FAILED {s}: {why}")
     for s, w in cells:
+        if (s, w) in broken:
+            continue
         why = check_once(s, envoys[s].port, w, reqs[w], reqs.get(f"{w}_plain_len"))
         if why:
             broken[(s, w)] = why
@@ -628,22 +851,59 @@ def run(args):
     # ---- warm-up and per-setup request counts (each CPU run lasts about --run-seconds)
     n_of = {}
     for s, w in cells:
-        res = h2load(envoys[s].port, reqs[w], args.warmup, args.connections)
+        res = load(envoys[s].port, reqs[w], args.warmup, args.connections)
         n = int(max(args.min_requests, res["rps"] * args.run_seconds) // 1000 * 1000) or args.min_requests
         n_of[(s, w)] = n
+    # Hold and stream are compared run against run: the same request count for both.
+    for hold, stream in [("wechat-gate-hold", "wechat-gate-stream"), ("wechat-gate-safe", "wechat-gate-safe-stream")]:
+        for w in WORKLOADS:
+            if (hold, w) in n_of and (stream, w) in n_of:
+                n_of[(hold, w)] = n_of[(stream, w)] = max(n_of[(hold, w)], n_of[(stream, w)])
     log("requests per CPU run: " + ", ".join(f"{s}/{w}={n}" for (s, w), n in n_of.items()))
 
     # ---- rounds: every cell once per round. Within a round each workload runs through
     # every setup back to back, in an order rotated per round, so that cells compared
     # with each other are measured close in time; drift hits all alike.
     # Samples are kept per round: ratios are taken within a round, then the median.
-    samples = {c: {k: {} for k in ("cpu", "svc", "rps", "p50", "p99", "cx")} | {"bad": 0} for c in cells}
+    # Every round but the first starts on fresh Envoys (all setups alike, warmed up
+    # again): the gate's table of used queries is one Envoy's, holds 262,144 entries and
+    # keeps each about 306 s, and its shards grow with what they hold, so one Envoy
+    # taking every round's traffic would be measured on a fuller table round by round.
+    # One round's traffic per Envoy stays near 10 % of the table.
+    samples = {c: {k: {} for k in ("cpu", "ticks", "svc", "rps", "p50", "p99", "cx")} | {"bad": 0, "stray": []} for c in cells}
+    recorded = {s: [] for s in setups}  # queries each Envoy recorded, per round
     rounds = max(args.rounds, args.latency_rounds)
+
+    def measured(r, c, n, res, want, before, after, what):
+        """Checks a run: the statuses, and the path (counters, upstream). False if
+        the run strayed, and then its figures are left out."""
+        s, w = c
+        if not as_expected(res, want, n):
+            samples[c]["bad"] += 1
+            log(f"  {s}/{w}{what}: {res}")
+        problems = path_problems(s, w, n, before, after)
+        if problems:
+            samples[c]["stray"].append(f"round {r + 1}{what}: " + ", ".join(problems))
+            log(f"  {s}/{w}{what}: PATH CHECK FAILED: {', '.join(problems)}")
+            return False
+        return True
+
     for r in range(rounds):
-        order = setups[r % len(setups):] + setups[: r % len(setups)]
         t0 = time.monotonic()
+        if r > 0:
+            for e in envoys.values():
+                e.stop()
+            envoys, failed = start_envoys(envoy_bin, setups, ports)
+            if failed:
+                raise SystemExit(f"round {r + 1}: Envoy for {', '.join(failed)} did not start:\n{list(failed.values())[0][-3000:]}")
+            reqs = generate()
+            for s, why in prepare(envoys, reqs).items():
+                raise SystemExit(f"round {r + 1}: {s}: {why}")
+            for c in cells:
+                load(envoys[c[0]].port, reqs[c[1]], args.rewarm, args.connections)
+        order = setups[r % len(setups):] + setups[: r % len(setups)]
         for w in WORKLOADS:
-            reqs = generate()  # fresh timestamps: the default 300 s tolerance stays on
+            reqs = generate()
             for s in order:
                 c = (s, w)
                 if c not in samples:
@@ -651,19 +911,20 @@ def run(args):
                 e, want = envoys[s], expected_class(s, w)
                 if r < args.rounds:
                     n = n_of[c]
+                    path_before = path_snapshot(e, upstream_port)
                     cx_before = e.connections()
-                    before = cpu_ticks(e.pid)
+                    ticks_before, ns_before = cpu_ticks(e.pid), cpu_ns(e.pid)
                     svc_before = cpu_ticks(extra_cpu[s]) if s in extra_cpu else 0
-                    res = h2load(e.port, reqs[w], n, args.connections)
-                    after = cpu_ticks(e.pid)
+                    res = load(e.port, reqs[w], n, args.connections)
+                    ticks_after, ns_after = cpu_ticks(e.pid), cpu_ns(e.pid)
                     svc_after = cpu_ticks(extra_cpu[s]) if s in extra_cpu else 0
-                    samples[c]["cx"][r] = (e.connections() - cx_before) / n
-                    if not as_expected(res, want, n):
-                        samples[c]["bad"] += 1
-                        log(f"  {s}/{w}: {res}")
-                    samples[c]["cpu"][r] = (after - before) / CLK_TCK * 1e6 / n
-                    samples[c]["svc"][r] = (svc_after - svc_before) / CLK_TCK * 1e6 / n
-                    samples[c]["rps"][r] = res["rps"]
+                    cx = (e.connections() - cx_before) / n
+                    if measured(r, c, n, res, want, path_before, path_snapshot(e, upstream_port), ""):
+                        samples[c]["cx"][r] = cx
+                        samples[c]["cpu"][r] = (ns_after - ns_before) / 1e3 / n
+                        samples[c]["ticks"][r] = (ticks_after - ticks_before) / CLK_TCK * 1e6 / n
+                        samples[c]["svc"][r] = (svc_after - svc_before) / CLK_TCK * 1e6 / n
+                        samples[c]["rps"][r] = res["rps"]
             for s in order:
                 c = (s, w)
                 if c not in samples or r >= args.latency_rounds:
@@ -674,16 +935,19 @@ def run(args):
                 if lf.exists():
                     lf.unlink()
                 total = int(args.rate * args.latency_seconds)
-                res = h2load(e.port, reqs[w], total, args.latency_conns, rps=max(1, args.rate // args.latency_conns), log_file=lf)
-                if not as_expected(res, want, total):
-                    samples[c]["bad"] += 1
-                    log(f"  {s}/{w} (latency run): {res}")
-                durations = sorted(int(line.split("\t")[2]) for line in lf.read_text().splitlines() if line.count("\t") >= 2)
-                samples[c]["p50"][r] = percentile(durations, 0.50)
-                samples[c]["p99"][r] = percentile(durations, 0.99)
+                path_before = path_snapshot(e, upstream_port)
+                res = load(e.port, reqs[w], total, args.latency_conns, rps=args.rate, log_file=lf)
+                if measured(r, c, total, res, want, path_before, path_snapshot(e, upstream_port), " (latency run)"):
+                    durations = sorted(int(line.split("\t")[2]) for line in lf.read_text().splitlines() if line.count("\t") >= 2)
+                    samples[c]["p50"][r] = percentile(durations, 0.50)
+                    samples[c]["p99"][r] = percentile(durations, 0.99)
+        for s in setups:
+            counters = envoys[s].gate_counters()
+            recorded[s].append(counters.get("forwarded", 0) + counters.get("handshake", 0))
         log(f"round {r + 1}/{rounds} done in {time.monotonic() - t0:.0f} s")
     report["samples"] = samples
     report["n_of"] = n_of
+    report["recorded"] = {s: max(v) for s, v in recorded.items() if v and max(v)}
     for e in envoys.values():
         e.stop()
 
@@ -695,6 +959,7 @@ def run(args):
     report["args"] = args
     report["setups"] = setups
     report["finished"] = datetime.datetime.now().astimezone()
+    report["load_after"] = os.getloadavg()
     text = render(report)
     RESULTS.write_text(text)
     print()
@@ -738,7 +1003,7 @@ def memory(envoy_bin, ports, args):
             if not e.wait_ready():
                 raise SystemExit(f"Envoy {s} --concurrency 4 did not start:\n{e.log_text()[-2000:]}")
             reqs = generate()
-            h2load(e.port, reqs["post"], 4000, 16)
+            load(e.port, reqs["post"], 4000, 16)
             time.sleep(0.3)
             rss[s].append(vm_rss_kib(e.pid))
             e.stop()
@@ -856,18 +1121,43 @@ def render(rep):
     out(f"- date: {rep['started']:%Y-%m-%d %H:%M %Z} (the run took {(rep['finished'] - rep['started']).total_seconds() / 60:.1f} min)")
     out(f"- machine: {NPROC} cores (`nproc`), CPU `{cpu_model}` (/proc/cpuinfo), {platform.system()} {platform.release()}")
     out(f"- Envoy: {rep['envoy_version']}; wechat-gate: {rep.get('git', 'unknown')}")
+    if rep.get("load_before"):
+        out(f"- machine load (1/5/15-min load average): {' '.join(f'{x:.2f}' for x in rep['load_before'])} before, "
+            f"{' '.join(f'{x:.2f}' for x in rep['load_after'])} after (the bench itself keeps about 2 busy); "
+            "the machine is shared: other work on it shows as noise between rounds")
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:])
     out(f"- command: `make bench` (runs `python3 bench/run.py{' ' + argv if argv else ''}`)")
-    pin = f"Envoy pinned to core {ENVOY_CPU}, h2load and every helper process to core {LOAD_CPU}" if ENVOY_CPU else "no CPU pinning (1 core)"
+    pin = f"Envoy pinned to core {ENVOY_CPU}, the load generator and every helper process to core {LOAD_CPU}" if ENVOY_CPU else "no CPU pinning (1 core)"
     out(
-        f"- method: Envoy `--concurrency 1`, {pin}; HTTP/1.1 (`h2load --h1`). CPU and peak: {args.rounds} rounds, "
+        f"- method: Envoy `--concurrency 1`, {pin}; HTTP/1.1 keep-alive (`wg-bench load`, one thread polling every connection, as h2load). CPU and peak: {args.rounds} rounds, "
         f"{args.connections} connections, a fixed request count per cell (about {args.run_seconds} s of traffic). "
         f"Latency: {args.latency_rounds} rounds, {args.latency_conns} connections at {args.rate} req/s for {args.latency_seconds} s. "
-        "Within a round every workload goes through every setup back to back, the setup order rotated per round. "
+        "Within a round every workload goes through every setup back to back, the setup order rotated per round; "
+        "every round after the first on fresh Envoys, warmed up again. "
         "Figures are medians over rounds; a ratio is the median of the per-round ratios."
     )
+    out(f"- requests: every request has a signed query of its own (fresh timestamp, a nonce never used in the run): "
+        "the gate answers a reused query itself (`replayed`). Every run is checked to have taken its path: the gate's "
+        "counters (a forwarded push: `forwarded` +n and no other counter moves) and what the upstream received "
+        "(n requests, verified); a run that strays is left out and listed below.")
     out(f"- gate configuration: `{json.dumps(gate_config())}` (+ `allow_on_headers_stop_iteration: true`); "
-        "requests are signed when each round's workload starts, so the freshness check (300 s) is on.")
+        f"wechat-gate-hold and wechat-gate-stream: `dedupe_seconds` {DEDUPE_ON['dedupe_seconds'] if DEDUPE_OFF else 'default'}, "
+        "with and without `allow_on_headers_stop_iteration`; wechat-gate-safe and wechat-gate-safe-stream: `safe_mode` "
+        "(`decrypt: true`), with and without it. Each body-reading Envoy's log is checked for the mode it settled in.")
+    rec = rep.get("recorded") or {}
+    if rec:
+        s_max = max(rec, key=rec.get)
+        out(f"- table of used queries: at most {rec[s_max]:,} recorded by one Envoy in one round ({s_max}), "
+            "of its 262,144 entries (1,024 shards × 256).")
+    ns, ticks = 0.0, 0.0
+    for c in samples.values():
+        for r in c["cpu"]:
+            if r in c["ticks"]:
+                ns += c["cpu"][r]
+                ticks += c["ticks"][r]
+    if ticks:
+        out(f"- CPU clock: the sum of Envoy's threads' run time (`/proc/PID/task/*/schedstat`, ns); over all runs it is "
+            f"{ns / ticks:.3f}× utime+stime (`/proc/PID/stat`, 10 ms ticks).")
     if rep.get("safe_mode"):
         out(f"- safe mode: {rep['safe_mode']}")
     out("")
@@ -876,7 +1166,7 @@ def render(rep):
 
     out("## Envoy CPU per request (µs; × passthrough)")
     out("")
-    out("utime+stime of the Envoy process (`/proc/PID/stat`) over a fixed request count (`h2load -n`); "
+    out("CPU time of the Envoy process over a fixed request count; "
         "for ext_authz, Envoy + the verification service. ⚠: some responses did not have the expected status.")
     out("")
     out(hdr)
@@ -892,7 +1182,61 @@ def render(rep):
             + ". A request answered in the headers phase while its body is still unread ends its HTTP/1.1 "
             "connection, so those figures include a TCP accept and close per request.")
         out("")
-    out(f"## Latency at {args.rate} req/s (µs, p50 / p99, as h2load sees it)")
+    # ---- reading the body: hold or stream
+    body_rows = [
+        ("passthrough", "anon", "passthrough (no filter)"),
+        ("noop-wasm", "anon", "noop-wasm"),
+        ("wechat-gate", "anon", "gate, decided on the headers (`dedupe_seconds` 0)"),
+        ("wechat-gate-hold", "anon", "gate, body read, **hold**"),
+        ("wechat-gate-stream", "anon", "gate, body read, **stream**"),
+        ("passthrough", "aes512", "passthrough, safe-mode POST 0.5 KiB"),
+        ("noop-wasm", "aes512", "noop-wasm, safe-mode POST 0.5 KiB"),
+        ("wechat-gate-safe", "aes512", "gate, safe mode 0.5 KiB, **hold**"),
+        ("wechat-gate-safe-stream", "aes512", "gate, safe mode 0.5 KiB, **stream**"),
+        ("wechat-gate-safe", "aes8k", "gate, safe mode 8 KiB, hold"),
+        ("wechat-gate-safe-stream", "aes8k", "gate, safe mode 8 KiB, stream"),
+    ]
+    body_rows = [row for row in body_rows if total(*row[:2])]
+    if any(s in BODY_MODE for s, _, _ in body_rows):
+        out("## Reading a push's body: hold or stream (Envoy CPU per push, µs)")
+        out("")
+        out("The plaintext rows share one workload: a verified POST whose text message has no `MsgId` or "
+            "`FromUserName` (the load sends one body file, so a message id would make every push after the first a "
+            "duplicate): the hold and stream gates (`dedupe_seconds` 15) read its body, find nothing to deduplicate "
+            "and forward it. Ratios and differences are medians of per-round values (same workload, same round).")
+        out("")
+        out("| setup | Envoy CPU per push | × noop-wasm | − noop-wasm (µs) | per round |")
+        out("|---|---|---|---|---|")
+        for s, w, label in body_rows:
+            t_ = total(s, w)
+            r = ratio(s, w, base="noop-wasm")
+            d = med(per_round(t_, total("noop-wasm", w), lambda a, b: a - b))
+            rounds_ = ", ".join(f"{t_[k]:.0f}" for k in sorted(t_))
+            out(f"| {label} | {med(t_):.1f} | " + (f"{r:.2f}×" if r else "") + " | "
+                + (f"{d:+.1f}" if d is not None else "") + f" | {rounds_} |")
+        out("")
+        for hold, stream, w, label in [
+            ("wechat-gate-hold", "wechat-gate-stream", "anon", "plaintext, body read"),
+            ("wechat-gate-safe", "wechat-gate-safe-stream", "aes512", "safe mode 0.5 KiB"),
+            ("wechat-gate-safe", "wechat-gate-safe-stream", "aes8k", "safe mode 8 KiB"),
+            ("wechat-gate", "wechat-gate-hold", "anon", None),
+        ]:
+            a, b = total(stream, w), total(hold, w)
+            diffs = per_round(a, b, lambda x, y: x - y)
+            if not diffs:
+                continue
+            what = f"stream − hold, {label}" if label else "hold − decided on the headers (the cost of reading the body, held)"
+            out(f"- {what}: **{med(diffs):+.1f} µs** per push (median of {len(diffs)} rounds; per round: "
+                + ", ".join(f"{x:+.0f}" for x in diffs) + ")")
+        out("")
+    stray = [(s, w, x) for (s, w), c in samples.items() for x in c["stray"]]
+    if stray:
+        out("**Runs left out** (they did not take the path they are meant to measure):")
+        out("")
+        for s, w, x in stray:
+            out(f"- {s} / {WORKLOADS[w]}: {x}")
+        out("")
+    out(f"## Latency at {args.rate} req/s (µs, p50 / p99, as the load generator sees it)")
     out("")
     out(hdr)
     out(sep)
@@ -1033,7 +1377,8 @@ def main():
     ap.add_argument("--latency-rounds", type=int, default=5, help="rounds of latency runs")
     ap.add_argument("--run-seconds", type=float, default=0.5, help="length of each CPU/peak run (sets its fixed request count)")
     ap.add_argument("--min-requests", type=int, default=2000)
-    ap.add_argument("--warmup", type=int, default=2000, help="requests per cell before the rounds")
+    ap.add_argument("--warmup", type=int, default=2000, help="requests per cell before the first round (sets the request counts)")
+    ap.add_argument("--rewarm", type=int, default=1000, help="requests per cell on the fresh Envoys of every later round")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--rate", type=int, default=1000, help="req/s of the latency runs")
     ap.add_argument("--latency-seconds", type=float, default=1.5)
@@ -1047,6 +1392,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.latency_rounds, args.run_seconds, args.min_requests, args.warmup = 1, 1, 0.3, 1000, 500
+        args.rewarm = 500
         args.latency_seconds, args.memory_trials, args.startup_trials = 0.5, 1, 1
     run(args)
 

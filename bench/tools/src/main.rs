@@ -4,6 +4,9 @@
 //!   Answers every request `200 success`, and says in `x-bench-upstream` what it saw
 //!   (`v=` the gate's verified header, `enc=` whether the body still held `<Encrypt>`,
 //!   `len=` the body length) so the driver can check each setup once before timing it.
+//!   It counts what it received; `GET /_bench/stats` (sent to it directly, never through
+//!   an Envoy) answers `requests=N verified=N encrypted=N`, so the driver can check that
+//!   every request of a run really reached it, and as what.
 //! - `wg-bench authz --listen ADDR --config JSON`: the ext_authz HTTP service, built on
 //!   wechat-gate's own core (`config::parse`, `verify::decide`). The source address is
 //!   `x-wechat-gate-source`, which Envoy sets to `%DOWNSTREAM_REMOTE_ADDRESS%` on the
@@ -14,13 +17,18 @@
 //!   refusals: the gate's own status and body.
 //! - `wg-bench gen --token T --appid A --aes-key K [--timestamp S]`: one JSON object
 //!   with every workload's request (path and body), signed at `S` (default: now).
+//! - `wg-bench load …`: the load generator, every request with a URI of its own
+//!   (see `load.rs` for why not h2load).
 //!
 //! Both servers print `listening on http://IP:PORT` once ready, use keep-alive and one
 //! thread per connection (Envoy keeps a small pool of upstream connections).
 
+mod load;
+
 use std::io::{self, Write};
 use wechat_gate::kit::http1;
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,9 +42,10 @@ fn main() {
         Some("authz") => authz_main(&args[1..]),
         Some("gen") => gen_main(&args[1..]),
         Some("check-config") => check_config(&args[1..]),
+        Some("load") => load::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: wg-bench upstream --listen ADDR\n       wg-bench authz --listen ADDR --config JSON\n       wg-bench gen --token T --appid A --aes-key K [--timestamp S]\n       wg-bench check-config JSON"
+                "usage: wg-bench upstream --listen ADDR\n       wg-bench authz --listen ADDR --config JSON\n       wg-bench gen --token T --appid A --aes-key K [--timestamp S]\n       wg-bench check-config JSON\n       wg-bench load --connect HOST:PORT --uris FILE [-c N] [--method M] [--body FILE] [--header H]... [--rps R] [--log-file F]"
             );
             2
         }
@@ -126,9 +135,24 @@ fn connection(
 
 // ------------------------------------------------------------------ upstream
 
+/// What the upstream has received: every request, those the gate marked verified, and
+/// those whose body still held `<Encrypt>`.
+static RECEIVED: [AtomicU64; 3] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
 fn upstream(req: &Request) -> Response {
+    if req.target == "/_bench/stats" {
+        let [requests, verified, encrypted] = RECEIVED.each_ref().map(|c| c.load(Ordering::SeqCst));
+        return Response {
+            status: 200,
+            headers: vec![("content-type", "text/plain".to_string())],
+            body: format!("requests={requests} verified={verified} encrypted={encrypted}").into_bytes(),
+        };
+    }
     let verified = req.header("x-wechat-gate-verified") == Some("1");
     let encrypted = contains(&req.body, b"<Encrypt>");
+    RECEIVED[0].fetch_add(1, Ordering::SeqCst);
+    RECEIVED[1].fetch_add(u64::from(verified), Ordering::SeqCst);
+    RECEIVED[2].fetch_add(u64::from(encrypted), Ordering::SeqCst);
     Response {
         status: 200,
         headers: vec![

@@ -1,0 +1,441 @@
+//! `wg-bench load`: the bench's HTTP/1.1 load generator. What h2load does for the bench
+//! (a fixed request count over a few keep-alive connections from one thread, or a fixed
+//! rate, and a per-request log), except that **every request takes the next line of
+//! the URI file**: request k gets line k, whichever connection sends it.
+//!
+//! h2load cannot do that: with `-i FILE` each client walks the list from its first
+//! line (nghttp2 1.52: a `reqidx` per client), so `-c 16` sends every URI 16 times,
+//! and the gate answers all but the first as replays. One h2load per connection, each
+//! with its own slice, made the load core the bottleneck (on 2 cores: about 25 % fewer
+//! requests per second, and Envoy, no longer saturated, spent about 8 % more CPU per
+//! request); one thread polling every connection, as h2load does, keeps Envoy the
+//! bottleneck.
+//!
+//! ```text
+//! wg-bench load --connect 127.0.0.1:PORT --uris FILE [-c 16] [--method POST]
+//!               [--body FILE] [--header 'name: value']... [--rps R] [--log-file F]
+//! ```
+//!
+//! Prints one JSON line: `done` (requests attempted), `2xx` … `5xx`, `errored` (no
+//! complete response), `connects`, `retries` (requests sent again because the server
+//! closed a kept-alive connection before answering them: at most once each),
+//! `seconds` (first request to last response), `rps`.
+//! The log has one line per request, as h2load's: start (µs since the run began), status
+//! (`-1` if none), duration (µs), tab-separated.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use wechat_gate::kit::http1;
+
+/// Gives up on a run that has made no progress for this long.
+const STALL: Duration = Duration::from_secs(10);
+
+struct Options {
+    connect: String,
+    uris: Vec<String>,
+    conns: usize,
+    method: String,
+    body: Vec<u8>,
+    headers: Vec<String>,
+    rps: Option<f64>,
+    log_file: Option<String>,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        connect: String::new(),
+        uris: Vec::new(),
+        conns: 16,
+        method: "GET".into(),
+        body: Vec::new(),
+        headers: Vec::new(),
+        rps: None,
+        log_file: None,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--connect" => o.connect = value()?,
+            "--uris" => {
+                let path = value()?;
+                let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+                o.uris = text
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_string)
+                    .collect();
+            }
+            "-c" => o.conns = value()?.parse().map_err(|_| "-c: a number")?,
+            "--method" => o.method = value()?,
+            "--body" => {
+                let path = value()?;
+                o.body = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+            }
+            "--header" => o.headers.push(value()?),
+            "--rps" => o.rps = Some(value()?.parse().map_err(|_| "--rps: a number")?),
+            "--log-file" => o.log_file = Some(value()?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if o.connect.is_empty() || o.uris.is_empty() {
+        return Err("--connect and a non-empty --uris are required".into());
+    }
+    o.conns = o.conns.clamp(1, o.uris.len());
+    Ok(o)
+}
+
+/// One connection's state.
+struct Conn {
+    stream: Option<TcpStream>,
+    /// Bytes of the current request still to write.
+    out: Vec<u8>,
+    written: usize,
+    /// Bytes of the current response read so far.
+    inp: Vec<u8>,
+    /// The request in flight: its index and when it was sent.
+    current: Option<(usize, Instant)>,
+    /// Responses read on this connection since it was made.
+    served: usize,
+    /// The request in flight was sent again on a new connection already.
+    retried: bool,
+}
+
+enum Parsed {
+    Incomplete,
+    Done { status: u16, close: bool },
+    Bad,
+}
+
+/// A whole response at the start of `buf`?
+fn parse_response(buf: &[u8], head_request: bool) -> Parsed {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() > 64 * 1024 {
+            Parsed::Bad
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    let Ok(head) = std::str::from_utf8(&buf[..end]) else {
+        return Parsed::Bad;
+    };
+    let mut lines = head.split("\r\n");
+    let status: u16 = match lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+    {
+        Some(s) => s,
+        None => return Parsed::Bad,
+    };
+    let (mut length, mut chunked, mut close) = (None, false, false);
+    for line in lines {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (
+            name.trim().to_ascii_lowercase(),
+            value.trim().to_ascii_lowercase(),
+        );
+        match name.as_str() {
+            "content-length" => length = value.parse::<usize>().ok(),
+            "transfer-encoding" => chunked = value.contains("chunked"),
+            "connection" => close = value.contains("close"),
+            _ => {}
+        }
+    }
+    let body = &buf[end + 4..];
+    if head_request || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Parsed::Done { status, close };
+    }
+    if chunked {
+        return match http1::dechunk(body, 16 * 1024 * 1024) {
+            Ok(Some(_)) => Parsed::Done { status, close },
+            Ok(None) => Parsed::Incomplete,
+            Err(_) => Parsed::Bad,
+        };
+    }
+    match length {
+        Some(n) if body.len() >= n => Parsed::Done { status, close },
+        Some(_) => Parsed::Incomplete,
+        // No length: the body ends with the connection (read to EOF).
+        None => Parsed::Incomplete,
+    }
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let o = match options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("wg-bench load: {e}");
+            return 2;
+        }
+    };
+    let n = o.uris.len();
+    let mut extra = String::new();
+    for h in &o.headers {
+        extra.push_str(h);
+        extra.push_str("\r\n");
+    }
+    let with_body = o.method != "GET" && o.method != "HEAD";
+    let request = |path: &str| -> Vec<u8> {
+        let mut r = format!(
+            "{} {path} HTTP/1.1\r\nhost: {}\r\n{extra}",
+            o.method, o.connect
+        );
+        if with_body {
+            r.push_str(&format!("content-length: {}\r\n", o.body.len()));
+        }
+        r.push_str("\r\n");
+        let mut bytes = r.into_bytes();
+        if with_body {
+            bytes.extend_from_slice(&o.body);
+        }
+        bytes
+    };
+    // Each URI file line may be a whole URL (as h2load takes them): keep its path.
+    let path_of = |uri: &str| -> String {
+        match uri.split_once("://") {
+            Some((_, rest)) => rest
+                .find('/')
+                .map_or("/".to_string(), |i| rest[i..].to_string()),
+            None => uri.to_string(),
+        }
+    };
+
+    let mut conns: Vec<Conn> = (0..o.conns)
+        .map(|_| Conn {
+            stream: None,
+            out: Vec::new(),
+            written: 0,
+            inp: Vec::new(),
+            current: None,
+            served: 0,
+            retried: false,
+        })
+        .collect();
+    let mut next = 0usize;
+    let mut results: Vec<(u64, i32, u64)> = vec![(0, -1, 0); n];
+    let (mut counts, mut errored, mut connects, mut finished) =
+        ([0usize; 6], 0usize, 0usize, 0usize);
+    let mut retries = 0usize;
+    let start = Instant::now();
+    let mut last_progress = start;
+    let mut last_done = start;
+    let interval = o
+        .rps
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(1.0 / r));
+
+    let mut buf = vec![0u8; 64 * 1024];
+    while finished < n {
+        let now = Instant::now();
+        // Start requests on idle connections (at the fixed rate, if one is set).
+        for c in conns.iter_mut() {
+            if c.current.is_some() || next >= n {
+                continue;
+            }
+            if let Some(iv) = interval {
+                if now < start + iv * next as u32 {
+                    break;
+                }
+            }
+            if c.stream.is_none() {
+                match TcpStream::connect(&o.connect) {
+                    Ok(s) => {
+                        let _ = s.set_nodelay(true);
+                        let _ = s.set_nonblocking(true);
+                        c.stream = Some(s);
+                        c.served = 0;
+                        connects += 1;
+                    }
+                    Err(_) => {
+                        // Counted as the next request failing; try again with the one after.
+                        results[next] = (now.duration_since(start).as_micros() as u64, -1, 0);
+                        errored += 1;
+                        finished += 1;
+                        next += 1;
+                        continue;
+                    }
+                }
+            }
+            c.out = request(&path_of(&o.uris[next]));
+            c.written = 0;
+            c.inp.clear();
+            c.current = Some((next, now));
+            c.retried = false;
+            next += 1;
+        }
+        // Write what can be written now.
+        for c in conns.iter_mut() {
+            if c.written < c.out.len() {
+                if let Some(s) = c.stream.as_mut() {
+                    loop {
+                        match s.write(&c.out[c.written..]) {
+                            Ok(0) => break,
+                            Ok(k) => {
+                                c.written += k;
+                                if c.written == c.out.len() {
+                                    break;
+                                }
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                            Err(_) => break, // the read side will see the connection end
+                        }
+                    }
+                }
+            }
+        }
+        // Wait for any connection to become readable (or writable, if a write is pending).
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(conns.len());
+        let mut which: Vec<usize> = Vec::with_capacity(conns.len());
+        for (i, c) in conns.iter().enumerate() {
+            if let (Some(s), Some(_)) = (c.stream.as_ref(), c.current) {
+                let mut events = libc::POLLIN;
+                if c.written < c.out.len() {
+                    events |= libc::POLLOUT;
+                }
+                fds.push(libc::pollfd {
+                    fd: s.as_raw_fd(),
+                    events,
+                    revents: 0,
+                });
+                which.push(i);
+            }
+        }
+        let timeout_ms: i32 = match interval {
+            Some(iv) if next < n => {
+                let due = start + iv * next as u32;
+                let wait = due.saturating_duration_since(Instant::now());
+                i32::try_from(wait.as_millis()).unwrap_or(1000).min(1000)
+            }
+            _ => 1000,
+        };
+        if fds.is_empty() {
+            if next >= n {
+                break;
+            }
+            if timeout_ms > 0 {
+                std::thread::sleep(
+                    Duration::from_millis(timeout_ms as u64).min(Duration::from_micros(500)),
+                );
+            }
+            continue;
+        }
+        // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structs.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+        if ready < 0 {
+            continue; // EINTR
+        }
+        for (fd, &i) in fds.iter().zip(&which) {
+            if fd.revents == 0 {
+                continue;
+            }
+            let c = &mut conns[i];
+            let mut ended = false;
+            if let Some(s) = c.stream.as_mut() {
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) => {
+                            ended = true;
+                            break;
+                        }
+                        Ok(k) => c.inp.extend_from_slice(&buf[..k]),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            let Some((k, sent)) = c.current else { continue };
+            if ended && c.inp.is_empty() && c.served > 0 && !c.retried {
+                // The server closed a kept-alive connection as this request went out
+                // (it had not begun to answer): send it again on a new connection, once,
+                // as any HTTP/1.1 client does.
+                c.stream = TcpStream::connect(&o.connect).ok().inspect(|s| {
+                    let _ = s.set_nodelay(true);
+                    let _ = s.set_nonblocking(true);
+                });
+                if c.stream.is_some() {
+                    connects += 1;
+                    c.served = 0;
+                    c.written = 0;
+                    c.retried = true;
+                    retries += 1;
+                    continue;
+                }
+            }
+            let outcome = match parse_response(&c.inp, o.method == "HEAD") {
+                Parsed::Done { status, close } => Some((status, close)),
+                Parsed::Incomplete if ended => None,
+                Parsed::Incomplete => continue,
+                Parsed::Bad => None,
+            };
+            let done_at = Instant::now();
+            match outcome {
+                Some((status, close)) => {
+                    results[k] = (
+                        sent.duration_since(start).as_micros() as u64,
+                        i32::from(status),
+                        done_at.duration_since(sent).as_micros() as u64,
+                    );
+                    counts[usize::from(status / 100).min(5)] += 1;
+                    c.served += 1;
+                    if close || ended {
+                        c.stream = None;
+                    }
+                }
+                None => {
+                    results[k] = (sent.duration_since(start).as_micros() as u64, -1, 0);
+                    errored += 1;
+                    c.stream = None;
+                }
+            }
+            c.current = None;
+            c.inp.clear();
+            c.out.clear();
+            c.written = 0;
+            finished += 1;
+            last_progress = done_at;
+            last_done = done_at;
+        }
+        if last_progress.elapsed() > STALL {
+            // Whatever is still in flight or not sent is counted as errored.
+            let left = n - finished;
+            errored += left;
+            eprintln!(
+                "wg-bench load: no progress for {} s, {left} requests given up",
+                STALL.as_secs()
+            );
+            break;
+        }
+    }
+    let seconds = last_done.duration_since(start).as_secs_f64();
+    if let Some(path) = &o.log_file {
+        let mut text = String::with_capacity(n * 24);
+        for (t, status, d) in &results {
+            text.push_str(&format!("{t}\t{status}\t{d}\n"));
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("wg-bench load: {path}: {e}");
+        }
+    }
+    let done = counts.iter().sum::<usize>() + errored;
+    println!(
+        "{{\"done\": {done}, \"2xx\": {}, \"3xx\": {}, \"4xx\": {}, \"5xx\": {}, \"errored\": {errored}, \
+         \"connects\": {connects}, \"retries\": {retries}, \"seconds\": {seconds:.6}, \"rps\": {:.1}}}",
+        counts[2],
+        counts[3],
+        counts[4],
+        counts[5],
+        if seconds > 0.0 { (done - errored) as f64 / seconds } else { 0.0 }
+    );
+    i32::from(errored > 0)
+}
