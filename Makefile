@@ -69,12 +69,9 @@ bench: build bench-deps
 bench-micro:
 	CARGO_TARGET_DIR=bench/target/micro CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench --bench core
 
-# h2load (Debian: nghttp2-client) drives the load; taskset (util-linux) pins the processes.
+# `wg-bench load` (bench/tools) drives the load, built by bench/run.py; taskset
+# (util-linux) pins the processes.
 bench-deps:
-	@command -v h2load >/dev/null 2>&1 || { \
-	  echo "installing nghttp2-client (h2load) with apt-get ..."; \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null; } \
-	  || { echo "make bench needs h2load: apt-get install nghttp2-client" >&2; exit 1; }; }
 	@command -v taskset >/dev/null 2>&1 || echo "taskset not found (util-linux): processes will not be pinned" >&2
 
 .PHONY: oci oci-check
