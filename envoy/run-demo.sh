@@ -50,6 +50,16 @@ else
   PIDS+=($!)
   CONFIG=envoy/envoy.yaml
   SOURCE_NOTE="mock-api on :8081 (callback IPs 127.0.0.1, 127.0.0.2)"
+  # The demo config's other platforms (README "Platforms"), same token and key.
+  PLATFORMS="
+The other platforms, on the same Envoy (same token and key):
+  $CLI send message   http://127.0.0.1:10000/mp --platform mini-program --json --text hi   # a Mini Program's JSON push
+  $CLI send message   http://127.0.0.1:10000/mp --platform mini-program --json --text hi --safe-mode --appid wx00000000000000aa
+  $CLI send handshake http://127.0.0.1:10000/wecom --platform wecom --safe-mode --appid ww0123456789abcdef
+                                           # WeCom: echostr encrypted, msg_signature only; answered decrypted
+  $CLI send message   http://127.0.0.1:10000/wecom --platform wecom --text hi --safe-mode --appid ww0123456789abcdef
+  $CLI send message   http://127.0.0.1:10000/open/wx1111111111111111/callback --platform open-platform --text hi --safe-mode --appid wx00000000000000c0
+                                           # Open Platform: backend.py sees x-wechat-gate-authorizer-appid"
   SECRET_HINT="export WECHAT_APPSECRET=$WECHAT_APPSECRET"
   DOCTOR="$CLI doctor --appid wx0123456789abcdef --api http://127.0.0.1:8081 --gate-admin http://127.0.0.1:9901"
 fi
@@ -83,6 +93,7 @@ Try, in another shell (the CLI reads secrets from the environment, never from ar
   $SECRET_HINT
   $DOCTOR
                                            # token, lists, network: what the gate needs from WeChat's API
+${PLATFORMS:-}
 
 Ctrl-C stops them all.
 TXT

@@ -96,7 +96,7 @@ test("Envoy 1.40 loads the gate with the WasmPlugin's pluginConfig, as Istio han
   const { envoy, wasm } = envoyAndWasm();
   const { ok, log } = envoyValidate(envoy, bootstrap(plugin, wasm), SECRETS);
   assert.ok(ok, `envoy --mode validate refused the WasmPlugin's filter:\n${log}`);
-  assert.match(log, /wechat-gate configured: path \/wechat/, "the gate did not report its configuration");
+  assert.match(log, /wechat-gate configured: official_account on path \/wechat/, "the gate did not report its configuration");
 });
 
 test("the gate refuses a pluginConfig with a misspelt field, so the test above can fail", () => {

@@ -245,8 +245,9 @@ impl Config {
     /// One line for the log: what this configuration guards and how (no secrets).
     pub fn summary(&self) -> String {
         format!(
-            "path {}, source.mode {:?}, {} static allowlist entries{}, timestamp tolerance {} s, \
-             max body {} bytes",
+            "{} on path {}, source.mode {:?}, {} static allowlist entries{}, timestamp tolerance \
+             {} s, max body {} bytes{}",
+            self.platform.name(),
             self.path.as_deref().unwrap_or("(every request)"),
             self.source.mode,
             self.source.allow.entries(),
@@ -257,6 +258,11 @@ impl Config {
             },
             self.timestamp_tolerance_seconds,
             self.max_body_bytes,
+            match &self.safe_mode {
+                Some(s) if s.decrypt => ", safe mode (decrypting)",
+                Some(_) => ", safe mode (verifying)",
+                None => "",
+            },
         )
     }
 }

@@ -242,3 +242,86 @@ fn the_demo_keeps_forged_spoofed_and_lookalike_requests_from_backend_py() {
     assert_eq!(health.len(), 1);
     assert!(health[0].contains("gate={}"), "{}", health[0]);
 }
+
+/// The commands `make run` prints for the other platforms (envoy/run-demo.sh's
+/// `PLATFORMS`), as arguments, aimed at `port`.
+fn printed_platform_commands(port: u16) -> Vec<Vec<String>> {
+    let script = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/run-demo.sh"))
+        .expect("envoy/run-demo.sh");
+    let block = script
+        .split_once("PLATFORMS=\"")
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(block, _)| block)
+        .expect("run-demo.sh prints the platforms' commands");
+    block
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("$CLI "))
+        .map(|l| {
+            l.split('#')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(|a| a.replace("127.0.0.1:10000", &format!("127.0.0.1:{port}")))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_demos_printed_commands_for_every_platform_pass_their_gates() {
+    let demo = Demo::start();
+    let commands = printed_platform_commands(demo.envoy.port);
+    assert!(commands.len() >= 5, "{commands:?}");
+    for args in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = demo.cli(&args);
+        assert_eq!(r.code, Some(0), "{args:?}:\n{}", r.text());
+    }
+    // Each route is guarded: a forged WeCom handshake and a push for a segment that is
+    // no AppID are refused, and look-alikes never reach backend.py.
+    let forged = demo.cli(&[
+        "send",
+        "handshake",
+        &format!("http://127.0.0.1:{}/wecom", demo.envoy.port),
+        "--platform",
+        "wecom",
+        "--safe-mode",
+        "--appid",
+        "ww0123456789abcdef",
+        "--token-env",
+        "WRONG_TOKEN",
+    ]);
+    assert!(forged.stdout.starts_with("HTTP 401"), "{}", forged.text());
+    for lookalike in [
+        "/mp/",
+        "/WeCom",
+        "/open/wx1111111111111111/callback/x",
+        "/open",
+    ] {
+        let r = demo
+            .envoy
+            .send("POST", lookalike, &[], b"<xml/>", "127.0.0.1");
+        assert_eq!(r.status, 404, "{lookalike}");
+    }
+    let lines = demo.stop();
+    let mini = naming(&lines, "POST /mp?");
+    assert_eq!(mini.len(), 2, "{mini:?}");
+    assert!(
+        mini.iter().all(|l| l.contains("body={\"")),
+        "JSON reached backend.py: {mini:?}"
+    );
+    let wecom = naming(&lines, "POST /wecom?");
+    assert_eq!(wecom.len(), 1, "{wecom:?}");
+    assert!(
+        wecom[0].contains("'x-wechat-gate-decrypted': '1'"),
+        "{}",
+        wecom[0]
+    );
+    let open = naming(&lines, "POST /open/wx1111111111111111/callback?");
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].contains("'x-wechat-gate-authorizer-appid': 'wx1111111111111111'"),
+        "{}",
+        open[0]
+    );
+}
