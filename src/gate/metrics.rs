@@ -1,6 +1,14 @@
 //! The filter's Envoy stats, by name: what the exchange and the live list count.
 //! The host defines each once per VM and bumps it; the names are the contract the
 //! README's tables and the operators' dashboards rely on.
+//!
+//! Every name carries the account it counts for, and a rejection its reason, as tags
+//! encoded in the name the way Istio's own stats do (`account=.=NAME;.;`): the Wasm ABI
+//! has no labels, and Envoy's `stats_config.stats_tags` (shipped in the configs) turns
+//! them into Prometheus labels: `wechat_gate.forwarded.account=.=wx1;.;` becomes
+//! `wechat_gate_forwarded{account="wx1"}`, and
+//! `wechat_gate.rejected_total.account=.=wx1;.;reason=.=signature;.;` becomes
+//! `wechat_gate_rejected_total{account="wx1",reason="signature"}`.
 
 use crate::gate::rejection::Reason;
 use crate::gate::request::SourceOutcome;
@@ -67,8 +75,10 @@ impl Counter {
         }
     }
 
-    /// The counter's name in Envoy's stats (`wasmcustom.` is Envoy's prefix).
-    pub fn name(self) -> String {
+    /// The counter's name in Envoy's stats for `account` (`wasmcustom.` is Envoy's
+    /// prefix); `account` is a [`crate::gate::config::Config::name`], which holds no
+    /// `;`, `=` or `.`.
+    pub fn name(self, account: &str) -> String {
         let tail = match self {
             Counter::Handshake => "handshake",
             Counter::Forwarded => "forwarded",
@@ -84,9 +94,15 @@ impl Counter {
             Counter::SourceUnverified => "source_unverified",
             Counter::RefreshOk => "allowlist.refresh_ok",
             Counter::RefreshFailed => "allowlist.refresh_failed",
-            Counter::Rejected(reason) => return format!("wechat_gate.rejected.{}", reason.name()),
+            Counter::Rejected(reason) => {
+                return format!(
+                    "wechat_gate.rejected_total.{}{}",
+                    tag("account", account),
+                    tag("reason", reason.name())
+                )
+            }
         };
-        format!("wechat_gate.{tail}")
+        format!("wechat_gate.{tail}.{}", tag("account", account))
     }
 
     /// What a let-through request's source check counts, if anything.
@@ -102,12 +118,19 @@ impl Counter {
 impl Gauge {
     pub const ALL: [Gauge; 2] = [Gauge::AllowlistEntries, Gauge::AllowlistLastSuccessUnix];
 
-    pub fn name(self) -> &'static str {
-        match self {
+    /// The gauge's name for `account`: each account's own, never another's.
+    pub fn name(self, account: &str) -> String {
+        let base = match self {
             Gauge::AllowlistEntries => "wechat_gate.allowlist.entries",
             Gauge::AllowlistLastSuccessUnix => "wechat_gate.allowlist.last_success_unix",
-        }
+        };
+        format!("{base}.{}", tag("account", account))
     }
+}
+
+/// A tag in a stat's name, as Istio encodes them and `stats_tags` extract them.
+fn tag(name: &str, value: &str) -> String {
+    format!("{name}=.={value};.;")
 }
 
 #[cfg(test)]
@@ -120,11 +143,17 @@ mod tests {
         for (i, c) in all.iter().enumerate() {
             assert_eq!(c.index(), i, "{c:?}");
         }
-        let mut names: Vec<String> = all.iter().map(|c| c.name()).collect();
+        let mut names: Vec<String> = all.iter().map(|c| c.name("wx1")).collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), all.len());
-        assert!(names.contains(&"wechat_gate.rejected.body_timeout".to_string()));
-        assert!(names.contains(&"wechat_gate.replay_table.evicted".to_string()));
+        assert!(names.contains(
+            &"wechat_gate.rejected_total.account=.=wx1;.;reason=.=body_timeout;.;".to_string()
+        ));
+        assert!(names.contains(&"wechat_gate.replay_table.evicted.account=.=wx1;.;".to_string()));
+        assert_eq!(
+            Gauge::AllowlistEntries.name("mp"),
+            "wechat_gate.allowlist.entries.account=.=mp;.;"
+        );
     }
 }

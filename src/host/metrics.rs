@@ -11,15 +11,24 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn define() -> Self {
+    /// `account`'s metrics (the configuration's `name`).
+    pub fn define(account: &str) -> Self {
         Metrics {
             counters: Counter::all()
-                .map(|c| proxy::define_metric(false, &c.name()))
+                .map(|c| proxy::define_metric(false, &c.name(account)))
                 .collect(),
             gauges: Gauge::ALL
                 .iter()
-                .map(|g| proxy::define_metric(true, g.name()))
+                .map(|g| proxy::define_metric(true, &g.name(account)))
                 .collect(),
+        }
+    }
+
+    /// Before a configuration names the account: nothing is counted.
+    pub fn none() -> Self {
+        Metrics {
+            counters: Vec::new(),
+            gauges: Vec::new(),
         }
     }
 

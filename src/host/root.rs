@@ -92,7 +92,7 @@ impl GateRoot {
             context_id,
             worker: Rc::new(Worker {
                 config: None,
-                metrics: Rc::new(Metrics::define()),
+                metrics: Rc::new(Metrics::none()),
                 admission: Rc::new(AdmissionCell::fixed(Default::default())),
                 held: Rc::new(HeldRequests::default()),
                 probes: Rc::new(HeldRequests::default()),
@@ -208,9 +208,15 @@ impl RootContext for GateRoot {
                 AdmissionCell::fixed(config.source.allow.clone())
             }
         };
+        // Defined again only when the account's name changed (Envoy hands back the ids
+        // of names it knows, so this is cheap either way).
+        let metrics = match &self.worker.config {
+            Some(old) if old.name == config.name => self.worker.metrics.clone(),
+            _ => Rc::new(Metrics::define(&config.name)),
+        };
         self.worker = Rc::new(Worker {
             config: Some(Rc::new(config)),
-            metrics: self.worker.metrics.clone(),
+            metrics,
             admission: Rc::new(admission),
             // Pushes held under the previous configuration are still answered.
             held: self.worker.held.clone(),

@@ -44,7 +44,9 @@ pub(super) fn config(
         ));
     }
     let dedupe_seconds = raw.dedupe_seconds.unwrap_or(DEFAULT_DEDUPE_SECONDS);
+    let name = compile_name(raw.name, appid.as_deref(), path.as_deref())?;
     Ok(Config {
+        name,
         platform,
         path,
         appid,
@@ -55,6 +57,50 @@ pub(super) fn config(
         on_upstream_failure: raw.on_upstream_failure.unwrap_or(UpstreamFailure::Success),
         source,
         safe_mode,
+    })
+}
+
+/// The metrics' account name: given (1 to 64 letters, digits, `_` or `-`: a bounded
+/// label value that cannot break the tags encoded around it), else the AppID, else
+/// the path with every other character as `_`, else `default`.
+fn compile_name(
+    name: Option<String>,
+    appid: Option<&str>,
+    path: Option<&str>,
+) -> Result<String, ConfigError> {
+    let fits = |s: &str| {
+        (1..=64).contains(&s.len())
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if let Some(name) = name {
+        return match fits(&name) {
+            true => Ok(name),
+            false => Err(ConfigError::new(
+                "name",
+                "must be 1 to 64 letters, digits, `_` or `-` (it labels the metrics)",
+            )),
+        };
+    }
+    if let Some(appid) = appid.filter(|a| fits(a)) {
+        return Ok(appid.to_string());
+    }
+    let from_path: String = path
+        .unwrap_or_default()
+        .trim_matches('/')
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Ok(match from_path.is_empty() {
+        true => "default".to_string(),
+        false => from_path,
     })
 }
 

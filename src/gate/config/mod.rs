@@ -226,6 +226,9 @@ pub struct SafeMode {
 /// The validated configuration of one filter instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    /// The account's name in the metrics' `account` tag: `name`, else the AppID, else
+    /// the path's letters; 1 to 64 letters, digits, `_` or `-`.
+    pub name: String,
     /// Which WeChat callback this route serves.
     pub platform: Platform,
     /// The guarded path; `None` guards every request through this instance.

@@ -8,6 +8,7 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
+    pub(super) name: Option<String>,
     pub(super) platform: Option<Platform>,
     pub(super) path: Option<String>,
     pub(super) appid: Option<String>,

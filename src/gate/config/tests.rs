@@ -424,3 +424,38 @@ fn a_rotation_may_name_two_variables() {
     let tokens: Vec<&str> = c.token.all().map(|(_, t)| t.expose()).collect();
     assert_eq!(tokens, ["new", "old"]);
 }
+
+#[test]
+fn the_metrics_name_is_given_or_the_appid_or_the_path() {
+    let name = |json: &str| parse_str(json).map(|c| c.name);
+    let with =
+        |extra: &str| format!(r#"{{"token": "t", "source": {{"allow": ["127.0.0.1"]}}{extra}}}"#);
+    assert_eq!(
+        name(&with(r#", "name": "shop-1""#)).expect("valid"),
+        "shop-1"
+    );
+    assert_eq!(
+        name(&with(r#", "appid": "wx1", "path": "/w""#)).expect("valid"),
+        "wx1"
+    );
+    assert_eq!(
+        name(&with(r#", "path": "/open/$APPID$/cb""#))
+            .expect_err("placeholder")
+            .field,
+        "path"
+    );
+    assert_eq!(
+        name(&with(r#", "path": "/we.chat/cb""#)).expect("valid"),
+        "we_chat_cb"
+    );
+    assert_eq!(name(&with("")).expect("valid"), "default");
+    // A name that would break the tags around it, or grow the label set unbounded.
+    for bad in ["", "a;b", "a=.=b", "a.b", "名字", &"x".repeat(65)] {
+        assert_eq!(
+            name(&with(&format!(r#", "name": "{bad}""#)))
+                .expect_err(bad)
+                .field,
+            "name"
+        );
+    }
+}

@@ -1,6 +1,6 @@
 //! Does a running gate hold the list WeChat gives now? Reads the Envoy admin's
 //! `/stats?filter=wasmcustom` (`wechat_gate.allowlist.entries` and
-//! `.last_success_unix`, per account when the names carry an `account=` tag) and
+//! `.last_success_unix`, per account from the names' `account=.=NAME;.;` tag) and
 //! compares the number of entries with `getcallbackip`'s.
 
 use super::report::{Check, Status};
@@ -19,10 +19,9 @@ pub(super) struct Series {
     pub refresh_failed: Option<u64>,
 }
 
-/// The account tag in a name's middle: `account=NAME;` or Istio's `account=.=NAME;.;`.
-fn account_of(middle: &str) -> Option<String> {
-    let after = middle.split_once("account=")?.1;
-    let after = after.strip_prefix(".=").unwrap_or(after);
+/// The account tag after a metric's name: `.account=.=NAME;.;` (`None`: untagged).
+fn account_of(tail: &str) -> Option<String> {
+    let after = tail.strip_prefix(".account=.=")?;
     let name = after.split(';').next()?;
     Some(name.to_string())
 }
@@ -31,26 +30,30 @@ fn account_of(middle: &str) -> Option<String> {
 pub(super) fn parse_stats(text: &str) -> BTreeMap<Option<String>, Series> {
     let mut out: BTreeMap<Option<String>, Series> = BTreeMap::new();
     for line in text.lines() {
-        let Some((name, value)) = line.split_once(':') else {
+        let Some((name, value)) = line.rsplit_once(':') else {
             continue;
         };
         let name = name.trim();
         let name = name.strip_prefix("wasmcustom.").unwrap_or(name);
-        let Some(rest) = name.strip_prefix("wechat_gate") else {
+        let Some(rest) = name.strip_prefix("wechat_gate.") else {
             continue;
         };
         let Ok(value) = value.trim().parse::<u64>() else {
             continue;
         };
-        let (metric, middle) = [
+        let Some((metric, tail)) = [
             "allowlist.entries",
             "allowlist.last_success_unix",
             "allowlist.refresh_failed",
         ]
         .iter()
-        .find_map(|m| rest.strip_suffix(m).map(|mid| (*m, mid)))
-        .unwrap_or(("", ""));
-        let series = out.entry(account_of(middle)).or_default();
+        .find_map(|m| rest.strip_prefix(m).map(|tail| (*m, tail))) else {
+            continue;
+        };
+        if !tail.is_empty() && !tail.starts_with(".account=") {
+            continue;
+        }
+        let series = out.entry(account_of(tail)).or_default();
         match metric {
             "allowlist.entries" => series.entries = Some(value),
             "allowlist.last_success_unix" => series.last_success_unix = Some(value),
@@ -161,8 +164,9 @@ mod tests {
         let text = "wasmcustom.wechat_gate.allowlist.entries: 3\n\
                     wasmcustom.wechat_gate.allowlist.last_success_unix: 1700000000\n\
                     wasmcustom.wechat_gate.forwarded: 9\n\
-                    wasmcustom.wechat_gate.account=wxA;.allowlist.entries: 5\n\
-                    wechat_gate.account=.=wxB;.;allowlist.last_success_unix: 7\n\
+                    wasmcustom.wechat_gate.allowlist.entries.account=.=wxA;.;: 5\n\
+                    wechat_gate.allowlist.last_success_unix.account=.=wxB;.;: 7\n\
+                    wechat_gate.allowlist.entries_other.account=.=wxC;.;: 1\n\
                     cluster.x.upstream_rq: 1\n";
         let all = parse_stats(text);
         assert_eq!(all.len(), 3, "{all:?}");
@@ -184,7 +188,7 @@ mod tests {
 
     #[test]
     fn the_series_is_the_one_named_the_only_one_or_the_appids() {
-        let all = parse_stats("wechat_gate.account=wxA;.allowlist.entries: 1\nwechat_gate.account=wxB;.allowlist.entries: 2\n");
+        let all = parse_stats("wechat_gate.allowlist.entries.account=.=wxA;.;: 1\nwechat_gate.allowlist.entries.account=.=wxB;.;: 2\n");
         assert_eq!(pick(&all, None, "wxB").map(|(a, _)| a), Ok(Some("wxB")));
         assert_eq!(
             pick(&all, Some("wxA"), "wxB").map(|(a, _)| a),

@@ -159,16 +159,18 @@ fn assert_one_refresh_for_all_workers(api: &MockApi, envoy: &Envoy) {
     );
     assert_eq!(api.count("token"), 0);
     assert_eq!(envoy.counter("wechat_gate.allowlist.refresh_ok"), 1);
-    let stats = envoy.admin_text("/stats?filter=wechat_gate.allowlist");
-    assert!(
-        stats.contains("wasmcustom.wechat_gate.allowlist.entries: 3"),
-        "{stats}"
+    let by_account = envoy.counters_by_account();
+    let stat = |name: &str| {
+        by_account
+            .get(&(APPID.to_string(), name.to_string()))
+            .copied()
+    };
+    assert_eq!(
+        stat("wechat_gate.allowlist.entries"),
+        Some(3),
+        "{by_account:?}"
     );
-    let last = stats
-        .lines()
-        .find_map(|l| l.strip_prefix("wasmcustom.wechat_gate.allowlist.last_success_unix: "))
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .unwrap_or(0);
+    let last = stat("wechat_gate.allowlist.last_success_unix").unwrap_or(0) as i64;
     assert!((now() - last).abs() < 30, "last_success_unix {last}");
     assert!(envoy
         .log_text()

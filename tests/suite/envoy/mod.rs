@@ -7,6 +7,7 @@ mod hardening;
 mod hostile_input;
 mod istio;
 mod live_list;
+mod metrics;
 mod platforms;
 mod retries_and_replays;
 mod safe_mode;

@@ -262,9 +262,25 @@ fn cluster_yaml(name: &str, port: u16, trailers: bool) -> String {
     )
 }
 
+/// The `stats_config` the shipped demo config sets (envoy/envoy.yaml): every Envoy of
+/// the suite extracts the gate's tags as the shipped configs do.
+pub fn shipped_stats_config() -> String {
+    let demo = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/envoy.yaml"))
+        .expect("envoy/envoy.yaml");
+    let start = demo
+        .find("\nstats_config:\n")
+        .expect("envoy.yaml sets stats_config");
+    let end = demo[start..]
+        .find("\nadmin:")
+        .expect("admin after stats_config")
+        + start;
+    demo[start..end].to_string()
+}
+
 fn bootstrap(filters: &str, unguarded: &str, clusters: &str) -> String {
+    let stats = shipped_stats_config();
     format!(
-        r#"
+        r#"{stats}
 admin:
   address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
 static_resources:

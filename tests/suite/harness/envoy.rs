@@ -177,18 +177,31 @@ impl Envoy {
             .unwrap_or_default()
     }
 
-    /// The value of the filter's counter `name` (`wechat_gate.…`; 0 if not defined).
+    /// The value of the filter's stat `name` (`wechat_gate.forwarded`,
+    /// `wechat_gate.rejected.signature`, `wechat_gate.allowlist.entries`), summed over
+    /// every account; 0 if not defined.
     pub fn counter(&self, name: &str) -> u64 {
         self.counters().get(name).copied().unwrap_or(0)
     }
 
-    /// All the filter's counters, by name without the `wasmcustom.` prefix.
+    /// The filter's stats by short name (see [`Envoy::counter`]), summed over accounts.
     pub fn counters(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for ((_, name), value) in self.counters_by_account() {
+            *out.entry(name).or_insert(0) += value;
+        }
+        out
+    }
+
+    /// The filter's stats by account and short name, read from the names' tags
+    /// (`wechat_gate.rejected_total.account=.=A;.;reason=.=R;.;` is account A's
+    /// `wechat_gate.rejected.R`).
+    pub fn counters_by_account(&self) -> BTreeMap<(String, String), u64> {
         self.admin_text("/stats?filter=wasmcustom")
             .lines()
             .filter_map(|l| l.strip_prefix("wasmcustom."))
-            .filter_map(|l| l.split_once(": "))
-            .filter_map(|(k, v)| Some((k.to_string(), v.trim().parse().ok()?)))
+            .filter_map(|l| l.rsplit_once(": "))
+            .filter_map(|(k, v)| Some((short_name(k)?, v.trim().parse().ok()?)))
             .collect()
     }
 
@@ -237,6 +250,19 @@ impl Envoy {
     pub fn connect(&self, source: &str) -> std::io::Result<std::net::TcpStream> {
         client::connect("127.0.0.1", self.port, Some(ip(source)))
     }
+}
+
+/// `(account, short name)` of a stat's full name (without `wasmcustom.`).
+fn short_name(full: &str) -> Option<(String, String)> {
+    let (family, tags) = full.split_once(".account=.=")?;
+    let (account, rest) = tags.split_once(";.;")?;
+    let name = match (family, rest.strip_prefix("reason=.=")) {
+        ("wechat_gate.rejected_total", Some(reason)) => {
+            format!("wechat_gate.rejected.{}", reason.strip_suffix(";.;")?)
+        }
+        (family, _) => family.to_string(),
+    };
+    Some((account.to_string(), name))
 }
 
 fn ip(s: &str) -> IpAddr {

@@ -524,10 +524,11 @@ fn a_gate_with_account_tags_is_matched_by_account() {
     let api = mock();
     let t = now() - 5;
     let stats = format!(
-        "wasmcustom.wechat_gate.account=other;.allowlist.entries: 9\n\
-         wasmcustom.wechat_gate.account=other;.allowlist.last_success_unix: {t}\n\
-         wasmcustom.wechat_gate.account={APPID};.allowlist.entries: 3\n\
-         wasmcustom.wechat_gate.account={APPID};.allowlist.last_success_unix: {t}\n"
+        "wasmcustom.wechat_gate.allowlist.entries.account=.=other;.;: 9\n\
+         wasmcustom.wechat_gate.allowlist.last_success_unix.account=.=other;.;: {t}\n\
+         wasmcustom.wechat_gate.rejected_total.account=.=other;.;reason=.=source;.;: 4\n\
+         wasmcustom.wechat_gate.allowlist.entries.account=.={APPID};.;: 3\n\
+         wasmcustom.wechat_gate.allowlist.last_success_unix.account=.={APPID};.;: {t}\n"
     );
     let run = gate_run(&api, stats.clone(), &[]);
     assert_eq!(run.status("gate"), "PASS", "{}", run.stdout);
