@@ -459,3 +459,54 @@ fn the_metrics_name_is_given_or_the_appid_or_the_path() {
         );
     }
 }
+
+// ---- adversarial: platforms -------------------------------------------------
+
+fn open_platform_with_path(path: &str) -> String {
+    format!(
+        r#"{{"platform": "open_platform", "path": "{path}", "token": "t", "appid": "wxc0c0c0c0c0c0c0c0",
+            "source": {{"mode": "off"}}, "safe_mode": {{"encoding_aes_key": "{AES_KEY}"}}}}"#
+    )
+}
+
+/// A misspelt placeholder would make the pattern a literal path: every real push
+/// (`/open/wx…/callback`) would then pass through unguarded. Refuse it instead.
+#[test]
+fn open_platform_refuses_a_misspelt_authorizer_placeholder() {
+    for path in [
+        "/open/$appid$/callback",
+        "/open/{APPID}/callback",
+        "/open/$APPID/callback",
+        "/open/{{appid}}/callback",
+        "/open/${appid}/callback",
+    ] {
+        assert_eq!(
+            parse_str(&open_platform_with_path(path))
+                .map(|c| c.path)
+                .map_err(|e| e.field),
+            Err("path".to_string()),
+            "{path} is accepted as a literal path"
+        );
+    }
+    // The two spellings the contract names stay accepted.
+    for path in ["/open/$APPID$/callback", "/open/{appid}/callback"] {
+        assert!(parse_str(&open_platform_with_path(path)).is_ok(), "{path}");
+    }
+}
+
+/// WeCom's live list starts with gettoken(corpid, corpsecret): with no CorpID it can
+/// never load, and under `when_unavailable: deny` every push would be 503 for good.
+/// (An empty `appid` is for bots, whose callbacks have no live list to fetch.)
+#[test]
+fn wecom_with_the_live_list_needs_a_corpid() {
+    let json = format!(
+        r#"{{"platform": "wecom", "appid": "", "token": "t",
+            "source": {{"wechat_api": {{"secret": "s", "upstreams": [{{"cluster": "qyapi", "authority": "qyapi.weixin.qq.com"}}]}}}},
+            "safe_mode": {{"encoding_aes_key": "{AES_KEY}"}}}}"#
+    );
+    // Refused, naming where the CorpID for the list goes.
+    assert_eq!(
+        parse_str(&json).map(|_| ()).map_err(|e| e.field),
+        Err("source.wechat_api.appid".to_string())
+    );
+}

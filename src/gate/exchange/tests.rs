@@ -1208,3 +1208,225 @@ fn a_mini_programs_json_push_is_read_decrypted_and_answered_in_json() {
         "the same MsgId as the encrypted one"
     );
 }
+
+// ---- adversarial: platforms -------------------------------------------------
+
+/// A WeCom push of `message`, encrypted for `receive_id`: its query and its body.
+fn wecom_push_for(receive_id: &str, nonce: &str, message: &str) -> (String, String, String) {
+    let encrypt = cipher::encrypt(&aes(), receive_id, message.as_bytes(), &[3; 16]);
+    let body = envelope::push_body(Some(receive_id), &encrypt);
+    (wecom_query(nonce, &encrypt, &[]), body, encrypt)
+}
+
+/// WeCom's 成员变更 / 客户变更 events come from `sys`, and many come in one second
+/// (a bulk import, a batch of new customers): only ChangeType, UserID and
+/// ExternalUserID tell them apart. Each is a message of its own, never a retry.
+#[test]
+fn wecom_contact_events_in_one_second_for_different_users_are_each_delivered() {
+    let c = platform_cfg("wecom", "/wecom", "");
+    let mut p = Fake::new(&c);
+    let contact = |user: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[{APPID}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
+             <CreateTime>1403610513</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+             <Event><![CDATA[change_contact]]></Event><ChangeType>create_user</ChangeType>\
+             <UserID><![CDATA[{user}]]></UserID></xml>"
+        )
+    };
+    let customer = |external: &str| {
+        format!(
+            "<xml><ToUserName><![CDATA[{APPID}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
+             <CreateTime>1403610514</CreateTime><MsgType><![CDATA[event]]></MsgType>\
+             <Event><![CDATA[change_external_contact]]></Event><ChangeType><![CDATA[add_external_contact]]></ChangeType>\
+             <UserID><![CDATA[zhangsan]]></UserID><ExternalUserID><![CDATA[{external}]]></ExternalUserID></xml>"
+        )
+    };
+    for (nonce, event) in [
+        ("1", contact("zhangsan")),
+        ("2", contact("lisi")),
+        ("3", customer("woAJ2GCAAAXtWyujaWJHDDGi0mACH71w")),
+        ("4", customer("woAJ2GCAAAd8qmKa_jZ0bqvRrdBHPJIg")),
+    ] {
+        let (q, body, _) = wecom_push_for(APPID, nonce, &event);
+        let step = open_post(&c, &mut p, "/wecom", &q, &body);
+        assert!(
+            forwarded(&step),
+            "event {nonce} was taken for a retry and never delivered: {:?}",
+            step.effects
+        );
+    }
+}
+
+/// A push's query (msg_signature over the token, timestamp, nonce and the body's
+/// Encrypt) and its Encrypt are exactly what a handshake carries as its query and
+/// echostr. Whoever saw one push (WeCom may call over plain HTTP: that is what the
+/// encryption is for) must not be able to have the gate decrypt it for them.
+#[test]
+fn a_wecom_push_seen_on_the_wire_never_becomes_a_handshake_the_gate_decrypts() {
+    let c = platform_cfg("wecom", "/wecom", "");
+    let mut p = Fake::new(&c);
+    let secret = message(80).replace("hi", "the salary list");
+    let (q, body, encrypt) = wecom_push_for(APPID, "1", &secret);
+    // WeChat's push goes through as it should.
+    assert!(forwarded(&open_post(&c, &mut p, "/wecom", &q, &body)));
+    // The observer replays its query as a GET with the Encrypt as echostr.
+    let handshake = format!("{q}&{}", encode_query(&[("echostr", &encrypt)]));
+    let step = Exchange::new().on_request_headers(
+        ctx(&c),
+        &headers("GET", &format!("/wecom?{handshake}"), &[]),
+        true,
+        &mut p,
+    );
+    let leaked = replied(&step).filter(|(_, body)| body == secret.as_bytes());
+    assert_eq!(
+        leaked.map(|(s, b)| (s, String::from_utf8_lossy(&b).into_owned())),
+        None,
+        "the gate answered a used push's query with the decrypted message"
+    );
+    assert!(rejected(&step).is_some(), "{:?}", step.effects);
+    // Nor before the push arrives (an observer racing WeChat), nor with a
+    // tolerance of 0: a handshake's plaintext is a short token, never a message.
+    let (q, _, encrypt) = wecom_push_for(APPID, "2", &secret);
+    let handshake = format!("{q}&{}", encode_query(&[("echostr", &encrypt)]));
+    let step = Exchange::new().on_request_headers(
+        ctx(&c),
+        &headers("GET", &format!("/wecom?{handshake}"), &[]),
+        true,
+        &mut p,
+    );
+    assert_eq!(
+        replied(&step).map(|(s, b)| (s, String::from_utf8_lossy(&b).into_owned())),
+        None,
+        "a message was answered as a handshake's echostr"
+    );
+}
+
+/// `AuthorizerAppid` twice (or holding structure) is no proof it names this route's
+/// authorizer: the message is refused as an ambiguous one, as a repeated `Encrypt` is.
+#[test]
+fn an_open_platform_message_that_names_its_authorizer_ambiguously_is_refused() {
+    const AUTHORIZER: &str = "wx570bc396a51b8ff8";
+    let c = platform_cfg("open_platform", "/open/$APPID$/callback", "");
+    let path = format!("/open/{AUTHORIZER}/callback");
+    for (nonce, named) in [
+        (
+            "1",
+            format!("<AuthorizerAppid>wx0000000000000001</AuthorizerAppid><AuthorizerAppid>{AUTHORIZER}</AuthorizerAppid>"),
+        ),
+        (
+            "2",
+            "<AuthorizerAppid><a>wx0000000000000001</a></AuthorizerAppid>".to_string(),
+        ),
+    ] {
+        let mut p = Fake::new(&c);
+        let (q, body) = open_push(nonce, &message(60).replace("</xml>", &format!("{named}</xml>")));
+        let step = open_post(&c, &mut p, &path, &q, &body);
+        assert_eq!(
+            rejected(&step),
+            Some(Reason::Account),
+            "{named}: {:?}",
+            step.effects
+        );
+    }
+}
+
+/// The pattern refuses any segment that is no AppID rather than pass it through;
+/// the same must hold for the spellings of the route many frameworks serve as it
+/// (a trailing slash, `;` path parameters), which Envoy's normalisation keeps.
+#[test]
+fn look_alikes_of_an_open_platform_route_are_refused_never_passed_through() {
+    let c = platform_cfg("open_platform", "/open/$APPID$/callback", "");
+    for path in [
+        "/open/wx570bc396a51b8ff8/callback/",
+        "/open/wx570bc396a51b8ff8/callback;jsessionid=1",
+    ] {
+        let mut p = Fake::new(&c);
+        let (q, body) = open_push("1", &message(61));
+        let len = body.len().to_string();
+        let h = headers(
+            "POST",
+            &format!("{path}?{q}"),
+            &[
+                ("content-length", &len),
+                ("x-wechat-gate-verified", "1"),
+                ("x-wechat-gate-authorizer-appid", "wx570bc396a51b8ff8"),
+            ],
+        );
+        p.request_body = body.into_bytes();
+        let step = Exchange::new().on_request_headers(ctx(&c), &h, false, &mut p);
+        assert!(
+            !counted(&step, Counter::PassedThrough),
+            "{path} passed through with the client's x-wechat-gate-* headers"
+        );
+    }
+}
+
+/// Streamed, a push's headers go on before its body is read. For every other
+/// platform those headers were verified (the query's signature); a WeCom query is
+/// verified only by the body, so nothing upstream may claim it was before then.
+#[test]
+fn streamed_a_wecom_push_claims_nothing_upstream_before_its_msg_signature_is_checked() {
+    let c = platform_cfg("wecom", "/wecom", "");
+    let mut p = Fake::new(&c);
+    let forged = wecom_query("9", "anything at all", &[]);
+    let h = headers(
+        "POST",
+        &format!("/wecom?{forged}"),
+        &[("content-length", "100")],
+    );
+    let head = Exchange::new().on_request_headers(streaming(&c), &h, false, &mut p);
+    let claims: Vec<&Effect> = head
+        .effects
+        .iter()
+        .filter(|e| {
+            matches!(e, Effect::SetRequestHeader(name, _)
+                if name.starts_with("x-wechat-gate-"))
+        })
+        .collect();
+    assert!(
+        head.flow != Flow::Continue || claims.is_empty(),
+        "an unverified WeCom push went upstream with {claims:?}"
+    );
+}
+
+/// A decrypted push's reply leaves sealed or as `success`, whatever its format: a
+/// backend answering a JSON push in XML (or an XML push in JSON) must not have its
+/// reply sent to WeChat in plaintext.
+#[test]
+fn a_reply_in_the_other_format_than_the_push_never_goes_out_in_plaintext() {
+    let c = platform_cfg("mini_program", "/mp", "");
+    let json_message = r#"{"ToUserName":"gh_mp","FromUserName":"o_mp","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":78}"#;
+    let encrypt = cipher::encrypt(&aes(), APPID, json_message.as_bytes(), &[5; 16]);
+    let ts = NOW.to_string();
+    let msg_signature = as_str(&sign(&[TOKEN, &ts, "1", &encrypt])).to_string();
+    let q = query(
+        "1",
+        &[("encrypt_type", "aes"), ("msg_signature", &msg_signature)],
+    );
+    let body = format!(r#"{{"ToUserName":"gh_mp","Encrypt":"{encrypt}"}}"#);
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let len = body.len().to_string();
+    let h = headers("POST", &format!("/mp?{q}"), &[("content-length", &len)]);
+    p.request_body = body.clone().into_bytes();
+    x.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert!(forwarded(&x.on_request_body(
+        ctx(&c),
+        body.len(),
+        true,
+        &mut p
+    )));
+    x.on_response_headers(ctx(&c), false, &mut p);
+    let reply = "<xml><ToUserName><![CDATA[o_mp]]></ToUserName><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[private]]></Content></xml>";
+    p.response_body = reply.as_bytes().to_vec();
+    let step = x.on_response_body(ctx(&c), reply.len(), true, &mut p);
+    let replaced = step.effects.iter().find_map(|e| match e {
+        Effect::ReplaceResponseBody(b) => Some(b.clone()),
+        _ => None,
+    });
+    assert!(
+        replaced.is_some_and(|b| !b.windows(7).any(|w| w == b"private")),
+        "the XML reply to a JSON push went out as it was: {:?}",
+        step.effects
+    );
+}

@@ -2,6 +2,7 @@
 //! newest Envoy tested): each test starts its own Envoy on free ports and stops it,
 //! so tests run in parallel.
 
+mod adversarial_platforms;
 mod backend_headers;
 mod hardening;
 mod hostile_input;

@@ -1,0 +1,67 @@
+//! Attacks on the platforms in a real Envoy, each sealed by wechatpy as the platform
+//! would seal it: what an observer of one request must never get from the gate.
+
+use crate::harness::backend::Backend;
+use crate::harness::config::{gate_config, gated};
+use crate::harness::now;
+use crate::harness::requests::{nonce, LISTED};
+use crate::harness::safe_mode::AES_KEY;
+use crate::harness::wechatpy::wechatpy_wecom_encrypt;
+use serde_json::json;
+use wechat_gate::gate::query::encode_query;
+
+const CORPID: &str = "ww5afe0e2e0000c0de";
+
+/// Safe mode is there for callbacks over plain HTTP: whoever sees a WeCom push on the
+/// wire has its query (msg_signature over token, timestamp, nonce and Encrypt) and
+/// its Encrypt, which are exactly a handshake's query and echostr. Sent back as a
+/// GET, the gate must not decrypt the message for them.
+#[test]
+fn a_wecom_push_seen_on_the_wire_is_never_decrypted_for_whoever_replays_it_as_a_handshake() {
+    let backend = Backend::start();
+    let config = gate_config(json!({
+        "platform": "wecom",
+        "path": "/wecom",
+        "appid": CORPID,
+        "safe_mode": {"encoding_aes_key": AES_KEY, "decrypt": true}
+    }));
+    let envoy = gated(backend.port, config).start();
+    let secret = format!(
+        "<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[the salary list]]></Content><MsgId>9901</MsgId><AgentID>1000002</AgentID></xml>",
+        now()
+    );
+    let (timestamp, n) = (now().to_string(), nonce());
+    let sealed = wechatpy_wecom_encrypt(CORPID, &secret, &n, &timestamp);
+    let query = encode_query(&[
+        ("msg_signature", &sealed.msg_signature),
+        ("timestamp", &timestamp),
+        ("nonce", &n),
+    ]);
+    let body = format!(
+        "<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><AgentID><![CDATA[1000002]]></AgentID><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+        sealed.body
+    );
+    // WeCom's push, delivered.
+    let r = envoy.send(
+        "POST",
+        &format!("/wecom?{query}"),
+        &[("content-type", b"text/xml")],
+        body.as_bytes(),
+        LISTED,
+    );
+    assert_eq!(r.status, 200, "{}", r.body_text());
+    assert_eq!(backend.bodies(), vec![secret.clone()]);
+    // The observer's GET: the same query, the Encrypt as echostr.
+    let handshake = format!(
+        "/wecom?{query}&{}",
+        encode_query(&[("echostr", &sealed.body)])
+    );
+    let r = envoy.send("GET", &handshake, &[], b"", LISTED);
+    assert!(
+        !r.body_text().contains("the salary list"),
+        "the gate decrypted a push for a GET: {} {}",
+        r.status,
+        r.body_text()
+    );
+    assert_ne!(r.status, 200, "{}", r.body_text());
+}
