@@ -70,10 +70,13 @@ impl Message {
     }
 
     /// The message's identity across WeChat's retries: `ToUserName` + `MsgId` (`MsgID`
-    /// in job-result events); an event (no `MsgId`) is its `FromUserName` +
-    /// `CreateTime` + `Event` + `EventKey`; an Open Platform authorization event its
-    /// `AppId` + `CreateTime` + `InfoType` + `AuthorizerAppid`. `None` when nothing
-    /// identifies it: better no deduplication than a wrong one.
+    /// in job-result events). Without one, an event (it must have `ToUserName`,
+    /// `FromUserName` and `CreateTime`; an Open Platform authorization event `AppId`,
+    /// `CreateTime` and `InfoType`) is the whole of its fields, names and values in
+    /// order: a retry is the same message, while two events of one second differ
+    /// somewhere (WeCom's contact changes all come from `sys`, told apart by
+    /// `ChangeType`, `UserID` or `ExternalUserID`). `None` when nothing identifies it:
+    /// better no deduplication than a wrong one.
     pub fn retry_identity(&self) -> Option<u64> {
         // A MsgId that is there but unreadable (repeated, holding structure) identifies
         // nothing.
@@ -81,31 +84,30 @@ impl Message {
             return None;
         }
         let f = |name| self.text(name);
-        let parts: Vec<&str> = if let Some(info) = f("InfoType") {
-            vec![
-                "auth",
-                f("AppId")?,
-                f("CreateTime")?,
-                info,
-                f("AuthorizerAppid").unwrap_or(""),
-            ]
-        } else if let Some(msg_id) = f("MsgId").or_else(|| f("MsgID")) {
-            vec![f("ToUserName")?, "msg", msg_id]
-        } else {
-            vec![
-                f("ToUserName")?,
-                "event",
-                f("FromUserName")?,
-                f("CreateTime")?,
-                f("Event").unwrap_or(""),
-                f("EventKey").unwrap_or(""),
-            ]
-        };
         let mut hasher = sha1_smol::Sha1::new();
-        for part in parts {
+        let mut part = |part: &str| {
             // Length-prefixed, so that no two different field lists hash alike.
             hasher.update(&u64::try_from(part.len()).unwrap_or(0).to_be_bytes());
             hasher.update(part.as_bytes());
+        };
+        if let Some(msg_id) = f("MsgId").or_else(|| f("MsgID")) {
+            for p in [f("ToUserName")?, "msg", msg_id] {
+                part(p);
+            }
+        } else {
+            let required: &[&str] = match f("InfoType") {
+                Some(_) => &["AppId", "CreateTime"],
+                None => &["ToUserName", "FromUserName", "CreateTime"],
+            };
+            if required.iter().any(|name| f(name).is_none()) {
+                return None;
+            }
+            part("fields");
+            for (name, value) in &self.fields {
+                part(name);
+                // A field holding structure counts by its name alone.
+                part(value.as_deref().unwrap_or("\u{0}"));
+            }
         }
         let digest = hasher.digest().bytes();
         Some(u64::from_be_bytes(digest.get(..8)?.try_into().ok()?))

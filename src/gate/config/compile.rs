@@ -149,6 +149,20 @@ fn compile_path(path: Option<String>, platform: Platform) -> Result<Option<Strin
             "path",
             "holds the authorizer's AppID more than once",
         )),
+        // A misspelt placeholder would guard a literal path no push ever takes, and
+        // let every real one pass through unguarded.
+        Some(p)
+            if AUTHORIZER_PLACEHOLDERS
+                .iter()
+                .fold(p.clone(), |rest, h| rest.replace(h, ""))
+                .contains(['$', '{', '}']) =>
+        {
+            Err(ConfigError::new(
+                "path",
+                "holds '$', '{' or '}' outside a placeholder: the authorizer's AppID is \
+                 written $APPID$ or {appid}, exactly",
+            ))
+        }
         other => Ok(other),
     }
 }

@@ -31,7 +31,7 @@ pub use crate::gate::held::{BodyMode, Observation};
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 use push::{Reading, VerifiedPush};
 
-use crate::gate::config::Config;
+use crate::gate::config::{Config, Platform};
 use crate::gate::dedupe::{Entry, Seen, Table};
 use crate::gate::header_map::HeaderMap;
 use crate::gate::metrics::Counter;
@@ -217,11 +217,25 @@ impl Exchange {
                 query,
             } => {
                 // Recorded so that a handshake's query, which access logs keep, can
-                // never carry a push; the echo itself is harmless to repeat.
-                if let Some(q) = query {
-                    let _ = proxy.record(Table::Queries, q.entry(), now_u64(ctx));
+                // never carry a push. A plaintext echo is harmless to repeat; WeCom's
+                // is a decryption, so a used query gets `success` like any replay (a
+                // push's query, whose msg_signature signs its Encrypt exactly as a
+                // handshake's signs its echostr, never has it decrypted again).
+                let mut first = Vec::new();
+                match query {
+                    Some(q) if ctx.config.platform == Platform::Wecom => {
+                        match self.check_replay(ctx, q, proxy) {
+                            Ok(effects) => first = effects,
+                            Err(step) => return step,
+                        }
+                    }
+                    Some(q) => {
+                        let _ = proxy.record(Table::Queries, q.entry(), now_u64(ctx));
+                    }
+                    None => {}
                 }
                 let mut step = Step::new(Flow::Pause);
+                step.effects.extend(first);
                 count_source(&mut step, source);
                 step.push(Effect::Count(Counter::Handshake));
                 step.with(Effect::Reply {

@@ -23,7 +23,9 @@ pub fn guards(path: Option<&[u8]>, config: &Config) -> bool {
 /// How `path` stands to the configured one. A pattern's segment matches one
 /// non-empty path segment: `/wechat/{appid}/callback` guards `/wechat/wx1/callback`
 /// and `/wechat/anything/callback` alike, so that a segment that is no AppID is
-/// refused, never passed through.
+/// refused, never passed through. Look-alikes many frameworks route to the same
+/// handler (`/wechat/`, `/wechat;jsessionid=1`) are guarded too: checked, they are
+/// as good as the path itself; unchecked, they never pass.
 pub fn match_path<'p>(path: Option<&'p [u8]>, config: &Config) -> PathMatch<'p> {
     let Some(guarded) = &config.path else {
         return PathMatch::Guarded { authorizer: None };
@@ -31,7 +33,7 @@ pub fn match_path<'p>(path: Option<&'p [u8]>, config: &Config) -> PathMatch<'p> 
     let Some(path) = path else {
         return PathMatch::Other;
     };
-    let path = split_path(path).0;
+    let path = comparable(split_path(path).0);
     let pattern = guarded.as_bytes();
     let placeholder = AUTHORIZER_PLACEHOLDERS
         .iter()
@@ -53,6 +55,17 @@ pub fn match_path<'p>(path: Option<&'p [u8]>, config: &Config) -> PathMatch<'p> 
         },
         _ => PathMatch::Other,
     }
+}
+
+/// The path as frameworks route it: without `;` parameters (servlet containers drop
+/// them) and trailing slashes (most routers ignore one).
+fn comparable(path: &[u8]) -> &[u8] {
+    let path = path.split(|&b| b == b';').next().unwrap_or_default();
+    let mut end = path.len();
+    while end > 1 && path.get(end - 1) == Some(&b'/') {
+        end -= 1;
+    }
+    path.get(..end).unwrap_or(path)
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -97,10 +97,34 @@ fn signed_post_is_forwarded_with_openid() {
 #[test]
 fn other_paths_pass_through() {
     let c = config("");
-    for path in ["/", "/wechat/", "/wechatx", "/other?signature=x", "/Wechat"] {
+    for path in [
+        "/",
+        "/wechatx",
+        "/other?signature=x",
+        "/Wechat",
+        "/wechat/x",
+        "/x;/wechat",
+    ] {
         assert_eq!(
             run(&c, "DELETE", path, "1.1.1.1:1"),
             Verdict::PassThrough,
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn look_alikes_frameworks_route_as_the_path_are_guarded_too() {
+    let c = config("");
+    for path in [
+        "/wechat/",
+        "/wechat//",
+        "/wechat;jsessionid=1",
+        "/wechat/;x?y=1",
+    ] {
+        assert_eq!(
+            reason(&run(&c, "DELETE", path, "1.1.1.1:1")),
+            Some(Reason::Method),
             "{path}"
         );
     }

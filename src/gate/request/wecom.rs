@@ -86,6 +86,15 @@ pub fn verify(
     })
 }
 
+/// WeCom's handshake plaintext is a short random token (digits, in practice): at most
+/// 128 printable ASCII characters, none of them markup.
+fn is_handshake_token(plain: &[u8]) -> bool {
+    (1..=128).contains(&plain.len())
+        && plain
+            .iter()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'{' | b'}'))
+}
+
 /// The handshake's answer: the `echostr` decrypted, with any of the keys.
 fn open_echostr(config: &Config, echostr: &str) -> Result<String, Rejection> {
     let (Some(safe_mode), Some(receive_id)) = (&config.safe_mode, &config.appid) else {
@@ -97,9 +106,17 @@ fn open_echostr(config: &Config, echostr: &str) -> Result<String, Rejection> {
     let mut failure = None;
     for (_, key) in safe_mode.keys.all() {
         match cipher::decrypt(key, receive_id, echostr) {
-            Ok(plain) => {
+            Ok(plain) if is_handshake_token(&plain) => {
                 return String::from_utf8(plain)
                     .map_err(|_| Rejection::new(Reason::Decrypt, "the echostr is not UTF-8"))
+            }
+            // A push's Encrypt under a push's query is signed exactly as an echostr
+            // would be: answering it would decrypt a message for whoever saw it.
+            Ok(_) => {
+                return Err(Rejection::new(
+                    Reason::Decrypt,
+                    "the echostr's plaintext is not a handshake's token (a message?)",
+                ))
             }
             Err(e) => {
                 failure.get_or_insert(e);

@@ -146,7 +146,7 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
             .and_then(|m| m.text(name))
             .map(str::to_string)
     };
-    check_account(appid, plan.authorizer.as_deref(), &field)?;
+    check_account(appid, plan.authorizer.as_deref(), inner.as_ref())?;
     let sender = field("FromUserName");
     let identity = plan
         .dedupe
@@ -172,22 +172,27 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
 
 /// Open Platform: a decrypted message that names its accounts must name this
 /// route's: an authorization event's `AppId` is the component's, a message's
-/// `AuthorizerAppid` the authorizer the path names.
+/// `AuthorizerAppid` the authorizer the path names. A name given twice, or holding
+/// structure, names nothing for sure and is refused likewise.
 fn check_account(
     component: &str,
     authorizer: Option<&str>,
-    field: &dyn Fn(&str) -> Option<String>,
+    message: Option<&Message>,
 ) -> Result<(), Rejection> {
+    let Some(message) = message else {
+        return Ok(());
+    };
     let wrong = |what: &str| {
         Rejection::new(
             Reason::Account,
             format!("the message's {what} is not this route's"),
         )
     };
-    if field("InfoType").is_some() && field("AppId").is_some_and(|a| a != component) {
+    let named = |what: &str| message.get(what).map_err(|_| wrong(what));
+    if message.text("InfoType").is_some() && named("AppId")?.is_some_and(|a| a != component) {
         return Err(wrong("AppId"));
     }
-    match (authorizer, field("AuthorizerAppid")) {
+    match (authorizer, named("AuthorizerAppid")?) {
         (Some(expected), Some(named)) if named != expected => Err(wrong("AuthorizerAppid")),
         _ => Ok(()),
     }
@@ -253,7 +258,7 @@ fn identity(plan: &BodyPlan, body: &[u8], format: Format) -> Option<u64> {
 /// What becomes of a backend's reply to a decrypted push.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// Empty, `success`, or not XML: sent as it is.
+    /// Empty, `success`, or no markup (neither XML nor JSON): sent as it is.
     AsIs,
     /// The encrypted envelope to send instead.
     Encrypted(String),
@@ -276,11 +281,11 @@ pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Rep
     // A UTF-8 byte-order mark (some Windows stacks write one) is not part of the XML.
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let trimmed = body.trim_ascii();
-    let markup = match seal.format {
-        Format::Xml => b'<',
-        Format::Json => b'{',
-    };
-    if trimmed.is_empty() || trimmed == b"success" || trimmed.first() != Some(&markup) {
+    // Markup of either format is sealed (in the push's envelope): a backend that
+    // answers a JSON push in XML, or the other way round, never has it go out in
+    // plaintext.
+    let markup = matches!(trimmed.first(), Some(b'<' | b'{' | b'['));
+    if trimmed == b"success" || !markup {
         return Reply::AsIs;
     }
     let encrypt = cipher::encrypt(seal.key, seal.appid, body, random16);

@@ -352,17 +352,16 @@ fn metrics_show_in_prometheus_format() {
     let envoy = gated(backend.port, gate_config(json!({}))).start();
     envoy.handshake(TOKEN, "1");
     let prom = envoy.admin_text("/stats/prometheus");
-    for name in [
-        "wechat_gate_handshake",
-        "wechat_gate_forwarded",
-        "wechat_gate_passed_through",
-        "wechat_gate_rejected_signature",
-        "wechat_gate_source_report_only",
+    for series in [
+        "wechat_gate_handshake{account=\"wechat\"} 1",
+        "wechat_gate_forwarded{account=\"wechat\"} 0",
+        "wechat_gate_passed_through{account=\"wechat\"} 0",
+        "wechat_gate_rejected_total{account=\"wechat\",reason=\"signature\"} 0",
+        "wechat_gate_source_report_only{account=\"wechat\"} 0",
     ] {
         assert!(
-            prom.lines()
-                .any(|l| l.contains(name) && !l.starts_with('#')),
-            "{name} missing from /stats/prometheus"
+            prom.lines().any(|l| l == series),
+            "{series} missing from /stats/prometheus"
         );
     }
 }
