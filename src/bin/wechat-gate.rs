@@ -243,21 +243,8 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
                     "this platform's pushes are always encrypted: add --safe-mode --appid".into(),
                 );
             }
-            let body = match (text, xml) {
-                (_, Some(file)) => {
-                    std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?
-                }
-                (Some(text), None) => {
-                    let created = common.signing.timestamp.clone().unwrap_or_else(now);
-                    let msg_id = random_u64() >> 1;
-                    if json {
-                        text_message_json(&to, &openid, &created, &text, msg_id).into_bytes()
-                    } else {
-                        text_message_xml(&to, &openid, &created, &text, msg_id).into_bytes()
-                    }
-                }
-                (None, None) => return Err("one of --text or --xml is needed".into()),
-            };
+            let created = common.signing.timestamp.clone().unwrap_or_else(now);
+            let body = message_body(text, xml, json, &to, &openid, &created)?;
             let Some((key, appid)) = safe.key()? else {
                 let target = with_query(&url, &common, &[("openid", &openid)])?;
                 let response = post_push(&target, &body, common.source)?;
@@ -289,6 +276,30 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             Ok(report.ok())
         }
     }
+}
+
+/// The push's message: the `--xml` file as it is, or a text message of `--text` (in
+/// JSON with `--json`).
+fn message_body(
+    text: Option<String>,
+    xml: Option<std::path::PathBuf>,
+    json: bool,
+    to: &str,
+    openid: &str,
+    created: &str,
+) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    Ok(match (text, xml) {
+        (_, Some(file)) => std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?,
+        (Some(text), None) => {
+            let msg_id = random_u64() >> 1;
+            if json {
+                text_message_json(to, openid, created, &text, msg_id).into_bytes()
+            } else {
+                text_message_xml(to, openid, created, &text, msg_id).into_bytes()
+            }
+        }
+        (None, None) => return Err("one of --text or --xml is needed".into()),
+    })
 }
 
 /// Who a safe-mode push is for and how it is sealed.

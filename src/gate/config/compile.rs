@@ -252,13 +252,13 @@ fn compile_source(
     })
 }
 
-fn compile_wechat_api(
-    raw: RawWechatApi,
-    env: &dyn Fn(&str) -> Option<String>,
-    platform: Platform,
+/// Whose credentials fetch the list: `source.wechat_api.appid`, else the account's.
+fn wechat_api_appid(
+    given: Option<String>,
     account: Option<&str>,
-) -> Result<WechatApi, ConfigError> {
-    let appid = match (raw.appid, account, platform) {
+    platform: Platform,
+) -> Result<String, ConfigError> {
+    Ok(match (given, account, platform) {
         (Some(a), _, _) if a.is_empty() => {
             return Err(ConfigError::new("source.wechat_api.appid", "is empty"))
         }
@@ -286,7 +286,16 @@ fn compile_wechat_api(
                 "is required when source.wechat_api is set (or source.wechat_api.appid)",
             ))
         }
-    };
+    })
+}
+
+fn compile_wechat_api(
+    raw: RawWechatApi,
+    env: &dyn Fn(&str) -> Option<String>,
+    platform: Platform,
+    account: Option<&str>,
+) -> Result<WechatApi, ConfigError> {
+    let appid = wechat_api_appid(raw.appid, account, platform)?;
     let token_api = match (platform, raw.token_api) {
         (Platform::Wecom, Some(_)) => {
             return Err(ConfigError::new(
