@@ -584,3 +584,238 @@ fn wecoms_live_list_comes_from_gettoken_and_getcallbackip() {
     let log = envoy.log_text();
     assert!(!log.contains(CORPSECRET), "the corpsecret is never logged");
 }
+
+/// One platform's route in the matrix below.
+struct Route {
+    platform: &'static str,
+    /// The request path (the configured one, or for Open Platform an authorizer's).
+    path: &'static str,
+    config_path: &'static str,
+    /// The account whose key seals: the AppID, the component's or the CorpID.
+    account: &'static str,
+    json: bool,
+    wecom: bool,
+}
+
+impl Route {
+    /// A push of `message` sealed for `for_account`, its query signed with `token` at
+    /// `timestamp`: the request target and body.
+    fn push(
+        &self,
+        message: &str,
+        token: &str,
+        timestamp: i64,
+        for_account: &str,
+    ) -> (String, String) {
+        let n = nonce();
+        let ts = timestamp.to_string();
+        let mut random = [0u8; 16];
+        getrandom::getrandom(&mut random).expect("random");
+        let encrypt = cipher::encrypt(&key(), for_account, message.as_bytes(), &random);
+        let msg_signature =
+            wechat_gate::gate::signature::as_str(&wechat_gate::gate::signature::sign(&[
+                token, &ts, &n, &encrypt,
+            ]))
+            .to_string();
+        let query = if self.wecom {
+            wecom_query(&msg_signature, &ts, &n, &[])
+        } else {
+            signed(
+                token,
+                timestamp,
+                &n,
+                &[("encrypt_type", "aes"), ("msg_signature", &msg_signature)],
+            )
+        };
+        let body = if self.json {
+            format!(r#"{{"ToUserName":"gh_x","Encrypt":"{encrypt}"}}"#)
+        } else {
+            format!("<xml><ToUserName><![CDATA[gh_x]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+        };
+        (format!("{}?{query}", self.path), body)
+    }
+
+    fn message(&self, content: &str, msg_id: u64) -> String {
+        if self.json {
+            json_message(content, msg_id)
+        } else {
+            crate::harness::requests::text_xml("o_user", content, msg_id)
+        }
+    }
+
+    /// The backend's text reply to a push, in the push's format.
+    fn reply(json: bool) -> &'static str {
+        if json {
+            r#"{"ToUserName":"o_user","FromUserName":"gh_x","CreateTime":1,"MsgType":"text","Content":"ok"}"#
+        } else {
+            "<xml><ToUserName><![CDATA[o_user]]></ToUserName><FromUserName><![CDATA[gh_x]]></FromUserName><CreateTime>1</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[ok]]></Content></xml>"
+        }
+    }
+
+    /// Opens a sealed reply with wechatpy as this platform's SDK would.
+    fn open(&self, envelope: &str) -> Result<String, String> {
+        let command = match (self.wecom, self.json) {
+            (true, _) => "wecom-decrypt",
+            (false, true) => "decrypt-json",
+            (false, false) => "decrypt",
+        };
+        open_envelope_with_wechatpy(command, self.account, envelope)
+    }
+}
+
+#[test]
+fn every_platform_gives_an_official_accounts_guarantees() {
+    let routes = [
+        Route {
+            platform: "official_account",
+            path: "/wechat",
+            config_path: "/wechat",
+            account: APPID,
+            json: false,
+            wecom: false,
+        },
+        Route {
+            platform: "mini_program",
+            path: "/wechat",
+            config_path: "/wechat",
+            account: APPID,
+            json: true,
+            wecom: false,
+        },
+        Route {
+            platform: "open_platform",
+            path: "/open/wx1111111111111111/cb",
+            config_path: "/open/$APPID$/cb",
+            account: APPID,
+            json: false,
+            wecom: false,
+        },
+        Route {
+            platform: "wecom",
+            path: "/wecom",
+            config_path: "/wecom",
+            account: CORPID,
+            json: false,
+            wecom: true,
+        },
+    ];
+    for route in &routes {
+        let json = route.json;
+        let backend = Backend::replying(move |_| Reply::ok(Route::reply(json)));
+        let config = platform_config(
+            route.platform,
+            json!({"path": route.config_path, "appid": route.account, "name": route.platform}),
+        );
+        let envoy = gated(backend.port, config).start();
+        let who = route.platform;
+        let send = |(target, body): &(String, String), source: &str| {
+            let content_type: &[u8] = if json {
+                b"application/json"
+            } else {
+                b"text/xml"
+            };
+            envoy.send(
+                "POST",
+                target,
+                &[("content-type", content_type)],
+                body.as_bytes(),
+                source,
+            )
+        };
+
+        // The handshake (a third-party platform's URLs have none).
+        if route.wecom {
+            let (ts, n) = (now().to_string(), nonce());
+            let sealed = wechatpy_wecom_encrypt(CORPID, "8317", &n, &ts);
+            let q = wecom_query(&sealed.msg_signature, &ts, &n, &[("echostr", &sealed.body)]);
+            let r = envoy.send("GET", &format!("/wecom?{q}"), &[], b"", LISTED);
+            assert_eq!((r.status, r.body_text().as_str()), (200, "8317"), "{who}");
+        } else if route.platform != "open_platform" {
+            let r = envoy.handshake(TOKEN, "8317");
+            assert_eq!((r.status, r.body_text().as_str()), (200, "8317"), "{who}");
+        }
+
+        // A verified push reaches the backend decrypted, its reply opens with wechatpy.
+        let message = route.message("the one message", 4242);
+        let push = route.push(&message, TOKEN, now(), route.account);
+        let r = send(&push, LISTED);
+        assert_eq!(r.status, 200, "{who}: {}", r.body_text());
+        assert_eq!(backend.bodies(), vec![message.clone()], "{who}");
+        assert_eq!(
+            route.open(&r.body_text()).as_deref(),
+            Ok(Route::reply(json)),
+            "{who}"
+        );
+
+        // WeChat's retry (same message, new query) and a replay (the same request)
+        // are answered `success` without the backend.
+        for again in [
+            route.push(&message, TOKEN, now(), route.account),
+            push.clone(),
+        ] {
+            let r = send(&again, LISTED);
+            assert_eq!(
+                (r.status, r.body_text().as_str()),
+                (200, "success"),
+                "{who}"
+            );
+        }
+        // Forged, stale, from an unlisted source, sealed for another account: refused.
+        let other = route.message("x", 4343);
+        for (request, source, status, reason) in [
+            (
+                route.push(&other, "not-the-token", now(), route.account),
+                LISTED,
+                401,
+                if route.wecom {
+                    "msg_signature"
+                } else {
+                    "signature"
+                },
+            ),
+            (
+                route.push(&other, TOKEN, now() - 3600, route.account),
+                LISTED,
+                401,
+                "stale",
+            ),
+            (
+                route.push(&other, TOKEN, now(), route.account),
+                UNLISTED,
+                403,
+                "source",
+            ),
+            (
+                route.push(&other, TOKEN, now(), "wx0000000000000bad"),
+                LISTED,
+                401,
+                "decrypt",
+            ),
+        ] {
+            let r = send(&request, source);
+            assert_eq!(r.status, status, "{who} {reason}: {}", r.body_text());
+            assert!(r.body_text().contains(reason), "{who}: {}", r.body_text());
+            let counted = envoy.counters_by_account();
+            let key = (who.to_string(), format!("wechat_gate.rejected.{reason}"));
+            assert_eq!(counted.get(&key), Some(&1), "{who} {reason}: {counted:?}");
+        }
+        assert_eq!(
+            backend.records().len(),
+            1,
+            "{who}: only the one verified message arrived"
+        );
+        let counted = envoy.counters_by_account();
+        for (name, value) in [
+            ("wechat_gate.forwarded", 1),
+            ("wechat_gate.deduplicated", 1),
+            ("wechat_gate.replayed", 1),
+            ("wechat_gate.reply_encrypted", 1),
+        ] {
+            assert_eq!(
+                counted.get(&(who.to_string(), name.to_string())),
+                Some(&value),
+                "{who} {name}"
+            );
+        }
+    }
+}
