@@ -89,7 +89,7 @@ Try, in another shell (the CLI reads secrets from the environment, never from ar
                                            # safe mode: backend.py gets plaintext, you get its reply sealed
   WECHAT_TOKEN=wrong $CLI send message http://127.0.0.1:10000/wechat --text hi              # 401 signature
   $CLI send message   http://127.0.0.1:10000/wechat --text hi --source 127.0.0.3            # 403 source
-  curl -s http://127.0.0.1:9901/stats | grep wechat_gate                                  # the counters
+  curl -s http://127.0.0.1:9901/stats/prometheus | grep '^wechat_gate'                  # the counters, per account
   $SECRET_HINT
   $DOCTOR
                                            # token, lists, network: what the gate needs from WeChat's API
