@@ -961,10 +961,21 @@ def run(args):
     report["finished"] = datetime.datetime.now().astimezone()
     report["load_after"] = os.getloadavg()
     text = render(report)
-    RESULTS.write_text(text)
+    RESULTS.write_text(text + soak_section())
     print()
     print(text)
     log(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def soak_section():
+    """The "## Soak" section of the results file (`make soak`'s, pasted by hand at its
+    end): kept when the bench rewrites the rest."""
+    try:
+        old = RESULTS.read_text()
+    except OSError:
+        return ""
+    at = old.find("\n## Soak")
+    return "\n" + old[at:].lstrip("\n") if at >= 0 else ""
 
 
 def build():

@@ -540,6 +540,37 @@ fn a_request_envoy_never_sent_leaves_its_query_free_under_pass() {
 }
 
 #[test]
+fn under_success_a_push_envoy_never_sent_stays_recorded_as_handled() {
+    // WeChat is told `success` and will not try it again, so its query and its message
+    // stay recorded: a try within dedupe_seconds is answered `success` too (make soak
+    // sees such a push delivered by a try after that).
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    p.status = Some(503);
+    p.details = Some(b"upstream_reset_before_response_started{connection_failure}".to_vec());
+    let step = x.on_response_headers(ctx(&c), true, &mut p);
+    assert!(counted(&step, Counter::UpstreamFailure));
+    x.on_stream_end(&mut p);
+    let retry = post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("2", &[]),
+        &message(401),
+    );
+    assert!(counted(&retry, Counter::Deduplicated));
+    let replay = post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("1", &[]),
+        &message(41),
+    );
+    assert!(counted(&replay, Counter::Replayed));
+}
+
+#[test]
 fn the_reply_to_a_decrypted_push_is_sealed_and_opens_again() {
     let c = safe_cfg();
     let mut p = Fake::new(&c);
