@@ -79,8 +79,10 @@ impl Note {
         match self {
             Note::Deduplicated { .. } | Note::Replayed | Note::ReportOnly => Level::Debug,
             Note::UpstreamFailed { .. } => Level::Info,
-            Note::ReplayTableFull | Note::ReplayUnrecorded => Level::Warn,
-            Note::SealFailed | Note::BodyNeverCame => Level::Error,
+            // A stalled client is the client's doing (WeChat sends the body with the
+            // headers): worth a warning once, not an error.
+            Note::ReplayTableFull | Note::ReplayUnrecorded | Note::BodyNeverCame => Level::Warn,
+            Note::SealFailed => Level::Error,
         }
     }
 
