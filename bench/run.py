@@ -1356,6 +1356,17 @@ def render(rep):
     v = vs("wechat-gate", "noop-wasm", "post")
     if v:
         target("verified POST: Envoy CPU/request within 5 µs of noop-wasm", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 5)
+    v = vs("wechat-gate", "noop-wasm", "post")
+    if v:
+        target("verified POST: ≤ noop-wasm + 10 µs (issue 14)", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 10)
+    v = vs("wechat-gate-stream", "wechat-gate-hold", "anon")
+    if v:
+        target("body read: stream within 5 µs of hold (issue 14)", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", abs(v[2]) <= 5)
+    ts, tp = total("wechat-gate-safe", "aes512"), total("wechat-gate-hold", "anon")
+    if ts and tp:
+        r = med(per_round(ts, tp, lambda x, y: x / y))
+        target("safe-mode push 0.5 KiB ≤ 1.5× a plaintext push, both read and held (issue 14)",
+               f"{med(ts):.1f} vs {med(tp):.1f} µs ({r:.2f}×)", r <= 1.5)
     v = vs("wechat-gate", "passthrough", "post")
     if v:
         target("verified POST: ≤ 1.25× passthrough", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", v[3] <= 1.25)
@@ -1392,7 +1403,7 @@ def render(rep):
         if key in micro_res:
             target(label, fmt_ns(micro_res[key]), micro_res[key] < limit)
     size = rep["wasm"]["wechat_gate.wasm"]
-    target("wechat_gate.wasm ≤ 300 KiB", f"{size / 1024:.0f} KiB", size <= 300 * 1024)
+    target("wechat_gate.wasm ≤ 350 KiB (issue 14)", f"{size / 1024:.0f} KiB", size <= 350 * 1024)
     if mem.get("wechat-gate") and mem.get("passthrough"):
         d = (med(mem["wechat-gate"]) - med(mem["passthrough"])) / 1024
         target("VmRSS with the gate at `--concurrency 4` ≤ passthrough + 10 MiB", f"{d:+.1f} MiB", d <= 10)
