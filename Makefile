@@ -6,7 +6,7 @@ CLI := target/release/wechat-gate
 
 .PHONY: build toolchain run test lint unit e2e envoy clean
 
-## build: the filter (.wasm, shrunk by wasm-opt: scripts/shrink-wasm.sh) and the CLI
+## build: the filter (.wasm, re-encoded smaller by wasm-opt: scripts/shrink-wasm.sh) and the CLI
 build: toolchain
 	cargo build --release --target wasm32-wasip1 --lib
 	@scripts/shrink-wasm.sh $(WASM)
