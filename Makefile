@@ -6,9 +6,10 @@ CLI := target/release/wechat-gate
 
 .PHONY: build toolchain run test lint unit e2e envoy clean
 
-## build: the filter (.wasm) and the CLI
+## build: the filter (.wasm, re-encoded smaller by wasm-opt: scripts/shrink-wasm.sh) and the CLI
 build: toolchain
 	cargo build --release --target wasm32-wasip1 --lib
+	@scripts/shrink-wasm.sh $(WASM)
 	cargo build --release --bin wechat-gate
 	@ls -l $(WASM) $(CLI)
 
@@ -80,6 +81,7 @@ bench-deps:
 ## docker; installs skopeo and umoci with apt-get if missing; prints how to push them
 oci: toolchain
 	cargo build --release --target wasm32-wasip1 --lib
+	@scripts/shrink-wasm.sh $(WASM)
 	@scripts/build-oci.sh $(WASM)
 
 ## oci-check: both images unpacked the way Istio's agent does give the built .wasm
@@ -94,6 +96,7 @@ oci-check: oci
 istio-check: toolchain
 	@command -v npm >/dev/null 2>&1 || { echo "make istio-check needs Node.js 20+ with npm" >&2; exit 1; }
 	cargo build --release --target wasm32-wasip1 --lib
+	@scripts/shrink-wasm.sh $(WASM)
 	cd tests/istio-schema && npm ci --no-audit --no-fund --loglevel=error
 	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" WASM=$(WASM) node --test tests/istio-schema/
 

@@ -93,7 +93,9 @@ impl BodyModeLearner {
 
 /// How often the root context ticks: every 10 ms while more held pushes are due than
 /// one tick may answer; every 100 ms while the live list is awaited (so no worker
-/// waits long to install a list another has loaded); else every second.
+/// waits long to install a list another has loaded); else every second, and never
+/// longer: the worker's counts are handed to Envoy from the tick, so its stats are
+/// exact within a second.
 pub fn tick_period(backlog: bool, awaiting_live_list: bool) -> Duration {
     match (backlog, awaiting_live_list) {
         (true, _) => Duration::from_millis(10),

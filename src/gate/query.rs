@@ -6,16 +6,17 @@ use percent_encoding::{percent_decode, utf8_percent_encode, AsciiSet, NON_ALPHAN
 use std::borrow::Cow;
 
 /// The parameters of a callback request. Values are decoded; presence is checked by
-/// the caller, which knows which are required for the method.
+/// the caller, which knows which are required for the method. A value with nothing
+/// to decode is borrowed from the query, not copied (WeChat's never need decoding).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct CallbackQuery {
-    pub signature: Option<String>,
-    pub timestamp: Option<String>,
-    pub nonce: Option<String>,
-    pub echostr: Option<String>,
-    pub openid: Option<String>,
-    pub encrypt_type: Option<String>,
-    pub msg_signature: Option<String>,
+pub struct CallbackQuery<'q> {
+    pub signature: Option<Cow<'q, str>>,
+    pub timestamp: Option<Cow<'q, str>>,
+    pub nonce: Option<Cow<'q, str>>,
+    pub echostr: Option<Cow<'q, str>>,
+    pub openid: Option<Cow<'q, str>>,
+    pub encrypt_type: Option<Cow<'q, str>>,
+    pub msg_signature: Option<Cow<'q, str>>,
 }
 
 /// Why a query could not be parsed.
@@ -35,7 +36,7 @@ impl std::fmt::Display for QueryError {
 }
 
 /// Parses the part of `:path` after `?` (without the `?`).
-pub fn parse_query(query: &[u8]) -> Result<CallbackQuery, QueryError> {
+pub fn parse_query(query: &[u8]) -> Result<CallbackQuery<'_>, QueryError> {
     let mut q = CallbackQuery::default();
     for pair in query.split(|&b| b == b'&') {
         if pair.is_empty() {
@@ -63,7 +64,7 @@ pub fn parse_query(query: &[u8]) -> Result<CallbackQuery, QueryError> {
             return Err(QueryError::Repeated(name));
         }
         let value = decode(raw_value).ok_or_else(|| QueryError::NotUtf8(name.to_string()))?;
-        *slot = Some(value.into_owned());
+        *slot = Some(value);
     }
     Ok(q)
 }

@@ -21,14 +21,18 @@ pub struct GateHttp {
     context_id: u32,
     worker: Rc<Worker>,
     exchange: SharedExchange,
+    /// `on_log` has run: the stream no longer counts as open.
+    logged: bool,
 }
 
 impl GateHttp {
     pub fn new(context_id: u32, worker: Rc<Worker>) -> Self {
+        worker.stream_opened();
         GateHttp {
             context_id,
             worker,
             exchange: Rc::new(RefCell::new(Exchange::new())),
+            logged: false,
         }
     }
 
@@ -260,6 +264,9 @@ impl Drop for GateHttp {
     fn drop(&mut self) {
         self.worker.held.release(self.context_id);
         self.worker.probes.release(self.context_id);
+        if !self.logged {
+            self.worker.stream_ended();
+        }
     }
 }
 
@@ -298,5 +305,9 @@ impl HttpContext for GateHttp {
         self.exchange.borrow_mut().on_stream_end(&mut Port {
             worker: &self.worker,
         });
+        if !self.logged {
+            self.logged = true;
+            self.worker.stream_ended();
+        }
     }
 }

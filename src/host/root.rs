@@ -31,6 +31,8 @@ pub struct Worker {
     clock: Rc<Cell<i64>>,
     /// The tick period last asked of the host (for the root context, from any).
     tick_period: Rc<Cell<Option<Duration>>>,
+    /// HTTP streams begun and not yet logged: the last to end flushes the counts.
+    open_streams: Rc<Cell<u32>>,
 }
 
 impl Worker {
@@ -71,6 +73,22 @@ impl Worker {
         }
     }
 
+    /// A stream began.
+    pub fn stream_opened(&self) {
+        self.open_streams
+            .set(self.open_streams.get().saturating_add(1));
+    }
+
+    /// A stream ended: when it was the last open one, the worker is quiet and hands
+    /// Envoy its counts now (under load the tick does, at least once a second).
+    pub fn stream_ended(&self) {
+        let open = self.open_streams.get().saturating_sub(1);
+        self.open_streams.set(open);
+        if open == 0 {
+            self.metrics.flush();
+        }
+    }
+
     /// Unix seconds: the tick's clock, or the host's before the first tick.
     pub fn now(&self) -> i64 {
         match self.clock.get() {
@@ -99,6 +117,7 @@ impl GateRoot {
                 body_mode: Rc::new(Cell::new(BodyModeLearner::default())),
                 clock: Rc::new(Cell::new(0)),
                 tick_period: Rc::new(Cell::new(None)),
+                open_streams: Rc::new(Cell::new(0)),
             }),
             live: None,
         }
@@ -164,6 +183,7 @@ impl Context for GateRoot {
         if live.on_response(call_id, body_size, proxy::now_unix(), &self.worker.metrics) {
             self.install_live_list();
         }
+        self.worker.metrics.flush();
     }
 }
 
@@ -224,6 +244,7 @@ impl RootContext for GateRoot {
             body_mode: self.worker.body_mode.clone(),
             clock: self.worker.clock.clone(),
             tick_period: self.worker.tick_period.clone(),
+            open_streams: self.worker.open_streams.clone(),
         });
         self.install_live_list();
         // Ticking even without a live list: held pushes are timed out from the tick.
@@ -241,6 +262,9 @@ impl RootContext for GateRoot {
                 self.install_live_list();
             }
         }
+        // Counts kept since the last flush reach Envoy at least once a second: the
+        // tick period is never longer.
+        self.worker.metrics.flush();
         let probing = !self.worker.probes.is_empty();
         self.worker.tick_every(held::tick_period(
             backlog || probing,

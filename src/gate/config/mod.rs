@@ -295,16 +295,13 @@ fn deserialize(json: &[u8]) -> Result<raw::RawConfig, ConfigError> {
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(json);
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." { String::new() } else { field };
-        ConfigError::new(field, e.inner().to_string())
-    })?;
+    let value =
+        raw::Strict::deserialize(&mut de).map_err(|e| ConfigError::new("", e.to_string()))?;
     de.end().map_err(|e| {
         ConfigError::new(
             "",
             format!("trailing characters after the JSON object: {e}"),
         )
     })?;
-    Ok(raw)
+    raw::read(value)
 }

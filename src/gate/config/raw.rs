@@ -2,11 +2,14 @@
 //! fields are errors), every field optional here so that [`super::compile`] can name
 //! what is missing.
 
-use super::{Platform, SourceMode, TokenApi, Upstream, UpstreamFailure, WhenUnavailable};
-use serde::Deserialize;
+use super::{
+    ConfigError, Platform, SourceMode, TokenApi, Upstream, UpstreamFailure, WhenUnavailable,
+};
+use serde::de::{DeserializeOwned, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+use std::fmt;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub(super) name: Option<String>,
     pub(super) platform: Option<Platform>,
@@ -21,8 +24,6 @@ pub(super) struct RawConfig {
     pub(super) safe_mode: Option<RawSafeMode>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSource {
     pub(super) mode: Option<SourceMode>,
     pub(super) allow: Option<Vec<String>>,
@@ -30,8 +31,6 @@ pub(super) struct RawSource {
     pub(super) wechat_api: Option<RawWechatApi>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawWechatApi {
     pub(super) appid: Option<String>,
     pub(super) secret: Option<SecretRef>,
@@ -41,12 +40,198 @@ pub(super) struct RawWechatApi {
     pub(super) timeout_ms: Option<u64>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct RawSafeMode {
     pub(super) encoding_aes_key: Option<OneOrTwo>,
     pub(super) require: Option<bool>,
     pub(super) decrypt: Option<bool>,
+}
+
+/// Reads the configuration from its parsed JSON, field by field, so that an error
+/// names the field it is in (`source.allow[1]`). serde_json parses; the walk is here
+/// rather than in `serde_path_to_error`, which wraps every type's deserializer and
+/// was a tenth of the `.wasm`.
+pub(super) fn read(json: Strict) -> Result<RawConfig, ConfigError> {
+    let mut f = Fields::of(json.0, "")?;
+    let raw = RawConfig {
+        name: f.take("name")?,
+        platform: f.take("platform")?,
+        path: f.take("path")?,
+        appid: f.take("appid")?,
+        token: f.take("token")?,
+        timestamp_tolerance_seconds: f.take("timestamp_tolerance_seconds")?,
+        max_body_bytes: f.take("max_body_bytes")?,
+        dedupe_seconds: f.take("dedupe_seconds")?,
+        on_upstream_failure: f.take("on_upstream_failure")?,
+        source: f.object("source")?.map(read_source).transpose()?,
+        safe_mode: f.object("safe_mode")?.map(read_safe_mode).transpose()?,
+    };
+    f.done()?;
+    Ok(raw)
+}
+
+fn read_source(mut f: Fields) -> Result<RawSource, ConfigError> {
+    let raw = RawSource {
+        mode: f.take("mode")?,
+        allow: f.list("allow")?,
+        when_unavailable: f.take("when_unavailable")?,
+        wechat_api: f.object("wechat_api")?.map(read_wechat_api).transpose()?,
+    };
+    f.done()?;
+    Ok(raw)
+}
+
+fn read_wechat_api(mut f: Fields) -> Result<RawWechatApi, ConfigError> {
+    let raw = RawWechatApi {
+        appid: f.take("appid")?,
+        secret: f.take("secret")?,
+        token_api: f.take("token_api")?,
+        upstreams: f.list("upstreams")?,
+        refresh_seconds: f.take("refresh_seconds")?,
+        timeout_ms: f.take("timeout_ms")?,
+    };
+    f.done()?;
+    Ok(raw)
+}
+
+fn read_safe_mode(mut f: Fields) -> Result<RawSafeMode, ConfigError> {
+    let raw = RawSafeMode {
+        encoding_aes_key: f.take("encoding_aes_key")?,
+        require: f.take("require")?,
+        decrypt: f.take("decrypt")?,
+    };
+    f.done()?;
+    Ok(raw)
+}
+
+/// The members of one JSON object not read yet, and where the object is.
+struct Fields {
+    members: Map<String, Value>,
+    path: String,
+}
+
+impl Fields {
+    fn of(value: Value, path: &str) -> Result<Fields, ConfigError> {
+        match value {
+            Value::Object(members) => Ok(Fields {
+                members,
+                path: path.to_string(),
+            }),
+            _ => Err(ConfigError::new(path, "expected a JSON object")),
+        }
+    }
+
+    fn path_of(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// The member `key` as a `T` (absent or `null`: `None`).
+    fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>, ConfigError> {
+        match self.members.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => T::deserialize(v)
+                .map(Some)
+                .map_err(|e| ConfigError::new(self.path_of(key), e.to_string())),
+        }
+    }
+
+    /// The member `key` as a list of `T`, each element's error naming its index.
+    fn list<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<Vec<T>>, ConfigError> {
+        let path = self.path_of(key);
+        match self.members.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    T::deserialize(v)
+                        .map_err(|e| ConfigError::new(format!("{path}[{i}]"), e.to_string()))
+                })
+                .collect::<Result<Vec<T>, _>>()
+                .map(Some),
+            Some(_) => Err(ConfigError::new(path, "expected a list")),
+        }
+    }
+
+    /// The member `key`, an object.
+    fn object(&mut self, key: &str) -> Result<Option<Fields>, ConfigError> {
+        match self.members.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => Fields::of(v, &self.path_of(key)).map(Some),
+        }
+    }
+
+    /// Every member has been read: any left is one the configuration does not have.
+    fn done(self) -> Result<(), ConfigError> {
+        match self.members.keys().next() {
+            None => Ok(()),
+            Some(key) => Err(ConfigError::new(
+                self.path.clone(),
+                format!("unknown field `{key}`"),
+            )),
+        }
+    }
+}
+
+/// JSON parsed by serde_json as a [`Value`], strictly: an object that names a member
+/// twice is refused (serde_json's own map would keep the last one silently).
+pub(super) struct Strict(pub(super) Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Strict;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                Ok(Strict(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                Ok(Strict(Value::from(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v)))
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Strict(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(Strict(Value::Array(items)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+                let mut members = Map::new();
+                while let Some((key, Strict(v))) = map.next_entry::<String, Strict>()? {
+                    if members.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!("duplicate field `{key}`")));
+                    }
+                    members.insert(key, v);
+                }
+                Ok(Strict(Value::Object(members)))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
 }
 
 /// A secret, or a list of two while it is rotated (current first).

@@ -510,3 +510,17 @@ fn wecom_with_the_live_list_needs_a_corpid() {
         Err("source.wechat_api.appid".to_string())
     );
 }
+
+#[test]
+fn a_field_named_twice_is_refused_at_any_depth() {
+    for json in [
+        r#"{"token": "t", "token": "u", "source": {"mode": "off"}}"#,
+        r#"{"token": "t", "source": {"mode": "off", "mode": "report"}}"#,
+    ] {
+        let e = parse_str(json).expect_err("twice");
+        assert!(e.message.contains("duplicate field"), "{e}");
+    }
+    let e = parse_str(r#"{"token": "t", "source": {"allow": ["127.0.0.1", 5]}}"#)
+        .expect_err("a number");
+    assert_eq!(e.field, "source.allow[1]", "{e}");
+}

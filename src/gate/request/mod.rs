@@ -228,7 +228,7 @@ fn check(
             query,
         },
         None => Verdict::Forward {
-            openid: q.openid.clone(),
+            openid: q.openid.as_deref().map(str::to_string),
             source,
             safe,
             query,
@@ -265,7 +265,7 @@ struct Signed<'q> {
 }
 
 fn read_signed<'q>(
-    q: &'q CallbackQuery,
+    q: &'q CallbackQuery<'_>,
     method: Method,
     config: &Config,
 ) -> Result<Signed<'q>, Rejection> {
@@ -341,13 +341,13 @@ struct Params<'q> {
     nonce: &'q str,
 }
 
-fn required_params(q: &CallbackQuery) -> Result<Params<'_>, Rejection> {
+fn required_params<'q>(q: &'q CallbackQuery<'_>) -> Result<Params<'q>, Rejection> {
     signed_params(q, "signature", q.signature.as_deref())
 }
 
 /// The signature (under `name`), timestamp and nonce every signed query carries.
 fn signed_params<'q>(
-    q: &'q CallbackQuery,
+    q: &'q CallbackQuery<'_>,
     name: &'static str,
     signature: Option<&'q str>,
 ) -> Result<Params<'q>, Rejection> {

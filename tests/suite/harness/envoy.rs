@@ -184,6 +184,25 @@ impl Envoy {
         self.counters().get(name).copied().unwrap_or(0)
     }
 
+    /// Waits until the gate has handed Envoy its counts. A worker keeps them and
+    /// flushes them when its last open stream ends, and from its tick (at least once a
+    /// second) while streams stay open: so the event waited for is Envoy's own
+    /// `downstream_rq_active` reaching 0 on every listener (a stream leaves it after
+    /// the filter's `on_log`); with a stream left open on purpose (a stalled body), a
+    /// tick period and a margin.
+    fn wait_for_counts(&self) {
+        let quiet = || {
+            let text = self.admin_text("/stats?filter=downstream_rq_active$");
+            let mut active = text
+                .lines()
+                .filter(|l| l.starts_with("http.") && !l.starts_with("http.admin."))
+                .filter_map(|l| l.rsplit_once(": ")?.1.trim().parse::<u64>().ok());
+            !text.is_empty() && active.all(|n| n == 0)
+        };
+        // Not quiet within 1.5 s: the tick has run since, and whatever was counted is in.
+        let _ = super::wait_until(Duration::from_millis(1500), quiet);
+    }
+
     /// The filter's stats by short name (see [`Envoy::counter`]), summed over accounts.
     pub fn counters(&self) -> BTreeMap<String, u64> {
         let mut out = BTreeMap::new();
@@ -195,8 +214,9 @@ impl Envoy {
 
     /// The filter's stats by account and short name, read from the names' tags
     /// (`wechat_gate.rejected_total.account=.=A;.;reason=.=R;.;` is account A's
-    /// `wechat_gate.rejected.R`).
+    /// `wechat_gate.rejected.R`), once every count the gate has made is in.
     pub fn counters_by_account(&self) -> BTreeMap<(String, String), u64> {
+        self.wait_for_counts();
         self.admin_text("/stats?filter=wasmcustom")
             .lines()
             .filter_map(|l| l.strip_prefix("wasmcustom."))
