@@ -27,12 +27,13 @@ envoy:
 run: build
 	@envoy/run-demo.sh
 
-## test: format, lints (native and wasm), unit tests, end-to-end tests (Envoy 1.40 and
-## 1.36, both body modes), the OCI images, the Istio manifests
-test: lint unit e2e oci-check istio-check
+## test: format, lints (native and wasm), unit tests, the fuzz smoke, end-to-end tests
+## (Envoy 1.40 and 1.36, both body modes), the OCI images, the Istio manifests
+test: lint unit fuzz-smoke e2e oci-check istio-check
 
 lint: toolchain
 	cargo fmt --check
+	cargo fmt --check --manifest-path fuzz/Cargo.toml
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
 
@@ -111,3 +112,29 @@ SOAK_SECONDS ?= 600
 soak: build
 	@ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" && PY="$$(scripts/ensure-wechatpy.sh)" && \
 	  ENVOY_BIN="$$ENVOY_BIN" "$$PY" bench/soak.py --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
+
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-deps
+
+## fuzz: every target of fuzz/ (cargo-fuzz, libFuzzer) in turn for FUZZ_SECONDS each
+## (or until FUZZ_RUNS executions), seeded from fuzz/corpus/<target>; prints the
+## executions per target. FUZZ_TARGETS picks some. Not part of `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
+FUZZ_TARGETS ?=
+fuzz: fuzz-build
+	python3 fuzz/seeds.py
+	scripts/fuzz.sh $(FUZZ_SECONDS) "$(FUZZ_RUNS)" $(FUZZ_TARGETS)
+
+## fuzz-smoke: a few seconds per target, so that every target keeps building and
+## running (part of `make test`)
+fuzz-smoke: fuzz-build
+	scripts/fuzz.sh 3
+
+## fuzz-build: the fuzz targets, with the nightly toolchain and cargo-fuzz
+## (installed by scripts/ensure-fuzz.sh when missing). No sanitizer: the code under
+## test has no `unsafe` (only src/host/ has, and it is wasm32-only).
+fuzz-build: fuzz-deps
+	cd fuzz && cargo +nightly fuzz build --sanitizer none
+
+fuzz-deps:
+	@scripts/ensure-fuzz.sh

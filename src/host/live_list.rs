@@ -9,22 +9,17 @@
 use super::metrics::Metrics;
 use super::proxy;
 use super::shared_data::{self, Change};
-use crate::gate::allowlist::{parse_block, CallbackAllowlist};
+use crate::gate::allowlist::CallbackAllowlist;
 use crate::gate::config::{TokenApi, WechatApi};
-use crate::gate::live_list::state::{FetchPlan, Next, RefreshState, Step};
+use crate::gate::live_list::state::{
+    decode_shared_list, encode_shared_list, FetchPlan, Next, RefreshState, Step,
+};
 use crate::gate::live_list::wechat_api::{self, advice, Advice, ApiFailure};
 use crate::gate::metrics::Counter;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The largest API reply read (a callback list is a few KiB).
 const MAX_REPLY_BYTES: usize = 1 << 20;
-
-#[derive(Serialize, Deserialize)]
-struct SharedList {
-    entries: Vec<String>,
-    fetched_at: i64,
-}
 
 struct InFlight {
     plan: FetchPlan,
@@ -184,11 +179,7 @@ impl LiveList {
                     }
                 },
                 Next::Done(ips) => {
-                    let shared = SharedList {
-                        entries: ips.entries.clone(),
-                        fetched_at: now,
-                    };
-                    if let Ok(json) = serde_json::to_vec(&shared) {
+                    if let Some(json) = encode_shared_list(&ips, now) {
                         shared_data::overwrite(&self.list_key, &json);
                     }
                     let refresh = self.api.refresh_seconds;
@@ -369,16 +360,6 @@ impl LiveList {
 /// The list published under `list_key`, if any worker has fetched one.
 pub fn read_shared_list(list_key: &str) -> Option<CallbackAllowlist> {
     decode_shared_list(&shared_data::read(list_key)?)
-}
-
-fn decode_shared_list(bytes: &[u8]) -> Option<CallbackAllowlist> {
-    let shared = serde_json::from_slice::<SharedList>(bytes).ok()?;
-    let blocks: Vec<_> = shared
-        .entries
-        .iter()
-        .filter_map(|e| parse_block(e).ok())
-        .collect();
-    (!blocks.is_empty()).then(|| CallbackAllowlist::from_blocks(blocks))
 }
 
 /// 0..=1000 from the clock's nanoseconds: enough to spread retries of many proxies.

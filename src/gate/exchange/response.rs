@@ -16,8 +16,13 @@ impl Exchange {
         end_of_stream: bool,
         proxy: &mut impl Proxy,
     ) -> Step {
+        if !matches!(self.stage, Stage::Forwarded { .. }) {
+            // Passed through, or answered by the gate itself: nothing is asked. Or
+            // streamed, its headers went on and the backend answered before the body
+            // was whole: the body stays held until it has passed.
+            return Step::new(Flow::Continue);
+        }
         let Stage::Forwarded { seal } = std::mem::replace(&mut self.stage, Stage::Idle) else {
-            // Passed through, or answered by the gate itself: nothing is asked.
             return Step::new(Flow::Continue);
         };
         let config = ctx.config;

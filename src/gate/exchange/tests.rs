@@ -848,6 +848,42 @@ fn a_streamed_push_refused_or_repeated_by_its_body_is_answered_here() {
     assert!(counted(&step, Counter::Deduplicated));
 }
 
+/// Found by the `exchange` fuzz target (a WeCom push, streamed, answered by the
+/// backend before its body was whole, then its unsigned body released): streamed, a
+/// push's headers are upstream while its body is still being read, so the backend
+/// may answer first. That answer must leave the body held: it is released only once
+/// it has passed, and a forged one is refused, never let go unchecked.
+#[test]
+fn streamed_a_response_before_the_body_is_whole_never_releases_it_unchecked() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let (q, body) = safe_push("1", &message(3));
+    let forged = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
+    let mut x = Exchange::new();
+    assert_eq!(
+        head_of(&mut x, streaming(&c), &mut p, &q, &forged).flow,
+        Flow::Continue
+    );
+    assert_eq!(
+        x.on_request_body(streaming(&c), 3, false, &mut p).flow,
+        Flow::Pause
+    );
+    let _ = x.on_response_headers(streaming(&c), false, &mut p);
+    let step = x.on_request_body(streaming(&c), forged.len(), true, &mut p);
+    assert_eq!(rejected(&step), Some(Reason::MsgSignature), "{step:?}");
+    assert_eq!(step.flow, Flow::Pause);
+    // The genuine body, answered early likewise, is released once it has passed.
+    let (q, body) = safe_push("2", &message(4));
+    let mut x = Exchange::new();
+    head_of(&mut x, streaming(&c), &mut p, &q, &body);
+    let _ = x.on_response_headers(streaming(&c), false, &mut p);
+    let step = x.on_request_body(streaming(&c), body.len(), true, &mut p);
+    assert!(forwarded(&step), "{step:?}");
+    assert!(step
+        .effects
+        .contains(&Effect::ReplaceRequestBody(message(4).into_bytes())));
+}
+
 fn unknown(config: &Config) -> Context<'_> {
     Context {
         body_mode: BodyMode::Unknown,

@@ -7,6 +7,7 @@
 //! [`FetchPlan`] is the fetching worker's own walk through token → list, across the
 //! configured upstreams, with the errcode rules of `wechat_api::advice`.
 
+use crate::gate::allowlist::{parse_block, CallbackAllowlist};
 use crate::gate::live_list::wechat_api::{advice, AccessToken, Advice, ApiFailure, CallbackIps};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -281,10 +282,38 @@ impl FetchPlan {
     }
 }
 
+/// The callback list as the fetching worker publishes it in shared data for the
+/// others: the usable entries as WeChat sent them, and when.
+#[derive(Serialize, Deserialize)]
+struct SharedList {
+    entries: Vec<String>,
+    fetched_at: i64,
+}
+
+/// The shared value for a list fetched at `now`.
+pub fn encode_shared_list(ips: &CallbackIps, now: i64) -> Option<Vec<u8>> {
+    serde_json::to_vec(&SharedList {
+        entries: ips.entries.clone(),
+        fetched_at: now,
+    })
+    .ok()
+}
+
+/// The list in a shared value, written by any worker (of any version): `None` when
+/// it does not parse or holds no usable entry.
+pub fn decode_shared_list(bytes: &[u8]) -> Option<CallbackAllowlist> {
+    let shared = serde_json::from_slice::<SharedList>(bytes).ok()?;
+    let blocks: Vec<_> = shared
+        .entries
+        .iter()
+        .filter_map(|e| parse_block(e).ok())
+        .collect();
+    (!blocks.is_empty()).then(|| CallbackAllowlist::from_blocks(blocks))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::allowlist::parse_block;
 
     fn token(expires_in: u64) -> AccessToken {
         AccessToken {
@@ -571,5 +600,17 @@ mod tests {
             p.after_token(first, &Err(ApiFailure::Transport)),
             Next::GaveUp(ApiFailure::Transport)
         );
+    }
+
+    #[test]
+    fn a_shared_list_reads_back_and_a_damaged_one_is_none() {
+        let value = encode_shared_list(&ips(), 7).expect("encodes");
+        assert_eq!(
+            decode_shared_list(&value),
+            Some(CallbackAllowlist::from_blocks(ips().blocks))
+        );
+        for bad in [&b""[..], b"{", b"{\"entries\": [\"x\"], \"fetched_at\": 1}"] {
+            assert_eq!(decode_shared_list(bad), None);
+        }
     }
 }
