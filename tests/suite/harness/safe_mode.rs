@@ -60,12 +60,14 @@ impl Push {
 
 /// A push of the ciphertext `encrypt` with plaintext `extra_fields` beside it.
 pub fn push_of(encrypt: &str, extra_fields: &str, nonce: &str) -> Push {
-    let timestamp = now().to_string();
+    // One reading of the clock for both signatures: two could straddle a second.
+    let at = now();
+    let timestamp = at.to_string();
     let msg_signature = as_str(&sign(&[TOKEN, &timestamp, nonce, encrypt])).to_string();
     Push {
         query: signed(
             TOKEN,
-            now(),
+            at,
             nonce,
             &[
                 ("openid", "o_safe_user"),
