@@ -26,7 +26,6 @@ load generator: h2load cannot give every request a URI of its own).
 """
 
 import argparse
-import atexit
 import datetime
 import hashlib
 import http.client
@@ -38,7 +37,6 @@ import random
 import re
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -93,49 +91,9 @@ def log(msg):
 # ------------------------------------------------------------------ processes
 
 
-class Processes:
-    """Every process this run starts, stopped (by pid) at exit, whatever happens."""
+from procs import PROCS, stop_all_on_signals  # noqa: E402
 
-    def __init__(self):
-        self.procs = []
-
-    def spawn(self, args, cpu=None, **kw):
-        if cpu is not None and shutil.which("taskset"):
-            args = ["taskset", "-c", cpu] + list(args)
-        p = subprocess.Popen(args, **kw)
-        self.procs.append(p)
-        return p
-
-    def stop(self, p):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def stop_all(self):
-        for p in list(self.procs):
-            try:
-                self.stop(p)
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
-
-
-PROCS = Processes()
-atexit.register(PROCS.stop_all)
-
-
-def _on_signal(signum, _frame):
-    PROCS.stop_all()
-    sys.exit(128 + signum)
-
-
-signal.signal(signal.SIGTERM, _on_signal)
-signal.signal(signal.SIGINT, _on_signal)
+stop_all_on_signals()
 
 
 def start_server(name, args, cpu=LOAD_CPU, env=None):

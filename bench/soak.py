@@ -40,7 +40,6 @@ check passed, 1 when one failed, 2 when the run could not start.
 """
 
 import argparse
-import atexit
 import collections
 import datetime
 import hashlib
@@ -51,7 +50,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -135,51 +133,7 @@ def log(msg):
 # ------------------------------------------------------------------ processes
 
 
-class Processes:
-    """Every process this run starts, stopped by its pid at exit, whatever happens."""
-
-    def __init__(self):
-        self.procs = []
-        self.lock = threading.Lock()
-
-    def spawn(self, args, **kw):
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, **kw)
-        with self.lock:
-            self.procs.append(p)
-        return p
-
-    def stop(self, p, kill=False):
-        if p.poll() is None:
-            if kill:
-                p.kill()
-            else:
-                p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        with self.lock:
-            if p in self.procs:
-                self.procs.remove(p)
-
-    def stop_all(self):
-        with self.lock:
-            procs = list(self.procs)
-        for p in procs:
-            try:
-                self.stop(p)
-            except Exception:  # noqa: BLE001 - best effort at exit
-                pass
-
-
-PROCS = Processes()
-atexit.register(PROCS.stop_all)
-
-
-def _on_signal(signum, _frame):
-    PROCS.stop_all()
-    os._exit(128 + signum)
+from procs import PROCS, stop_all_on_signals  # noqa: E402
 
 
 def read_banner(p, prefix, what):
@@ -1327,8 +1281,7 @@ def main():
     args = ap.parse_args()
     if args.seconds < 30 or not 1 <= args.rate <= 1000:
         ap.error("--seconds is at least 30, --rate 1 to 1000")
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    stop_all_on_signals()
     for need in (GATE_WASM, CLI, Path(args.envoy)):
         if not need.exists():
             print(f"soak: {need} is missing (make build; scripts/ensure-envoy.sh)", file=sys.stderr)
