@@ -242,26 +242,25 @@ pub(super) enum OneOrTwo {
 
 impl<'de> Deserialize<'de> for OneOrTwo {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            List(Vec<SecretRef>),
-            One(SecretRef),
-        }
-        let list = match Either::deserialize(deserializer) {
-            Ok(Either::One(s)) => return Ok(OneOrTwo::One(s)),
-            Ok(Either::List(list)) => list,
-            Err(_) => {
-                return Err(serde::de::Error::custom(
-                    "expected a string, {\"env\": \"NAME\"}, or a list of two of them \
-                     (current first) while it is rotated",
-                ))
-            }
+        let expected = |_| {
+            serde::de::Error::custom(
+                "expected a string, {\"env\": \"NAME\"}, or a list of two of them \
+                 (current first) while it is rotated",
+            )
         };
-        let mut list = list.into_iter();
+        let Strict(value) = Strict::deserialize(deserializer)?;
+        let Value::Array(list) = value else {
+            return SecretRef::from_json(value)
+                .map(OneOrTwo::One)
+                .map_err(expected);
+        };
+        let mut list = list.into_iter().map(SecretRef::from_json);
         match (list.next(), list.next(), list.next()) {
-            (Some(one), None, _) => Ok(OneOrTwo::One(one)),
-            (Some(current), Some(previous), None) => Ok(OneOrTwo::Two(current, previous)),
+            (Some(one), None, _) => one.map(OneOrTwo::One).map_err(expected),
+            (Some(current), Some(previous), None) => Ok(OneOrTwo::Two(
+                current.map_err(expected)?,
+                previous.map_err(expected)?,
+            )),
             _ => Err(serde::de::Error::custom(
                 "a rotated secret is a list of one or two: the current and the previous",
             )),
@@ -275,25 +274,26 @@ pub(super) enum SecretRef {
     Env(String),
 }
 
+impl SecretRef {
+    /// Only a string or an object whose one member is `env` (a string): serde's derive
+    /// would also read `["x"]` as `{"env": "x"}`, taking a secret for a variable's name
+    /// and naming it in the refusal. The error never repeats what was given.
+    fn from_json(value: Value) -> Result<SecretRef, ()> {
+        match value {
+            Value::String(s) => Ok(SecretRef::Literal(s)),
+            Value::Object(mut members) if members.len() == 1 => match members.remove("env") {
+                Some(Value::String(name)) => Ok(SecretRef::Env(name)),
+                _ => Err(()),
+            },
+            _ => Err(()),
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for SecretRef {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct FromEnv {
-            env: String,
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            Literal(String),
-            Env(FromEnv),
-        }
-        match Either::deserialize(deserializer) {
-            Ok(Either::Literal(s)) => Ok(SecretRef::Literal(s)),
-            Ok(Either::Env(e)) => Ok(SecretRef::Env(e.env)),
-            Err(_) => Err(serde::de::Error::custom(
-                "expected a string or {\"env\": \"NAME\"}",
-            )),
-        }
+        let Strict(value) = Strict::deserialize(deserializer)?;
+        SecretRef::from_json(value)
+            .map_err(|()| serde::de::Error::custom("expected a string or {\"env\": \"NAME\"}"))
     }
 }

@@ -86,6 +86,32 @@ fn secret_must_be_a_string_or_env_object() {
 }
 
 #[test]
+fn a_secret_of_the_wrong_type_is_refused_without_repeating_it() {
+    let live = |secret: &str| LIVE.replace(r#"{"env": "SECRET"}"#, secret);
+    for (json, field) in [
+        (live(r#"["S3cret-v"]"#), "source.wechat_api.secret"),
+        (live(r#"{"env": ["S3cret-v"]}"#), "source.wechat_api.secret"),
+        (
+            live(r#"{"env": "S3cret-v", "x": 1}"#),
+            "source.wechat_api.secret",
+        ),
+        (live(r#"{"ENV": "S3cret-v"}"#), "source.wechat_api.secret"),
+        (
+            r#"{"token": [["S3cret-v"]], "source": {"mode": "off"}}"#.to_string(),
+            "token",
+        ),
+        (
+            r#"{"token": [{"env": 7}], "source": {"mode": "off"}}"#.to_string(),
+            "token",
+        ),
+    ] {
+        let err = parse(json.as_bytes(), &|_| None).expect_err(&json);
+        assert_eq!(err.field, field, "{json}");
+        assert!(!err.to_string().contains("S3cret-v"), "{err}");
+    }
+}
+
+#[test]
 fn secrets_never_show_in_debug_output() {
     let c = parse_str(r#"{"token": "sup3r-secret", "source": {"mode": "off"}}"#).expect("valid");
     assert!(!format!("{c:?}").contains("sup3r-secret"));

@@ -54,6 +54,43 @@ fn bad_configuration_makes_envoy_refuse_to_start_and_names_the_field() {
 }
 
 #[test]
+fn a_secret_of_the_wrong_type_is_refused_and_never_repeated() {
+    let secret = "S3cretGivenAsAList9q";
+    let backend = Backend::start();
+    let api = |secret: serde_json::Value| {
+        json!({"token": "t", "appid": "wx0123456789abcdef", "source": {"wechat_api": {
+            "secret": secret,
+            "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]}}})
+    };
+    for (config, field) in [
+        (api(json!([secret])), "source.wechat_api.secret"),
+        (api(json!({"env": [secret]})), "source.wechat_api.secret"),
+        (
+            api(json!({"env": "X", "value": secret})),
+            "source.wechat_api.secret",
+        ),
+        (
+            json!({"token": [[secret]], "source": {"allow": ["127.0.0.1"]}}),
+            "token",
+        ),
+    ] {
+        let log = match gated(backend.port, config.clone()).try_start() {
+            Ok(_) => panic!("Envoy started with a secret of the wrong type: {field}"),
+            Err(log) => log,
+        };
+        let line = log
+            .lines()
+            .find(|l| l.contains("wechat-gate refused its configuration"))
+            .unwrap_or_else(|| panic!("no refusal line for {field}:\n{log}"));
+        assert!(line.contains(field), "{field} not named in: {line}");
+        assert!(
+            !log.contains(secret),
+            "the refusal repeats the secret given for {field}"
+        );
+    }
+}
+
+#[test]
 fn token_from_the_environment_never_shows_in_config_dump_or_logs() {
     let secret = "Tok3nFromEnv7f3a9cZ";
     let backend = Backend::start();
