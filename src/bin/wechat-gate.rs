@@ -14,7 +14,7 @@
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wechat_gate::gate::message::Format;
 use wechat_gate::gate::query::encode_query;
 use wechat_gate::gate::safe_mode::cipher::AesKey;
@@ -186,6 +186,30 @@ struct Common {
     /// Local address to send from (e.g. 127.0.0.2), to appear as that source.
     #[arg(long)]
     source: Option<IpAddr>,
+    /// Seconds to wait for the whole answer (WeChat waits 5). A silent server, a
+    /// trickling or endless body ends the command with an error, exit code 2.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+}
+
+impl Common {
+    /// Sends one request within `--timeout`.
+    fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &[u8])],
+        body: &[u8],
+    ) -> std::io::Result<Response> {
+        client::request_within(
+            method,
+            &client::parse_url(target)?,
+            headers,
+            body,
+            self.source,
+            Duration::from_secs(self.timeout),
+        )
+    }
 }
 
 fn main() -> ExitCode {
@@ -218,8 +242,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
                 return send_wecom_handshake(&url, &common, &safe, &echostr);
             }
             let target = with_query(&url, &common, &[("echostr", &echostr)])?;
-            let response =
-                client::request("GET", &client::parse_url(&target)?, &[], b"", common.source)?;
+            let response = common.request("GET", &target, &[], b"")?;
             print_response(&response);
             let echoed = response.status == 200 && response.body == echostr.as_bytes();
             if response.status == 200 && !echoed {
@@ -247,7 +270,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             let body = message_body(text, xml, json, &to, &openid, &created)?;
             let Some((key, appid)) = safe.key()? else {
                 let target = with_query(&url, &common, &[("openid", &openid)])?;
-                let response = post_push(&target, &body, common.source)?;
+                let response = post_push(&common, &target, &body)?;
                 print_response(&response);
                 return Ok(response.status == 200);
             };
@@ -354,7 +377,7 @@ fn send_safe_mode(
     };
     let sep = if url.contains('?') { '&' } else { '?' };
     let target = format!("{url}{sep}{query}");
-    let response = post_push(&target, sealed.body.as_bytes(), common.source)?;
+    let response = post_push(common, &target, sealed.body.as_bytes())?;
     print_response(&response);
     let reply = response.body_text();
     let trimmed = reply.trim();
@@ -405,8 +428,7 @@ fn send_wecom_handshake(
         &[("echostr", &encrypted)],
     );
     let sep = if url.contains('?') { '&' } else { '?' };
-    let target = client::parse_url(&format!("{url}{sep}{query}"))?;
-    let response = client::request("GET", &target, &[], b"", common.source)?;
+    let response = common.request("GET", &format!("{url}{sep}{query}"), &[], b"")?;
     print_response(&response);
     let echoed = response.status == 200 && response.body == echostr.as_bytes();
     if response.status == 200 && !echoed {
@@ -416,18 +438,12 @@ fn send_wecom_handshake(
 }
 
 /// POSTs a push with the content type WeChat gives its format.
-fn post_push(target: &str, body: &[u8], source: Option<IpAddr>) -> std::io::Result<Response> {
+fn post_push(common: &Common, target: &str, body: &[u8]) -> std::io::Result<Response> {
     let content_type: &[u8] = match Format::of(body) {
         Format::Json => b"application/json",
         Format::Xml => b"text/xml",
     };
-    client::request(
-        "POST",
-        &client::parse_url(target)?,
-        &[("content-type", content_type)],
-        body,
-        source,
-    )
+    common.request("POST", target, &[("content-type", content_type)], body)
 }
 
 fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> Result<String, MissingSecret> {

@@ -8,7 +8,14 @@ use super::http1;
 use socket2::{Domain, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long a request may take, connection to last byte, unless the caller says.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The most of a response that is read (the same bound `wechat-gate doctor` sets):
+/// a longer or endless one is an error, not a process that grows without end.
+pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -66,13 +73,27 @@ pub fn parse_url(url: &str) -> io::Result<Url> {
     })
 }
 
-/// Sends one request and reads the whole response (the connection is closed after).
+/// Sends one request and reads the whole response (the connection is closed after),
+/// within [`DEFAULT_TIMEOUT`].
 pub fn request(
     method: &str,
     url: &Url,
     headers: &[(&str, &[u8])],
     body: &[u8],
     source: Option<IpAddr>,
+) -> io::Result<Response> {
+    request_within(method, url, headers, body, source, DEFAULT_TIMEOUT)
+}
+
+/// [`request`], given up with a `TimedOut` error when the whole response has not come
+/// within `timeout` of the start (a silent server, a trickling or endless body).
+pub fn request_within(
+    method: &str,
+    url: &Url,
+    headers: &[(&str, &[u8])],
+    body: &[u8],
+    source: Option<IpAddr>,
+    timeout: Duration,
 ) -> io::Result<Response> {
     let mut raw = format!(
         "{method} {} HTTP/1.1\r\nhost: {}:{}\r\nconnection: close\r\n",
@@ -90,24 +111,50 @@ pub fn request(
     }
     raw.extend_from_slice(b"\r\n");
     raw.extend_from_slice(body);
-    exchange(&url.host, url.port, source, &raw)
+    let deadline = Instant::now() + timeout;
+    let mut stream = connect(&url.host, url.port, source)?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(&raw)?;
+    read_response_by(&mut stream, deadline)
 }
 
-/// Writes `raw` as is and reads the response.
+/// Writes `raw` as is and reads the response (within [`DEFAULT_TIMEOUT`]).
 pub fn exchange(host: &str, port: u16, source: Option<IpAddr>, raw: &[u8]) -> io::Result<Response> {
     let mut stream = connect(host, port, source)?;
     stream.write_all(raw)?;
     read_response(&mut stream)
 }
 
-/// Reads one response from `stream`.
+/// Reads one response from `stream` (within [`DEFAULT_TIMEOUT`]).
 pub fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
+    read_response_by(stream, Instant::now() + DEFAULT_TIMEOUT)
+}
+
+/// Reads one response from `stream`, all of it by `deadline` and at most
+/// [`MAX_RESPONSE_BYTES`] of body.
+pub fn read_response_by(stream: &mut TcpStream, deadline: Instant) -> io::Result<Response> {
     // Stop as soon as the response is complete: waiting for the server to close would
     // cost Envoy's delayed-close timeout (1 s) on every request.
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        let n = stream.read(&mut chunk)?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out(&buf));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let n = match stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timed_out(&buf))
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             break;
         }
@@ -115,8 +162,23 @@ pub fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
         if is_complete(&buf) {
             break;
         }
+        if buf.len() > MAX_RESPONSE_BYTES + 64 * 1024 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the response is over {MAX_RESPONSE_BYTES} bytes: not read further"),
+            ));
+        }
     }
     parse_response(&buf)
+}
+
+fn timed_out(read: &[u8]) -> io::Error {
+    let what = if read.is_empty() {
+        "no answer"
+    } else {
+        "the response did not end"
+    };
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} in time"))
 }
 
 /// True when `buf` holds a whole response whose end is known without EOF.
@@ -135,7 +197,7 @@ fn is_complete(buf: &[u8]) -> bool {
         .is_some_and(|len| rest.len() >= len)
 }
 
-/// A connection to `host:port`, from `source` when given (30 s read timeout).
+/// A connection to `host:port`, from `source` when given ([`DEFAULT_TIMEOUT`] to read).
 pub fn connect(host: &str, port: u16, source: Option<IpAddr>) -> io::Result<TcpStream> {
     let target: SocketAddr = (host, port)
         .to_socket_addrs()?
@@ -147,7 +209,7 @@ pub fn connect(host: &str, port: u16, source: Option<IpAddr>) -> io::Result<TcpS
     }
     socket.connect_timeout(&target.into(), Duration::from_secs(5))?;
     let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
     Ok(stream)
 }
 

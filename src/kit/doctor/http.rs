@@ -130,7 +130,7 @@ fn read(
     let body = response
         .body_mut()
         .with_config()
-        .limit(4 * 1024 * 1024)
+        .limit(crate::kit::client::MAX_RESPONSE_BYTES as u64)
         .read_to_vec()
         .map_err(|e| describe(&e))?;
     Ok(Reply {

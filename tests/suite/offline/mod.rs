@@ -2,6 +2,7 @@
 //! mock-api over HTTP, the CLI's secrets, and `wechat-gate doctor` against mock-api.
 
 mod cli_secrets;
+mod cli_timeouts;
 pub mod dashboard;
 mod doctor;
 mod mock_api;
