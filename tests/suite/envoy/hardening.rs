@@ -4,7 +4,7 @@
 //! EncodingAESKey from the environment never shows in the admin API or the log.
 
 use crate::harness::backend::Backend;
-use crate::harness::config::{gate_config, gated, EnvoyConfig, Gate};
+use crate::harness::config::{gate_config, gated, streaming, EnvoyConfig, Gate};
 use crate::harness::requests::{nonce, signed, LISTED, TOKEN, UNLISTED};
 use crate::harness::safe_mode::{push, safe_config, text_message, AES_KEY};
 use crate::harness::{now, wait_until};
@@ -88,6 +88,45 @@ fn a_secret_of_the_wrong_type_is_refused_and_never_repeated() {
             "the refusal repeats the secret given for {field}"
         );
     }
+}
+
+/// A `max_body_bytes` above Envoy's buffer limit (1 MiB here, its default): a push
+/// between the two is refused by Envoy's own 413 while the gate holds the headers, or,
+/// when they have gone on (stream mode), Envoy stops reading the body and the gate
+/// answers 408 and resets the upstream request. Either way the backend completes
+/// nothing. The shipped configs keep the limit above max_body_bytes (README).
+#[test]
+fn a_push_over_envoys_buffer_limit_is_refused_and_never_completes_at_the_backend() {
+    let backend = Backend::start();
+    let envoy = gated(
+        backend.port,
+        gate_config(json!({"max_body_bytes": 4 << 20})),
+    )
+    .start();
+    let body = format!("<xml><Content>{}</Content></xml>", "x".repeat(2 << 20));
+    let raw = format!(
+        "POST /wechat?{} HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}",
+        signed(TOKEN, now(), &nonce(), &[]),
+        body.len()
+    );
+    let r = envoy.send_raw(raw.as_bytes(), LISTED).expect("an answer");
+    let expected = if streaming() {
+        (408, "body_timeout")
+    } else {
+        (413, "Payload Too Large")
+    };
+    assert_eq!(r.status, expected.0, "{}", r.body_text());
+    assert!(r.body_text().contains(expected.1), "{}", r.body_text());
+    let completed: Vec<usize> = backend
+        .records()
+        .iter()
+        .map(|r| r.body.len())
+        .filter(|&n| n > 0)
+        .collect();
+    assert!(
+        completed.is_empty(),
+        "the backend read a body: {completed:?}"
+    );
 }
 
 #[test]

@@ -7,7 +7,8 @@ use crate::harness::cli::{cli, Ran};
 use crate::harness::config::{demo_env, shipped_demo_yaml, EnvoyConfig, DEMO_AES_KEY};
 use crate::harness::envoy::{validate, wasm_path, Envoy};
 use crate::harness::mock_api::MockApi;
-use crate::harness::{scratch_dir, wait_until, MANIFEST_DIR};
+use crate::harness::requests::{nonce, signed};
+use crate::harness::{now, scratch_dir, wait_until, MANIFEST_DIR};
 use std::time::Duration;
 
 #[test]
@@ -248,6 +249,75 @@ fn the_demo_keeps_forged_spoofed_and_lookalike_requests_from_backend_py() {
     let health = naming(&lines, "/healthz");
     assert_eq!(health.len(), 1);
     assert!(health[0].contains("gate={}"), "{}", health[0]);
+}
+
+/// Every value of `key: N` in `text`.
+fn numbers_after(text: &str, key: &str) -> Vec<u64> {
+    text.lines()
+        .filter_map(|l| {
+            l.split_once(key)?
+                .1
+                .trim_start_matches(['"', ':', ' '])
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[test]
+fn every_shipped_envoy_yaml_buffers_more_than_its_gates_accept() {
+    for file in ["envoy.yaml", "envoy-wechat.yaml"] {
+        let text = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/{file}")).expect(file);
+        let limits = numbers_after(&text, "per_connection_buffer_limit_bytes");
+        let bodies = numbers_after(&text, "\"max_body_bytes\"");
+        assert!(!limits.is_empty(), "{file} states no buffer limit");
+        assert!(!bodies.is_empty(), "{file} states no max_body_bytes");
+        let (limit, body) = (limits.iter().min(), bodies.iter().max());
+        assert!(
+            body < limit,
+            "{file}: max_body_bytes {body:?} >= buffer limit {limit:?}"
+        );
+    }
+}
+
+#[test]
+fn the_demo_answers_every_oversized_push_itself_and_backend_py_sees_none() {
+    let demo = Demo::start();
+    let big = |n: usize| format!("<xml><Content>{}</Content></xml>", "x".repeat(n));
+    for size in [70_000, 2_000_000] {
+        let body = big(size);
+        let query = signed(DEMO_TOKEN, now(), &nonce(), &[]);
+        let raw = format!(
+            "POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-type: text/xml\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let r = demo
+            .envoy
+            .send_raw(raw.as_bytes(), "127.0.0.1")
+            .expect("an answer");
+        assert_eq!(r.status, 413, "{size}: {}", r.body_text());
+        assert!(
+            r.body_text().contains("too_large"),
+            "the gate's 413, not Envoy's: {}",
+            r.body_text()
+        );
+        // Chunked, with no length to refuse on: 411 before any of the body is read.
+        let raw = format!(
+            "POST /wechat?{} HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            signed(DEMO_TOKEN, now(), &nonce(), &[]),
+            body.len()
+        );
+        let r = demo
+            .envoy
+            .send_raw(raw.as_bytes(), "127.0.0.1")
+            .expect("an answer");
+        assert_eq!(r.status, 411, "{size} chunked: {}", r.body_text());
+    }
+    let lines = demo.stop();
+    let wechat = naming(&lines, "/wechat");
+    assert!(wechat.is_empty(), "backend.py saw none of them: {wechat:?}");
 }
 
 /// The commands `make run` prints for the other platforms (envoy/run-demo.sh's
