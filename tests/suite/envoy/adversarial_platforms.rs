@@ -12,6 +12,25 @@ use wechat_gate::gate::query::encode_query;
 
 const CORPID: &str = "ww5afe0e2e0000c0de";
 
+/// The suite's account as a WeCom app, decrypting.
+fn wecom_config() -> serde_json::Value {
+    gate_config(json!({
+        "platform": "wecom",
+        "path": "/wecom",
+        "appid": CORPID,
+        "safe_mode": {"encoding_aes_key": AES_KEY, "decrypt": true}
+    }))
+}
+
+/// WeCom's query: `msg_signature`, `timestamp`, `nonce`, no `signature`.
+fn wecom_query(msg_signature: &str, timestamp: &str, nonce: &str) -> String {
+    encode_query(&[
+        ("msg_signature", msg_signature),
+        ("timestamp", timestamp),
+        ("nonce", nonce),
+    ])
+}
+
 /// Safe mode is there for callbacks over plain HTTP: whoever sees a WeCom push on the
 /// wire has its query (msg_signature over token, timestamp, nonce and Encrypt) and
 /// its Encrypt, which are exactly a handshake's query and echostr. Sent back as a
@@ -19,24 +38,14 @@ const CORPID: &str = "ww5afe0e2e0000c0de";
 #[test]
 fn a_wecom_push_seen_on_the_wire_is_never_decrypted_for_whoever_replays_it_as_a_handshake() {
     let backend = Backend::start();
-    let config = gate_config(json!({
-        "platform": "wecom",
-        "path": "/wecom",
-        "appid": CORPID,
-        "safe_mode": {"encoding_aes_key": AES_KEY, "decrypt": true}
-    }));
-    let envoy = gated(backend.port, config).start();
+    let envoy = gated(backend.port, wecom_config()).start();
     let secret = format!(
         "<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><FromUserName><![CDATA[zhangsan]]></FromUserName><CreateTime>{}</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[the salary list]]></Content><MsgId>9901</MsgId><AgentID>1000002</AgentID></xml>",
         now()
     );
     let (timestamp, n) = (now().to_string(), nonce());
     let sealed = wechatpy_wecom_encrypt(CORPID, &secret, &n, &timestamp);
-    let query = encode_query(&[
-        ("msg_signature", &sealed.msg_signature),
-        ("timestamp", &timestamp),
-        ("nonce", &n),
-    ]);
+    let query = wecom_query(&sealed.msg_signature, &timestamp, &n);
     let body = format!(
         "<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><AgentID><![CDATA[1000002]]></AgentID><Encrypt><![CDATA[{}]]></Encrypt></xml>",
         sealed.body
@@ -63,5 +72,54 @@ fn a_wecom_push_seen_on_the_wire_is_never_decrypted_for_whoever_replays_it_as_a_
         r.status,
         r.body_text()
     );
-    assert_ne!(r.status, 200, "{}", r.body_text());
+    // Its query is used: a replay, whatever the method, answered like a retry.
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 1);
+    assert_eq!(envoy.counter("wechat_gate.handshake"), 0);
+}
+
+/// A handshake URL is what access logs keep. Its `msg_signature` signs the `echostr`
+/// exactly as a push's signs its `Encrypt`: sent again it is a replay (answered
+/// `success`, not decrypted again), and posted with the `echostr` as `Encrypt` it
+/// never reaches the backend as a verified, decrypted push.
+#[test]
+fn a_wecom_handshake_url_is_answered_once_and_never_carries_a_push() {
+    let backend = Backend::start();
+    let envoy = gated(backend.port, wecom_config()).start();
+    let (timestamp, n) = (now().to_string(), nonce());
+    let sealed = wechatpy_wecom_encrypt(CORPID, "5927782489442352", &n, &timestamp);
+    let query = wecom_query(&sealed.msg_signature, &timestamp, &n);
+    let handshake = format!(
+        "/wecom?{query}&{}",
+        encode_query(&[("echostr", &sealed.body)])
+    );
+    let r = envoy.send("GET", &handshake, &[], b"", LISTED);
+    assert_eq!(
+        (r.status, r.body_text().as_str()),
+        (200, "5927782489442352")
+    );
+    // The same URL again, from a log.
+    let r = envoy.send("GET", &handshake, &[], b"", LISTED);
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    // Its query and echostr as a push.
+    let body = format!(
+        "<xml><ToUserName><![CDATA[{CORPID}]]></ToUserName><Encrypt><![CDATA[{}]]></Encrypt></xml>",
+        sealed.body
+    );
+    let r = envoy.send(
+        "POST",
+        &format!("/wecom?{query}"),
+        &[("content-type", b"text/xml")],
+        body.as_bytes(),
+        LISTED,
+    );
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert!(
+        backend.records().is_empty(),
+        "a handshake's query carried its echostr to the backend: {:?}",
+        backend.bodies()
+    );
+    assert_eq!(envoy.counter("wechat_gate.handshake"), 1);
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 2);
+    assert_eq!(envoy.counter("wechat_gate.forwarded"), 0);
 }
