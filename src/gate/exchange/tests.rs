@@ -1474,6 +1474,53 @@ fn a_wecom_push_seen_on_the_wire_never_becomes_a_handshake_the_gate_decrypts() {
     );
 }
 
+/// A decrypted push must be a message of its platform's format; whatever else opens
+/// under a valid msg_signature (a handshake's token, text, JSON where only XML is
+/// pushed) is refused 400 and its query left free.
+#[test]
+fn a_decrypted_push_that_is_not_a_message_of_its_platform_is_refused() {
+    let json = r#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":7}"#;
+    for (platform, plaintext, passes) in [
+        ("wecom", "4872341879287", false),
+        ("wecom", json, false),
+        ("official_account", "just text", false),
+        ("official_account", json, false),
+        ("official_account", "", false),
+        ("mini_program", "just text", false),
+        ("mini_program", json, true),
+        ("mini_program", message(9).as_str(), true),
+    ] {
+        let c = platform_cfg(platform, "/wechat", "");
+        let mut p = Fake::new(&c);
+        let (q, body) = if platform == "wecom" {
+            let (q, body, _) = wecom_push_for(APPID, "1", plaintext);
+            (q, body)
+        } else {
+            safe_push("1", plaintext)
+        };
+        let step = open_post(&c, &mut p, "/wechat", &q, &body);
+        if passes {
+            assert!(
+                forwarded(&step),
+                "{platform} {plaintext}: {:?}",
+                step.effects
+            );
+            continue;
+        }
+        assert_eq!(
+            rejected(&step),
+            Some(Reason::Malformed),
+            "{platform} {plaintext}"
+        );
+        assert!(!forwarded(&step), "{platform} {plaintext}");
+        if platform != "wecom" {
+            // Its query is free again (WeCom's is recorded only after the body passed).
+            let (q, body) = safe_push("1", &message(10));
+            assert!(forwarded(&open_post(&c, &mut p, "/wechat", &q, &body)));
+        }
+    }
+}
+
 /// `AuthorizerAppid` twice (or holding structure) is no proof it names this route's
 /// authorizer: the message is refused as an ambiguous one, as a repeated `Encrypt` is.
 #[test]

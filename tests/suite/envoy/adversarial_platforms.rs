@@ -5,7 +5,7 @@ use crate::harness::backend::Backend;
 use crate::harness::config::{gate_config, gated};
 use crate::harness::now;
 use crate::harness::requests::{nonce, LISTED};
-use crate::harness::safe_mode::AES_KEY;
+use crate::harness::safe_mode::{encrypt_fresh, push, push_of, safe_config, text_message, AES_KEY};
 use crate::harness::wechatpy::wechatpy_wecom_encrypt;
 use serde_json::json;
 use wechat_gate::gate::query::encode_query;
@@ -122,4 +122,55 @@ fn a_wecom_handshake_url_is_answered_once_and_never_carries_a_push() {
     assert_eq!(envoy.counter("wechat_gate.handshake"), 1);
     assert_eq!(envoy.counter("wechat_gate.replayed"), 2);
     assert_eq!(envoy.counter("wechat_gate.forwarded"), 0);
+}
+
+/// A decrypted push must be a message of its platform's format (XML; a Mini
+/// Program's may be JSON). Whatever else decrypts under a valid `msg_signature` (a
+/// WeCom handshake's token sealed as a push, text, JSON to an Official Account) is
+/// refused `400 malformed` and never reaches the backend.
+#[test]
+fn a_decrypted_push_that_is_not_a_message_of_its_platform_never_reaches_the_backend() {
+    let backend = Backend::start();
+    let envoy = gated(backend.port, wecom_config()).start();
+    let (timestamp, n) = (now().to_string(), nonce());
+    let sealed = wechatpy_wecom_encrypt(CORPID, "5927782489442352", &n, &timestamp);
+    let body = format!("<xml><Encrypt><![CDATA[{}]]></Encrypt></xml>", sealed.body);
+    let r = envoy.send(
+        "POST",
+        &format!(
+            "/wecom?{}",
+            wecom_query(&sealed.msg_signature, &timestamp, &n)
+        ),
+        &[("content-type", b"text/xml")],
+        body.as_bytes(),
+        LISTED,
+    );
+    assert_eq!(r.status, 400, "{}", r.body_text());
+    assert!(
+        r.body_text().starts_with("wechat-gate: malformed:"),
+        "{}",
+        r.body_text()
+    );
+    assert!(backend.records().is_empty(), "{:?}", backend.bodies());
+    assert_eq!(envoy.counter("wechat_gate.rejected.malformed"), 1);
+
+    let backend = Backend::start();
+    let envoy = gated(backend.port, safe_config(json!({}))).start();
+    for plaintext in [
+        "just some text",
+        r#"{"ToUserName":"gh_e2e","FromUserName":"o_safe_user","CreateTime":1,"MsgType":"text","Content":"json","MsgId":1}"#,
+    ] {
+        let r = envoy.push(&push_of(&encrypt_fresh(plaintext), "", &nonce()));
+        assert_eq!(r.status, 400, "{plaintext}: {}", r.body_text());
+        assert!(
+            r.body_text().starts_with("wechat-gate: malformed:"),
+            "{}",
+            r.body_text()
+        );
+    }
+    // A message is delivered as ever.
+    let message = text_message("a message", 6101);
+    assert_eq!(envoy.push(&push(&message, &nonce())).status, 200);
+    assert_eq!(backend.bodies(), [message]);
+    assert_eq!(envoy.counter("wechat_gate.rejected.malformed"), 2);
 }
