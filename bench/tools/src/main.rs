@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use wechat_gate::gate::config::Config;
-use wechat_gate::gate::request::{decide, RequestHead, Sources, Verdict};
+use wechat_gate::gate::request::{decide, Rejection, RequestHead, Sources, Verdict};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -219,28 +219,36 @@ fn authz(req: &Request, config: &Config, sources: &Sources) -> Response {
                 body: Vec::new(),
             }
         }
-        Verdict::Echo { echostr, .. } => Response {
-            status: 200,
-            headers: vec![("content-type", "text/plain".to_string())],
-            body: echostr.into_bytes(),
+        // This baseline keeps no table of used queries: a handshake is answered at once
+        // (WeCom's echostr opened here; the gate opens it after its replay check).
+        Verdict::Echo { echostr, .. } => match echostr.open(config) {
+            Ok(text) => Response {
+                status: 200,
+                headers: vec![("content-type", "text/plain".to_string())],
+                body: text.into_bytes(),
+            },
+            Err(r) => refusal(&r),
         },
-        Verdict::Reject(r) => {
-            let mut headers = vec![("content-type", "text/plain".to_string())];
-            for (name, value) in r.headers() {
-                headers.push((name, value.to_string()));
-            }
-            Response {
-                status: u16::try_from(r.reason.status()).unwrap_or(500),
-                headers,
-                body: r.body().into_bytes(),
-            }
-        }
+        Verdict::Reject(r) => refusal(&r),
         // Not the guarded path: nothing to say against it.
         Verdict::PassThrough => Response {
             status: 200,
             headers: Vec::new(),
             body: Vec::new(),
         },
+    }
+}
+
+/// The gate's refusal: its status, headers and plain-text body.
+fn refusal(r: &Rejection) -> Response {
+    let mut headers = vec![("content-type", "text/plain".to_string())];
+    for (name, value) in r.headers() {
+        headers.push((name, value.to_string()));
+    }
+    Response {
+        status: u16::try_from(r.reason.status()).unwrap_or(500),
+        headers,
+        body: r.body().into_bytes(),
     }
 }
 

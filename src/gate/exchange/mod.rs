@@ -4,11 +4,12 @@
 //! [`Effect`]s each returns, in order, then goes on or waits as [`Flow`] says.
 //!
 //! ```text
-//! headers ─▶ judged (request::decide) ─▶ handshake answered / refused / passed through
-//!               │ a verified push
+//! headers ─▶ judged (request::decide) ─▶ refused / passed through
+//!               │ a verified handshake or push
 //!               ▼
 //!      replay? ─▶ answered success
-//!               │ body to read (safe mode, retries)            no body to read
+//!               │ a handshake: answered, its query used for good
+//!               │ a push: body to read (safe mode, retries)    no body to read
 //!               ▼                                                    │
 //!      held until the body is whole ─▶ checked ─▶ refused / retry answered success
 //!               │ passed                                             │
@@ -31,7 +32,7 @@ pub use crate::gate::held::{BodyMode, Observation};
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 use push::{Reading, VerifiedPush};
 
-use crate::gate::config::{Config, Platform};
+use crate::gate::config::Config;
 use crate::gate::dedupe::{Entry, Seen, Table};
 use crate::gate::header_map::HeaderMap;
 use crate::gate::metrics::Counter;
@@ -216,24 +217,24 @@ impl Exchange {
                 source,
                 query,
             } => {
-                // Recorded so that a handshake's query, which access logs keep, can
-                // never carry a push. A plaintext echo is harmless to repeat; WeCom's
-                // is a decryption, so a used query gets `success` like any replay (a
-                // push's query, whose msg_signature signs its Encrypt exactly as a
-                // handshake's signs its echostr, never has it decrypted again).
+                // A handshake's query, which access logs keep, is used like a push's:
+                // used before (by a handshake or a push), it is a replay whatever its
+                // echostr, answered `success`, never echoed (text of the sender's
+                // choosing) nor decrypted (WeCom) again, and it can never carry a push.
                 let mut first = Vec::new();
-                match query {
-                    Some(q) if ctx.config.platform == Platform::Wecom => {
-                        match self.check_replay(ctx, q, proxy) {
-                            Ok(effects) => first = effects,
-                            Err(step) => return step,
-                        }
+                if let Some(q) = query {
+                    match self.check_replay(ctx, q, proxy) {
+                        Ok(effects) => first = effects,
+                        Err(answered) => return answered,
                     }
-                    Some(q) => {
-                        let _ = proxy.record(Table::Queries, q.entry(), now_u64(ctx));
-                    }
-                    None => {}
                 }
+                let answer = match echostr.open(ctx.config) {
+                    Ok(answer) => answer,
+                    Err(rejection) => return self.reject(rejection, proxy),
+                };
+                // Answered here and now: its query stays used whatever becomes of the
+                // stream.
+                self.recorded.keep();
                 let mut step = Step::new(Flow::Pause);
                 step.effects.extend(first);
                 count_source(&mut step, source);
@@ -241,7 +242,7 @@ impl Exchange {
                 step.with(Effect::Reply {
                     status: 200,
                     content_type: "text/plain",
-                    body: echostr.into_bytes(),
+                    body: answer.into_bytes(),
                 })
             }
             Verdict::Forward {
@@ -275,9 +276,9 @@ impl Exchange {
         }
     }
 
-    /// Records a verified push's signed query as used. `Err` answers the push: it was
-    /// used before (a replay, answered like a retry) or can no longer be checked.
-    /// `Ok` holds what goes with the push whatever becomes of it.
+    /// Records a verified request's signed query as used. `Err` answers the request: it
+    /// was used before (a replay, answered like a retry) or can no longer be checked.
+    /// `Ok` holds what goes with the request whatever becomes of it.
     pub(super) fn check_replay(
         &mut self,
         ctx: Context<'_>,

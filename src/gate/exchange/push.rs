@@ -26,7 +26,7 @@ use crate::gate::metrics::Counter;
 use crate::gate::query::without_safe_mode_params;
 use crate::gate::rejection::{Reason, Rejection};
 use crate::gate::request::{self, is_plausible_openid, SafePush, SourceOutcome};
-use crate::gate::safe_mode::{self, BodyPlan, Checked};
+use crate::gate::safe_mode::{self, BodyPlan, Checked, Sealed, Verified};
 
 /// A push verified on its headers.
 pub(super) struct VerifiedPush<'a> {
@@ -201,19 +201,27 @@ impl Exchange {
         let Some(body) = proxy.request_body(size) else {
             return self.reject(malformed("the body could not be read"), proxy);
         };
-        let checked = match safe_mode::check(&body, &reading.plan, ctx.config) {
-            Ok(c) => c,
+        let verified = match safe_mode::verify(&body, &reading.plan, ctx.config) {
+            Ok(v) => v,
             Err(rejection) => return self.reject(rejection, proxy),
         };
         // WeCom: no signature covers the query alone, so it is recorded against
-        // replays only now that msg_signature has verified it.
+        // replays only now that msg_signature has verified it, and before anything is
+        // decrypted: a used query is a replay whatever its body carries.
         let mut first = Vec::new();
-        if let Some(query) = checked.query {
-            match self.check_replay(ctx, query, proxy) {
+        if let Verified::Sealed(Sealed {
+            query: Some(query), ..
+        }) = &verified
+        {
+            match self.check_replay(ctx, *query, proxy) {
                 Ok(effects) => first = effects,
                 Err(answered) => return answered,
             }
         }
+        let checked = match safe_mode::open(verified, &reading.plan, ctx.config) {
+            Ok(c) => c,
+            Err(rejection) => return self.reject(rejection, proxy),
+        };
         if let Some(identity) = checked.identity {
             if let Some(answered) = self.check_retry(ctx, identity, proxy) {
                 return answered;

@@ -304,6 +304,63 @@ fn a_used_query_is_a_replay_whatever_its_body() {
     }
 }
 
+/// A GET to `target` through a fresh exchange, to the end of its stream (the host
+/// ends every stream, a handshake's too, after its answer).
+fn get(c: &Config, p: &mut Fake, target: &str) -> Step {
+    let mut x = Exchange::new();
+    let step = x.on_request_headers(ctx(c), &headers("GET", target, &[]), true, p);
+    x.on_stream_end(p);
+    step
+}
+
+#[test]
+fn a_used_query_is_a_replay_whatever_its_method() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    // A push's query, as a GET with an echostr of the sender's choosing.
+    let mut x = Exchange::new();
+    assert!(forwarded(&post(
+        &mut x,
+        &c,
+        &mut p,
+        &query("1", &[]),
+        &message(1)
+    )));
+    x.on_stream_end(&mut p);
+    let step = get(
+        &c,
+        &mut p,
+        &format!("/wechat?{}", query("1", &[("echostr", "<h1>")])),
+    );
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Replayed));
+    assert!(!counted(&step, Counter::Handshake));
+    // A handshake's, again as it was or with another echostr.
+    let handshake = format!("/wechat?{}", query("2", &[("echostr", "first")]));
+    assert_eq!(
+        replied(&get(&c, &mut p, &handshake)),
+        Some((200, b"first".to_vec()))
+    );
+    for again in [
+        handshake,
+        format!("/wechat?{}", query("2", &[("echostr", "x")])),
+    ] {
+        let step = get(&c, &mut p, &again);
+        assert_eq!(replied(&step), success(), "{again}");
+        assert!(counted(&step, Counter::Replayed), "{again}");
+    }
+    // A handshake's query can never carry a push, after its stream ended too.
+    let step = post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("2", &[]),
+        &message(2),
+    );
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Replayed));
+}
+
 #[test]
 fn a_push_whose_body_must_be_read_is_held_then_released_and_forwarded() {
     let c = cfg("");
@@ -1086,6 +1143,53 @@ fn wecoms_handshake_answers_the_decrypted_echostr() {
     assert!(counted(&step, Counter::Replayed), "{:?}", step.effects);
 }
 
+/// Issue 18, 1: a WeCom handshake's query was forgotten when its stream ended, so
+/// its URL was answered (decrypted) again, and carried its echostr, posted as the
+/// Encrypt, to the backend as a verified push.
+#[test]
+fn a_wecom_handshake_query_stays_used_once_its_stream_has_ended() {
+    let c = platform_cfg("wecom", "/wecom", "");
+    let mut p = Fake::new(&c);
+    let echostr = cipher::encrypt(&aes(), APPID, b"4872341879287", &[1; 16]);
+    let target = format!(
+        "/wecom?{}",
+        wecom_query("1", &echostr, &[("echostr", &echostr)])
+    );
+    let step = get(&c, &mut p, &target);
+    assert_eq!(replied(&step), Some((200, b"4872341879287".to_vec())));
+    assert!(counted(&step, Counter::Handshake));
+    let step = get(&c, &mut p, &target);
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Replayed));
+    assert!(!counted(&step, Counter::Handshake));
+    let body = envelope::push_body(Some(APPID), &echostr);
+    let step = open_post(
+        &c,
+        &mut p,
+        "/wecom",
+        &wecom_query("1", &echostr, &[]),
+        &body,
+    );
+    assert!(!forwarded(&step), "{:?}", step.effects);
+    assert!(counted(&step, Counter::Replayed), "{:?}", step.effects);
+}
+
+/// A handshake refused after its query was recorded (its echostr does not open to a
+/// token) leaves the query free: it was answered nothing.
+#[test]
+fn a_wecom_handshake_refused_at_its_echostr_leaves_its_query_free() {
+    let c = platform_cfg("wecom", "/wecom", "");
+    let mut p = Fake::new(&c);
+    let (q, body, encrypt) = wecom_push_for(APPID, "1", &message(81));
+    let step = get(
+        &c,
+        &mut p,
+        &format!("/wecom?{q}&{}", encode_query(&[("echostr", &encrypt)])),
+    );
+    assert_eq!(rejected(&step), Some(Reason::Decrypt));
+    assert!(forwarded(&open_post(&c, &mut p, "/wecom", &q, &body)));
+}
+
 #[test]
 fn a_wecom_push_is_verified_by_its_body_decrypted_and_its_query_then_used_up() {
     let c = platform_cfg("wecom", "/wecom", "");
@@ -1350,7 +1454,9 @@ fn a_wecom_push_seen_on_the_wire_never_becomes_a_handshake_the_gate_decrypts() {
         None,
         "the gate answered a used push's query with the decrypted message"
     );
-    assert!(rejected(&step).is_some(), "{:?}", step.effects);
+    // Its query is used: a replay, answered like a retry, whatever the method.
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Replayed), "{:?}", step.effects);
     // Nor before the push arrives (an observer racing WeChat), nor with a
     // tolerance of 0: a handshake's plaintext is a short token, never a message.
     let (q, _, encrypt) = wecom_push_for(APPID, "2", &secret);
@@ -1366,6 +1472,53 @@ fn a_wecom_push_seen_on_the_wire_never_becomes_a_handshake_the_gate_decrypts() {
         None,
         "a message was answered as a handshake's echostr"
     );
+}
+
+/// A decrypted push must be a message of its platform's format; whatever else opens
+/// under a valid msg_signature (a handshake's token, text, JSON where only XML is
+/// pushed) is refused 400 and its query left free.
+#[test]
+fn a_decrypted_push_that_is_not_a_message_of_its_platform_is_refused() {
+    let json = r#"{"ToUserName":"gh_1","FromUserName":"o1","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":7}"#;
+    for (platform, plaintext, passes) in [
+        ("wecom", "4872341879287", false),
+        ("wecom", json, false),
+        ("official_account", "just text", false),
+        ("official_account", json, false),
+        ("official_account", "", false),
+        ("mini_program", "just text", false),
+        ("mini_program", json, true),
+        ("mini_program", message(9).as_str(), true),
+    ] {
+        let c = platform_cfg(platform, "/wechat", "");
+        let mut p = Fake::new(&c);
+        let (q, body) = if platform == "wecom" {
+            let (q, body, _) = wecom_push_for(APPID, "1", plaintext);
+            (q, body)
+        } else {
+            safe_push("1", plaintext)
+        };
+        let step = open_post(&c, &mut p, "/wechat", &q, &body);
+        if passes {
+            assert!(
+                forwarded(&step),
+                "{platform} {plaintext}: {:?}",
+                step.effects
+            );
+            continue;
+        }
+        assert_eq!(
+            rejected(&step),
+            Some(Reason::Malformed),
+            "{platform} {plaintext}"
+        );
+        assert!(!forwarded(&step), "{platform} {plaintext}");
+        if platform != "wecom" {
+            // Its query is free again (WeCom's is recorded only after the body passed).
+            let (q, body) = safe_push("1", &message(10));
+            assert!(forwarded(&open_post(&c, &mut p, "/wechat", &q, &body)));
+        }
+    }
 }
 
 /// `AuthorizerAppid` twice (or holding structure) is no proof it names this route's

@@ -63,11 +63,13 @@ pub enum Verdict {
     PassThrough,
     /// Answer with the status and reason; the backend never sees it.
     Reject(Rejection),
-    /// A verified handshake: answer 200 with `echostr`.
+    /// A verified handshake: answer 200 with `echostr` (opened), unless its query was
+    /// used before.
     Echo {
-        echostr: String,
+        echostr: Echostr,
         source: SourceOutcome,
-        /// The signed query, to be recorded as used (it can never carry a push).
+        /// The signed query, to be recorded as used (it can never carry a push, nor
+        /// be answered again).
         query: Option<QueryUse>,
     },
     /// A verified push: forward it (after the body-size check, and for a safe-mode
@@ -82,6 +84,26 @@ pub enum Verdict {
         /// Open Platform: the authorizer's AppID, from the path.
         authorizer: Option<String>,
     },
+}
+
+/// A verified handshake's `echostr`: the answer as it came, or (WeCom) still sealed,
+/// to be opened only once its query is known to be unused, so that a used query is
+/// answered as a replay whatever it carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Echostr {
+    Plain(String),
+    Sealed(String),
+}
+
+impl Echostr {
+    /// The handshake's answer: a sealed `echostr` decrypted (401 `decrypt` if it does
+    /// not open to a handshake's token).
+    pub fn open(self, config: &Config) -> Result<String, Rejection> {
+        match self {
+            Echostr::Plain(text) => Ok(text),
+            Echostr::Sealed(sealed) => wecom::open_echostr(config, &sealed),
+        }
+    }
 }
 
 /// A verified signed query (`signature`, `timestamp`, `nonce`), for the table of used
@@ -223,7 +245,7 @@ fn check(
     let query = QueryUse::of(&expected, p.timestamp_value, tolerance);
     Ok(match signed.echostr {
         Some(echostr) => Verdict::Echo {
-            echostr: echostr.to_string(),
+            echostr: Echostr::Plain(echostr.to_string()),
             source,
             query,
         },

@@ -51,7 +51,7 @@ fn signed_handshake_is_echoed() {
     assert_eq!(
         run(&c, "GET", &path, LISTED),
         Verdict::Echo {
-            echostr: "hello".into(),
+            echostr: Echostr::Plain("hello".into()),
             source: SourceOutcome::Listed,
             query: Some(QueryUse {
                 identity: u64::from_str_radix(
@@ -74,7 +74,7 @@ fn echostr_is_returned_decoded() {
         signed_query(TOKEN, NOW, "7")
     );
     assert!(
-        matches!(run(&c, "GET", &path, LISTED), Verdict::Echo { echostr, .. } if echostr == "a/b c d")
+        matches!(run(&c, "GET", &path, LISTED), Verdict::Echo { echostr: Echostr::Plain(e), .. } if e == "a/b c d")
     );
 }
 

@@ -2,9 +2,10 @@
 //! signs the token, timestamp and nonce with the handshake's `echostr` or the push's
 //! `Encrypt`: no signature covers the query alone.
 //!
-//! - The GET handshake's `echostr` is encrypted: checked against `msg_signature`,
-//!   decrypted with the EncodingAESKey and the CorpID (or suite id) as ReceiveId, and
-//!   its plaintext is the answer.
+//! - The GET handshake's `echostr` is encrypted: checked against `msg_signature`, and
+//!   once its query is known to be unused (a used one is a replay), decrypted with the
+//!   EncodingAESKey and the CorpID (or suite id) as ReceiveId: its plaintext is the
+//!   answer.
 //! - A push is judged on its head by its source and freshness only; its
 //!   `msg_signature` is checked against the body's `Encrypt` (and the query recorded
 //!   against replays) once the body has come. Held (hold mode), nothing reaches the
@@ -12,7 +13,7 @@
 //!   upstream before its body completes.
 
 use super::{
-    check_freshness, check_source, method_of, non_empty, signed_params, Method, QueryUse,
+    check_freshness, check_source, method_of, non_empty, signed_params, Echostr, Method, QueryUse,
     RequestHead, SafePush, Sources, Verdict,
 };
 use crate::gate::config::Config;
@@ -56,7 +57,8 @@ pub(super) fn check(
     let (_, expected) = verify(config, p.signature, &[p.timestamp, p.nonce, echostr])?;
     check_freshness(p.timestamp_value, now_unix, tolerance)?;
     Ok(Verdict::Echo {
-        echostr: open_echostr(config, echostr)?,
+        // Opened once the query is known to be unused: a used one is a replay.
+        echostr: Echostr::Sealed(echostr.to_string()),
         source,
         query: QueryUse::of(&expected, p.timestamp_value, tolerance),
     })
@@ -96,7 +98,7 @@ fn is_handshake_token(plain: &[u8]) -> bool {
 }
 
 /// The handshake's answer: the `echostr` decrypted, with any of the keys.
-fn open_echostr(config: &Config, echostr: &str) -> Result<String, Rejection> {
+pub(super) fn open_echostr(config: &Config, echostr: &str) -> Result<String, Rejection> {
     let (Some(safe_mode), Some(receive_id)) = (&config.safe_mode, &config.appid) else {
         return Err(Rejection::new(
             Reason::Decrypt,

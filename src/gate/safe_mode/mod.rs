@@ -3,7 +3,7 @@
 //! decryption), the message's identity for deduplication, and the encrypted reply.
 //!
 //! Nothing here forwards anything: the exchange keeps the body from the backend
-//! until [`check`] has said yes.
+//! until [`check`] (or [`verify`], then [`open`]) has said yes.
 
 pub mod cipher;
 pub mod envelope;
@@ -69,9 +69,6 @@ pub struct Checked {
     pub format: Format,
     /// Which of the rotated tokens verified `msg_signature` (0 without safe mode).
     pub token: usize,
-    /// WeCom: the query, verified only now by `msg_signature`, to record against
-    /// replays.
-    pub query: Option<QueryUse>,
 }
 
 /// Decrypts with the current key, else the previous one (WeChat's rule while an
@@ -96,17 +93,39 @@ fn decrypt_with_any(
     ))
 }
 
-/// Checks a whole push body against its plan.
+/// Checks a whole push body against its plan: [`verify`], then [`open`].
 pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, Rejection> {
-    // Official Accounts push XML only; a Mini Program's console picks XML or JSON.
-    let format = if config.platform.allows_json() {
-        Format::of(body)
-    } else {
-        Format::Xml
-    };
+    open(verify(body, plan, config)?, plan, config)
+}
+
+/// A push body whose signature is checked, not yet opened.
+pub enum Verified {
+    /// A plaintext push: nothing in its body to verify, read only for its identity.
+    Plain(Checked),
+    /// A safe-mode push whose `Encrypt` matches `msg_signature`.
+    Sealed(Sealed),
+}
+
+/// A safe-mode push's `Encrypt`, verified by `msg_signature`, not yet decrypted.
+pub struct Sealed {
+    /// WeCom: the query, verified only now by `msg_signature`: to be recorded against
+    /// replays before anything is decrypted, so that a used one is a replay whatever
+    /// it carries.
+    pub query: Option<QueryUse>,
+    outer: Message,
+    encrypt: String,
+    /// Which of the rotated tokens verified `msg_signature`.
+    token: usize,
+    format: Format,
+}
+
+/// The first half of [`check`]: the body read as its platform's format and a
+/// safe-mode push's `Encrypt` checked against `msg_signature`.
+pub fn verify(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Verified, Rejection> {
+    let format = format_on(config, body);
     let Some(safe) = &plan.safe else {
         let identity = identity(plan, body, format);
-        return Ok(Checked::unread(None, identity, format));
+        return Ok(Verified::Plain(Checked::unread(None, identity, format)));
     };
     let outer = Message::read(body, format)
         .map_err(|e| Rejection::new(Reason::Malformed, format!("the body {e}")))?;
@@ -122,6 +141,29 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
             QueryUse::of(&digest, ts, config.timestamp_tolerance_seconds)
         })
         .flatten();
+    Ok(Verified::Sealed(Sealed {
+        query,
+        outer,
+        encrypt,
+        token,
+        format,
+    }))
+}
+
+/// The second half of [`check`]: a verified `Encrypt` decrypted (with a key
+/// configured) into a message of the platform's format, checked, and what the
+/// backend gets.
+pub fn open(verified: Verified, plan: &BodyPlan, config: &Config) -> Result<Checked, Rejection> {
+    let Sealed {
+        outer,
+        encrypt,
+        token,
+        format,
+        ..
+    } = match verified {
+        Verified::Plain(checked) => return Ok(checked),
+        Verified::Sealed(sealed) => sealed,
+    };
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
         // No key configured: the signature is all that can be checked, and nothing in
         // the message can be read (so nothing identifies it as a retry).
@@ -133,25 +175,15 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         let rebuilt = envelope::push_body_in(format, to, &encrypt).into_bytes();
         return Ok(Checked {
             token,
-            query,
             ..Checked::unread(Some(rebuilt), None, format)
         });
     };
     let (key, plaintext) = decrypt_with_any(&safe_mode.keys, appid, &encrypt)?;
-    // The plaintext is in the push's own format (a JSON push holds JSON).
-    let inner = Message::read(&plaintext, Format::of(&plaintext)).ok();
-    let field = |name: &str| {
-        inner
-            .as_ref()
-            .and_then(|m| m.text(name))
-            .map(str::to_string)
-    };
-    check_account(appid, plan.authorizer.as_deref(), inner.as_ref())?;
+    let inner = read_plaintext(config, &plaintext)?;
+    let field = |name: &str| inner.text(name).map(str::to_string);
+    check_account(appid, plan.authorizer.as_deref(), &inner)?;
     let sender = field("FromUserName");
-    let identity = plan
-        .dedupe
-        .then(|| inner.as_ref().and_then(Message::retry_identity))
-        .flatten();
+    let identity = plan.dedupe.then(|| inner.retry_identity()).flatten();
     let body_for_backend = if plan.decrypt {
         plaintext
     } else {
@@ -166,7 +198,34 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
         key,
         format,
         token,
-        query,
+    })
+}
+
+/// How a body is written on the account's platform: Official Accounts (and Open
+/// Platform and WeCom) push XML only; a Mini Program's console picks XML or JSON,
+/// read from the body.
+fn format_on(config: &Config, body: &[u8]) -> Format {
+    if config.platform.allows_json() {
+        Format::of(body)
+    } else {
+        Format::Xml
+    }
+}
+
+/// A decrypted push must be a message in a format of its platform. Whatever else
+/// opens under a valid `msg_signature` (a WeCom handshake's `echostr`, posted as a
+/// push under the handshake's query; text; JSON to an Official Account) is refused,
+/// never handed to the backend as a verified message.
+fn read_plaintext(config: &Config, plaintext: &[u8]) -> Result<Message, Rejection> {
+    Message::read(plaintext, format_on(config, plaintext)).map_err(|_| {
+        Rejection::new(
+            Reason::Malformed,
+            if config.platform.allows_json() {
+                "the decrypted Encrypt is not a message (XML or JSON)"
+            } else {
+                "the decrypted Encrypt is not a message (XML)"
+            },
+        )
     })
 }
 
@@ -177,11 +236,8 @@ pub fn check(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Checked, R
 fn check_account(
     component: &str,
     authorizer: Option<&str>,
-    message: Option<&Message>,
+    message: &Message,
 ) -> Result<(), Rejection> {
-    let Some(message) = message else {
-        return Ok(());
-    };
     let wrong = |what: &str| {
         Rejection::new(
             Reason::Account,
@@ -236,7 +292,6 @@ impl Checked {
             key: 0,
             format,
             token: 0,
-            query: None,
         }
     }
 }
@@ -443,6 +498,22 @@ mod tests {
                 Reason::Malformed,
                 "{body}"
             );
+        }
+    }
+
+    #[test]
+    fn a_plaintext_that_is_not_a_message_is_400_whether_handed_on_or_not() {
+        let verify_only = config(
+            &format!(r#", "safe_mode": {{"encoding_aes_key": "{KEY}"}}"#),
+            15,
+        );
+        for c in [decrypting(), verify_only] {
+            for plaintext in ["4872341879287", "<xml>", "", r#"{"MsgId":1}"#] {
+                let (body, safe) = safe_push(plaintext, TOKEN);
+                let r = check(body.as_bytes(), &plan(&c, Some(safe)), &c);
+                assert_eq!(reason(r.clone()), Reason::Malformed, "{plaintext:?}");
+                assert!(r.expect_err("refused").detail.contains("not a message"));
+            }
         }
     }
 

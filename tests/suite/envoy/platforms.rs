@@ -388,13 +388,12 @@ fn wecoms_handshake_is_answered_with_the_plaintext_of_wechatpys_echostr() {
         (r.status, r.body_text().as_str()),
         (200, "5927782489442352")
     );
-    // The same handshake again is answered again (harmless, as for every platform);
-    // forged, stale, for another corp, or from a source not on the list, it is refused.
+    // The same handshake again is a replay (as on every platform): answered
+    // `success`, not decrypted again. Forged, stale, for another corp, or from a
+    // source not on the list, it is refused.
     let r = envoy.send("GET", &target, &[], b"", LISTED);
-    assert_eq!(
-        (r.status, r.body_text().as_str()),
-        (200, "5927782489442352")
-    );
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 1);
     let forged = "0".repeat(40);
     assert_eq!(handshake(CORPID, Some(&forged), now()).0.status, 401);
     assert_eq!(handshake(CORPID, None, now() - 3600).0.status, 401);

@@ -10,6 +10,7 @@ use crate::harness::requests::{nonce, signed, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{push, safe_config, text_message};
 use crate::harness::{now, wait_past};
 use serde_json::json;
+use wechat_gate::gate::query::encode_query;
 
 #[test]
 fn a_used_query_never_carries_a_push_to_the_backend_again() {
@@ -48,6 +49,47 @@ fn a_used_query_never_carries_a_push_to_the_backend_again() {
     assert_eq!(envoy.counter("wechat_gate.replayed"), 4);
     assert_eq!(envoy.counter("wechat_gate.forwarded"), 1);
     assert_eq!(envoy.counter("wechat_gate.deduplicated"), 0);
+}
+
+/// A signed query seen once (a push's, or a handshake's, in an access log) sent as a
+/// GET with an `echostr` of the sender's choosing: a replay like any other, answered
+/// `success`, never the sender's text under the account's domain.
+#[test]
+fn a_used_query_sent_as_a_handshake_is_answered_success_never_echoed() {
+    let backend = Backend::start();
+    let envoy = gated(backend.port, safe_config(json!({}))).start();
+    let get = |query: &str, echostr: &str| {
+        let target = format!("/wechat?{query}&{}", encode_query(&[("echostr", echostr)]));
+        envoy.send("GET", &target, &[], b"", LISTED)
+    };
+    // A plaintext push and a safe-mode push, delivered; a handshake, answered.
+    let plain = signed(TOKEN, now(), &nonce(), &[("openid", "o_safe_user")]);
+    let message = text_message("a plaintext push", 4301);
+    assert_eq!(envoy.post(&plain, &message, LISTED).status, 200);
+    let sealed = push(&text_message("a sealed push", 4302), &nonce());
+    assert_eq!(envoy.push(&sealed).status, 200);
+    let handshake = signed(TOKEN, now(), &nonce(), &[]);
+    let r = get(&handshake, "first");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "first"));
+    // Each query again as a GET, and the handshake's URL as it was.
+    let phish = "<h1>Account suspended: call +00 000</h1>";
+    for (used, echostr) in [
+        (&plain, phish),
+        (&sealed.query, phish),
+        (&handshake, phish),
+        (&handshake, "first"),
+    ] {
+        let r = get(used, echostr);
+        assert_eq!(
+            (r.status, r.body_text().as_str()),
+            (200, "success"),
+            "{used} echostr={echostr}"
+        );
+    }
+    assert_eq!(backend.records().len(), 2, "{:?}", backend.bodies());
+    assert_eq!(envoy.counter("wechat_gate.handshake"), 1);
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 4);
+    assert_eq!(envoy.counter("wechat_gate.forwarded"), 2);
 }
 
 #[test]
