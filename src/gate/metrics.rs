@@ -13,96 +13,113 @@
 use crate::gate::rejection::Reason;
 use crate::gate::request::SourceOutcome;
 
-/// A counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Counter {
-    Handshake,
-    Forwarded,
-    PassedThrough,
-    Decrypted,
-    ReplyEncrypted,
-    Deduplicated,
-    Replayed,
-    ReplayEvicted,
-    ReplayUnrecorded,
-    UpstreamFailure,
-    SourceReportOnly,
-    SourceUnverified,
-    RefreshOk,
-    RefreshFailed,
-    Rejected(Reason),
+/// Declares [`Counter`]'s plain variants with their names in one row each (and a
+/// fieldless twin, [`Event`], whose discriminant is a plain counter's place), so that
+/// the list, the places and the names cannot fall out of step.
+macro_rules! counters {
+    ($($variant:ident => $name:literal;)*) => {
+        /// A counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter {
+            $($variant,)*
+            Rejected(Reason),
+        }
+
+        /// [`Counter`]'s plain variants, fieldless: `event as usize` is the place.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Event {
+            $($variant,)*
+        }
+
+        const PLAIN: &[Counter] = &[$(Counter::$variant,)*];
+
+        impl Counter {
+            /// Its place in [`Counter::all`]: the plain ones first, then one per
+            /// [`Reason`], in declaration order.
+            pub fn index(self) -> usize {
+                match self {
+                    $(Counter::$variant => Event::$variant as usize,)*
+                    Counter::Rejected(reason) => PLAIN.len() + reason as usize,
+                }
+            }
+
+            /// The name without its tags.
+            fn stem(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                    Counter::Rejected(_) => "rejected_total",
+                }
+            }
+        }
+    };
 }
 
-/// A gauge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gauge {
-    AllowlistEntries,
-    AllowlistLastSuccessUnix,
+counters! {
+    Handshake => "handshake";
+    Forwarded => "forwarded";
+    PassedThrough => "passed_through";
+    Decrypted => "decrypted";
+    ReplyEncrypted => "reply_encrypted";
+    Deduplicated => "deduplicated";
+    Replayed => "replayed";
+    ReplayEvicted => "replay_table.evicted";
+    ReplayUnrecorded => "replay_table.unrecorded";
+    UpstreamFailure => "upstream_failure";
+    SourceReportOnly => "source_report_only";
+    SourceUnverified => "source_unverified";
+    RefreshOk => "allowlist.refresh_ok";
+    RefreshFailed => "allowlist.refresh_failed";
 }
 
-const PLAIN: [Counter; 14] = [
-    Counter::Handshake,
-    Counter::Forwarded,
-    Counter::PassedThrough,
-    Counter::Decrypted,
-    Counter::ReplyEncrypted,
-    Counter::Deduplicated,
-    Counter::Replayed,
-    Counter::ReplayEvicted,
-    Counter::ReplayUnrecorded,
-    Counter::UpstreamFailure,
-    Counter::SourceReportOnly,
-    Counter::SourceUnverified,
-    Counter::RefreshOk,
-    Counter::RefreshFailed,
-];
+/// Declares [`Gauge`] with its names in one row per variant.
+macro_rules! gauges {
+    ($($variant:ident => $name:literal;)*) => {
+        /// A gauge.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Gauge {
+            $($variant,)*
+        }
+
+        impl Gauge {
+            /// Every gauge (`gauge as usize` is its place).
+            pub const ALL: &'static [Gauge] = &[$(Gauge::$variant,)*];
+
+            fn stem(self) -> &'static str {
+                match self {
+                    $(Gauge::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+gauges! {
+    AllowlistEntries => "allowlist.entries";
+    AllowlistLastSuccessUnix => "allowlist.last_success_unix";
+}
 
 impl Counter {
     /// Every counter, in a fixed order (the index the host keeps its ids by).
     pub fn all() -> impl Iterator<Item = Counter> {
         PLAIN
-            .into_iter()
-            .chain(Reason::ALL.into_iter().map(Counter::Rejected))
-    }
-
-    /// Its place in [`Counter::all`].
-    pub fn index(self) -> usize {
-        match self {
-            Counter::Rejected(reason) => {
-                PLAIN.len() + Reason::ALL.iter().position(|r| *r == reason).unwrap_or(0)
-            }
-            plain => PLAIN.iter().position(|c| *c == plain).unwrap_or(0),
-        }
+            .iter()
+            .copied()
+            .chain(Reason::ALL.iter().map(|r| Counter::Rejected(*r)))
     }
 
     /// The counter's name in Envoy's stats for `account` (`wasmcustom.` is Envoy's
     /// prefix); `account` is a [`crate::gate::config::Config::name`], which holds no
     /// `;`, `=` or `.`.
     pub fn name(self, account: &str) -> String {
-        let tail = match self {
-            Counter::Handshake => "handshake",
-            Counter::Forwarded => "forwarded",
-            Counter::PassedThrough => "passed_through",
-            Counter::Decrypted => "decrypted",
-            Counter::ReplyEncrypted => "reply_encrypted",
-            Counter::Deduplicated => "deduplicated",
-            Counter::Replayed => "replayed",
-            Counter::ReplayEvicted => "replay_table.evicted",
-            Counter::ReplayUnrecorded => "replay_table.unrecorded",
-            Counter::UpstreamFailure => "upstream_failure",
-            Counter::SourceReportOnly => "source_report_only",
-            Counter::SourceUnverified => "source_unverified",
-            Counter::RefreshOk => "allowlist.refresh_ok",
-            Counter::RefreshFailed => "allowlist.refresh_failed",
-            Counter::Rejected(reason) => {
-                return format!(
-                    "wechat_gate.rejected_total.{}{}",
-                    tag("account", account),
-                    tag("reason", reason.name())
-                )
-            }
-        };
-        format!("wechat_gate.{tail}.{}", tag("account", account))
+        let account = tag("account", account);
+        match self {
+            Counter::Rejected(reason) => format!(
+                "wechat_gate.{}.{account}{}",
+                self.stem(),
+                tag("reason", reason.name())
+            ),
+            _ => format!("wechat_gate.{}.{account}", self.stem()),
+        }
     }
 
     /// What a let-through request's source check counts, if anything.
@@ -116,15 +133,9 @@ impl Counter {
 }
 
 impl Gauge {
-    pub const ALL: [Gauge; 2] = [Gauge::AllowlistEntries, Gauge::AllowlistLastSuccessUnix];
-
     /// The gauge's name for `account`: each account's own, never another's.
     pub fn name(self, account: &str) -> String {
-        let base = match self {
-            Gauge::AllowlistEntries => "wechat_gate.allowlist.entries",
-            Gauge::AllowlistLastSuccessUnix => "wechat_gate.allowlist.last_success_unix",
-        };
-        format!("{base}.{}", tag("account", account))
+        format!("wechat_gate.{}.{}", self.stem(), tag("account", account))
     }
 }
 
@@ -142,6 +153,9 @@ mod tests {
         let all: Vec<Counter> = Counter::all().collect();
         for (i, c) in all.iter().enumerate() {
             assert_eq!(c.index(), i, "{c:?}");
+        }
+        for (i, g) in Gauge::ALL.iter().enumerate() {
+            assert_eq!(*g as usize, i, "{g:?}");
         }
         let mut names: Vec<String> = all.iter().map(|c| c.name("wx1")).collect();
         names.sort();

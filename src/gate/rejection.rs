@@ -4,78 +4,54 @@
 
 use std::borrow::Cow;
 
-/// Why a request was refused. Each has its own status code and counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    Method,
-    Malformed,
-    Source,
-    Unavailable,
-    Signature,
-    Stale,
-    TooLarge,
-    LengthRequired,
-    /// Safe mode: `msg_signature` does not match the body's `Encrypt`.
-    MsgSignature,
-    /// Safe mode: `Encrypt` did not decrypt (padding, length, appid, base64).
-    Decrypt,
-    /// A held push's body did not reach the filter in time.
-    BodyTimeout,
-    /// The decrypted message names another account than the route serves (Open
-    /// Platform: its component or its authorizer).
-    Account,
+/// Declares [`Reason`] with its status and name in one row per variant, so that its
+/// list, its statuses and its names cannot fall out of step.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident => $status:literal, $name:literal;)*) => {
+        /// Why a request was refused. Each has its own status code and counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Reason {
+            $($(#[$doc])* $variant,)*
+        }
+
+        impl Reason {
+            /// Every reason, in declaration order (`reason as usize` is its place).
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            pub fn status(self) -> u32 {
+                match self {
+                    $(Reason::$variant => $status,)*
+                }
+            }
+
+            /// The reason's tag in `wechat_gate_rejected_total{reason="…"}`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Reason::$variant => $name,)*
+                }
+            }
+        }
+    };
 }
 
-impl Reason {
-    pub const ALL: [Reason; 12] = [
-        Reason::Method,
-        Reason::Malformed,
-        Reason::Source,
-        Reason::Unavailable,
-        Reason::Signature,
-        Reason::Stale,
-        Reason::TooLarge,
-        Reason::LengthRequired,
-        Reason::MsgSignature,
-        Reason::Decrypt,
-        Reason::BodyTimeout,
-        Reason::Account,
-    ];
-
-    pub fn status(self) -> u32 {
-        match self {
-            Reason::Method => 405,
-            Reason::Malformed => 400,
-            Reason::Source => 403,
-            Reason::Unavailable => 503,
-            Reason::Signature
-            | Reason::Stale
-            | Reason::MsgSignature
-            | Reason::Decrypt
-            | Reason::Account => 401,
-            Reason::TooLarge => 413,
-            Reason::LengthRequired => 411,
-            Reason::BodyTimeout => 408,
-        }
-    }
-
-    /// The last part of the counter `wechat_gate.rejected.<name>`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Reason::Method => "method",
-            Reason::Malformed => "malformed",
-            Reason::Source => "source",
-            Reason::Unavailable => "unavailable",
-            Reason::Signature => "signature",
-            Reason::Stale => "stale",
-            Reason::TooLarge => "too_large",
-            Reason::LengthRequired => "length_required",
-            Reason::MsgSignature => "msg_signature",
-            Reason::Decrypt => "decrypt",
-            Reason::BodyTimeout => "body_timeout",
-            Reason::Account => "account",
-        }
-    }
+reasons! {
+    Method => 405, "method";
+    Malformed => 400, "malformed";
+    Source => 403, "source";
+    Unavailable => 503, "unavailable";
+    Signature => 401, "signature";
+    Stale => 401, "stale";
+    TooLarge => 413, "too_large";
+    LengthRequired => 411, "length_required";
+    /// Safe mode: `msg_signature` does not match the body's `Encrypt`.
+    MsgSignature => 401, "msg_signature";
+    /// Safe mode: `Encrypt` did not decrypt (padding, length, appid, base64).
+    Decrypt => 401, "decrypt";
+    /// A held push's body did not reach the filter in time.
+    BodyTimeout => 408, "body_timeout";
+    /// The decrypted message names another account than the route serves (Open
+    /// Platform: its component or its authorizer).
+    Account => 401, "account";
 }
 
 /// A refusal: the reason and a short detail for the response body and the log.
@@ -116,7 +92,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_reason_has_the_documented_status() {
+    fn every_reason_has_the_documented_status_and_its_place() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
         let table: Vec<(u32, &str)> = Reason::ALL.iter().map(|r| (r.status(), r.name())).collect();
         assert_eq!(
             table,

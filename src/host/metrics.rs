@@ -65,8 +65,7 @@ impl Metrics {
     }
 
     pub fn set(&self, gauge: Gauge, value: u64) {
-        let index = Gauge::ALL.iter().position(|g| *g == gauge);
-        if let Some(id) = index.and_then(|i| self.gauges.get(i).copied().flatten()) {
+        if let Some(id) = self.gauges.get(gauge as usize).copied().flatten() {
             proxy::record_metric(id, value);
         }
     }
