@@ -12,7 +12,7 @@ use super::shared_data::{self, Change};
 use crate::gate::allowlist::CallbackAllowlist;
 use crate::gate::config::{TokenApi, WechatApi};
 use crate::gate::live_list::state::{
-    decode_shared_list, encode_shared_list, FetchPlan, Next, RefreshState, Step,
+    decode_shared_list, encode_shared_list, FetchPlan, Instance, Next, RefreshState, Step,
 };
 use crate::gate::live_list::wechat_api::{self, advice, Advice, ApiFailure};
 use crate::gate::metrics::Counter;
@@ -30,8 +30,8 @@ struct InFlight {
 
 pub struct LiveList {
     api: WechatApi,
-    /// Identifies this `wechat_api` configuration in the shared state.
-    fingerprint: u64,
+    /// This instance's part in the account's shared refresh.
+    instance: Instance,
     appid: String,
     state_key: String,
     list_key: String,
@@ -44,25 +44,10 @@ impl LiveList {
     pub fn new(api: WechatApi) -> LiveList {
         let appid = api.appid.clone();
         let prefix = format!("wechat_gate.{appid}.callback_ip");
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            // DefaultHasher::new() has fixed keys: every VM computes the same value.
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (
-                format!("{:?}", api.token_api),
-                api.secret.expose(),
-                api.refresh_seconds,
-                api.timeout_ms,
-            )
-                .hash(&mut h);
-            for u in &api.upstreams {
-                (&u.cluster, &u.authority).hash(&mut h);
-            }
-            h.finish()
-        };
+        let instance = Instance::of(&api);
         LiveList {
             api,
-            fingerprint,
+            instance,
             appid,
             state_key: format!("{prefix}.state"),
             list_key: format!("{prefix}.list"),
@@ -183,7 +168,7 @@ impl LiveList {
                         shared_data::overwrite(&self.list_key, &json);
                     }
                     let refresh = self.api.refresh_seconds;
-                    self.update_state(|s| s.succeeded(now, refresh));
+                    self.update_state(|s| s.succeeded(now));
                     let cluster = self.cluster_name(plan.upstream());
                     if !ips.skipped.is_empty() {
                         log::warn!(
@@ -197,9 +182,11 @@ impl LiveList {
                     return self.pick_up_shared_list();
                 }
                 Next::GaveUp(failure) => {
-                    let refresh = self.api.refresh_seconds;
-                    let state = self.update_state(|s| s.failed(now, refresh, jitter()));
-                    let retry = state.map_or(0, |s| s.next_fetch_at.saturating_sub(now));
+                    let (jitter, settings) = (jitter(), self.instance.settings);
+                    let state = self.update_state(|s| s.failed(now, jitter, settings));
+                    let retry = state.map_or(0, |s| {
+                        s.next_due(&self.instance).max(now).saturating_sub(now)
+                    });
                     log::warn!(
                         "callback IP list: every upstream failed (last: {failure}); keeping the {} list; next try in {retry} s",
                         if self.live.is_some() { "last good" } else { "static" }
@@ -323,10 +310,10 @@ impl LiveList {
             // A state that does not parse (written by another version) is started
             // afresh, under the same CAS, rather than blocking every fetch forever.
             let state: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
-            if !state.is_due(now, self.fingerprint) {
+            if !state.is_due(now, &self.instance) {
                 return Change::Keep(None);
             }
-            let leased = state.leased(now, self.lease_seconds(), self.fingerprint);
+            let leased = state.leased(now, self.lease_seconds());
             match serde_json::to_vec(&leased) {
                 Ok(json) => Change::Write(json, Some(leased)),
                 Err(_) => Change::Keep(None),

@@ -9,6 +9,7 @@ mod hostile_input;
 mod istio;
 mod live_list;
 mod metrics;
+mod one_account_many_instances;
 mod platforms;
 mod retries_and_replays;
 mod safe_mode;
