@@ -30,6 +30,8 @@ pub enum Counter {
     SourceUnverified,
     RefreshOk,
     RefreshFailed,
+    /// A callback list from the API refused for an entry broader than the bound.
+    ListRefused,
     Rejected(Reason),
 }
 
@@ -40,7 +42,7 @@ pub enum Gauge {
     AllowlistLastSuccessUnix,
 }
 
-const PLAIN: [Counter; 14] = [
+const PLAIN: [Counter; 15] = [
     Counter::Handshake,
     Counter::Forwarded,
     Counter::PassedThrough,
@@ -55,6 +57,7 @@ const PLAIN: [Counter; 14] = [
     Counter::SourceUnverified,
     Counter::RefreshOk,
     Counter::RefreshFailed,
+    Counter::ListRefused,
 ];
 
 impl Counter {
@@ -94,6 +97,7 @@ impl Counter {
             Counter::SourceUnverified => "source_unverified",
             Counter::RefreshOk => "allowlist.refresh_ok",
             Counter::RefreshFailed => "allowlist.refresh_failed",
+            Counter::ListRefused => "allowlist.list_refused",
             Counter::Rejected(reason) => {
                 return format!(
                     "wechat_gate.rejected_total.{}{}",

@@ -122,8 +122,12 @@ impl LiveList {
             }
             Step::List { .. } => {
                 let result = wechat_api::parse_callback_ip_reply(status, &body);
-                if let Err(failure) = &result {
-                    self.log_failure(step, failure);
+                match &result {
+                    Err(failure) if failure.is_refused_list() => {
+                        self.refused(step, failure, metrics)
+                    }
+                    Err(failure) => self.log_failure(step, failure),
+                    Ok(_) => {}
                 }
                 let next = plan.after_list(step, result);
                 if plan.drop_token {
@@ -187,10 +191,18 @@ impl LiveList {
                     let retry = state.map_or(0, |s| {
                         s.next_due(&self.instance).max(now).saturating_sub(now)
                     });
-                    log::warn!(
-                        "callback IP list: every upstream failed (last: {failure}); keeping the {} list; next try in {retry} s",
-                        if self.live.is_some() { "last good" } else { "static" }
-                    );
+                    let kept = if self.live.is_some() {
+                        "last good"
+                    } else {
+                        "static"
+                    };
+                    if failure.is_refused_list() {
+                        log::debug!("callback IP list: list refused; keeping the {kept} list; next try in {retry} s");
+                    } else {
+                        log::warn!(
+                            "callback IP list: every upstream failed (last: {failure}); keeping the {kept} list; next try in {retry} s"
+                        );
+                    }
                     metrics.count(Counter::RefreshFailed);
                     return false;
                 }
@@ -242,6 +254,27 @@ impl LiveList {
                 ApiFailure::Transport
             },
         )
+    }
+
+    /// A list refused for its contents: counted every time, logged once per failure
+    /// streak (the shared state remembers), then at debug.
+    fn refused(&self, step: Step, failure: &ApiFailure, metrics: &Metrics) {
+        metrics.count(Counter::ListRefused);
+        let cluster = match step {
+            Step::List { upstream } | Step::Token { upstream, .. } => self.cluster_name(upstream),
+        };
+        let first = self
+            .update_state_with(RefreshState::note_refusal)
+            .unwrap_or(true);
+        if first {
+            log::warn!(
+                "callback IP list: getcallbackip from cluster {cluster}: {failure}; keeping the {} list \
+                 (counted in wechat_gate.allowlist.list_refused; not logged again until a good list)",
+                if self.live.is_some() { "last good" } else { "static" }
+            );
+        } else {
+            log::debug!("callback IP list: getcallbackip from cluster {cluster}: {failure}");
+        }
     }
 
     fn log_failure(&self, step: Step, failure: &ApiFailure) {
@@ -331,12 +364,24 @@ impl LiveList {
 
     /// Read-modify-write of the shared state, retried on a CAS conflict.
     fn update_state(&self, change: impl Fn(&RefreshState) -> RefreshState) -> Option<RefreshState> {
+        self.update_state_with(|s| {
+            let next = change(s);
+            (next.clone(), next)
+        })
+    }
+
+    /// Read-modify-write of the shared state, retried on a CAS conflict; returns what
+    /// `change` says about the write that took.
+    fn update_state_with<T>(
+        &self,
+        change: impl Fn(&RefreshState) -> (RefreshState, T),
+    ) -> Option<T> {
         let seed = serde_json::to_vec(&RefreshState::default()).ok()?;
         shared_data::update(&self.state_key, &seed, 8, |bytes| {
             let current: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
-            let next = change(&current);
+            let (next, said) = change(&current);
             match serde_json::to_vec(&next) {
-                Ok(json) => Change::Write(json, Some(next)),
+                Ok(json) => Change::Write(json, Some(said)),
                 Err(_) => Change::Keep(None),
             }
         })

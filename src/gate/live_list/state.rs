@@ -99,6 +99,9 @@ pub struct RefreshState {
     /// Forced refreshes on the UTC day `forced_day` (days since the epoch).
     pub forced_today: u32,
     pub forced_day: i64,
+    /// A refused list (see `wechat_api::ApiFailure::TooBroad`) was logged in this
+    /// failure streak: the next refusals are counted, not logged again.
+    pub refusal_logged: bool,
 }
 
 impl fmt::Debug for RefreshState {
@@ -208,6 +211,7 @@ impl RefreshState {
             tried: Vec::new(),
             lease_until: 0,
             last_success_unix: now,
+            refusal_logged: false,
             ..self.clone()
         }
     }
@@ -228,6 +232,16 @@ impl RefreshState {
             lease_until: 0,
             ..self.clone()
         }
+    }
+
+    /// A refused list: the state that remembers it, and whether to log it (once per
+    /// failure streak).
+    pub fn note_refusal(&self) -> (RefreshState, bool) {
+        let state = RefreshState {
+            refusal_logged: true,
+            ..self.clone()
+        };
+        (state, !self.refusal_logged)
     }
 }
 
@@ -578,6 +592,16 @@ mod tests {
                 "{changed}"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_list_is_logged_once_per_failure_streak() {
+        let (s, log) = RefreshState::default().note_refusal();
+        assert!(log);
+        let (s, log) = s.failed(10, 0, 1).note_refusal();
+        assert!(!log);
+        let (_, log) = s.succeeded(20).note_refusal();
+        assert!(log, "a new streak after a good list");
     }
 
     #[test]

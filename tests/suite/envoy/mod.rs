@@ -11,6 +11,7 @@ mod live_list;
 mod metrics;
 mod one_account_many_instances;
 mod platforms;
+mod refused_lists;
 mod retries_and_replays;
 mod safe_mode;
 mod shipped_configs;
