@@ -14,6 +14,7 @@ mod platforms;
 mod refused_lists;
 mod retries_and_replays;
 mod safe_mode;
+mod secrets_in_envoy_logs;
 mod shipped_configs;
 mod signatures;
 mod sources;
