@@ -185,7 +185,7 @@ pub struct CallbackIps {
 pub const MAX_ENTRIES: usize = 20_000;
 
 /// The broadest entry a callback list from the API may hold. WeChat's lists hold
-/// single addresses and small blocks (`/25`, `/24`); an entry wider than this admits
+/// single addresses and small blocks (its documented example: a `/25`); an entry wider than this admits
 /// sources no WeChat data centre has, and `0.0.0.0/0` every source. Each bound is
 /// 65,536 of the smallest unit an operator assigns: IPv4 addresses (`/16`), IPv6
 /// `/64` subnets (`/48`, one site).
