@@ -3,7 +3,8 @@
 //! when the shared value changes, and, when a fetch is due, tries to take the fetch
 //! lease. The one worker that gets it fetches the token and the list through
 //! `dispatch_http_call` to the configured clusters, following `refresh::FetchPlan`,
-//! and publishes the result (the list, the token, when the next fetch is due).
+//! and publishes the result (the list, the token, the success or failure that the
+//! account's instances each work their next fetch out from).
 //! Failures keep the last good list. Secrets and tokens are never logged.
 
 use super::metrics::Metrics;

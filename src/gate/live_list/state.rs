@@ -1,9 +1,11 @@
 //! When to fetch WeChat's callback IP list, who fetches, and what to do after each
 //! reply: a state machine fed with time and results, never with I/O.
 //!
-//! [`RefreshState`] is shared by every worker (one small value in proxy-wasm shared
-//! data, updated with CAS): the access token, when the next fetch is due, the failure
-//! count for backoff, and the fetch lease, so that one worker fetches per refresh.
+//! [`RefreshState`] is shared by every worker and every instance of the account (one
+//! small value in proxy-wasm shared data, updated with CAS): the access token, when the
+//! last good list came, the failure streak for backoff, and the fetch lease, so that
+//! one worker fetches per refresh. Each [`Instance`] works out from it when it wants
+//! the next fetch.
 //! [`FetchPlan`] is the fetching worker's own walk through token → list, across the
 //! configured upstreams, with the errcode rules of `wechat_api::advice`.
 
