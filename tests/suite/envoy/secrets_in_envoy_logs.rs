@@ -186,3 +186,27 @@ fn at_debug_envoys_router_prints_the_urls_the_gate_dispatches() {
         assert!(lines >= 2, "{platform}: the router's lines print the token");
     }
 }
+
+#[test]
+fn the_shipped_configs_warn_against_the_router_debug_log() {
+    // What the test above measures, said where an operator sets log levels.
+    for file in [
+        "envoy/envoy.yaml",
+        "envoy/envoy-wechat.yaml",
+        "envoy/istio/wasmplugin.yaml",
+    ] {
+        let text = std::fs::read_to_string(format!("{}/{file}", crate::harness::MANIFEST_DIR))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let comments: String = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for needed in ["`router`", "`debug`", "access_token", "README"] {
+            assert!(
+                comments.contains(needed),
+                "{file}: no comment names {needed}"
+            );
+        }
+    }
+}
