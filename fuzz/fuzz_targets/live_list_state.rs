@@ -8,7 +8,7 @@
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wechat_gate::gate::live_list::state::{
-    backoff_seconds, decode_shared_list, FetchPlan, Next, RefreshState, Step,
+    backoff_seconds, decode_shared_list, FetchPlan, Instance, Next, RefreshState, Step,
 };
 use wechat_gate::gate::live_list::wechat_api::{parse_callback_ip_reply, AccessToken, ApiFailure};
 
@@ -49,12 +49,17 @@ fuzz_target!(|i: Input| {
     // As the host reads it: what does not parse starts afresh.
     let state: RefreshState = serde_json::from_slice(&i.state).unwrap_or_default();
     let now = i.now;
-    let _ = state.is_due(now, i.config);
-    let leased = state.leased(now, i.lease_seconds, i.config);
+    let instance = Instance {
+        refresh_seconds: i.refresh_seconds,
+        settings: i.config,
+    };
+    let _ = state.is_due(now, &instance);
+    let _ = state.next_due(&instance);
+    let leased = state.leased(now, i.lease_seconds);
     assert!(leased.lease_until >= now);
-    // Taken, the lease holds off every other worker (unless it is empty, or the clock
-    // is at the end of time and the lease saturates to now).
-    assert!(!leased.is_due(now, i.config) || i.lease_seconds == 0 || leased.lease_until == now);
+    // Taken, the lease holds off every other worker, whatever its settings (unless it
+    // is empty, or the clock is at the end of time and the lease saturates to now).
+    assert!(!leased.is_due(now, &instance) || i.lease_seconds == 0 || leased.lease_until == now);
     let token = AccessToken {
         value: i.token.clone(),
         expires_in: i.expires_in,
@@ -71,14 +76,20 @@ fuzz_target!(|i: Input| {
     }
     assert_eq!(with.without_token().usable_token(now), None);
     let _ = state.may_force_token(now);
-    let ok = state.succeeded(now, i.refresh_seconds);
-    assert!(ok.next_fetch_at >= now && ok.lease_until == 0);
-    let failed = state.failed(now, i.refresh_seconds, i.jitter);
-    assert!(failed.next_fetch_at > now || now == i64::MAX);
+    let ok = state.succeeded(now);
+    assert!(ok.lease_until == 0 && ok.failures == 0 && ok.tried.is_empty());
+    // A good list holds off every instance until its interval from now has passed.
+    assert!(ok.next_due(&instance) >= now.saturating_add(1) || i.refresh_seconds == 0 || now == 0);
+    let failed = state.failed(now, i.jitter, i.config);
+    // The settings that failed wait for the backoff (at least a second).
+    assert!(failed.next_due(&instance) > now || now == i64::MAX);
+    assert!(failed.tried.len() <= state.tried.len().max(4));
+    let (noted, _) = failed.note_refusal();
+    assert!(noted.refusal_logged && !noted.note_refusal().1);
     let delay = backoff_seconds(state.failures, i.refresh_seconds, i.jitter);
     assert!(delay >= 1);
     // The state goes back to shared data as JSON and reads again as itself.
-    for s in [&leased, &with, &ok, &failed] {
+    for s in [&leased, &with, &ok, &failed, &noted] {
         let json = serde_json::to_vec(s).expect("a state encodes");
         assert_eq!(
             &serde_json::from_slice::<RefreshState>(&json).expect("reads"),
@@ -89,7 +100,7 @@ fuzz_target!(|i: Input| {
     let upstreams = usize::from(i.upstreams % 8);
     let have = state.usable_token(now).is_some();
     let (mut plan, mut step) = FetchPlan::start(upstreams, have, state.may_force_token(now));
-    let list = br#"{"ip_list": ["1.2.3.4", "10.0.0.0/8"]}"#;
+    let list = br#"{"ip_list": ["1.2.3.4", "10.0.0.0/16"]}"#;
     for (calls, reply) in i.replies.iter().enumerate() {
         assert!(calls < 64, "a fetch walks a bounded number of calls");
         assert!(plan.upstream() < upstreams.max(1));

@@ -1,13 +1,14 @@
 //! WeChat API replies (`live_list::wechat_api`): `stable_token`/`token`/`gettoken`
 //! and `getcallbackip`, for any status and body. A token never shows in `Debug`; a
-//! list is never empty and never longer than `MAX_ENTRIES`.
+//! list is never empty, never longer than `MAX_ENTRIES`, and never has an entry
+//! broader than the bound (`/16`, `/48`).
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use wechat_gate::gate::allowlist::CallbackAllowlist;
 use wechat_gate::gate::live_list::wechat_api::{
-    advice, parse_callback_ip_reply, parse_token_reply, ApiFailure, MAX_ENTRIES,
+    advice, parse_callback_ip_reply, parse_token_reply, too_broad, ApiFailure, MAX_ENTRIES,
 };
 
 #[derive(Arbitrary, Debug)]
@@ -40,6 +41,7 @@ fuzz_target!(|input: Input| {
             assert!(!ips.blocks.is_empty());
             assert_eq!(ips.blocks.len(), ips.entries.len());
             assert!(ips.entries.len() + ips.skipped.len() <= MAX_ENTRIES);
+            assert!(!ips.blocks.iter().any(too_broad));
             // What is shared with other workers parses again as the same list.
             let shared = CallbackAllowlist::parse(ips.entries.iter().map(String::as_str))
                 .expect("usable entries parse");

@@ -69,6 +69,8 @@ counters! {
     SourceUnverified => "source_unverified";
     RefreshOk => "allowlist.refresh_ok";
     RefreshFailed => "allowlist.refresh_failed";
+    // A callback list from the API refused for an entry broader than the bound.
+    ListRefused => "allowlist.list_refused";
 }
 
 /// Declares [`Gauge`] with its names in one row per variant.

@@ -3,7 +3,8 @@
 //! when the shared value changes, and, when a fetch is due, tries to take the fetch
 //! lease. The one worker that gets it fetches the token and the list through
 //! `dispatch_http_call` to the configured clusters, following `refresh::FetchPlan`,
-//! and publishes the result (the list, the token, when the next fetch is due).
+//! and publishes the result (the list, the token, the success or failure that the
+//! account's instances each work their next fetch out from).
 //! Failures keep the last good list. Secrets and tokens are never logged.
 
 use super::metrics::Metrics;
@@ -12,7 +13,7 @@ use super::shared_data::{self, Change};
 use crate::gate::allowlist::CallbackAllowlist;
 use crate::gate::config::{TokenApi, WechatApi};
 use crate::gate::live_list::state::{
-    decode_shared_list, encode_shared_list, FetchPlan, Next, RefreshState, Step,
+    decode_shared_list, encode_shared_list, FetchPlan, Instance, Next, RefreshState, Step,
 };
 use crate::gate::live_list::wechat_api::{self, advice, Advice, ApiFailure};
 use crate::gate::metrics::Counter;
@@ -30,8 +31,8 @@ struct InFlight {
 
 pub struct LiveList {
     api: WechatApi,
-    /// Identifies this `wechat_api` configuration in the shared state.
-    fingerprint: u64,
+    /// This instance's part in the account's shared refresh.
+    instance: Instance,
     appid: String,
     state_key: String,
     list_key: String,
@@ -44,25 +45,10 @@ impl LiveList {
     pub fn new(api: WechatApi) -> LiveList {
         let appid = api.appid.clone();
         let prefix = format!("wechat_gate.{appid}.callback_ip");
-        let fingerprint = {
-            use std::hash::{Hash, Hasher};
-            // DefaultHasher::new() has fixed keys: every VM computes the same value.
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            (
-                format!("{:?}", api.token_api),
-                api.secret.expose(),
-                api.refresh_seconds,
-                api.timeout_ms,
-            )
-                .hash(&mut h);
-            for u in &api.upstreams {
-                (&u.cluster, &u.authority).hash(&mut h);
-            }
-            h.finish()
-        };
+        let instance = Instance::of(&api);
         LiveList {
             api,
-            fingerprint,
+            instance,
             appid,
             state_key: format!("{prefix}.state"),
             list_key: format!("{prefix}.list"),
@@ -137,8 +123,12 @@ impl LiveList {
             }
             Step::List { .. } => {
                 let result = wechat_api::parse_callback_ip_reply(status, &body);
-                if let Err(failure) = &result {
-                    self.log_failure(step, failure);
+                match &result {
+                    Err(failure) if failure.is_refused_list() => {
+                        self.refused(step, failure, metrics)
+                    }
+                    Err(failure) => self.log_failure(step, failure),
+                    Ok(_) => {}
                 }
                 let next = plan.after_list(step, result);
                 if plan.drop_token {
@@ -183,7 +173,7 @@ impl LiveList {
                         shared_data::overwrite(&self.list_key, &json);
                     }
                     let refresh = self.api.refresh_seconds;
-                    self.update_state(|s| s.succeeded(now, refresh));
+                    self.update_state(|s| s.succeeded(now));
                     let cluster = self.cluster_name(plan.upstream());
                     if !ips.skipped.is_empty() {
                         log::warn!(
@@ -197,13 +187,23 @@ impl LiveList {
                     return self.pick_up_shared_list();
                 }
                 Next::GaveUp(failure) => {
-                    let refresh = self.api.refresh_seconds;
-                    let state = self.update_state(|s| s.failed(now, refresh, jitter()));
-                    let retry = state.map_or(0, |s| s.next_fetch_at.saturating_sub(now));
-                    log::warn!(
-                        "callback IP list: every upstream failed (last: {failure}); keeping the {} list; next try in {retry} s",
-                        if self.live.is_some() { "last good" } else { "static" }
-                    );
+                    let (jitter, settings) = (jitter(), self.instance.settings);
+                    let state = self.update_state(|s| s.failed(now, jitter, settings));
+                    let retry = state.map_or(0, |s| {
+                        s.next_due(&self.instance).max(now).saturating_sub(now)
+                    });
+                    let kept = if self.live.is_some() {
+                        "last good"
+                    } else {
+                        "static"
+                    };
+                    if failure.is_refused_list() {
+                        log::debug!("callback IP list: list refused; keeping the {kept} list; next try in {retry} s");
+                    } else {
+                        log::warn!(
+                            "callback IP list: every upstream failed (last: {failure}); keeping the {kept} list; next try in {retry} s"
+                        );
+                    }
                     metrics.count(Counter::RefreshFailed);
                     return false;
                 }
@@ -255,6 +255,27 @@ impl LiveList {
                 ApiFailure::Transport
             },
         )
+    }
+
+    /// A list refused for its contents: counted every time, logged once per failure
+    /// streak (the shared state remembers), then at debug.
+    fn refused(&self, step: Step, failure: &ApiFailure, metrics: &Metrics) {
+        metrics.count(Counter::ListRefused);
+        let cluster = match step {
+            Step::List { upstream } | Step::Token { upstream, .. } => self.cluster_name(upstream),
+        };
+        let first = self
+            .update_state_with(RefreshState::note_refusal)
+            .unwrap_or(true);
+        if first {
+            log::warn!(
+                "callback IP list: getcallbackip from cluster {cluster}: {failure}; keeping the {} list \
+                 (counted in wechat_gate.allowlist.list_refused; not logged again until a good list)",
+                if self.live.is_some() { "last good" } else { "static" }
+            );
+        } else {
+            log::debug!("callback IP list: getcallbackip from cluster {cluster}: {failure}");
+        }
     }
 
     fn log_failure(&self, step: Step, failure: &ApiFailure) {
@@ -323,10 +344,10 @@ impl LiveList {
             // A state that does not parse (written by another version) is started
             // afresh, under the same CAS, rather than blocking every fetch forever.
             let state: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
-            if !state.is_due(now, self.fingerprint) {
+            if !state.is_due(now, &self.instance) {
                 return Change::Keep(None);
             }
-            let leased = state.leased(now, self.lease_seconds(), self.fingerprint);
+            let leased = state.leased(now, self.lease_seconds());
             match serde_json::to_vec(&leased) {
                 Ok(json) => Change::Write(json, Some(leased)),
                 Err(_) => Change::Keep(None),
@@ -344,12 +365,24 @@ impl LiveList {
 
     /// Read-modify-write of the shared state, retried on a CAS conflict.
     fn update_state(&self, change: impl Fn(&RefreshState) -> RefreshState) -> Option<RefreshState> {
+        self.update_state_with(|s| {
+            let next = change(s);
+            (next.clone(), next)
+        })
+    }
+
+    /// Read-modify-write of the shared state, retried on a CAS conflict; returns what
+    /// `change` says about the write that took.
+    fn update_state_with<T>(
+        &self,
+        change: impl Fn(&RefreshState) -> (RefreshState, T),
+    ) -> Option<T> {
         let seed = serde_json::to_vec(&RefreshState::default()).ok()?;
         shared_data::update(&self.state_key, &seed, 8, |bytes| {
             let current: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
-            let next = change(&current);
+            let (next, said) = change(&current);
             match serde_json::to_vec(&next) {
-                Ok(json) => Change::Write(json, Some(next)),
+                Ok(json) => Change::Write(json, Some(said)),
                 Err(_) => Change::Keep(None),
             }
         })

@@ -1,13 +1,16 @@
 //! When to fetch WeChat's callback IP list, who fetches, and what to do after each
 //! reply: a state machine fed with time and results, never with I/O.
 //!
-//! [`RefreshState`] is shared by every worker (one small value in proxy-wasm shared
-//! data, updated with CAS): the access token, when the next fetch is due, the failure
-//! count for backoff, and the fetch lease, so that one worker fetches per refresh.
+//! [`RefreshState`] is shared by every worker and every instance of the account (one
+//! small value in proxy-wasm shared data, updated with CAS): the access token, when the
+//! last good list came, the failure streak for backoff, and the fetch lease, so that
+//! one worker fetches per refresh. Each [`Instance`] works out from it when it wants
+//! the next fetch.
 //! [`FetchPlan`] is the fetching worker's own walk through token → list, across the
 //! configured upstreams, with the errcode rules of `wechat_api::advice`.
 
 use crate::gate::allowlist::{parse_block, CallbackAllowlist};
+use crate::gate::config::{TokenApi, WechatApi};
 use crate::gate::live_list::wechat_api::{advice, AccessToken, Advice, ApiFailure, CallbackIps};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -21,22 +24,86 @@ pub const TOKEN_MARGIN_SECONDS: u64 = 300;
 pub const FORCE_REFRESH_EVERY_SECONDS: i64 = 600;
 pub const FORCE_REFRESH_PER_DAY: u32 = 10;
 
+/// Immediate tries after a failed fetch by instances whose settings differ from those
+/// already tried in the failure streak (see [`RefreshState::next_due`]).
+pub const MAX_TRIED_SETTINGS: usize = 4;
+
+/// One filter instance's part in its account's shared refresh: how often it wants the
+/// list, and a fingerprint of the settings it fetches with. Several instances of one
+/// account (one AppID) share one token and one list, whatever their settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Instance {
+    pub refresh_seconds: u64,
+    /// [`settings_fingerprint`] of the instance's `wechat_api`.
+    pub settings: u64,
+}
+
+impl Instance {
+    pub fn of(api: &WechatApi) -> Instance {
+        Instance {
+            refresh_seconds: api.refresh_seconds,
+            settings: settings_fingerprint(api),
+        }
+    }
+}
+
+/// A fingerprint of what a fetch is made with: the AppID, the secret, the token API,
+/// the upstreams and the timeout (not `refresh_seconds`, which only schedules). SHA-1
+/// over a fixed encoding, so every VM and every build computes the same value. It
+/// lives in the proxy's shared data only, never in a log.
+pub fn settings_fingerprint(api: &WechatApi) -> u64 {
+    let mut h = sha1_smol::Sha1::new();
+    let mut field = |bytes: &[u8]| {
+        h.update(&(bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(b"wechat-gate live-list settings v1");
+    field(api.appid.as_bytes());
+    field(api.secret.expose().as_bytes());
+    field(match api.token_api {
+        TokenApi::Stable => b"stable",
+        TokenApi::Classic => b"classic",
+        TokenApi::Wecom => b"wecom",
+    });
+    field(&api.timeout_ms.to_be_bytes());
+    for u in &api.upstreams {
+        field(u.cluster.as_bytes());
+        field(u.authority.as_bytes());
+    }
+    let mut first = [0u8; 8];
+    for (to, from) in first.iter_mut().zip(h.digest().bytes()) {
+        *to = from;
+    }
+    u64::from_be_bytes(first)
+}
+
+/// The refresh of one account's list, shared by every instance of the account on
+/// every worker. When it is due is worked out by each instance from what happened
+/// (the last success, the failure streak), never from who wrote it last: instances
+/// with different settings must not take the refresh from each other.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RefreshState {
-    /// Which `wechat_api` configuration wrote this state: a new one fetches at once.
-    pub config: u64,
     /// The access token. Never logged (see the `Debug` impl).
     pub token: Option<String>,
     pub token_valid_until: i64,
-    pub next_fetch_at: i64,
+    /// Failed fetches in a row since the last good list.
     pub failures: u32,
+    /// When the last fetch failed, and the jitter (0..=1000) its backoff is spread by.
+    pub last_failure_unix: i64,
+    pub jitter: u32,
+    /// Fingerprints of the settings whose fetch failed in this failure streak.
+    pub tried: Vec<u64>,
     pub lease_until: i64,
+    /// When the last good list was fetched (0: never).
     pub last_success_unix: i64,
     pub last_forced_token_at: i64,
     /// Forced refreshes on the UTC day `forced_day` (days since the epoch).
     pub forced_today: u32,
     pub forced_day: i64,
+    /// A refused list (see `wechat_api::ApiFailure::TooBroad`) was logged in this
+    /// failure streak: the next refusals are counted, not logged again.
+    pub refusal_logged: bool,
 }
 
 impl fmt::Debug for RefreshState {
@@ -44,8 +111,8 @@ impl fmt::Debug for RefreshState {
         f.debug_struct("RefreshState")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("token_valid_until", &self.token_valid_until)
-            .field("next_fetch_at", &self.next_fetch_at)
             .field("failures", &self.failures)
+            .field("last_failure_unix", &self.last_failure_unix)
             .field("lease_until", &self.lease_until)
             .field("last_success_unix", &self.last_success_unix)
             .finish()
@@ -53,17 +120,37 @@ impl fmt::Debug for RefreshState {
 }
 
 impl RefreshState {
-    /// A fetch is due and nobody holds the lease. A state written under another
-    /// configuration (a fixed secret, a shorter interval) is due at once.
-    pub fn is_due(&self, now: i64, config: u64) -> bool {
-        now >= self.lease_until && (now >= self.next_fetch_at || self.config != config)
+    /// When `instance` wants the next fetch. With no failure: `refresh_seconds` after
+    /// the last good list (at once if there is none), so of several instances the
+    /// shortest interval sets the schedule. After failures: the backoff, capped at the
+    /// instance's `refresh_seconds`; but settings not yet tried in this failure streak
+    /// (a fixed secret after a reconfiguration, the other instance's) are tried at
+    /// once, each once, up to [`MAX_TRIED_SETTINGS`].
+    pub fn next_due(&self, instance: &Instance) -> i64 {
+        if self.failures == 0 {
+            return if self.last_success_unix == 0 {
+                i64::MIN
+            } else {
+                self.last_success_unix
+                    .saturating_add(secs(instance.refresh_seconds))
+            };
+        }
+        if !self.tried.contains(&instance.settings) && self.tried.len() < MAX_TRIED_SETTINGS {
+            return i64::MIN;
+        }
+        let delay = backoff_seconds(self.failures, instance.refresh_seconds, self.jitter);
+        self.last_failure_unix.saturating_add(secs(delay))
     }
 
-    /// The state with the lease taken until `now + lease_seconds`, under `config`.
-    pub fn leased(&self, now: i64, lease_seconds: u64, config: u64) -> RefreshState {
+    /// A fetch is due for `instance` and nobody holds the lease.
+    pub fn is_due(&self, now: i64, instance: &Instance) -> bool {
+        now >= self.lease_until && now >= self.next_due(instance)
+    }
+
+    /// The state with the lease taken until `now + lease_seconds`.
+    pub fn leased(&self, now: i64, lease_seconds: u64) -> RefreshState {
         RefreshState {
             lease_until: now.saturating_add(secs(lease_seconds)),
-            config,
             ..self.clone()
         }
     }
@@ -119,28 +206,44 @@ impl RefreshState {
         spaced && budget
     }
 
-    /// After a good list: the next fetch in `refresh_seconds`, lease released.
-    pub fn succeeded(&self, now: i64, refresh_seconds: u64) -> RefreshState {
+    /// After a good list: the failure streak is over, the lease released.
+    pub fn succeeded(&self, now: i64) -> RefreshState {
         RefreshState {
             failures: 0,
-            next_fetch_at: now.saturating_add(secs(refresh_seconds)),
+            tried: Vec::new(),
             lease_until: 0,
             last_success_unix: now,
+            refusal_logged: false,
             ..self.clone()
         }
     }
 
-    /// After a failed fetch: back off (2 s, doubling, capped at `refresh_seconds`), with
-    /// `jitter` in 0..=1000 spreading the delay over ±20 %; lease released.
-    pub fn failed(&self, now: i64, refresh_seconds: u64, jitter: u32) -> RefreshState {
-        let failures = self.failures.saturating_add(1);
-        let delay = backoff_seconds(failures, refresh_seconds, jitter);
+    /// After a fetch with `settings` failed everywhere: one more failure, backing off
+    /// from `now` (2 s, doubling, capped at each instance's `refresh_seconds`), spread
+    /// by `jitter` in 0..=1000 over ±20 %; the settings are tried; lease released.
+    pub fn failed(&self, now: i64, jitter: u32, settings: u64) -> RefreshState {
+        let mut tried = self.tried.clone();
+        if !tried.contains(&settings) && tried.len() < MAX_TRIED_SETTINGS {
+            tried.push(settings);
+        }
         RefreshState {
-            failures,
-            next_fetch_at: now.saturating_add(secs(delay)),
+            failures: self.failures.saturating_add(1),
+            last_failure_unix: now,
+            jitter: jitter.min(1000),
+            tried,
             lease_until: 0,
             ..self.clone()
         }
+    }
+
+    /// A refused list: the state that remembers it, and whether to log it (once per
+    /// failure streak).
+    pub fn note_refusal(&self) -> (RefreshState, bool) {
+        let state = RefreshState {
+            refusal_logged: true,
+            ..self.clone()
+        };
+        (state, !self.refusal_logged)
     }
 }
 
@@ -337,38 +440,170 @@ mod tests {
         }
     }
 
+    /// An instance refreshing every `refresh` s with settings `settings`.
+    fn inst(refresh: u64, settings: u64) -> Instance {
+        Instance {
+            refresh_seconds: refresh,
+            settings,
+        }
+    }
+
     #[test]
     fn a_new_state_is_due_at_once() {
-        assert!(RefreshState::default().is_due(1_000, 0));
+        assert!(RefreshState::default().is_due(1_000, &inst(3600, 7)));
     }
 
     #[test]
     fn a_lease_keeps_other_workers_out_until_it_ends() {
-        let s = RefreshState::default().leased(1_000, 30, 7);
-        assert!(!s.is_due(1_000, 7));
-        assert!(!s.is_due(1_029, 7));
+        let s = RefreshState::default().leased(1_000, 30);
+        assert!(!s.is_due(1_000, &inst(3600, 7)));
+        assert!(!s.is_due(1_029, &inst(3600, 8)));
         assert!(
-            s.is_due(1_030, 7),
+            s.is_due(1_030, &inst(3600, 7)),
             "a lease left by a crashed fetcher runs out"
         );
     }
 
     #[test]
     fn success_schedules_the_next_refresh_and_releases_the_lease() {
-        let s = RefreshState::default()
-            .leased(1_000, 30, 7)
-            .succeeded(1_005, 3600);
+        let s = RefreshState::default().leased(1_000, 30).succeeded(1_005);
         assert_eq!(
-            (
-                s.next_fetch_at,
-                s.lease_until,
-                s.failures,
-                s.last_success_unix
-            ),
-            (4_605, 0, 0, 1_005)
+            (s.lease_until, s.failures, s.last_success_unix),
+            (0, 0, 1_005)
         );
-        assert!(!s.is_due(4_604, 7));
-        assert!(s.is_due(4_605, 7));
+        assert!(!s.is_due(4_604, &inst(3600, 7)));
+        assert!(s.is_due(4_605, &inst(3600, 7)));
+    }
+
+    #[test]
+    fn instances_with_other_settings_do_not_take_the_refresh_from_each_other() {
+        // Issue 18 §2: the state used to be due at once for any instance whose config
+        // fingerprint differed from the writer's, so two instances of one AppID kept
+        // refreshing in turn at tick rate.
+        let (a, b) = (inst(3600, 1), inst(3600, 2));
+        let s = RefreshState::default().leased(1_000, 30).succeeded(1_001);
+        for t in [1_001, 1_002, 2_000, 4_600] {
+            assert!(!s.is_due(t, &a) && !s.is_due(t, &b), "{t}");
+        }
+        assert!(s.is_due(4_601, &a) && s.is_due(4_601, &b));
+    }
+
+    #[test]
+    fn the_shortest_refresh_interval_sets_the_schedule() {
+        let s = RefreshState::default().succeeded(1_000);
+        assert_eq!(s.next_due(&inst(60, 1)), 1_060);
+        assert_eq!(s.next_due(&inst(3600, 2)), 4_600);
+        // A reconfiguration to a shorter interval takes effect from the last list.
+        assert!(s.is_due(1_060, &inst(60, 2)));
+    }
+
+    #[test]
+    fn a_day_of_two_instances_with_the_defaults_makes_24_list_calls() {
+        // What the README's fleet arithmetic promises, per Envoy: two instances of one
+        // account (different timeout_ms and token_api: different settings) on two
+        // workers each, ticking every second for a day, make one schedule's calls.
+        let instances = [inst(3600, 1), inst(3600, 2), inst(3600, 1), inst(3600, 2)];
+        let mut s = RefreshState::default();
+        let mut fetches = 0;
+        let start = 1_800_000_000;
+        for now in start..start + 86_400 {
+            for i in &instances {
+                if s.is_due(now, i) {
+                    s = s.leased(now, 35).succeeded(now);
+                    fetches += 1;
+                }
+            }
+        }
+        assert_eq!(fetches, 24);
+    }
+
+    #[test]
+    fn after_a_failure_other_settings_are_tried_once_at_once_then_the_backoff() {
+        let (good, stale) = (inst(60, 1), inst(60, 2));
+        // The stale secret fails: the good one may try at once (a fixed secret after a
+        // reconfiguration is the same case), the stale one waits for the backoff.
+        let s = RefreshState::default().failed(1_000, 500, stale.settings);
+        assert!(s.is_due(1_000, &good));
+        assert!(!s.is_due(1_001, &stale));
+        assert!(s.is_due(1_002, &stale));
+        // Both fail (WeChat is down): from now on only the backoff, for either.
+        let s = s.failed(1_000, 500, good.settings);
+        assert_eq!(s.tried, [2, 1]);
+        for i in [&good, &stale] {
+            assert!(!s.is_due(1_003, i));
+            assert!(s.is_due(1_004, i), "2 failures: 4 s");
+        }
+        // Each new setting gets its one try at once, up to a bound.
+        let mut s = s;
+        for settings in 3..20 {
+            s = s.failed(1_000, 500, settings);
+        }
+        assert_eq!(s.tried.len(), MAX_TRIED_SETTINGS);
+        assert!(!s.is_due(1_000, &inst(60, 99)));
+        // A good list ends the streak.
+        let s = s.succeeded(1_010);
+        assert_eq!((s.failures, s.tried.len()), (0, 0));
+        assert!(!s.is_due(1_069, &stale));
+    }
+
+    #[test]
+    fn backoff_is_capped_at_each_instances_own_interval() {
+        let mut s = RefreshState::default();
+        for _ in 0..20 {
+            s = s.failed(1_000, 500, 1);
+        }
+        assert_eq!(s.next_due(&inst(5, 1)), 1_005);
+        assert_eq!(s.next_due(&inst(3600, 1)), 4_600);
+    }
+
+    #[test]
+    fn the_settings_fingerprint_is_stable_and_covers_every_fetch_setting() {
+        let api = |extra: serde_json::Value| -> WechatApi {
+            let mut wechat_api = serde_json::json!({
+                "secret": "s3cret", "upstreams": [{"cluster": "c", "authority": "a"}]
+            });
+            if let (Some(w), Some(e)) = (wechat_api.as_object_mut(), extra.as_object()) {
+                w.extend(e.clone());
+            }
+            let json = serde_json::json!({"path": "/w", "appid": "wx1", "token": "t",
+                "source": {"wechat_api": wechat_api}});
+            crate::gate::config::parse(json.to_string().as_bytes(), &|_| None)
+                .expect("config")
+                .source
+                .wechat_api
+                .expect("wechat_api")
+        };
+        let base = settings_fingerprint(&api(serde_json::json!({})));
+        // A fixed value (SHA-1 of the length-prefixed fields, checked with Python's
+        // hashlib): the same in every build and every VM, which DefaultHasher is not.
+        assert_eq!(base, 0xc232_df25_96a2_3732, "{base:#018x}");
+        assert_eq!(
+            base,
+            settings_fingerprint(&api(serde_json::json!({"refresh_seconds": 60})))
+        );
+        for changed in [
+            serde_json::json!({"secret": "other"}),
+            serde_json::json!({"timeout_ms": 100}),
+            serde_json::json!({"token_api": "classic"}),
+            serde_json::json!({"upstreams": [{"cluster": "c", "authority": "b"}]}),
+            serde_json::json!({"appid": "wx2"}),
+        ] {
+            assert_ne!(
+                base,
+                settings_fingerprint(&api(changed.clone())),
+                "{changed}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_list_is_logged_once_per_failure_streak() {
+        let (s, log) = RefreshState::default().note_refusal();
+        assert!(log);
+        let (s, log) = s.failed(10, 0, 1).note_refusal();
+        assert!(!log);
+        let (_, log) = s.succeeded(20).note_refusal();
+        assert!(log, "a new streak after a good list");
     }
 
     #[test]
@@ -392,12 +627,11 @@ mod tests {
 
     #[test]
     fn failed_counts_and_schedules_a_retry() {
-        let s = RefreshState::default()
-            .leased(100, 30, 7)
-            .failed(100, 3600, 500);
-        assert_eq!((s.failures, s.next_fetch_at, s.lease_until), (1, 102, 0));
-        let s = s.failed(102, 3600, 500);
-        assert_eq!((s.failures, s.next_fetch_at), (2, 106));
+        let i = inst(3600, 7);
+        let s = RefreshState::default().leased(100, 30).failed(100, 500, 7);
+        assert_eq!((s.failures, s.next_due(&i), s.lease_until), (1, 102, 0));
+        let s = s.failed(102, 500, 7);
+        assert_eq!((s.failures, s.next_due(&i)), (2, 106));
     }
 
     #[test]
@@ -450,8 +684,10 @@ mod tests {
 
     #[test]
     fn an_older_state_without_newer_fields_still_parses() {
-        let s: RefreshState = serde_json::from_str(r#"{"next_fetch_at": 5}"#).expect("defaults");
-        assert_eq!((s.next_fetch_at, s.config, s.failures), (5, 0, 0));
+        let s: RefreshState =
+            serde_json::from_str(r#"{"next_fetch_at": 5, "config": 9, "failures": 2}"#)
+                .expect("defaults");
+        assert_eq!((s.failures, s.tried.len(), s.last_success_unix), (2, 0, 0));
     }
 
     #[test]
@@ -464,7 +700,8 @@ mod tests {
     fn state_round_trips_through_shared_data_json() {
         let s = RefreshState::default()
             .with_token(&token(7200), 5, true)
-            .succeeded(9, 60);
+            .failed(7, 300, 42)
+            .succeeded(9);
         let bytes = serde_json::to_vec(&s).expect("json");
         assert_eq!(
             serde_json::from_slice::<RefreshState>(&bytes).expect("back"),

@@ -85,6 +85,17 @@ pub enum ApiFailure {
     Errcode { code: i64, message: String },
     /// `ip_list` had no usable entry.
     EmptyList,
+    /// `ip_list` had an entry broader than [`MIN_PREFIX_V4`] / [`MIN_PREFIX_V6`]
+    /// (`0.0.0.0/0` admits every source): the whole list is refused.
+    TooBroad { entry: String },
+}
+
+impl ApiFailure {
+    /// A list refused for what it holds (not for how it came): counted each time,
+    /// logged once per failure streak.
+    pub fn is_refused_list(&self) -> bool {
+        matches!(self, ApiFailure::TooBroad { .. })
+    }
 }
 
 impl fmt::Display for ApiFailure {
@@ -103,6 +114,11 @@ impl fmt::Display for ApiFailure {
                 )
             }
             ApiFailure::EmptyList => f.write_str("ip_list has no usable entry"),
+            ApiFailure::TooBroad { entry } => write!(
+                f,
+                "ip_list entry {entry:?} is broader than /{MIN_PREFIX_V4} (IPv4) or \
+                 /{MIN_PREFIX_V6} (IPv6): the list is refused"
+            ),
         }
     }
 }
@@ -168,6 +184,22 @@ pub struct CallbackIps {
 /// The most entries taken from one reply: shared data is never cleaned, so bound it.
 pub const MAX_ENTRIES: usize = 20_000;
 
+/// The broadest entry a callback list from the API may hold. WeChat's lists hold
+/// single addresses and small blocks (its documented example: a `/25`); an entry wider than this admits
+/// sources no WeChat data centre has, and `0.0.0.0/0` every source. Each bound is
+/// 65,536 of the smallest unit an operator assigns: IPv4 addresses (`/16`), IPv6
+/// `/64` subnets (`/48`, one site).
+pub const MIN_PREFIX_V4: u32 = 16;
+pub const MIN_PREFIX_V6: u32 = 48;
+
+/// Whether `block` is broader than [`MIN_PREFIX_V4`] / [`MIN_PREFIX_V6`].
+pub fn too_broad(block: &Block) -> bool {
+    match *block {
+        Block::V4(start, end) => u64::from(end - start.min(end)) >= 1u64 << (32 - MIN_PREFIX_V4),
+        Block::V6(start, end) => end - start.min(end) >= 1u128 << (128 - MIN_PREFIX_V6),
+    }
+}
+
 pub fn parse_callback_ip_reply(
     status: Option<u32>,
     body: &[u8],
@@ -181,6 +213,11 @@ pub fn parse_callback_ip_reply(
     };
     for item in list.into_iter().take(MAX_ENTRIES) {
         match item.as_str().map(|s| (s, parse_block(s))) {
+            Some((text, Ok(block))) if too_broad(&block) => {
+                return Err(ApiFailure::TooBroad {
+                    entry: text.trim().chars().take(64).collect(),
+                })
+            }
             Some((text, Ok(block))) => {
                 ips.blocks.push(block);
                 ips.entries.push(text.trim().to_string());
@@ -351,6 +388,41 @@ mod tests {
             .map_err(|e| advice_of(&e)),
             Err(Some(Advice::NewToken))
         );
+    }
+
+    #[test]
+    fn a_list_with_an_entry_broader_than_the_bound_is_refused_whole() {
+        // Issue 18 §7: `0.0.0.0/0` from the API admitted every source.
+        for entry in [
+            "0.0.0.0/0",
+            "127.0.0.3/0",
+            "10.0.0.0/8",
+            "101.226.0.0/15",
+            "::/0",
+            "240e::/20",
+            "2001:db8::/47",
+        ] {
+            let body = format!(r#"{{"ip_list":["101.226.62.77","{entry}","101.226.103.0/25"]}}"#);
+            let refused = parse_callback_ip_reply(Some(200), body.as_bytes());
+            assert_eq!(
+                refused,
+                Err(ApiFailure::TooBroad {
+                    entry: entry.to_string()
+                }),
+                "{entry}"
+            );
+            assert!(refused.is_err_and(|e| e.is_refused_list()
+                && e.to_string().contains(entry)
+                && e.to_string().contains("/16")));
+        }
+        // Up to the bound, and what WeChat's lists hold, is taken.
+        let ips = parse_callback_ip_reply(
+            Some(200),
+            br#"{"ip_list":["101.226.0.0/16","101.226.103.0/25","1.2.3.4","2001:db8::/48","240e:e1:a900:50::/64","::1"]}"#,
+        )
+        .expect("within the bound");
+        assert_eq!(ips.entries.len(), 6);
+        assert!(!ApiFailure::EmptyList.is_refused_list());
     }
 
     fn advice_of(e: &ApiFailure) -> Option<Advice> {

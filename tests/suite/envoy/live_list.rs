@@ -56,9 +56,9 @@ fn live_list_is_enforced_promptly_and_fetched_once_by_four_workers() {
         "--callback-ip",
         "127.0.0.2",
         "--callback-ip",
-        "10.0.0.0/8",
+        "10.20.0.0/16",
         "--callback-ip",
-        "2001:db8::/32",
+        "2001:db8::/48",
     ]);
     let backend = Backend::start();
     let envoy = start_envoy(

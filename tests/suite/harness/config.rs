@@ -134,6 +134,7 @@ pub struct EnvoyConfig {
     clusters: Vec<(String, u16)>,
     workers: u32,
     backend_trailers: bool,
+    log_levels: [&'static str; 2],
 }
 
 /// One gate, `wechat_gate` with `config`, in front of the backend on `backend_port`.
@@ -153,6 +154,7 @@ impl EnvoyConfig {
             clusters: Vec::new(),
             workers: 1,
             backend_trailers: false,
+            log_levels: super::envoy::DEFAULT_LOG_LEVELS,
         }
     }
 
@@ -190,6 +192,12 @@ impl EnvoyConfig {
         self
     }
 
+    /// Envoy's `--log-level` and `--component-log-level` (default: `info`, `wasm:debug`).
+    pub fn log_levels(mut self, level: &'static str, components: &'static str) -> Self {
+        self.log_levels = [level, components];
+        self
+    }
+
     /// The backend cluster accepts response trailers (`enable_trailers`).
     pub fn backend_trailers(mut self) -> Self {
         self.backend_trailers = true;
@@ -197,14 +205,16 @@ impl EnvoyConfig {
     }
 
     pub fn start(self) -> Envoy {
-        let env = self.env_pairs();
-        Envoy::start(&self.yaml(), self.workers, &env)
+        match self.try_start() {
+            Ok(e) => e,
+            Err(log) => panic!("Envoy did not start:\n{log}"),
+        }
     }
 
     /// Starts Envoy; `Err(log)` if it exits (or is not ready in 60 s).
     pub fn try_start(self) -> Result<Envoy, String> {
         let env = self.env_pairs();
-        Envoy::try_start(&self.yaml(), self.workers, &env)
+        Envoy::try_start_logging(&self.yaml(), self.workers, &env, self.log_levels)
     }
 
     fn env_pairs(&self) -> Vec<(&str, &str)> {

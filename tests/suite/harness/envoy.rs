@@ -69,6 +69,9 @@ pub fn validate(path: &Path) -> Result<(), String> {
     }
 }
 
+/// Envoy's log levels in the suite: `info`, the gate's own lines (`wasm`) at `debug`.
+pub const DEFAULT_LOG_LEVELS: [&str; 2] = ["info", "wasm:debug"];
+
 /// A running Envoy, killed on drop; its log is kept (and its path printed) if the
 /// test failed.
 pub struct Envoy {
@@ -91,6 +94,17 @@ impl Envoy {
 
     /// Starts Envoy; `Err(log)` if it exits (or is not ready in 60 s).
     pub fn try_start(yaml: &str, workers: u32, env: &[(&str, &str)]) -> Result<Envoy, String> {
+        Envoy::try_start_logging(yaml, workers, env, DEFAULT_LOG_LEVELS)
+    }
+
+    /// Starts Envoy with `log_levels` (`[level, component levels]`, as
+    /// `--log-level` and `--component-log-level` take them); `Err(log)` if it exits.
+    pub fn try_start_logging(
+        yaml: &str,
+        workers: u32,
+        env: &[(&str, &str)],
+        log_levels: [&str; 2],
+    ) -> Result<Envoy, String> {
         let dir = scratch_dir("envoy");
         let config = dir.join("envoy.yaml");
         std::fs::write(&config, yaml).expect("write envoy.yaml");
@@ -103,9 +117,9 @@ impl Envoy {
             .args([
                 "--use-dynamic-base-id",
                 "--log-level",
-                "info",
+                log_levels[0],
                 "--component-log-level",
-                "wasm:debug",
+                log_levels[1],
             ])
             .args(["--concurrency", &workers.to_string()])
             .arg("--admin-address-path")
