@@ -53,6 +53,15 @@ fn raw_status(envoy: &Envoy, method: &str, target: &str, body: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// The gate's counters that are not 0.
+fn nonzero(envoy: &Envoy) -> Vec<(String, u64)> {
+    envoy
+        .counters()
+        .into_iter()
+        .filter(|(_, v)| *v != 0)
+        .collect()
+}
+
 fn success() -> (u16, String) {
     (200, "success".to_string())
 }
@@ -309,11 +318,11 @@ fn bug_a_replay_racing_a_held_first_use_is_answered_success_and_the_push_is_lost
         .unwrap_or_default()
         .to_string();
     eprintln!(
-        "first use: {first_status}; second use: {} {:?}; backend got {}; replayed {}",
+        "first use: {first_status}; second use: {} {:?}; backend got {}; counters {:?}",
         second.status,
         second.body_text(),
         backend.records().len(),
-        envoy.counter("wechat_gate.replayed")
+        nonzero(&envoy)
     );
     if answer(&second) == success() {
         assert!(
@@ -366,9 +375,10 @@ fn bug_a_query_used_under_a_short_tolerance_is_delivered_again_through_a_longer_
     crate::harness::wait_past(at, 10);
     let r = post("/long", "a body of the replayer's", 7103);
     eprintln!(
-        "after 10 s on /long: {:?}; backend got {:?}",
+        "after 10 s on /long: {:?}; backend got {:?}; counters {:?}",
         answer(&r),
-        backend.bodies()
+        backend.bodies(),
+        nonzero(&envoy)
     );
     assert_eq!(
         backend.records().len(),
@@ -376,6 +386,48 @@ fn bug_a_query_used_under_a_short_tolerance_is_delivered_again_through_a_longer_
         "a used query carried a second push: {:?}",
         backend.bodies()
     );
+}
+
+/// One component's query on every route that shares its token in one VM: a push to
+/// one authorizer's route, sent again to another authorizer's route or to the
+/// authorization-event route, is a replay.
+#[test]
+fn an_open_platform_query_is_used_once_across_authorizers_and_routes() {
+    use crate::harness::config::{EnvoyConfig, Gate};
+    let backend = Backend::start();
+    let open = |path: &str, name: &str| {
+        merged(
+            safe_config(json!({})),
+            json!({"platform": "open_platform", "path": path, "name": name}),
+        )
+    };
+    let envoy = EnvoyConfig::new(backend.port)
+        .gate(Gate::new("gate_cb", open("/open/$APPID$/callback", "cb")))
+        .gate(Gate::new("gate_auth", open("/open/auth", "auth")))
+        .start();
+    let p = push_of(&seal_for(APPID, &msg(7201)), "", &nonce());
+    let send = |path: &str| {
+        envoy.send(
+            "POST",
+            &format!("{path}?{}", p.query),
+            &[("content-type", b"text/xml")],
+            p.body.as_bytes(),
+            LISTED,
+        )
+    };
+    assert_eq!(
+        answer(&send("/open/wx1111111111111111/callback")),
+        success()
+    );
+    for path in [
+        "/open/wx2222222222222222/callback",
+        "/open/auth",
+        "/open/wx1111111111111111/callback/",
+    ] {
+        assert_eq!(answer(&send(path)), success(), "{path}");
+    }
+    assert_eq!(backend.records().len(), 1, "{:?}", backend.bodies());
+    assert_eq!(envoy.counter("wechat_gate.replayed"), 3);
 }
 
 // ------------------------------------------------------------------ WeCom handshakes
@@ -458,7 +510,7 @@ fn wecom_handshakes_that_fail_to_open_are_refused_and_do_not_block_the_push() {
     // The push is delivered, then the GET is a replay and the push too.
     let r = wecom_post(&envoy, &q, &sealed);
     assert_eq!(answer(&r), success());
-    assert_eq!(backend.bodies(), [message.clone()]);
+    assert_eq!(backend.bodies(), [message]);
     assert_eq!(answer(&wecom_get(&envoy, &q, &sealed)), success());
     assert_eq!(answer(&wecom_post(&envoy, &q, &sealed)), success());
     // A good handshake: echoed once, then a replay as GET and as POST.
