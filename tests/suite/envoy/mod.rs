@@ -3,6 +3,7 @@
 //! so tests run in parallel.
 
 mod adversarial_platforms;
+mod adversarial_round3;
 mod backend_headers;
 mod hardening;
 mod hostile_input;
