@@ -112,7 +112,7 @@ pub fn request_within(
     raw.extend_from_slice(b"\r\n");
     raw.extend_from_slice(body);
     let deadline = Instant::now() + timeout;
-    let mut stream = connect(&url.host, url.port, source)?;
+    let mut stream = connect_within(&url.host, url.port, source, timeout)?;
     stream.set_write_timeout(Some(timeout))?;
     stream.write_all(&raw)?;
     read_response_by(&mut stream, deadline)
@@ -159,6 +159,7 @@ pub fn read_response_by(stream: &mut TcpStream, deadline: Instant) -> io::Result
             break;
         }
         buf.extend_from_slice(&chunk[..n]);
+        skip_interim(&mut buf);
         if is_complete(&buf) {
             break;
         }
@@ -181,6 +182,21 @@ fn timed_out(read: &[u8]) -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, format!("{what} in time"))
 }
 
+/// Drops the interim (1xx) answers at the start of `buf`: RFC 9110 §15.2 has a
+/// client read past them to the final one, whether it asked for them or not. (101
+/// is final: nothing here upgrades.)
+fn skip_interim(buf: &mut Vec<u8>) {
+    while buf.starts_with(b"HTTP/1.")
+        && buf.get(8..10) == Some(b" 1")
+        && buf.get(10..12) != Some(b"01")
+    {
+        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return;
+        };
+        buf.drain(..end + 4);
+    }
+}
+
 /// True when `buf` holds a whole response whose end is known without EOF.
 fn is_complete(buf: &[u8]) -> bool {
     let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -199,6 +215,16 @@ fn is_complete(buf: &[u8]) -> bool {
 
 /// A connection to `host:port`, from `source` when given ([`DEFAULT_TIMEOUT`] to read).
 pub fn connect(host: &str, port: u16, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    connect_within(host, port, source, Duration::from_secs(5))
+}
+
+/// [`connect`], given up after `timeout`.
+fn connect_within(
+    host: &str,
+    port: u16,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let target: SocketAddr = (host, port)
         .to_socket_addrs()?
         .find(|a| source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()))
@@ -207,7 +233,14 @@ pub fn connect(host: &str, port: u16, source: Option<IpAddr>) -> io::Result<TcpS
     if let Some(source) = source {
         socket.bind(&SocketAddr::new(source, 0).into())?;
     }
-    socket.connect_timeout(&target.into(), Duration::from_secs(5))?;
+    socket
+        .connect_timeout(&target.into(), timeout)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                io::Error::new(io::ErrorKind::TimedOut, "no connection in time")
+            }
+            _ => e,
+        })?;
     let stream: TcpStream = socket.into();
     stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
     Ok(stream)
@@ -281,6 +314,19 @@ mod tests {
         let u = parse_url("http://[::1]:8080/x").expect("url");
         assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
         assert!(parse_url("https://x/").is_err());
+    }
+
+    #[test]
+    fn interim_answers_are_read_past_and_101_is_final() {
+        let mut buf = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\nHTTP/1.1 200 OK\r\n".to_vec();
+        skip_interim(&mut buf);
+        assert_eq!(buf, b"HTTP/1.1 200 OK\r\n");
+        let mut partial = b"HTTP/1.1 100 Cont".to_vec();
+        skip_interim(&mut partial);
+        assert_eq!(partial, b"HTTP/1.1 100 Cont", "an unfinished head waits");
+        let mut upgrade = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
+        skip_interim(&mut upgrade);
+        assert!(upgrade.starts_with(b"HTTP/1.1 101"));
     }
 
     #[test]

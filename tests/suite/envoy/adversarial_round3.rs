@@ -1,5 +1,5 @@
 //! Adversarial round 3: the replay table whatever the method, the decrypted push's
-//! format, secrets of the wrong type, and `wechat-gate send`'s bounds.
+//! format, secrets of the wrong type (the CLI's bounds: offline::cli_timeouts).
 //!
 //! Tests named `bug_…` document a defect and fail while it is there; the others pin
 //! behaviour that held under attack.
@@ -7,15 +7,14 @@
 use crate::harness::backend::Backend;
 use crate::harness::config::{gate_config, gated};
 use crate::harness::envoy::Envoy;
+use crate::harness::merged;
 use crate::harness::now;
 use crate::harness::requests::{nonce, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{key, push_of, safe_config, verify_only_config, AES_KEY, APPID};
-use crate::harness::{merged, wait_until};
 use serde_json::json;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wechat_gate::gate::query::encode_query;
 use wechat_gate::gate::safe_mode::cipher;
 use wechat_gate::gate::signature::{as_str, sign};
@@ -778,184 +777,4 @@ fn a_wrongly_shaped_aes_key_makes_envoy_refuse_and_the_log_never_shows_it() {
         assert!(line.contains("safe_mode.encoding_aes_key"), "{line}");
         assert!(!log.contains(AES_KEY), "the log shows the key:\n{log}");
     }
-}
-
-// ------------------------------------------------------------------ the CLI
-
-/// A server on a free loopback port answering each connection with `serve` (after
-/// reading the request head), in its own thread.
-fn hostile(serve: fn(&mut TcpStream) -> std::io::Result<()>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming().take(4) {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut head = [0u8; 8192];
-                let _ = conn.read(&mut head);
-                let _ = serve(&mut conn);
-            });
-        }
-    });
-    port
-}
-
-/// Runs `wechat-gate send …` with a token; killed (and failing) after `limit`.
-fn send_cli(args: &[&str], limit: Duration) -> (Option<i32>, String, Duration) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wechat-gate"))
-        .args(args)
-        .env("WECHAT_TOKEN", "t")
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run wechat-gate");
-    let started = Instant::now();
-    let done = wait_until(limit, || child.try_wait().ok().flatten().is_some());
-    if done.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("wechat-gate {args:?} still running after {limit:?}");
-    }
-    let out = child.wait_with_output().expect("output");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        started.elapsed(),
-    )
-}
-
-/// A head that never ends, as fast as the client reads.
-fn endless_head(conn: &mut TcpStream) -> std::io::Result<()> {
-    conn.write_all(b"HTTP/1.1 200 OK\r\n")?;
-    let line = format!("x-filler: {}\r\n", "a".repeat(1000));
-    loop {
-        conn.write_all(line.as_bytes())?;
-    }
-}
-
-/// `100 Continue` heads, forever.
-fn endless_continue(conn: &mut TcpStream) -> std::io::Result<()> {
-    loop {
-        conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    }
-}
-
-/// One interim `100 Continue`, then the final answer `success`, then close.
-fn continue_then_success(conn: &mut TcpStream) -> std::io::Result<()> {
-    conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
-    std::thread::sleep(Duration::from_millis(50));
-    conn.write_all(
-        b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 7\r\n\r\nsuccess",
-    )?;
-    // `connection: close` was asked for: closed after the final answer.
-    Ok(())
-}
-
-/// A redirect elsewhere.
-fn redirect(conn: &mut TcpStream) -> std::io::Result<()> {
-    conn.write_all(
-        b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:9/steal\r\ncontent-length: 0\r\n\r\n",
-    )?;
-    let mut sink = [0u8; 64];
-    while conn.read(&mut sink)? > 0 {}
-    Ok(())
-}
-
-#[test]
-fn send_bounds_an_endless_head_and_endless_interim_answers() {
-    for (what, serve) in [
-        (
-            "endless head",
-            endless_head as fn(&mut TcpStream) -> std::io::Result<()>,
-        ),
-        ("endless 100 Continue", endless_continue),
-    ] {
-        let port = hostile(serve);
-        let url = format!("http://127.0.0.1:{port}/wechat");
-        let (code, out, took) = send_cli(
-            &["send", "message", &url, "--text", "hi", "--timeout", "3"],
-            Duration::from_secs(30),
-        );
-        eprintln!("{what}: exit {code:?} after {took:?}: {}", out.trim());
-        assert_eq!(code, Some(2), "{what}: {out}");
-        assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
-        assert!(out.len() < 4096, "{what}: printed {} bytes", out.len());
-    }
-}
-
-#[test]
-fn send_does_not_follow_a_redirect() {
-    let port = hostile(redirect);
-    let url = format!("http://127.0.0.1:{port}/wechat");
-    let (code, out, _) = send_cli(
-        &["send", "handshake", &url, "--timeout", "3"],
-        Duration::from_secs(30),
-    );
-    assert_eq!(code, Some(1), "{out}");
-    assert!(out.contains("302"), "{out}");
-}
-
-/// "`--timeout` … bounds the whole exchange": the connection itself is bounded by a
-/// fixed 5 s (`kit::client::connect`), whatever `--timeout` says. A listener whose
-/// accept queue is full drops the SYN, so the connect hangs.
-#[test]
-fn bug_send_timeout_does_not_bound_the_connect() {
-    use socket2::{Domain, Socket, Type};
-    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    listener
-        .bind(
-            &"127.0.0.1:0"
-                .parse::<std::net::SocketAddr>()
-                .expect("addr")
-                .into(),
-        )
-        .expect("bind");
-    listener.listen(0).expect("listen");
-    let addr = listener
-        .local_addr()
-        .expect("addr")
-        .as_socket()
-        .expect("inet");
-    // Fill the accept queue (never accepted).
-    let mut held = Vec::new();
-    for _ in 0..8 {
-        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-        s.set_nonblocking(true).expect("nonblocking");
-        let _ = s.connect(&addr.into());
-        held.push(s);
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    let url = format!("http://{addr}/wechat");
-    let (code, out, took) = send_cli(
-        &["send", "handshake", &url, "--timeout", "1"],
-        Duration::from_secs(30),
-    );
-    eprintln!("exit {code:?} after {took:?}: {}", out.trim());
-    assert_eq!(code, Some(2), "{out}");
-    assert!(
-        took < Duration::from_millis(2500),
-        "--timeout 1 took {took:?} ({})",
-        out.trim()
-    );
-}
-
-/// RFC 9110 §15.2: a client must parse 1xx answers before the final one, expected or
-/// not. The endpoint answered `200 success`; `send` reports the interim 100.
-#[test]
-fn bug_send_takes_an_interim_100_continue_for_the_answer() {
-    let port = hostile(continue_then_success);
-    let url = format!("http://127.0.0.1:{port}/wechat");
-    let (code, out, took) = send_cli(
-        &["send", "message", &url, "--text", "hi", "--timeout", "3"],
-        Duration::from_secs(30),
-    );
-    eprintln!("exit {code:?} after {took:?}:\n{out}");
-    assert_eq!(code, Some(0), "the endpoint answered 200 success: {out}");
 }
