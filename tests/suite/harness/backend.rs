@@ -304,3 +304,156 @@ impl BackendPy {
         lines
     }
 }
+
+// ---------------------------------------------------------------- request heads
+
+/// A backend that records every request head the moment it has arrived, before any
+/// of its body (what a backend sees of a push whose body stalls), and answers
+/// `success` to each request whose body comes whole (`content-length` or chunked).
+/// One thread per connection, so a stalled request holds only its own.
+pub struct HeadBackend {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+    heads: Arc<Mutex<Vec<String>>>,
+    bodies: Arc<Mutex<Vec<String>>>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl HeadBackend {
+    pub fn start() -> HeadBackend {
+        HeadBackend::bounded(usize::MAX, 1024)
+    }
+
+    /// A backend like a pool of `workers` (gunicorn, PHP-FPM): it serves that many
+    /// connections at once and accepts no other until one ends, and its listen
+    /// backlog is `backlog`; past both, the kernel drops a connection attempt.
+    pub fn bounded(workers: usize, backlog: i32) -> HeadBackend {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        let address: std::net::SocketAddr = "127.0.0.1:0".parse().expect("address");
+        socket.bind(&address.into()).expect("bind");
+        socket.listen(backlog).expect("listen");
+        let listener: TcpListener = socket.into();
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (stopped, h, b) = (stop.clone(), heads.clone(), bodies.clone());
+        let busy = Arc::new((Mutex::new(0usize), std::sync::Condvar::new()));
+        let accept = std::thread::spawn(move || loop {
+            {
+                let (count, freed) = &*busy;
+                let mut n = count.lock().expect("busy");
+                while *n >= workers && !stopped.load(Ordering::SeqCst) {
+                    n = freed
+                        .wait_timeout(n, Duration::from_millis(100))
+                        .expect("busy")
+                        .0;
+                }
+                if stopped.load(Ordering::SeqCst) {
+                    return;
+                }
+                *n += 1;
+            }
+            let stream = listener.accept();
+            if stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok((stream, _)) = stream else {
+                *busy.0.lock().expect("busy") -= 1;
+                continue;
+            };
+            let (h, b, busy) = (h.clone(), b.clone(), busy.clone());
+            std::thread::spawn(move || {
+                serve_heads(stream, &h, &b);
+                let (count, freed) = &*busy;
+                *count.lock().expect("busy") -= 1;
+                freed.notify_one();
+            });
+        });
+        HeadBackend {
+            port,
+            stop,
+            heads,
+            bodies,
+            accept: Some(accept),
+        }
+    }
+
+    /// Every request head seen (request line and headers), in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().expect("heads").clone()
+    }
+
+    /// The bodies of the requests that came whole, in order.
+    pub fn bodies(&self) -> Vec<String> {
+        self.bodies.lock().expect("bodies").clone()
+    }
+}
+
+fn serve_heads(mut stream: TcpStream, heads: &Mutex<Vec<String>>, bodies: &Mutex<Vec<String>>) {
+    use std::io::{Read, Write};
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        // The head.
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        heads.lock().expect("heads").push(head.clone());
+        buf.drain(..end);
+        let lower = head.to_ascii_lowercase();
+        let length = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        // The body: by its length, or chunked up to the last chunk.
+        let body = loop {
+            match length {
+                Some(n) if buf.len() >= n => break buf.drain(..n).collect::<Vec<u8>>(),
+                None => match wechat_gate::kit::http1::dechunk(&buf, usize::MAX) {
+                    Ok(Some((body, used))) => {
+                        buf.drain(..used);
+                        break body;
+                    }
+                    Ok(None) => {}
+                    Err(_) => return,
+                },
+                _ => {}
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        bodies
+            .lock()
+            .expect("bodies")
+            .push(String::from_utf8_lossy(&body).into_owned());
+        if stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\nsuccess")
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+impl Drop for HeadBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the accept loop (bounded: a full backlog may not take it).
+        let address = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let _ = TcpStream::connect_timeout(&address, Duration::from_secs(1));
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
