@@ -735,8 +735,9 @@ BODY_MODE_LINE = re.compile(r"wechat-gate reads push bodies in (hold|stream) mod
 
 def prepare(envoys, reqs):
     """Before anything is timed on fresh Envoys: the live list is in, and every
-    body-reading gate has settled its body mode (it holds its first pushes up to 50 ms
-    as probes: three that expire settle stream mode, one body while held settles hold).
+    body-reading gate has settled its body mode (it holds its first pushes as probes:
+    one body handed over while held settles hold, body bytes Envoy counted but kept
+    back settle stream).
     Returns {setup: what went wrong}."""
     problems = {}
     if "wechat-gate-live" in envoys:

@@ -24,7 +24,9 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use wechat_gate::gate::config::{self, Config, Platform, SourceMode, WhenUnavailable};
 use wechat_gate::gate::dedupe::{self, Entry, Lookup, Seen, Table};
-use wechat_gate::gate::exchange::{BodyMode, Context, Effect, Exchange, Flow, Proxy, Step};
+use wechat_gate::gate::exchange::{
+    BodyMode, ByteCount, Context, Effect, Exchange, Flow, Proxy, Step,
+};
 use wechat_gate::gate::header_map::HeaderMap;
 use wechat_gate::gate::message::Format;
 use wechat_gate::gate::query::encode_query;
@@ -143,6 +145,10 @@ const SOURCES: [(Option<&str>, bool); 6] = [
 struct Input {
     setup: u8,
     body_mode: u8,
+    /// The worker's streamed bodies outstanding (its cap is 16), and whether its
+    /// waiting pushes are at their cap.
+    streamed: u8,
+    waiting_full: bool,
     /// The live list has loaded (when one is configured).
     live_ready: bool,
     requests: Vec<Request>,
@@ -235,7 +241,8 @@ enum Event {
     /// This many more bytes of the body; the last part may end the stream.
     Body(u16, bool),
     Trailers(Vec<String>),
-    Probe,
+    /// A tick's look, with this many body bytes Envoy counted since the push was held.
+    Probe(u16),
     BodyDeadline,
     EffectRefused,
     ResponseHeaders(bool),
@@ -587,6 +594,12 @@ fn run(input: Input) {
             1 => BodyMode::Stream,
             _ => BodyMode::Unknown,
         },
+        streamed_unverified: usize::from(input.streamed % 20),
+        waiting: if input.waiting_full {
+            wechat_gate::gate::held::MAX_WAITING
+        } else {
+            0
+        },
     };
     let mut sources = Sources::fixed(config.source.allow.clone());
     sources.live_list_ready = input.live_ready || config.source.wechat_api.is_none();
@@ -664,8 +677,12 @@ fn exchange(ctx: Context<'_>, r: &Request, b: &Built, fake: &mut Fake, what: &st
                 apply(&step, b, &mut fate, true, &format!("{what} trailers"));
                 step
             }
-            Event::Probe => {
-                let step = x.on_probe(ctx);
+            Event::Probe(arrived) => {
+                let count = ByteCount {
+                    when_held: Some(300),
+                    now: Some(300 + u64::from(*arrived)),
+                };
+                let step = x.on_probe(ctx, count);
                 apply(&step, b, &mut fate, false, &format!("{what} probe"));
                 step
             }

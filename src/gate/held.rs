@@ -23,13 +23,24 @@ pub const BODY_DEADLINE_MS: u64 = 3000;
 /// Local replies one tick may queue: each nests the host's queue one level deeper.
 pub const ANSWERS_PER_TICK: usize = 16;
 
-/// How long a push is held before the gate concludes that this host will not hand
-/// over its body while the headers wait, and lets the headers go on (stream mode).
-pub const PROBE_MS: u64 = 50;
+/// How often a held push whose body has not reached the filter is looked at again
+/// (the root context ticks this fast while any waits).
+pub const PROBE_MS: u64 = 10;
 
-/// Held pushes whose body did not come within [`PROBE_MS`] before a worker takes its
-/// host for one that streams (a slow client can explain one; not three in a row).
-pub const PROBES_TO_STREAM: u32 = 3;
+/// Held pushes one tick looks at (a hostcall each): a crowd of stalled clients costs
+/// a bounded amount of work per tick, and each is looked at again in turn.
+pub const PROBES_PER_TICK: usize = 64;
+
+/// Pushes a worker lets upstream, in stream mode, whose body has not yet arrived and
+/// passed: each holds a backend connection until it does, or until its deadline. A
+/// push beyond these waits on its headers, off the backend, until Envoy holds its
+/// whole body (a push from WeChat, whose body comes with its headers, goes on at the
+/// next tick); one that stalls is answered 408 there and never reaches the backend.
+pub const MAX_STREAMED_UNVERIFIED: usize = 16;
+
+/// Pushes a worker holds on their headers with no body yet (see [`PROBE_MS`]); one
+/// more is refused 503 with `Retry-After` (reason `busy`) rather than held.
+pub const MAX_WAITING: usize = 1024;
 
 /// How this host hands a Wasm filter a push's body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,27 +53,53 @@ pub enum BodyMode {
     Stream,
 }
 
-/// What a push showed about the host.
+/// What a push showed about the host. Both are the host's own doing, never a
+/// client's: a slow or stalled client sends no byte, and so shows nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observation {
-    /// Its body arrived while its headers were held: the host holds.
+    /// Its body was handed to the filter while its headers were held: the host holds.
     BodyWhileHeld,
-    /// Its body had not come within [`PROBE_MS`] of its held headers.
-    ProbeExpired,
+    /// Envoy counted bytes of its body while its headers were held, and did not hand
+    /// them to the filter: the host keeps a paused request's body back.
+    BodyKeptByHost,
+}
+
+/// Envoy's count of a held push's bytes (`request.total_size`: its headers and the
+/// body bytes the connection manager has received), when the push was held and now.
+/// Envoy counts a body's bytes before any filter sees them, so a count that grew
+/// while the filter was handed nothing is the host holding the body back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteCount {
+    pub when_held: Option<u64>,
+    pub now: Option<u64>,
+}
+
+impl ByteCount {
+    /// Body bytes Envoy has received since the push was held (0: none, or no count).
+    pub fn arrived(self) -> u64 {
+        match (self.when_held, self.now) {
+            (Some(then), Some(now)) => now.saturating_sub(then),
+            _ => 0,
+        }
+    }
+
+    /// Decodes the property's value: a little-endian 64-bit integer.
+    pub fn decode(raw: Option<&[u8]>) -> Option<u64> {
+        let bytes: [u8; 8] = raw?.try_into().ok()?;
+        u64::try_from(i64::from_le_bytes(bytes)).ok()
+    }
 }
 
 /// What a worker has learnt of its host's body mode.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyModeLearner {
     mode: BodyMode,
-    expired_probes: u32,
 }
 
 impl Default for BodyModeLearner {
     fn default() -> Self {
         BodyModeLearner {
             mode: BodyMode::Unknown,
-            expired_probes: 0,
         }
     }
 }
@@ -72,21 +109,16 @@ impl BodyModeLearner {
         self.mode
     }
 
-    /// Takes one observation in; the mode, when this one settled it.
+    /// Takes one observation in; the mode, when this one settled it. One is enough:
+    /// each can only come from the host.
     pub fn observe(&mut self, observation: Observation) -> Option<BodyMode> {
         if self.mode != BodyMode::Unknown {
             return None;
         }
-        match observation {
-            Observation::BodyWhileHeld => self.mode = BodyMode::Hold,
-            Observation::ProbeExpired => {
-                self.expired_probes += 1;
-                if self.expired_probes < PROBES_TO_STREAM {
-                    return None;
-                }
-                self.mode = BodyMode::Stream;
-            }
-        }
+        self.mode = match observation {
+            Observation::BodyWhileHeld => BodyMode::Hold,
+            Observation::BodyKeptByHost => BodyMode::Stream,
+        };
         Some(self.mode)
     }
 }
@@ -152,6 +184,19 @@ impl<T> HeldRequests<T> {
         self.waiting.borrow().is_empty()
     }
 
+    pub fn len(&self) -> usize {
+        self.waiting.borrow().len()
+    }
+
+    /// Takes out the first `limit` requests, whatever their deadline: one tick's
+    /// share of the probes. Put back at the end ([`Self::hold`]), they come round
+    /// again after the others.
+    pub fn take_front(&self, limit: usize) -> Vec<(u32, T, u64)> {
+        let mut waiting = self.waiting.borrow_mut();
+        let n = limit.min(waiting.len());
+        waiting.drain(..n).collect()
+    }
+
     /// True when some held request's deadline has passed at `now_ms`.
     pub fn any_expired(&self, now_ms: u64) -> bool {
         self.waiting
@@ -187,18 +232,50 @@ mod tests {
     }
 
     #[test]
-    fn one_body_while_held_settles_hold_three_expired_probes_settle_stream() {
+    fn one_observation_of_the_host_settles_the_mode_for_good() {
         let mut l = BodyModeLearner::default();
+        assert_eq!(l.mode(), BodyMode::Unknown);
         assert_eq!(l.observe(Observation::BodyWhileHeld), Some(BodyMode::Hold));
-        assert_eq!(l.observe(Observation::ProbeExpired), None);
+        assert_eq!(l.observe(Observation::BodyKeptByHost), None);
         assert_eq!(l.mode(), BodyMode::Hold, "settled for good");
         let mut l = BodyModeLearner::default();
-        assert_eq!(l.observe(Observation::ProbeExpired), None);
-        assert_eq!(l.observe(Observation::ProbeExpired), None);
-        assert_eq!(l.mode(), BodyMode::Unknown);
-        assert_eq!(l.observe(Observation::ProbeExpired), Some(BodyMode::Stream));
+        assert_eq!(
+            l.observe(Observation::BodyKeptByHost),
+            Some(BodyMode::Stream)
+        );
         assert_eq!(l.observe(Observation::BodyWhileHeld), None);
         assert_eq!(l.mode(), BodyMode::Stream);
+    }
+
+    #[test]
+    fn the_byte_count_is_what_envoy_received_since_the_push_was_held() {
+        let count = |when_held, now| ByteCount { when_held, now }.arrived();
+        assert_eq!(count(Some(277), Some(307)), 30);
+        assert_eq!(count(Some(277), Some(277)), 0, "a slow client: nothing yet");
+        assert_eq!(count(Some(277), Some(261)), 0, "headers shrank: nothing");
+        assert_eq!(count(None, Some(307)), 0, "no count: no evidence");
+        assert_eq!(count(Some(277), None), 0);
+        assert_eq!(
+            ByteCount::decode(Some(&[21, 1, 0, 0, 0, 0, 0, 0])),
+            Some(277)
+        );
+        assert_eq!(ByteCount::decode(Some(&[21, 1, 0])), None);
+        assert_eq!(ByteCount::decode(Some(&[255; 8])), None, "negative");
+        assert_eq!(ByteCount::decode(None), None);
+    }
+
+    #[test]
+    fn probes_come_round_in_turn() {
+        let held = HeldRequests::default();
+        for id in 1..=5 {
+            held.hold(id, (), 0);
+        }
+        let first: Vec<u32> = held.take_front(2).into_iter().map(|(id, ..)| id).collect();
+        assert_eq!(first, [1, 2]);
+        held.hold(1, (), 0);
+        let next: Vec<u32> = held.take_front(10).into_iter().map(|(id, ..)| id).collect();
+        assert_eq!(next, [3, 4, 5, 1]);
+        assert_eq!(held.len(), 0);
     }
 
     #[test]

@@ -52,6 +52,10 @@ reasons! {
     /// The decrypted message names another account than the route serves (Open
     /// Platform: its component or its authorizer).
     Account => 401, "account";
+    /// Stream mode (or before the body mode is known): the worker already holds as
+    /// many pushes on their headers, waiting for a body, as it may (a crowd of
+    /// stalled clients). Answered with `Retry-After`: WeChat tries again.
+    Busy => 503, "busy";
 }
 
 /// A refusal: the reason and a short detail for the response body and the log.
@@ -78,7 +82,7 @@ impl Rejection {
     pub fn headers(&self) -> &'static [(&'static str, &'static str)] {
         match self.reason {
             Reason::Method => &[("allow", "GET, POST")],
-            Reason::Unavailable => &[("retry-after", RETRY_AFTER_SECONDS)],
+            Reason::Unavailable | Reason::Busy => &[("retry-after", RETRY_AFTER_SECONDS)],
             _ => &[],
         }
     }
@@ -111,7 +115,8 @@ mod tests {
                 (401, "msg_signature"),
                 (401, "decrypt"),
                 (408, "body_timeout"),
-                (401, "account")
+                (401, "account"),
+                (503, "busy")
             ]
         );
     }

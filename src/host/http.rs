@@ -5,7 +5,9 @@ use super::dedupe;
 use super::proxy::{self, Body, Headers};
 use super::root::Worker;
 use crate::gate::dedupe::{Entry, Seen, Table};
-use crate::gate::exchange::{self, Context as Now, Effect, Exchange, Flow, Level, Note, Step};
+use crate::gate::exchange::{
+    self, ByteCount, Context as Now, Effect, Exchange, Flow, Level, Note, Step,
+};
 use crate::gate::request::Sources;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -16,6 +18,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// A request's exchange, shared with the root context while the request is held
 /// (its tick delivers the body deadline).
 pub type SharedExchange = Rc<RefCell<Exchange>>;
+
+/// A probed push: its exchange, and Envoy's byte count for it when it was held.
+pub type Probed = (SharedExchange, Option<u64>);
 
 pub struct GateHttp {
     context_id: u32,
@@ -140,12 +145,22 @@ fn apply(
         Effect::Release => {
             worker.held.release(context_id);
             worker.probes.release(context_id);
+            worker.streamed.release(context_id);
         }
-        Effect::Probe { for_ms } => {
-            let deadline = proxy::now_unix_ms().saturating_add(for_ms);
-            worker.probes.hold(context_id, exchange.clone(), deadline);
+        Effect::Probe => {
+            // Read after the effects before it (a header removed changes the count).
+            let when_held = ByteCount::decode(proxy::request_total_size().as_deref());
+            worker.probes.release(context_id);
+            worker
+                .probes
+                .hold(context_id, (exchange.clone(), when_held), 0);
             // The root context ticks fast while a probe waits.
             worker.tick_every(crate::gate::held::tick_period(true, false));
+        }
+        Effect::EndProbe => worker.probes.release(context_id),
+        Effect::Streamed => {
+            worker.streamed.release(context_id);
+            worker.streamed.hold(context_id, (), 0);
         }
         Effect::ResumeRequest => {
             worker.probes.release(context_id);
@@ -264,6 +279,7 @@ impl Drop for GateHttp {
     fn drop(&mut self) {
         self.worker.held.release(self.context_id);
         self.worker.probes.release(self.context_id);
+        self.worker.streamed.release(self.context_id);
         if !self.logged {
             self.worker.stream_ended();
         }

@@ -53,6 +53,13 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
+/// Envoy's byte count for the effective context's request, `request.total_size`:
+/// its headers and every body byte the connection manager has received, counted
+/// before any filter is handed them (works from the root's tick too).
+pub fn request_total_size() -> Option<Vec<u8>> {
+    property(&["request", "total_size"])
+}
+
 /// The proxy's clock, since the Unix epoch.
 pub fn now() -> Duration {
     hostcalls::get_current_time()

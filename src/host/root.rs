@@ -3,13 +3,13 @@
 //! deadlines from its tick, and hands every HTTP context the worker's state.
 
 use super::admission::AdmissionCell;
-use super::http::{carry_out, GateHttp, Port, SharedExchange};
+use super::http::{carry_out, GateHttp, Port, Probed, SharedExchange};
 use super::live_list::LiveList;
 use super::metrics::Metrics;
 use super::proxy;
 use crate::gate::config::{self, Config};
-use crate::gate::exchange::{BodyMode, Context as ExchangeContext, Observation};
-use crate::gate::held::{self, BodyModeLearner, HeldRequests, ANSWERS_PER_TICK};
+use crate::gate::exchange::{BodyMode, ByteCount, Context as ExchangeContext, Effect, Observation};
+use crate::gate::held::{self, BodyModeLearner, HeldRequests, ANSWERS_PER_TICK, PROBES_PER_TICK};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::cell::Cell;
@@ -23,8 +23,11 @@ pub struct Worker {
     pub metrics: Rc<Metrics>,
     pub admission: Rc<AdmissionCell>,
     pub held: Rc<HeldRequests<SharedExchange>>,
-    /// Held pushes whose body has not begun yet, while the body mode is unknown.
-    pub probes: Rc<HeldRequests<SharedExchange>>,
+    /// Pushes held on their headers whose body the filter has not been handed, with
+    /// Envoy's byte count for each when held: looked at from the tick.
+    pub probes: Rc<HeldRequests<Probed>>,
+    /// Pushes whose headers went upstream before their body passed (stream mode).
+    pub streamed: Rc<HeldRequests<()>>,
     /// What this worker has learnt of how its host hands over bodies.
     body_mode: Rc<Cell<BodyModeLearner>>,
     /// Unix seconds as of the last tick (a hostcall less per request).
@@ -42,6 +45,8 @@ impl Worker {
             config,
             now: self.now(),
             body_mode: self.body_mode.get().mode(),
+            streamed_unverified: self.streamed.len(),
+            waiting: self.probes.len(),
         }
     }
 
@@ -66,7 +71,7 @@ impl Worker {
             Some(BodyMode::Stream) => log::info!(
                 "wechat-gate reads push bodies in stream mode: checked headers go on first, the \
                  body is held back until it has passed, and a refused push is reset upstream \
-                 (the host does not hand a paused request its body: no \
+                 (the host received a paused request's body and kept it back: no \
                  allow_on_headers_stop_iteration)"
             ),
             Some(BodyMode::Unknown) | None => {}
@@ -114,6 +119,7 @@ impl GateRoot {
                 admission: Rc::new(AdmissionCell::fixed(Default::default())),
                 held: Rc::new(HeldRequests::default()),
                 probes: Rc::new(HeldRequests::default()),
+                streamed: Rc::new(HeldRequests::default()),
                 body_mode: Rc::new(Cell::new(BodyModeLearner::default())),
                 clock: Rc::new(Cell::new(0)),
                 tick_period: Rc::new(Cell::new(None)),
@@ -124,35 +130,49 @@ impl GateRoot {
     }
 
     /// Delivers the deadline to the held pushes whose body has not arrived in time,
-    /// at most `ANSWERS_PER_TICK` of them (see `gate::held`); true if more are due.
+    /// then looks at the probed pushes (their byte counts), acting on at most
+    /// `ANSWERS_PER_TICK` of them in all (see `gate::held`); true if more are due.
     fn deliver_deadlines(&self) -> bool {
         let now_ms = proxy::now_unix_ms();
         let worker = &self.worker;
-        let probes = worker.probes.expired(now_ms, ANSWERS_PER_TICK);
-        let late = worker
-            .held
-            .expired(now_ms, ANSWERS_PER_TICK.saturating_sub(probes.len()));
-        if probes.is_empty() && late.is_empty() {
-            return false;
-        }
-        for (context_id, exchange) in probes {
-            let Some(config) = worker.config.as_deref() else {
-                continue;
-            };
-            if proxy::act_on(context_id) {
-                let step = exchange.borrow_mut().on_probe(worker.context(config));
-                let _ = carry_out(step, context_id, worker, &exchange);
-            }
-        }
+        let late = worker.held.expired(now_ms, ANSWERS_PER_TICK);
+        let mut acted = late.len();
         for (context_id, exchange) in late {
             if proxy::act_on(context_id) {
                 let step = exchange.borrow_mut().on_body_deadline(&mut Port { worker });
                 let _ = carry_out(step, context_id, worker, &exchange);
             }
         }
+        if let Some(config) = worker.config.as_deref() {
+            for (context_id, (exchange, when_held), _) in worker.probes.take_front(PROBES_PER_TICK)
+            {
+                // Back at the end of the line until the exchange ends the probe.
+                worker
+                    .probes
+                    .hold(context_id, (exchange.clone(), when_held), 0);
+                if acted >= ANSWERS_PER_TICK {
+                    continue;
+                }
+                if !proxy::act_on(context_id) {
+                    worker.probes.release(context_id);
+                    continue;
+                }
+                let count = ByteCount {
+                    when_held,
+                    now: ByteCount::decode(proxy::request_total_size().as_deref()),
+                };
+                let step = exchange
+                    .borrow_mut()
+                    .on_probe(worker.context(config), count);
+                if step.effects.contains(&Effect::ResumeRequest) {
+                    acted += 1;
+                }
+                let _ = carry_out(step, context_id, worker, &exchange);
+            }
+        }
         // The rest of the tick acts for the root context again.
         let _ = proxy::act_on(self.context_id);
-        worker.held.any_expired(now_ms) || worker.probes.any_expired(now_ms)
+        worker.held.any_expired(now_ms)
     }
 
     fn awaiting_live_list(&self) -> bool {
@@ -241,6 +261,7 @@ impl RootContext for GateRoot {
             // Pushes held under the previous configuration are still answered.
             held: self.worker.held.clone(),
             probes: self.worker.probes.clone(),
+            streamed: self.worker.streamed.clone(),
             body_mode: self.worker.body_mode.clone(),
             clock: self.worker.clock.clone(),
             tick_period: self.worker.tick_period.clone(),

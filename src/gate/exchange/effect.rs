@@ -39,11 +39,16 @@ pub enum Effect {
     },
     /// It no longer waits.
     Release,
-    /// Its body is awaited while the headers are held: tell the exchange
-    /// ([`super::Exchange::on_probe`]) if no byte of it has come in this long.
-    Probe {
-        for_ms: u64,
-    },
+    /// Its body is awaited while the headers are held and the host may keep it back:
+    /// note Envoy's byte count for it now (`request.total_size`), and from each tick
+    /// tell the exchange the count then ([`super::Exchange::on_probe`]).
+    Probe,
+    /// Stop doing that.
+    EndProbe,
+    /// Its headers went upstream before its body passed (stream mode): it counts
+    /// against the worker's [`crate::gate::held::MAX_STREAMED_UNVERIFIED`] until
+    /// released.
+    Streamed,
     /// Let the held headers go on (`proxy_continue_stream`).
     ResumeRequest,
     /// What the push showed about the host's body mode.

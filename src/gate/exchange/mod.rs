@@ -28,7 +28,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
-pub use crate::gate::held::{BodyMode, Observation};
+pub use crate::gate::held::{BodyMode, ByteCount, Observation};
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 use push::{Reading, VerifiedPush};
 
@@ -79,6 +79,10 @@ pub struct Context<'a> {
     pub now: i64,
     /// How this worker's host hands over a push's body, as far as it knows.
     pub body_mode: BodyMode,
+    /// Pushes of this worker whose headers went upstream before their body passed.
+    pub streamed_unverified: usize,
+    /// Pushes of this worker held on their headers with no body handed over yet.
+    pub waiting: usize,
 }
 
 /// Where a request on the guarded path is.

@@ -12,16 +12,25 @@
 //!   complete, so the backend never completes it. A body that may change (safe mode)
 //!   goes on chunked, never under a length a cut-short body could satisfy.
 //!
-//! While a worker does not know which its host does, a push is held and probed: if
-//! no byte of its body has come within [`PROBE_MS`], its headers are let go and it
-//! is streamed; a body that does come while held shows the host holds.
+//! While a worker does not know which its host does, a push is held and probed: a
+//! body handed to the filter while held shows the host holds; bytes of it that Envoy
+//! counted (`request.total_size`, read from the root's tick) but did not hand over
+//! show the host keeps a paused request's body back, and the push is streamed. A
+//! client that is slow or stalls sends no byte, shows nothing, and is waited for
+//! (408 at the deadline, never upstream): only the host can settle the mode.
+//!
+//! In stream mode at most [`MAX_STREAMED_UNVERIFIED`] pushes per worker go upstream
+//! before their body has arrived; one more waits on its headers, off the backend,
+//! until Envoy holds its whole body, and beyond [`MAX_WAITING`] is refused 503.
 
 use super::{
     count_source, malformed, now_u64, Context, Effect, Exchange, Flow, Note, Proxy, Seal, Stage,
     Step,
 };
 use crate::gate::dedupe::{Entry, Seen, Table};
-use crate::gate::held::{BodyMode, Observation, BODY_DEADLINE_MS, PROBE_MS};
+use crate::gate::held::{
+    BodyMode, ByteCount, Observation, BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING,
+};
 use crate::gate::metrics::Counter;
 use crate::gate::query::without_safe_mode_params;
 use crate::gate::rejection::{Reason, Rejection};
@@ -47,6 +56,8 @@ pub(super) struct Reading {
     path: Vec<u8>,
     /// Its headers went on already (stream mode).
     streaming: bool,
+    /// Its declared `content-length`.
+    declared: Option<u64>,
     /// A part of its body has arrived.
     body_seen: bool,
 }
@@ -86,6 +97,9 @@ impl Exchange {
             path: push.path.to_vec(),
             streaming: false,
             body_seen: false,
+            declared: push
+                .declared
+                .and_then(|d| std::str::from_utf8(d).ok()?.trim().parse().ok()),
         };
         let mut first = Vec::new();
         // A safe-mode body is replaced: its length is set once known (hold), or it
@@ -100,12 +114,25 @@ impl Exchange {
             return step;
         }
         let mut step = match ctx.body_mode {
-            BodyMode::Stream => {
+            BodyMode::Stream if ctx.streamed_unverified < MAX_STREAMED_UNVERIFIED => {
                 first.extend(self.let_headers_go(ctx));
                 Step::new(Flow::Continue)
             }
             BodyMode::Hold => Step::new(Flow::Pause),
-            BodyMode::Unknown => Step::new(Flow::Pause).with(Effect::Probe { for_ms: PROBE_MS }),
+            // Not known yet, or as many streamed bodies outstanding as a worker may
+            // have: the headers wait, off the backend, and the host is watched.
+            BodyMode::Unknown | BodyMode::Stream if ctx.waiting < MAX_WAITING => {
+                Step::new(Flow::Pause).with(Effect::Probe)
+            }
+            BodyMode::Unknown | BodyMode::Stream => {
+                return self.reject(
+                    Rejection::new(
+                        Reason::Busy,
+                        "this worker already waits on as many push bodies as it may",
+                    ),
+                    proxy,
+                )
+            }
         };
         step.effects.splice(0..0, first);
         // Held or buffered, a body that never comes is answered 408.
@@ -135,19 +162,39 @@ impl Exchange {
             let path = String::from_utf8_lossy(&path).into_owned();
             effects.push(Effect::SetRequestHeader(":path", path));
         }
+        effects.push(Effect::Streamed);
         effects
     }
 
-    /// A held push whose body has not begun within [`PROBE_MS`]: this host may never
-    /// hand it over while the headers wait, so they go on and the body is streamed.
-    pub fn on_probe(&mut self, ctx: Context<'_>) -> Step {
-        match &self.stage {
-            Stage::AwaitingBody(r) if !r.streaming && !r.body_seen => {}
-            _ => return Step::new(Flow::Continue),
+    /// A tick's look at a push held on its headers whose body the filter has not
+    /// been handed: `count` is Envoy's byte count for it when held and now. Bytes
+    /// Envoy received and kept back settle stream mode (on a host that holds, Envoy
+    /// hands them to the filter at once); once streaming, a push held on its headers
+    /// goes upstream when Envoy holds its whole body. A push with no byte yet waits
+    /// (408 at the deadline).
+    pub fn on_probe(&mut self, ctx: Context<'_>, count: ByteCount) -> Step {
+        let declared = match &self.stage {
+            Stage::AwaitingBody(r) if !r.streaming && !r.body_seen => r.declared,
+            _ => return Step::new(Flow::Continue).with(Effect::EndProbe),
+        };
+        let arrived = count.arrived();
+        let go = match ctx.body_mode {
+            // The host hands the body over when it comes.
+            BodyMode::Hold => return Step::new(Flow::Pause).with(Effect::EndProbe),
+            BodyMode::Unknown => arrived > 0,
+            // Held past the cap (or from before the mode was known): it goes on once
+            // it cannot stall any more. A part is not enough, even with room again:
+            // a push that stalls half-way would hold a backend connection after all.
+            BodyMode::Stream => declared.is_some_and(|d| d > 0 && arrived >= d),
+        };
+        if !go {
+            return Step::new(Flow::Pause);
         }
         let mut step = Step::new(Flow::Continue);
-        step.effects = self.let_headers_go(ctx);
-        step.push(Effect::Observe(Observation::ProbeExpired));
+        if ctx.body_mode == BodyMode::Unknown {
+            step.push(Effect::Observe(Observation::BodyKeptByHost));
+        }
+        step.effects.extend(self.let_headers_go(ctx));
         step.with(Effect::ResumeRequest)
     }
 
@@ -166,6 +213,7 @@ impl Exchange {
         if !reading.body_seen {
             reading.body_seen = true;
             if !reading.streaming {
+                first.push(Effect::EndProbe);
                 first.push(Effect::Observe(Observation::BodyWhileHeld));
             }
         }

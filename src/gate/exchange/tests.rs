@@ -5,7 +5,7 @@
 use super::*;
 use crate::gate::config;
 use crate::gate::dedupe::{self, Lookup};
-use crate::gate::held::{BODY_DEADLINE_MS, PROBE_MS};
+use crate::gate::held::{BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING};
 use crate::gate::query::encode_query;
 use crate::gate::safe_mode::{cipher, envelope};
 use crate::gate::signature::{as_str, request_signature, sign};
@@ -151,6 +151,8 @@ fn ctx(config: &Config) -> Context<'_> {
         config,
         now: NOW,
         body_mode: BodyMode::Hold,
+        streamed_unverified: 0,
+        waiting: 0,
     }
 }
 
@@ -833,7 +835,7 @@ fn streamed_the_checked_headers_go_on_at_once_and_the_body_waits_for_its_checks(
     }));
     assert!(!e
         .iter()
-        .any(|e| matches!(e, Effect::Probe { .. } | Effect::RemoveRequestHeader(..))));
+        .any(|e| matches!(e, Effect::Probe | Effect::RemoveRequestHeader(..))));
     assert!(
         !counted(&step, Counter::Forwarded),
         "not until the body passed"
@@ -948,6 +950,14 @@ fn unknown(config: &Config) -> Context<'_> {
     }
 }
 
+/// Envoy's byte count for a probed push: `arrived` body bytes since it was held.
+fn count(arrived: u64) -> ByteCount {
+    ByteCount {
+        when_held: Some(277),
+        now: Some(277 + arrived),
+    }
+}
+
 #[test]
 fn not_knowing_the_host_a_push_is_held_and_probed() {
     let c = cfg("");
@@ -955,13 +965,14 @@ fn not_knowing_the_host_a_push_is_held_and_probed() {
     let mut x = Exchange::new();
     let step = head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
     assert_eq!(step.flow, Flow::Pause);
-    assert!(step.effects.contains(&Effect::Probe { for_ms: PROBE_MS }));
+    assert!(step.effects.contains(&Effect::Probe));
     assert!(!sets_a_header(&step));
-    // Its body begins while held: the host holds.
+    // Its body is handed over while held: the host holds.
     let step = x.on_request_body(unknown(&c), 5, false, &mut p);
     assert_eq!(
         step.effects,
         [
+            Effect::EndProbe,
             Effect::Observe(Observation::BodyWhileHeld),
             Effect::Hold {
                 for_ms: BODY_DEADLINE_MS
@@ -970,31 +981,134 @@ fn not_knowing_the_host_a_push_is_held_and_probed() {
         "and the deadline counts again from this part"
     );
     assert_eq!(
-        x.on_probe(unknown(&c)).effects,
-        [],
-        "a probe after the body began does nothing"
+        x.on_probe(unknown(&c), count(5)).effects,
+        [Effect::EndProbe],
+        "a probe after the body began only ends"
     );
 }
 
 #[test]
-fn a_probe_that_expires_lets_the_checked_headers_go_and_streams_the_body() {
+fn a_slow_or_stalled_client_shows_nothing_and_is_waited_for() {
     let c = cfg("");
     let mut p = Fake::new(&c);
     let mut x = Exchange::new();
     head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
-    let step = x.on_probe(unknown(&c));
+    for _ in 0..300 {
+        let step = x.on_probe(unknown(&c), count(0));
+        assert_eq!((step.flow, step.effects), (Flow::Pause, vec![]));
+    }
+    // No count to be had is no evidence either.
+    let none = ByteCount {
+        when_held: None,
+        now: Some(400),
+    };
+    assert_eq!(x.on_probe(unknown(&c), none).effects, []);
+    let step = x.on_body_deadline(&mut p);
+    assert!(step.effects.iter().any(|e| matches!(
+        e,
+        Effect::Reject(r) if r.reason == Reason::BodyTimeout
+    )));
+    assert!(!step.effects.iter().any(|e| matches!(e, Effect::Observe(_))));
+}
+
+#[test]
+fn body_bytes_the_host_kept_back_settle_stream_and_let_the_checked_headers_go() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
+    let step = x.on_probe(unknown(&c), count(3));
+    assert_eq!(
+        step.effects.first(),
+        Some(&Effect::Observe(Observation::BodyKeptByHost))
+    );
     assert!(step.effects.contains(&Effect::SetRequestHeader(
         "x-wechat-gate-verified",
         "1".into()
     )));
-    assert!(step.effects.ends_with(&[
-        Effect::Observe(Observation::ProbeExpired),
-        Effect::ResumeRequest
-    ]));
-    let step = x.on_request_body(unknown(&c), message(7).len(), true, &mut p);
+    assert!(step
+        .effects
+        .ends_with(&[Effect::Streamed, Effect::ResumeRequest]));
+    let step = x.on_request_body(streaming(&c), message(7).len(), true, &mut p);
     assert!(forwarded(&step));
     assert!(!sets_a_header(&step));
     assert!(!step.effects.iter().any(|e| matches!(e, Effect::Observe(_))));
+}
+
+fn streaming_full(config: &Config, waiting: usize) -> Context<'_> {
+    Context {
+        streamed_unverified: MAX_STREAMED_UNVERIFIED,
+        waiting,
+        ..streaming(config)
+    }
+}
+
+#[test]
+fn beyond_the_streamed_cap_a_push_waits_off_the_backend_until_envoy_has_its_body() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let mut x = Exchange::new();
+    let body = message(7);
+    let step = head_of(
+        &mut x,
+        streaming_full(&c, 0),
+        &mut p,
+        &query("1", &[]),
+        &body,
+    );
+    assert_eq!(step.flow, Flow::Pause, "the headers wait");
+    assert!(step.effects.contains(&Effect::Probe));
+    assert!(!sets_a_header(&step));
+    let full = streaming_full(&c, 1);
+    assert_eq!(x.on_probe(full, count(0)).effects, [], "nothing yet");
+    assert_eq!(x.on_probe(full, count(3)).effects, [], "part, and no room");
+    let len = u64::try_from(body.len()).unwrap();
+    let step = x.on_probe(full, count(len));
+    assert!(step
+        .effects
+        .ends_with(&[Effect::Streamed, Effect::ResumeRequest]));
+    assert!(!step.effects.iter().any(|e| matches!(e, Effect::Observe(_))));
+    let step = x.on_request_body(streaming(&c), body.len(), true, &mut p);
+    assert!(forwarded(&step));
+    // With room again, a part is still not enough: it could stall half-way.
+    let mut x = Exchange::new();
+    head_of(
+        &mut x,
+        streaming_full(&c, 0),
+        &mut p,
+        &query("2", &[]),
+        &body,
+    );
+    assert_eq!(x.on_probe(streaming(&c), count(3)).effects, []);
+}
+
+#[test]
+fn beyond_the_waiting_cap_a_push_is_refused_503_with_retry_after() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    for ctx in [
+        streaming_full(&c, MAX_WAITING),
+        Context {
+            waiting: MAX_WAITING,
+            ..unknown(&c)
+        },
+    ] {
+        let mut x = Exchange::new();
+        let step = head_of(&mut x, ctx, &mut p, &query("3", &[]), &message(7));
+        let rejection = step
+            .effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Reject(r) => Some(r.clone()),
+                _ => None,
+            })
+            .expect("refused");
+        assert_eq!(rejection.reason, Reason::Busy);
+        assert_eq!(rejection.reason.status(), 503);
+        assert_eq!(rejection.headers(), [("retry-after", "5")]);
+        assert!(counted(&step, Counter::Rejected(Reason::Busy)));
+        assert!(!sets_a_header(&step));
+    }
 }
 
 const OLD_TOKEN: &str = "old-tok";

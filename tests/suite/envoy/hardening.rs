@@ -3,7 +3,7 @@
 //! `allow_on_headers_stop_iteration` streams bodies and says so; a token or an
 //! EncodingAESKey from the environment never shows in the admin API or the log.
 
-use crate::harness::backend::Backend;
+use crate::harness::backend::{Backend, HeadBackend};
 use crate::harness::config::{gate_config, gated, streaming, EnvoyConfig, Gate};
 use crate::harness::requests::{nonce, signed, LISTED, TOKEN, UNLISTED};
 use crate::harness::safe_mode::{push, safe_config, text_message, AES_KEY};
@@ -274,4 +274,55 @@ fn a_slow_body_one_byte_every_200_ms_is_waited_for_and_delivered() {
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(backend.bodies(), [body]);
     assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 0);
+}
+
+/// A push whose headers are written now and whose body `late` later (`None`: never),
+/// on its own connection; the connection, to read the answer from.
+fn push_with_late_body(
+    envoy: &crate::harness::envoy::Envoy,
+    body: &str,
+    late: Option<Duration>,
+) -> std::net::TcpStream {
+    use std::io::Write;
+    let query = signed(TOKEN, now(), &nonce(), &[]);
+    let mut s = envoy.connect(LISTED).expect("connect");
+    let head = format!(
+        "POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).expect("headers");
+    if let Some(late) = late {
+        std::thread::sleep(late); // the client's pace, not a wait
+        s.write_all(body.as_bytes()).expect("body");
+    }
+    s
+}
+
+#[test]
+fn late_bodies_at_a_workers_start_do_not_talk_a_holding_host_into_streaming() {
+    let backend = HeadBackend::start();
+    let envoy = EnvoyConfig::new(backend.port)
+        .gate(Gate::new("wechat_gate", gate_config(json!({}))).with_header_hold())
+        .start();
+    // A slow network at the worker's start: three bodies 150 ms behind their headers.
+    for i in 0..3 {
+        let body = format!("<xml><MsgId>{}</MsgId></xml>", 7100 + i);
+        let mut s = push_with_late_body(&envoy, &body, Some(Duration::from_millis(150)));
+        let r = wechat_gate::kit::client::read_response(&mut s).expect("an answer");
+        assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    }
+    assert_eq!(backend.bodies().len(), 3, "the late pushes are delivered");
+    // Then a push whose body never comes: held, answered 408, never sent upstream.
+    let mut s = push_with_late_body(&envoy, "<xml><MsgId>7200</MsgId></xml>", None);
+    let r = wechat_gate::kit::client::read_response(&mut s).expect("an answer");
+    assert_eq!(r.status, 408, "{}", r.body_text());
+    assert_eq!(
+        backend.heads().len(),
+        3,
+        "the stalled push's headers reached the backend: {:?}",
+        backend.heads().last()
+    );
+    assert!(!envoy
+        .log_text()
+        .contains("reads push bodies in stream mode"));
 }
