@@ -197,6 +197,7 @@ fn say(note: &Note) {
         let bit = match note {
             Note::BodyNeverCame => 1,
             Note::ReplayUnrecorded => 2,
+            Note::NoByteCount => 8,
             _ => 4,
         };
         if SAID.fetch_or(bit, Ordering::Relaxed) & bit != 0 {

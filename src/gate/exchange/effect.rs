@@ -69,6 +69,8 @@ pub enum Note {
     ReplayTableFull,
     ReplayUnrecorded,
     BodyNeverCame,
+    // The host gave no byte count for a held push: its body mode cannot be learnt.
+    NoByteCount,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,6 +89,7 @@ impl Note {
             // A stalled client is the client's doing (WeChat sends the body with the
             // headers): worth a warning once, not an error.
             Note::ReplayTableFull | Note::ReplayUnrecorded | Note::BodyNeverCame => Level::Warn,
+            Note::NoByteCount => Level::Error,
             Note::SealFailed => Level::Error,
         }
     }
@@ -95,7 +98,10 @@ impl Note {
     pub fn once(&self) -> bool {
         matches!(
             self,
-            Note::ReplayTableFull | Note::ReplayUnrecorded | Note::BodyNeverCame
+            Note::ReplayTableFull
+                | Note::ReplayUnrecorded
+                | Note::BodyNeverCame
+                | Note::NoByteCount
         )
     }
 
@@ -148,6 +154,11 @@ impl fmt::Display for Note {
                 f,
                 "a push's body did not reach the gate within {BODY_DEADLINE_MS} ms of its headers: \
                  answered 408 (the client stalled; WeChat sends the body with the headers)"
+            ),
+            Note::NoByteCount => f.write_str(
+                "the host gives no byte count for a held push (request.total_size): the gate \
+                 cannot tell whether it keeps bodies back, so a push it holds waits for its \
+                 body, and on a host without allow_on_headers_stop_iteration is answered 408",
             ),
         }
     }

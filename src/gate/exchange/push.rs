@@ -188,7 +188,11 @@ impl Exchange {
             BodyMode::Stream => declared.is_some_and(|d| d > 0 && arrived >= d),
         };
         if !go {
-            return Step::new(Flow::Pause);
+            let mut step = Step::new(Flow::Pause);
+            if count.when_held.is_none() || count.now.is_none() {
+                step.push(Effect::Note(Note::NoByteCount));
+            }
+            return step;
         }
         let mut step = Step::new(Flow::Continue);
         if ctx.body_mode == BodyMode::Unknown {

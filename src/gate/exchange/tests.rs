@@ -1002,7 +1002,11 @@ fn a_slow_or_stalled_client_shows_nothing_and_is_waited_for() {
         when_held: None,
         now: Some(400),
     };
-    assert_eq!(x.on_probe(unknown(&c), none).effects, []);
+    assert_eq!(
+        x.on_probe(unknown(&c), none).effects,
+        [Effect::Note(Note::NoByteCount)],
+        "said (once per VM, by the host)"
+    );
     let step = x.on_body_deadline(&mut p);
     assert!(step.effects.iter().any(|e| matches!(
         e,
