@@ -326,3 +326,33 @@ fn late_bodies_at_a_workers_start_do_not_talk_a_holding_host_into_streaming() {
         .log_text()
         .contains("reads push bodies in stream mode"));
 }
+
+#[test]
+fn a_streaming_host_is_told_by_its_own_byte_count_and_a_stalled_push_stays_off_the_backend() {
+    let backend = HeadBackend::start();
+    let envoy = EnvoyConfig::new(backend.port)
+        .gate(Gate::new("wechat_gate", gate_config(json!({}))).without_header_hold())
+        .start();
+    // At the worker's start a push whose body never comes shows nothing of the host:
+    // it waits on its headers, off the backend, and is answered 408.
+    let mut s = push_with_late_body(&envoy, "<xml><MsgId>7300</MsgId></xml>", None);
+    let r = wechat_gate::kit::client::read_response(&mut s).expect("an answer");
+    assert_eq!(r.status, 408, "{}", r.body_text());
+    assert_eq!(
+        backend.heads(),
+        Vec::<String>::new(),
+        "nothing went upstream"
+    );
+    assert!(!envoy.log_text().contains("reads push bodies in"));
+    // A body 150 ms late: Envoy counts its bytes and keeps them back, which settles
+    // stream mode, and the push goes on.
+    let body = "<xml><MsgId>7301</MsgId></xml>";
+    let mut s = push_with_late_body(&envoy, body, Some(Duration::from_millis(150)));
+    let r = wechat_gate::kit::client::read_response(&mut s).expect("an answer");
+    assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
+    assert_eq!(backend.bodies(), [body]);
+    assert!(wait_until(Duration::from_secs(5), || envoy
+        .log_text()
+        .contains("reads push bodies in stream mode"))
+    .is_some());
+}
