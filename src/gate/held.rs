@@ -23,6 +23,18 @@ pub const BODY_DEADLINE_MS: u64 = 3000;
 /// Local replies one tick may queue: each nests the host's queue one level deeper.
 pub const ANSWERS_PER_TICK: usize = 16;
 
+/// Of a tick's [`ANSWERS_PER_TICK`], what the 408s may take while pushes wait on
+/// their headers: the rest is kept for letting waiting pushes go, so a push from
+/// WeChat held behind a crowd of stalled ones is not kept waiting until every one
+/// of them has been answered.
+pub fn deadlines_per_tick(probing: bool) -> usize {
+    if probing {
+        ANSWERS_PER_TICK - 4
+    } else {
+        ANSWERS_PER_TICK
+    }
+}
+
 /// How often a held push whose body has not reached the filter is looked at again
 /// (the root context ticks this fast while any waits).
 pub const PROBE_MS: u64 = 10;
@@ -276,6 +288,13 @@ mod tests {
         let next: Vec<u32> = held.take_front(10).into_iter().map(|(id, ..)| id).collect();
         assert_eq!(next, [3, 4, 5, 1]);
         assert_eq!(held.len(), 0);
+    }
+
+    #[test]
+    fn waiting_pushes_keep_a_share_of_the_tick() {
+        assert_eq!(deadlines_per_tick(false), ANSWERS_PER_TICK);
+        assert!(deadlines_per_tick(true) < ANSWERS_PER_TICK);
+        assert!(deadlines_per_tick(true) > 0);
     }
 
     #[test]

@@ -135,7 +135,9 @@ impl GateRoot {
     fn deliver_deadlines(&self) -> bool {
         let now_ms = proxy::now_unix_ms();
         let worker = &self.worker;
-        let late = worker.held.expired(now_ms, ANSWERS_PER_TICK);
+        let late = worker
+            .held
+            .expired(now_ms, held::deadlines_per_tick(!worker.probes.is_empty()));
         let mut acted = late.len();
         for (context_id, exchange) in late {
             if proxy::act_on(context_id) {
