@@ -682,7 +682,7 @@ fn exchange(ctx: Context<'_>, r: &Request, b: &Built, fake: &mut Fake, what: &st
                     when_held: Some(300),
                     now: Some(300 + u64::from(*arrived)),
                 };
-                let step = x.on_probe(ctx, count);
+                let step = x.on_probe(ctx, count, fake);
                 apply(&step, b, &mut fate, false, &format!("{what} probe"));
                 step
             }

@@ -163,10 +163,16 @@ impl GateRoot {
                     when_held,
                     now: ByteCount::decode(proxy::request_total_size().as_deref()),
                 };
-                let step = exchange
-                    .borrow_mut()
-                    .on_probe(worker.context(config), count);
-                if step.effects.contains(&Effect::ResumeRequest) {
+                let step = exchange.borrow_mut().on_probe(
+                    worker.context(config),
+                    count,
+                    &mut Port { worker },
+                );
+                if step
+                    .effects
+                    .iter()
+                    .any(|e| matches!(e, Effect::ResumeRequest | Effect::Reply { .. }))
+                {
                     acted += 1;
                 }
                 let _ = carry_out(step, context_id, worker, &exchange);

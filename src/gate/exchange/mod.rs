@@ -256,26 +256,18 @@ impl Exchange {
                 query,
                 authorizer,
             } => {
-                let mut first = Vec::new();
-                if let Some(q) = query {
-                    match self.check_replay(ctx, q, proxy) {
-                        Ok(effects) => first = effects,
-                        Err(answered) => return answered,
-                    }
-                }
                 self.client_gate_headers = headers.names_where(is_gate_header);
                 self.authorizer = authorizer;
                 let push = VerifiedPush {
                     openid,
                     source,
                     safe,
+                    query,
                     path: path.unwrap_or_default(),
                     declared: headers.get("content-length"),
                     end_of_stream,
                 };
-                let mut step = self.on_verified_push(ctx, push, proxy);
-                step.effects.splice(0..0, first);
-                step
+                self.on_verified_push(ctx, push, proxy)
             }
         }
     }

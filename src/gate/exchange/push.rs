@@ -34,7 +34,7 @@ use crate::gate::held::{
 use crate::gate::metrics::Counter;
 use crate::gate::query::without_safe_mode_params;
 use crate::gate::rejection::{Reason, Rejection};
-use crate::gate::request::{self, is_plausible_openid, SafePush, SourceOutcome};
+use crate::gate::request::{self, is_plausible_openid, QueryUse, SafePush, SourceOutcome};
 use crate::gate::safe_mode::{self, BodyPlan, Checked, Sealed, Verified};
 
 /// A push verified on its headers.
@@ -42,6 +42,8 @@ pub(super) struct VerifiedPush<'a> {
     pub(super) openid: Option<String>,
     pub(super) source: SourceOutcome,
     pub(super) safe: Option<SafePush>,
+    /// Its signed query, recorded as used when the push first goes upstream.
+    pub(super) query: Option<QueryUse>,
     pub(super) path: &'a [u8],
     pub(super) declared: Option<&'a [u8]>,
     pub(super) end_of_stream: bool,
@@ -60,6 +62,10 @@ pub(super) struct Reading {
     declared: Option<u64>,
     /// A part of its body has arrived.
     body_seen: bool,
+    /// Its signed query, not yet recorded: a held push's is recorded only as it goes
+    /// upstream, so that a second use arriving meanwhile is not answered `success`
+    /// for a first use that may still fail (a 408) and never reach the backend.
+    query: Option<QueryUse>,
 }
 
 impl Reading {
@@ -85,8 +91,14 @@ impl Exchange {
             return self.reject(rejection, proxy);
         }
         let Some(mut plan) = BodyPlan::for_push(config, push.safe) else {
+            let first = match self.record_query(ctx, push.query, proxy) {
+                Ok(effects) => effects,
+                Err(answered) => return answered,
+            };
             let mut step = Step::new(Flow::Continue);
-            step.effects = self.gate_headers(push.openid.as_deref(), false);
+            step.effects = first;
+            step.effects
+                .extend(self.gate_headers(push.openid.as_deref(), false));
             return self.forwarded(step, push.source, None);
         };
         plan.authorizer = self.authorizer.clone();
@@ -97,6 +109,7 @@ impl Exchange {
             path: push.path.to_vec(),
             streaming: false,
             body_seen: false,
+            query: push.query,
             declared: push
                 .declared
                 .and_then(|d| std::str::from_utf8(d).ok()?.trim().parse().ok()),
@@ -115,7 +128,10 @@ impl Exchange {
         }
         let mut step = match ctx.body_mode {
             BodyMode::Stream if ctx.streamed_unverified < MAX_STREAMED_UNVERIFIED => {
-                first.extend(self.let_headers_go(ctx));
+                match self.let_headers_go(ctx, proxy) {
+                    Ok(effects) => first.extend(effects),
+                    Err(answered) => return answered,
+                }
                 Step::new(Flow::Continue)
             }
             BodyMode::Hold => Step::new(Flow::Pause),
@@ -144,9 +160,19 @@ impl Exchange {
     /// Stream mode: what goes upstream with the headers, before the body is read.
     /// The gate's headers are set now (they cannot be later); the sender is left out
     /// when only the decrypted message could tell it.
-    fn let_headers_go(&mut self, ctx: Context<'_>) -> Vec<Effect> {
+    /// Its query is recorded now: `Err` answers a push whose query was used before.
+    fn let_headers_go(
+        &mut self,
+        ctx: Context<'_>,
+        proxy: &mut impl Proxy,
+    ) -> Result<Vec<Effect>, Step> {
+        let query = match &mut self.stage {
+            Stage::AwaitingBody(reading) => reading.query.take(),
+            _ => return Ok(Vec::new()),
+        };
+        let mut effects = self.record_query(ctx, query, proxy)?;
         let Stage::AwaitingBody(reading) = &mut self.stage else {
-            return Vec::new();
+            return Ok(effects);
         };
         reading.streaming = true;
         let openid = if reading.sender_from_message(ctx.config) {
@@ -156,14 +182,27 @@ impl Exchange {
         };
         let decrypt = reading.plan.decrypt;
         let path = decrypt.then(|| without_safe_mode_params(&reading.path));
-        let mut effects = self.gate_headers(openid.as_deref(), decrypt);
+        effects.extend(self.gate_headers(openid.as_deref(), decrypt));
         if let Some(path) = path {
             // Envoy refuses a raw non-ASCII path, so this is always UTF-8 already.
             let path = String::from_utf8_lossy(&path).into_owned();
             effects.push(Effect::SetRequestHeader(":path", path));
         }
         effects.push(Effect::Streamed);
-        effects
+        Ok(effects)
+    }
+
+    /// Records the push's signed query as used, if it has one not yet recorded.
+    fn record_query(
+        &mut self,
+        ctx: Context<'_>,
+        query: Option<QueryUse>,
+        proxy: &mut impl Proxy,
+    ) -> Result<Vec<Effect>, Step> {
+        match query {
+            Some(query) => self.check_replay(ctx, query, proxy),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// A tick's look at a push held on its headers whose body the filter has not
@@ -172,7 +211,7 @@ impl Exchange {
     /// hands them to the filter at once); once streaming, a push held on its headers
     /// goes upstream when Envoy holds its whole body. A push with no byte yet waits
     /// (408 at the deadline).
-    pub fn on_probe(&mut self, ctx: Context<'_>, count: ByteCount) -> Step {
+    pub fn on_probe(&mut self, ctx: Context<'_>, count: ByteCount, proxy: &mut impl Proxy) -> Step {
         let declared = match &self.stage {
             Stage::AwaitingBody(r) if !r.streaming && !r.body_seen => r.declared,
             _ => return Step::new(Flow::Continue).with(Effect::EndProbe),
@@ -198,7 +237,17 @@ impl Exchange {
         if ctx.body_mode == BodyMode::Unknown {
             step.push(Effect::Observe(Observation::BodyKeptByHost));
         }
-        step.effects.extend(self.let_headers_go(ctx));
+        match self.let_headers_go(ctx, proxy) {
+            Ok(effects) => step.effects.extend(effects),
+            Err(answered) => {
+                // Used meanwhile by another push: answered here, never upstream.
+                self.stage = Stage::Idle;
+                step.effects.push(Effect::Release);
+                step.effects.extend(answered.effects);
+                step.flow = answered.flow;
+                return step;
+            }
+        }
         step.with(Effect::ResumeRequest)
     }
 
@@ -260,16 +309,17 @@ impl Exchange {
         // WeCom: no signature covers the query alone, so it is recorded against
         // replays only now that msg_signature has verified it, and before anything is
         // decrypted: a used query is a replay whatever its body carries.
-        let mut first = Vec::new();
-        if let Verified::Sealed(Sealed {
-            query: Some(query), ..
-        }) = &verified
-        {
-            match self.check_replay(ctx, *query, proxy) {
-                Ok(effects) => first = effects,
-                Err(answered) => return answered,
-            }
-        }
+        // A held push's query likewise, now that it is about to go upstream.
+        let query = match &verified {
+            Verified::Sealed(Sealed {
+                query: Some(query), ..
+            }) => Some(*query),
+            _ => reading.query,
+        };
+        let first = match self.record_query(ctx, query, proxy) {
+            Ok(effects) => effects,
+            Err(answered) => return answered,
+        };
         let checked = match safe_mode::open(verified, &reading.plan, ctx.config) {
             Ok(c) => c,
             Err(rejection) => return self.reject(rejection, proxy),

@@ -409,6 +409,73 @@ fn a_held_push_whose_body_never_comes_is_408_and_its_query_is_free_again() {
 }
 
 #[test]
+fn a_held_push_records_its_query_only_as_it_goes_upstream() {
+    // The first use stalls, held: a second use with its whole body is not answered
+    // `success` for it, but forwarded; the first then finds its query used.
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let q = query("1", &[]);
+    let mut stalled = Exchange::new();
+    let h = headers("POST", &format!("/wechat?{q}"), &[("content-length", "9")]);
+    let step = stalled.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert_eq!(step.flow, Flow::Pause);
+    assert!(!counted(&step, Counter::Replayed));
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &q,
+        &message(1)
+    )));
+    p.request_body = message(1).into_bytes();
+    let step = stalled.on_request_body(ctx(&c), p.request_body.len(), true, &mut p);
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Replayed));
+    assert!(step.effects.contains(&Effect::Release));
+    // The other way round: the stalled first use times out, the second is forwarded.
+    let q = query("2", &[]);
+    let mut stalled = Exchange::new();
+    let h = headers("POST", &format!("/wechat?{q}"), &[("content-length", "9")]);
+    stalled.on_request_headers(ctx(&c), &h, false, &mut p);
+    let mut second = Exchange::new();
+    let step = second.on_request_headers(ctx(&c), &h, false, &mut p);
+    assert!(
+        !counted(&step, Counter::Replayed),
+        "nothing went upstream yet"
+    );
+    assert_eq!(
+        rejected(&stalled.on_body_deadline(&mut p)),
+        Some(Reason::BodyTimeout)
+    );
+    p.request_body = message(2).into_bytes();
+    let step = second.on_request_body(ctx(&c), p.request_body.len(), true, &mut p);
+    assert!(forwarded(&step), "{:?}", step.effects);
+}
+
+#[test]
+fn a_streamed_push_records_its_query_with_its_headers_and_a_probed_one_as_they_go() {
+    let c = cfg("");
+    let mut p = Fake::new(&c);
+    let q = query("1", &[]);
+    // Streamed: its headers go upstream now, so its query is used now.
+    head_of(&mut Exchange::new(), streaming(&c), &mut p, &q, &message(1));
+    let step = head_of(&mut Exchange::new(), streaming(&c), &mut p, &q, &message(1));
+    assert_eq!(replied(&step), success());
+    assert!(counted(&step, Counter::Replayed));
+    // Probed: used meanwhile by another, it is answered as it would go upstream.
+    let q = query("2", &[]);
+    let mut probed = Exchange::new();
+    head_of(&mut probed, unknown(&c), &mut p, &q, &message(2));
+    head_of(&mut Exchange::new(), streaming(&c), &mut p, &q, &message(2));
+    let step = probed.on_probe(unknown(&c), count(3), &mut p);
+    assert_eq!(replied(&step), success());
+    assert!(step.effects.contains(&Effect::Release));
+    assert!(!step.effects.contains(&Effect::ResumeRequest));
+    assert!(!sets_a_header(&step));
+    assert!(!probed.is_held());
+}
+
+#[test]
 fn a_body_over_the_limit_is_413_and_its_query_is_free_again() {
     let c = cfg(r#", "max_body_bytes": 10"#);
     let mut p = Fake::new(&c);
@@ -981,7 +1048,7 @@ fn not_knowing_the_host_a_push_is_held_and_probed() {
         "and the deadline counts again from this part"
     );
     assert_eq!(
-        x.on_probe(unknown(&c), count(5)).effects,
+        x.on_probe(unknown(&c), count(5), &mut p).effects,
         [Effect::EndProbe],
         "a probe after the body began only ends"
     );
@@ -994,7 +1061,7 @@ fn a_slow_or_stalled_client_shows_nothing_and_is_waited_for() {
     let mut x = Exchange::new();
     head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
     for _ in 0..300 {
-        let step = x.on_probe(unknown(&c), count(0));
+        let step = x.on_probe(unknown(&c), count(0), &mut p);
         assert_eq!((step.flow, step.effects), (Flow::Pause, vec![]));
     }
     // No count to be had is no evidence either.
@@ -1003,7 +1070,7 @@ fn a_slow_or_stalled_client_shows_nothing_and_is_waited_for() {
         now: Some(400),
     };
     assert_eq!(
-        x.on_probe(unknown(&c), none).effects,
+        x.on_probe(unknown(&c), none, &mut p).effects,
         [Effect::Note(Note::NoByteCount)],
         "said (once per VM, by the host)"
     );
@@ -1021,7 +1088,7 @@ fn body_bytes_the_host_kept_back_settle_stream_and_let_the_checked_headers_go() 
     let mut p = Fake::new(&c);
     let mut x = Exchange::new();
     head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
-    let step = x.on_probe(unknown(&c), count(3));
+    let step = x.on_probe(unknown(&c), count(3), &mut p);
     assert_eq!(
         step.effects.first(),
         Some(&Effect::Observe(Observation::BodyKeptByHost))
@@ -1064,10 +1131,18 @@ fn beyond_the_streamed_cap_a_push_waits_off_the_backend_until_envoy_has_its_body
     assert!(step.effects.contains(&Effect::Probe));
     assert!(!sets_a_header(&step));
     let full = streaming_full(&c, 1);
-    assert_eq!(x.on_probe(full, count(0)).effects, [], "nothing yet");
-    assert_eq!(x.on_probe(full, count(3)).effects, [], "part, and no room");
+    assert_eq!(
+        x.on_probe(full, count(0), &mut p).effects,
+        [],
+        "nothing yet"
+    );
+    assert_eq!(
+        x.on_probe(full, count(3), &mut p).effects,
+        [],
+        "part, and no room"
+    );
     let len = u64::try_from(body.len()).unwrap();
-    let step = x.on_probe(full, count(len));
+    let step = x.on_probe(full, count(len), &mut p);
     assert!(step
         .effects
         .ends_with(&[Effect::Streamed, Effect::ResumeRequest]));
@@ -1083,7 +1158,7 @@ fn beyond_the_streamed_cap_a_push_waits_off_the_backend_until_envoy_has_its_body
         &query("2", &[]),
         &body,
     );
-    assert_eq!(x.on_probe(streaming(&c), count(3)).effects, []);
+    assert_eq!(x.on_probe(streaming(&c), count(3), &mut p).effects, []);
 }
 
 #[test]
