@@ -599,10 +599,10 @@ fn an_official_accounts_decrypted_push_must_be_xml_whether_or_not_it_is_handed_o
 
 /// "A decrypted safe-mode push must be a message of its platform's format": a
 /// well-formed document that is no message (`<xml/>`, an empty root, a root that is
-/// not `xml`, a Mini Program's `{}`) is not one, yet is forwarded as a verified,
-/// decrypted message.
+/// not `xml`, a Mini Program's `{}`) is not one, and is never forwarded as a
+/// verified, decrypted message.
 #[test]
-fn bug_an_empty_or_foreign_root_decrypts_into_a_forwarded_message() {
+fn a_decrypted_empty_or_foreign_root_is_no_message_and_never_forwarded() {
     let backend = Backend::start();
     let envoy = gated(backend.port, safe_config(json!({}))).start();
     let mut forwarded = Vec::new();
