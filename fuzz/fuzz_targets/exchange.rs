@@ -587,6 +587,7 @@ fn run(input: Input) {
             1 => BodyMode::Stream,
             _ => BodyMode::Unknown,
         },
+        longest_tolerance: 0,
     };
     let mut sources = Sources::fixed(config.source.allow.clone());
     sources.live_list_ready = input.live_ready || config.source.wechat_api.is_none();

@@ -3,6 +3,7 @@
 //! deadlines from its tick, and hands every HTTP context the worker's state.
 
 use super::admission::AdmissionCell;
+use super::dedupe;
 use super::http::{carry_out, GateHttp, Port, SharedExchange};
 use super::live_list::LiveList;
 use super::metrics::Metrics;
@@ -29,6 +30,9 @@ pub struct Worker {
     body_mode: Rc<Cell<BodyModeLearner>>,
     /// Unix seconds as of the last tick (a hostcall less per request).
     clock: Rc<Cell<i64>>,
+    /// The longest `timestamp_tolerance_seconds` of the proxy's gates, read from
+    /// shared data on configure and once a second from the tick.
+    longest_tolerance: Rc<Cell<u64>>,
     /// The tick period last asked of the host (for the root context, from any).
     tick_period: Rc<Cell<Option<Duration>>>,
     /// HTTP streams begun and not yet logged: the last to end flushes the counts.
@@ -42,6 +46,7 @@ impl Worker {
             config,
             now: self.now(),
             body_mode: self.body_mode.get().mode(),
+            longest_tolerance: self.longest_tolerance.get(),
         }
     }
 
@@ -116,6 +121,7 @@ impl GateRoot {
                 probes: Rc::new(HeldRequests::default()),
                 body_mode: Rc::new(Cell::new(BodyModeLearner::default())),
                 clock: Rc::new(Cell::new(0)),
+                longest_tolerance: Rc::new(Cell::new(0)),
                 tick_period: Rc::new(Cell::new(None)),
                 open_streams: Rc::new(Cell::new(0)),
             }),
@@ -153,6 +159,17 @@ impl GateRoot {
         // The rest of the tick acts for the root context again.
         let _ = proxy::act_on(self.context_id);
         worker.held.any_expired(now_ms) || worker.probes.any_expired(now_ms)
+    }
+
+    /// Makes this gate's tolerance count towards the proxy's longest (again, if a
+    /// write was lost) and takes in the longest as it stands.
+    fn follow_longest_tolerance(&self) {
+        let Some(config) = &self.worker.config else {
+            return;
+        };
+        if let Some(longest) = dedupe::raise_longest_tolerance(config.timestamp_tolerance_seconds) {
+            self.worker.longest_tolerance.set(longest);
+        }
     }
 
     fn awaiting_live_list(&self) -> bool {
@@ -243,10 +260,12 @@ impl RootContext for GateRoot {
             probes: self.worker.probes.clone(),
             body_mode: self.worker.body_mode.clone(),
             clock: self.worker.clock.clone(),
+            longest_tolerance: self.worker.longest_tolerance.clone(),
             tick_period: self.worker.tick_period.clone(),
             open_streams: self.worker.open_streams.clone(),
         });
         self.install_live_list();
+        self.follow_longest_tolerance();
         // Ticking even without a live list: held pushes are timed out from the tick.
         self.worker
             .tick_every(held::tick_period(false, self.awaiting_live_list()));
@@ -255,7 +274,10 @@ impl RootContext for GateRoot {
 
     fn on_tick(&mut self) {
         let now = proxy::now_unix();
-        self.worker.clock.set(now);
+        if self.worker.clock.replace(now) != now {
+            // Once a second, however fast the tick: one shared-data read.
+            self.follow_longest_tolerance();
+        }
         let backlog = self.deliver_deadlines();
         if let Some(live) = self.live.as_mut() {
             if live.on_tick(now, &self.worker.metrics) {

@@ -335,13 +335,11 @@ fn bug_a_replay_racing_a_held_first_use_is_answered_success_and_the_push_is_lost
 
 /// Two gates on one listener with one token (one account on two routes, or two
 /// accounts that reuse a Token string), with different tolerances: a query used on
-/// the short-tolerance route is remembered only as long as that route's tolerance
-/// needs, then carries a second push through the other route, where it is still fresh.
-/// The entry's lifetime comes from the tolerance of the gate that recorded it
-/// (`QueryUse::of` → `expires_at`), not from the longest any gate sharing the table
-/// accepts.
+/// the short-tolerance route stays used as long as the other route, where it is still
+/// fresh, would take it: an entry lives as long as the longest tolerance of the gates
+/// sharing the table, not only as long as the recording gate's own.
 #[test]
-fn bug_a_query_used_under_a_short_tolerance_is_delivered_again_through_a_longer_one() {
+fn a_query_used_under_a_short_tolerance_stays_used_through_a_longer_one() {
     use crate::harness::config::{EnvoyConfig, Gate};
     let backend = Backend::start();
     let short =
