@@ -600,6 +600,7 @@ fn run(input: Input) {
         } else {
             0
         },
+        longest_tolerance: 0,
     };
     let mut sources = Sources::fixed(config.source.allow.clone());
     sources.live_list_ready = input.live_ready || config.source.wechat_api.is_none();

@@ -46,8 +46,9 @@ pub const MESSAGES: Shape = Shape {
     capacity: 256,
 };
 
-/// Used signed queries: 1,024 × 256 = 262,144 (4 MiB), each kept for
-/// `timestamp_tolerance_seconds` + 6 s after its timestamp. At the default 300 s that
+/// Used signed queries: 1,024 × 256 = 262,144 (4 MiB), each kept for the longest
+/// `timestamp_tolerance_seconds` of the proxy's gates ([`longest_tolerance`]) + 6 s
+/// after its timestamp. At the default 300 s that
 /// holds about 850 pushes/s sustained (262,144 / 306 s); a worker reads and writes one
 /// 4 KiB shard per push.
 pub const QUERIES: Shape = Shape {
@@ -205,6 +206,22 @@ pub fn forget(stored: &[u8], identity: u64) -> Option<Vec<u8>> {
     (shard.entries.len() != before).then(|| shard.encode())
 }
 
+/// The longest `timestamp_tolerance_seconds` of the gates sharing [`QUERIES`], as
+/// stored beside it (u64, big-endian; missing or damaged: 0). Each gate raises it to
+/// its own tolerance when configured, and each worker reads it from its tick, so a
+/// push costs no extra shared-data operation. It never falls while the proxy runs: a
+/// gate removed or shortened leaves the table remembering queries longer than needed
+/// (bounded all the same), never shorter.
+pub fn longest_tolerance(stored: &[u8]) -> u64 {
+    be::<8>(stored.get(..8)).map_or(0, u64::from_be_bytes)
+}
+
+/// The value that raises the stored longest tolerance to `tolerance`; `None` when it
+/// is at least that long already.
+pub fn raise_longest_tolerance(stored: &[u8], tolerance: u64) -> Option<Vec<u8>> {
+    (tolerance > longest_tolerance(stored)).then(|| tolerance.to_be_bytes().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +363,23 @@ mod tests {
             }
             assert!(seen.iter().all(|&s| s));
         }
+    }
+
+    #[test]
+    fn the_longest_tolerance_only_ever_rises() {
+        assert_eq!(longest_tolerance(b""), 0);
+        assert_eq!(longest_tolerance(b"abc"), 0, "damaged: unknown");
+        let t = raise_longest_tolerance(b"", 2).expect("raised from nothing");
+        assert_eq!(longest_tolerance(&t), 2);
+        let t = raise_longest_tolerance(&t, 300).expect("raised");
+        assert_eq!(longest_tolerance(&t), 300);
+        assert_eq!(raise_longest_tolerance(&t, 300), None);
+        assert_eq!(
+            raise_longest_tolerance(&t, 2),
+            None,
+            "a shorter one never lowers it"
+        );
+        assert_eq!(raise_longest_tolerance(b"", 0), None);
     }
 
     #[test]

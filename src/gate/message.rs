@@ -7,6 +7,7 @@
 //! depth, `max_body_bytes` the size) into the root object's members in order, so that
 //! a repeated member is seen and refused, as a repeated XML element is.
 
+use crate::gate::config::Platform;
 use crate::gate::xml::{self, ElementError};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
@@ -35,7 +36,33 @@ impl Format {
 /// structure of its own (nested elements, an object, an array, null).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// The XML root element's name; `None` for JSON (one object).
+    root: Option<String>,
     fields: Vec<(String, Option<String>)>,
+}
+
+/// Why a body that reads is still no push of its platform's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotAPush {
+    /// The XML root is not `<xml>`.
+    Root(String),
+    /// It says neither what kind of push it is (`MsgType`, or `InfoType` where the
+    /// platform has notifications) nor anything else that makes it one.
+    NoKind { info_type: bool },
+    /// A field every push of its kind carries is missing, empty, repeated or holds
+    /// structure.
+    Missing(&'static str),
+}
+
+impl fmt::Display for NotAPush {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotAPush::Root(root) => write!(f, "its root is <{root}>, not <xml>"),
+            NotAPush::NoKind { info_type: false } => f.write_str("it has no MsgType"),
+            NotAPush::NoKind { info_type: true } => f.write_str("it has no MsgType or InfoType"),
+            NotAPush::Missing(name) => write!(f, "it has no {name}"),
+        }
+    }
 }
 
 impl Message {
@@ -45,10 +72,44 @@ impl Message {
             Format::Xml => {
                 let fields = xml::fields(body)?;
                 Ok(Message {
+                    root: Some(fields.root().to_string()),
                     fields: fields.into_pairs(),
                 })
             }
             Format::Json => read_json(body),
+        }
+    }
+
+    /// Whether this is a push of `platform`'s, the least every push WeChat documents
+    /// is: an XML root `<xml>` (or one JSON object) saying what kind of push it is.
+    /// A message or event has `MsgType` and names the account it is for
+    /// (`ToUserName`), except on WeCom, whose group bots' callbacks name their chat
+    /// instead. On Open Platform and WeCom a notification has `InfoType` instead
+    /// (`component_verify_ticket`, authorizations; a suite's `suite_ticket`), and on
+    /// Open Platform names its component (`AppId`). Each a single field with text.
+    pub fn check_push(&self, platform: Platform) -> Result<(), NotAPush> {
+        if let Some(root) = self.root.as_deref().filter(|r| *r != "xml") {
+            return Err(NotAPush::Root(root.chars().take(32).collect()));
+        }
+        let notifications = matches!(platform, Platform::OpenPlatform | Platform::Wecom);
+        let required: &[&'static str] = if self.text("MsgType").is_some() {
+            match platform {
+                Platform::Wecom => &[],
+                _ => &["ToUserName"],
+            }
+        } else if notifications && self.text("InfoType").is_some() {
+            match platform {
+                Platform::OpenPlatform => &["AppId"],
+                _ => &[],
+            }
+        } else {
+            return Err(NotAPush::NoKind {
+                info_type: notifications,
+            });
+        };
+        match required.iter().find(|name| self.text(name).is_none()) {
+            Some(name) => Err(NotAPush::Missing(name)),
+            None => Ok(()),
         }
     }
 
@@ -153,7 +214,7 @@ fn read_json(body: &[u8]) -> Result<Message, ElementError> {
             (name, text)
         })
         .collect();
-    Ok(Message { fields })
+    Ok(Message { root: None, fields })
 }
 
 /// A JSON string value, escaped, with its quotes.
@@ -244,6 +305,88 @@ mod tests {
         };
         assert!(auth(1).is_some());
         assert_ne!(auth(1), auth(2));
+    }
+
+    fn push_on(platform: Platform, body: &str) -> Result<(), NotAPush> {
+        Message::read(body.as_bytes(), Format::of(body.as_bytes()))
+            .expect("reads")
+            .check_push(platform)
+    }
+
+    const TICKET: &str = "<xml><AppId>wxc</AppId><CreateTime>1</CreateTime><InfoType>component_verify_ticket</InfoType><ComponentVerifyTicket>t</ComponentVerifyTicket></xml>";
+
+    #[test]
+    fn a_push_is_an_xml_root_or_json_object_that_says_what_kind_of_push_it_is() {
+        let every = [
+            Platform::OfficialAccount,
+            Platform::MiniProgram,
+            Platform::OpenPlatform,
+            Platform::Wecom,
+        ];
+        for platform in every {
+            assert_eq!(push_on(platform, XML), Ok(()), "{platform:?}");
+            assert_eq!(push_on(platform, JSON), Ok(()), "{platform:?}");
+            for empty in ["<xml/>", "<xml></xml>", "{}", r#"{"a":[1,2,3]}"#] {
+                assert!(
+                    matches!(push_on(platform, empty), Err(NotAPush::NoKind { .. })),
+                    "{platform:?} {empty}"
+                );
+            }
+            for foreign in [
+                "<html><body>hi</body></html>",
+                "<a/>",
+                "<XML><MsgType>text</MsgType></XML>",
+            ] {
+                assert!(
+                    matches!(push_on(platform, foreign), Err(NotAPush::Root(_))),
+                    "{platform:?} {foreign}"
+                );
+            }
+            // A kind given twice, empty or holding structure says nothing.
+            for unreadable in [
+                "<xml><ToUserName>gh</ToUserName><MsgType>text</MsgType><MsgType>event</MsgType></xml>",
+                "<xml><ToUserName>gh</ToUserName><MsgType></MsgType></xml>",
+                "<xml><ToUserName>gh</ToUserName><MsgType><a/></MsgType></xml>",
+            ] {
+                assert!(push_on(platform, unreadable).is_err(), "{platform:?} {unreadable}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_names_its_account_except_on_wecom() {
+        let anonymous = "<xml><FromUserName>o</FromUserName><MsgType>text</MsgType></xml>";
+        for platform in [
+            Platform::OfficialAccount,
+            Platform::MiniProgram,
+            Platform::OpenPlatform,
+        ] {
+            assert_eq!(
+                push_on(platform, anonymous),
+                Err(NotAPush::Missing("ToUserName"))
+            );
+        }
+        // A WeCom group bot's callback names its chat, not an account.
+        let bot = "<xml><ChatId>wrk</ChatId><MsgType>text</MsgType><MsgId>m1</MsgId></xml>";
+        assert_eq!(push_on(Platform::Wecom, bot), Ok(()));
+    }
+
+    #[test]
+    fn notifications_are_pushes_only_where_the_platform_sends_them() {
+        assert_eq!(push_on(Platform::OpenPlatform, TICKET), Ok(()));
+        let suite = "<xml><SuiteId>ww1</SuiteId><InfoType>suite_ticket</InfoType><TimeStamp>1</TimeStamp><SuiteTicket>t</SuiteTicket></xml>";
+        assert_eq!(push_on(Platform::Wecom, suite), Ok(()));
+        assert_eq!(
+            push_on(Platform::OpenPlatform, suite),
+            Err(NotAPush::Missing("AppId")),
+            "a component's notification names the component"
+        );
+        for platform in [Platform::OfficialAccount, Platform::MiniProgram] {
+            assert_eq!(
+                push_on(platform, TICKET),
+                Err(NotAPush::NoKind { info_type: false })
+            );
+        }
     }
 
     #[test]

@@ -29,10 +29,16 @@ impl fmt::Display for ElementError {
 /// CDATA or comments is text, never an element: a user who writes `<Encrypt>` in a
 /// message cannot add one.
 pub struct Fields<'b> {
+    root: &'b str,
     children: Vec<(&'b str, Option<String>)>,
 }
 
 impl Fields<'_> {
+    /// The root element's name (`xml` in every WeChat message).
+    pub fn root(&self) -> &str {
+        self.root
+    }
+
     /// The children, owned.
     pub fn into_pairs(self) -> Vec<(String, Option<String>)> {
         self.children
@@ -81,7 +87,7 @@ pub fn fields(body: &[u8]) -> Result<Fields<'_>, ElementError> {
     if !r.rest.is_empty() {
         return Err(ElementError::Malformed);
     }
-    Ok(Fields { children })
+    Ok(Fields { root, children })
 }
 
 /// The text of the root's child `<name>…</name>` (see [`Fields`]). `Ok(None)` when

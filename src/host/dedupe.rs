@@ -42,3 +42,17 @@ pub fn forget(table: Table, identity: u64) {
         }
     });
 }
+
+/// Where the proxy's longest tolerance lives, beside the table of used queries.
+const LONGEST_TOLERANCE_KEY: &str = "wechat_gate.replay.v2.longest_tolerance";
+
+/// Raises the proxy's longest tolerance to `tolerance` if it is shorter (one read
+/// when it is not); the longest as it then stands, `None` if shared data failed.
+pub fn raise_longest_tolerance(tolerance: u64) -> Option<u64> {
+    shared_data::update(LONGEST_TOLERANCE_KEY, &[], ATTEMPTS, |stored| {
+        match dedupe::raise_longest_tolerance(stored, tolerance) {
+            Some(value) => Change::Write(value, tolerance),
+            None => Change::Keep(dedupe::longest_tolerance(stored)),
+        }
+    })
+}

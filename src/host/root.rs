@@ -3,6 +3,7 @@
 //! deadlines from its tick, and hands every HTTP context the worker's state.
 
 use super::admission::AdmissionCell;
+use super::dedupe;
 use super::http::{carry_out, GateHttp, Port, Probed, SharedExchange};
 use super::live_list::LiveList;
 use super::metrics::Metrics;
@@ -32,6 +33,9 @@ pub struct Worker {
     body_mode: Rc<Cell<BodyModeLearner>>,
     /// Unix seconds as of the last tick (a hostcall less per request).
     clock: Rc<Cell<i64>>,
+    /// The longest `timestamp_tolerance_seconds` of the proxy's gates, read from
+    /// shared data on configure and once a second from the tick.
+    longest_tolerance: Rc<Cell<u64>>,
     /// The tick period last asked of the host (for the root context, from any).
     tick_period: Rc<Cell<Option<Duration>>>,
     /// HTTP streams begun and not yet logged: the last to end flushes the counts.
@@ -47,6 +51,7 @@ impl Worker {
             body_mode: self.body_mode.get().mode(),
             streamed_unverified: self.streamed.len(),
             waiting: self.probes.len(),
+            longest_tolerance: self.longest_tolerance.get(),
         }
     }
 
@@ -122,6 +127,7 @@ impl GateRoot {
                 streamed: Rc::new(HeldRequests::default()),
                 body_mode: Rc::new(Cell::new(BodyModeLearner::default())),
                 clock: Rc::new(Cell::new(0)),
+                longest_tolerance: Rc::new(Cell::new(0)),
                 tick_period: Rc::new(Cell::new(None)),
                 open_streams: Rc::new(Cell::new(0)),
             }),
@@ -181,6 +187,17 @@ impl GateRoot {
         // The rest of the tick acts for the root context again.
         let _ = proxy::act_on(self.context_id);
         worker.held.any_expired(now_ms)
+    }
+
+    /// Makes this gate's tolerance count towards the proxy's longest (again, if a
+    /// write was lost) and takes in the longest as it stands.
+    fn follow_longest_tolerance(&self) {
+        let Some(config) = &self.worker.config else {
+            return;
+        };
+        if let Some(longest) = dedupe::raise_longest_tolerance(config.timestamp_tolerance_seconds) {
+            self.worker.longest_tolerance.set(longest);
+        }
     }
 
     fn awaiting_live_list(&self) -> bool {
@@ -272,10 +289,12 @@ impl RootContext for GateRoot {
             streamed: self.worker.streamed.clone(),
             body_mode: self.worker.body_mode.clone(),
             clock: self.worker.clock.clone(),
+            longest_tolerance: self.worker.longest_tolerance.clone(),
             tick_period: self.worker.tick_period.clone(),
             open_streams: self.worker.open_streams.clone(),
         });
         self.install_live_list();
+        self.follow_longest_tolerance();
         // Ticking even without a live list: held pushes are timed out from the tick.
         self.worker
             .tick_every(held::tick_period(false, self.awaiting_live_list()));
@@ -284,7 +303,10 @@ impl RootContext for GateRoot {
 
     fn on_tick(&mut self) {
         let now = proxy::now_unix();
-        self.worker.clock.set(now);
+        if self.worker.clock.replace(now) != now {
+            // Once a second, however fast the tick: one shared-data read.
+            self.follow_longest_tolerance();
+        }
         let backlog = self.deliver_deadlines();
         if let Some(live) = self.live.as_mut() {
             if live.on_tick(now, &self.worker.metrics) {

@@ -83,6 +83,9 @@ pub struct Context<'a> {
     pub streamed_unverified: usize,
     /// Pushes of this worker held on their headers with no body handed over yet.
     pub waiting: usize,
+    /// The longest `timestamp_tolerance_seconds` of the proxy's gates, as this worker
+    /// last read it (0: unknown): how long a used query is remembered.
+    pub longest_tolerance: u64,
 }
 
 /// Where a request on the guarded path is.
@@ -281,7 +284,8 @@ impl Exchange {
         query: QueryUse,
         proxy: &mut impl Proxy,
     ) -> Result<Vec<Effect>, Step> {
-        match proxy.record(Table::Queries, query.entry(), now_u64(ctx)) {
+        let entry = query.entry(ctx.longest_tolerance);
+        match proxy.record(Table::Queries, entry, now_u64(ctx)) {
             Seen::New { evicted } => {
                 self.recorded.query = Some(query.identity);
                 Ok(if evicted {

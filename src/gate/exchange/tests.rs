@@ -153,6 +153,7 @@ fn ctx(config: &Config) -> Context<'_> {
         body_mode: BodyMode::Hold,
         streamed_unverified: 0,
         waiting: 0,
+        longest_tolerance: 0,
     }
 }
 
@@ -172,6 +173,11 @@ fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> HeaderMap {
 
 /// A POST of `body` to `/wechat?query`, its headers with the body's length.
 fn post(x: &mut Exchange, c: &Config, p: &mut Fake, query: &str, body: &str) -> Step {
+    post_in(x, ctx(c), p, query, body)
+}
+
+/// [`post`], judged in `ctx`.
+fn post_in(x: &mut Exchange, ctx: Context<'_>, p: &mut Fake, query: &str, body: &str) -> Step {
     let len = body.len().to_string();
     let h = headers(
         "POST",
@@ -179,10 +185,10 @@ fn post(x: &mut Exchange, c: &Config, p: &mut Fake, query: &str, body: &str) -> 
         &[("content-length", &len)],
     );
     p.request_body = body.as_bytes().to_vec();
-    let mut head = x.on_request_headers(ctx(c), &h, body.is_empty(), p);
+    let mut head = x.on_request_headers(ctx, &h, body.is_empty(), p);
     if head.flow == Flow::Pause && x.is_held() {
         // The effects of both events, in order; the flow of the last.
-        let body = x.on_request_body(ctx(c), body.len(), true, p);
+        let body = x.on_request_body(ctx, body.len(), true, p);
         head.effects.extend(body.effects);
         head.flow = body.flow;
     }
@@ -303,6 +309,48 @@ fn a_used_query_is_a_replay_whatever_its_body() {
         let step = post(&mut Exchange::new(), &c, &mut p, &q, &body);
         assert_eq!(replied(&step), success());
         assert!(counted(&step, Counter::Replayed));
+    }
+}
+
+/// Two gates of one proxy sharing a token (one account on two routes): a query used
+/// under a 2 s tolerance is still used 10 s later where 300 s is allowed, because its
+/// entry lives as long as the proxy's longest tolerance; were that unknown, only as
+/// long as the recording gate's own.
+#[test]
+fn a_used_query_is_remembered_as_long_as_any_gate_of_the_proxy_accepts_it() {
+    let short = cfg(r#", "timestamp_tolerance_seconds": 2"#);
+    let long = cfg("");
+    let q = query("1", &[]);
+    for (longest, replayed) in [(300, true), (0, false)] {
+        let mut p = Fake::new(&long);
+        let at = |c, now| Context {
+            now,
+            longest_tolerance: longest,
+            ..ctx(c)
+        };
+        let mut first = Exchange::new();
+        assert!(forwarded(&post_in(
+            &mut first,
+            at(&short, NOW),
+            &mut p,
+            &q,
+            &message(1)
+        )));
+        p.reached = true;
+        first.on_stream_end(&mut p);
+        let later = post_in(
+            &mut Exchange::new(),
+            at(&long, NOW + 10),
+            &mut p,
+            &q,
+            &message(2),
+        );
+        assert_eq!(
+            counted(&later, Counter::Replayed),
+            replayed,
+            "longest {longest}"
+        );
+        assert_eq!(forwarded(&later), !replayed, "longest {longest}");
     }
 }
 

@@ -116,14 +116,21 @@ pub struct QueryUse {
     pub identity: u64,
     /// The query's timestamp, Unix seconds.
     pub timestamp: u64,
-    /// Unix seconds from which the query is stale anyway on every worker:
-    /// `timestamp + tolerance + 1`, plus [`CLOCK_SLACK_SECONDS`].
+    /// Unix seconds from which the query is stale anyway on every worker of this
+    /// gate: `timestamp + tolerance + 1`, plus [`CLOCK_SLACK_SECONDS`].
     pub expires_at: u64,
 }
 
 /// How far one worker's clock may lag another's (the tick clock is up to a second
 /// old): a query is remembered this much longer than it can be fresh anywhere.
 pub const CLOCK_SLACK_SECONDS: u64 = 5;
+
+/// When a query stamped `timestamp` is stale everywhere under `tolerance`.
+fn stale_from(timestamp: u64, tolerance: u64) -> u64 {
+    timestamp
+        .saturating_add(tolerance)
+        .saturating_add(1 + CLOCK_SLACK_SECONDS)
+}
 
 impl QueryUse {
     /// The use of a query whose verified signature is `signature`.
@@ -136,18 +143,24 @@ impl QueryUse {
         Some(QueryUse {
             identity: u64::from_str_radix(hex, 16).ok()?,
             timestamp,
-            expires_at: timestamp
-                .saturating_add(tolerance)
-                .saturating_add(1 + CLOCK_SLACK_SECONDS),
+            expires_at: stale_from(timestamp, tolerance),
         })
     }
 
-    /// Its entry in the table of used queries, aged by its timestamp.
-    pub fn entry(&self) -> Entry {
+    /// Its entry in the table of used queries, aged by its timestamp and kept until
+    /// no gate of the proxy could take that timestamp as fresh: the table is every
+    /// gate's, and gates that share a token (one account on two routes) share its
+    /// identities, so a query used under a short tolerance must not lapse while a
+    /// longer one still accepts it. `longest_tolerance` is the longest of the
+    /// proxy's gates as this worker last read it (0: unknown); never shorter than
+    /// this gate's own.
+    pub fn entry(&self, longest_tolerance: u64) -> Entry {
         Entry {
             identity: self.identity,
             stamp: self.timestamp,
-            expires_at: self.expires_at,
+            expires_at: self
+                .expires_at
+                .max(stale_from(self.timestamp, longest_tolerance)),
         }
     }
 }

@@ -212,12 +212,13 @@ fn format_on(config: &Config, body: &[u8]) -> Format {
     }
 }
 
-/// A decrypted push must be a message in a format of its platform. Whatever else
-/// opens under a valid `msg_signature` (a WeCom handshake's `echostr`, posted as a
-/// push under the handshake's query; text; JSON to an Official Account) is refused,
-/// never handed to the backend as a verified message.
+/// A decrypted push must be a message in a format of its platform, and a push of
+/// the platform's ([`Message::check_push`]). Whatever else opens under a valid
+/// `msg_signature` (a WeCom handshake's `echostr`, posted as a push under the
+/// handshake's query; text; JSON to an Official Account; `<xml/>`, `{}`, another
+/// document) is refused, never handed to the backend as a verified message.
 fn read_plaintext(config: &Config, plaintext: &[u8]) -> Result<Message, Rejection> {
-    Message::read(plaintext, format_on(config, plaintext)).map_err(|_| {
+    let message = Message::read(plaintext, format_on(config, plaintext)).map_err(|_| {
         Rejection::new(
             Reason::Malformed,
             if config.platform.allows_json() {
@@ -226,7 +227,17 @@ fn read_plaintext(config: &Config, plaintext: &[u8]) -> Result<Message, Rejectio
                 "the decrypted Encrypt is not a message (XML)"
             },
         )
-    })
+    })?;
+    message.check_push(config.platform).map_err(|why| {
+        Rejection::new(
+            Reason::Malformed,
+            format!(
+                "the decrypted Encrypt is not a message ({}): {why}",
+                config.platform.name()
+            ),
+        )
+    })?;
+    Ok(message)
 }
 
 /// Open Platform: a decrypted message that names its accounts must name this
@@ -508,7 +519,16 @@ mod tests {
             15,
         );
         for c in [decrypting(), verify_only] {
-            for plaintext in ["4872341879287", "<xml>", "", r#"{"MsgId":1}"#] {
+            for plaintext in [
+                "4872341879287",
+                "<xml>",
+                "",
+                r#"{"MsgId":1}"#,
+                "<xml/>",
+                "<xml></xml>",
+                "<html><body>hi</body></html>",
+                "<xml><ToUserName>gh_1</ToUserName><Content>hi</Content></xml>",
+            ] {
                 let (body, safe) = safe_push(plaintext, TOKEN);
                 let r = check(body.as_bytes(), &plan(&c, Some(safe)), &c);
                 assert_eq!(reason(r.clone()), Reason::Malformed, "{plaintext:?}");

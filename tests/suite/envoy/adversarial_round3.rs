@@ -341,13 +341,11 @@ fn a_second_use_while_the_first_is_held_is_delivered_not_answered_for_it() {
 
 /// Two gates on one listener with one token (one account on two routes, or two
 /// accounts that reuse a Token string), with different tolerances: a query used on
-/// the short-tolerance route is remembered only as long as that route's tolerance
-/// needs, then carries a second push through the other route, where it is still fresh.
-/// The entry's lifetime comes from the tolerance of the gate that recorded it
-/// (`QueryUse::of` → `expires_at`), not from the longest any gate sharing the table
-/// accepts.
+/// the short-tolerance route stays used as long as the other route, where it is still
+/// fresh, would take it: an entry lives as long as the longest tolerance of the gates
+/// sharing the table, not only as long as the recording gate's own.
 #[test]
-fn bug_a_query_used_under_a_short_tolerance_is_delivered_again_through_a_longer_one() {
+fn a_query_used_under_a_short_tolerance_stays_used_through_a_longer_one() {
     use crate::harness::config::{EnvoyConfig, Gate};
     let backend = Backend::start();
     let short =
@@ -605,10 +603,10 @@ fn an_official_accounts_decrypted_push_must_be_xml_whether_or_not_it_is_handed_o
 
 /// "A decrypted safe-mode push must be a message of its platform's format": a
 /// well-formed document that is no message (`<xml/>`, an empty root, a root that is
-/// not `xml`, a Mini Program's `{}`) is not one, yet is forwarded as a verified,
-/// decrypted message.
+/// not `xml`, a Mini Program's `{}`) is not one, and is never forwarded as a
+/// verified, decrypted message.
 #[test]
-fn bug_an_empty_or_foreign_root_decrypts_into_a_forwarded_message() {
+fn a_decrypted_empty_or_foreign_root_is_no_message_and_never_forwarded() {
     let backend = Backend::start();
     let envoy = gated(backend.port, safe_config(json!({}))).start();
     let mut forwarded = Vec::new();
