@@ -6,4 +6,5 @@ mod cli_timeouts;
 pub mod dashboard;
 mod doctor;
 mod mock_api;
+mod readme;
 mod vectors;
