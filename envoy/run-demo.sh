@@ -50,7 +50,7 @@ else
   PIDS+=($!)
   CONFIG=envoy/envoy.yaml
   SOURCE_NOTE="mock-api on :8081 (callback IPs 127.0.0.1, 127.0.0.2)"
-  # The demo config's other platforms (README "Platforms"), same token and key.
+  # The demo config's other platforms (docs/platforms.md), same token and key.
   PLATFORMS="
 The other platforms, on the same Envoy (same token and key):
   $CLI send message   http://127.0.0.1:10000/mp --platform mini-program --json --text hi   # a Mini Program's JSON push

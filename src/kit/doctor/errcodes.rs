@@ -1,5 +1,5 @@
 //! What WeChat's errcodes mean to the operator running doctor, and what to do. The
-//! README's table is this table.
+//! table in docs/cli.md is this table.
 
 use std::net::IpAddr;
 
