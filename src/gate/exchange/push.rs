@@ -302,6 +302,13 @@ impl Exchange {
         let Some(body) = proxy.request_body(size) else {
             return self.reject(malformed("the body could not be read"), proxy);
         };
+        // A held push's query, verified on its headers, is recorded now that the push
+        // is about to go upstream, before its body is judged: a used query is a replay
+        // whatever its body.
+        let mut first = match self.record_query(ctx, reading.query, proxy) {
+            Ok(effects) => effects,
+            Err(answered) => return answered,
+        };
         let verified = match safe_mode::verify(&body, &reading.plan, ctx.config) {
             Ok(v) => v,
             Err(rejection) => return self.reject(rejection, proxy),
@@ -309,17 +316,15 @@ impl Exchange {
         // WeCom: no signature covers the query alone, so it is recorded against
         // replays only now that msg_signature has verified it, and before anything is
         // decrypted: a used query is a replay whatever its body carries.
-        // A held push's query likewise, now that it is about to go upstream.
-        let query = match &verified {
-            Verified::Sealed(Sealed {
-                query: Some(query), ..
-            }) => Some(*query),
-            _ => reading.query,
-        };
-        let first = match self.record_query(ctx, query, proxy) {
-            Ok(effects) => effects,
-            Err(answered) => return answered,
-        };
+        if let Verified::Sealed(Sealed {
+            query: Some(query), ..
+        }) = &verified
+        {
+            match self.check_replay(ctx, *query, proxy) {
+                Ok(effects) => first.extend(effects),
+                Err(answered) => return answered,
+            }
+        }
         let checked = match safe_mode::open(verified, &reading.plan, ctx.config) {
             Ok(c) => c,
             Err(rejection) => return self.reject(rejection, proxy),

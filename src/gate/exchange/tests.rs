@@ -622,6 +622,24 @@ fn a_forged_msg_signature_is_401_and_nothing_is_forwarded() {
         .any(|e| matches!(e, Effect::SetRequestHeader(..))));
 }
 
+#[test]
+fn a_used_query_under_another_sealed_body_is_a_replay_not_a_msg_signature_refusal() {
+    let c = safe_cfg();
+    let mut p = Fake::new(&c);
+    let (q, body) = safe_push("1", &message(3));
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &q,
+        &body
+    )));
+    let (_, other) = safe_push("1", &message(4));
+    let step = post(&mut Exchange::new(), &c, &mut p, &q, &other);
+    assert_eq!(replied(&step), success(), "{:?}", step.effects);
+    assert!(counted(&step, Counter::Replayed));
+}
+
 /// A push forwarded by `x`, ready for its response.
 fn forwarded_push(c: &Config, p: &mut Fake, nonce: &str) -> Exchange {
     let mut x = Exchange::new();

@@ -202,7 +202,12 @@ fn the_shipped_configs_warn_against_the_router_debug_log() {
             .filter(|l| l.trim_start().starts_with('#'))
             .collect::<Vec<_>>()
             .join("\n");
-        for needed in ["`router`", "`debug`", "access_token", "docs/deploying-envoy.md"] {
+        for needed in [
+            "`router`",
+            "`debug`",
+            "access_token",
+            "docs/deploying-envoy.md",
+        ] {
             assert!(
                 comments.contains(needed),
                 "{file}: no comment names {needed}"
