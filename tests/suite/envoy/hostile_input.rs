@@ -4,6 +4,7 @@
 
 use crate::harness::backend::{Backend, HeadBackend};
 use crate::harness::config::{gate_config, gated, EnvoyConfig, Gate};
+use crate::harness::envoy::Envoy;
 use crate::harness::requests::{fresh, signed, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{push, safe_config, text_message};
 use crate::harness::{now, wait_until};
@@ -107,6 +108,24 @@ fn allow_open_files(want: u64) -> u64 {
     limit.rlim_cur
 }
 
+/// `n` verified pushes from the listed source whose bodies stall after five bytes of
+/// 100, each on its own connection (nonces `{tag}0`, `{tag}1`…).
+fn stalled_pushes(envoy: &Envoy, n: usize, tag: &str) -> Vec<std::net::TcpStream> {
+    (0..n)
+        .map(|i| {
+            let query = signed(TOKEN, now(), &format!("{tag}{i}"), &[]);
+            let head = format!(
+                "POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n<xml>"
+            );
+            let mut s = envoy
+                .connect(LISTED)
+                .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+            std::io::Write::write_all(&mut s, head.as_bytes()).expect("headers sent");
+            s
+        })
+        .collect()
+}
+
 #[test]
 fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_lives() {
     const STALLED: usize = 1000;
@@ -120,17 +139,7 @@ fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_live
     // One worker, and a body the gate must read (dedupe is on by default): every one
     // of these pushes is held on its headers, and every body stalls.
     let envoy = gated(backend.port, gate_config(json!({}))).start();
-    let mut streams = Vec::with_capacity(STALLED);
-    for i in 0..STALLED {
-        let query = signed(TOKEN, now(), &format!("stall{i}"), &[]);
-        let head =
-            format!("POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n<xml>");
-        let mut s = envoy
-            .connect(LISTED)
-            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
-        std::io::Write::write_all(&mut s, head.as_bytes()).expect("headers sent");
-        streams.push(s);
-    }
+    let streams = stalled_pushes(&envoy, STALLED, "stall");
     let mut statuses = BTreeMap::new();
     for mut s in streams {
         let status = wechat_gate::kit::client::read_response(&mut s)
@@ -183,17 +192,7 @@ fn in_stream_mode_stalled_pushes_cannot_starve_the_backend_of_a_verified_push() 
         .is_some(),
         "the worker streams"
     );
-    let mut streams = Vec::with_capacity(STALLED);
-    for i in 0..STALLED {
-        let query = signed(TOKEN, now(), &format!("slow{i}"), &[]);
-        let head =
-            format!("POST /wechat?{query} HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n<xml>");
-        let mut s = envoy
-            .connect(LISTED)
-            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
-        std::io::Write::write_all(&mut s, head.as_bytes()).expect("headers sent");
-        streams.push(s);
-    }
+    let streams = stalled_pushes(&envoy, STALLED, "slow");
     // Meanwhile WeChat pushes a message: it must reach the backend.
     let valid = text_xml("o_user", "meanwhile", 90);
     let r = envoy.post(&fresh(), &valid, LISTED);
