@@ -9,7 +9,6 @@
 
 mod backups;
 mod egress;
-pub mod errcodes;
 mod gate;
 pub mod http;
 mod ips;
@@ -223,12 +222,12 @@ fn explain_failure(
 ) -> Check {
     use crate::gate::live_list::wechat_api::ApiFailure;
     match failure {
-        ApiFailure::Errcode { code, message } => match errcodes::explain(*code, message) {
+        ApiFailure::Errcode { code, message } => match crate::gate::errcodes::lookup(*code) {
             Some(e) => Check {
                 summary: format!("{what_failed}: errcode {code}: {}", e.meaning),
                 ..check
             }
-            .advise(e.todo)
+            .advise(e.todo(message))
             .data(serde_json::json!({ "errcode": code, "errmsg": message })),
             None => Check {
                 summary: format!("{what_failed}: {failure}"),
