@@ -11,10 +11,12 @@
 //! or every doctor check passed, 1 when it rejected, the echo differed or a doctor check
 //! failed, 2 for usage or connection errors (a secret whose variable is not set included).
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wechat_gate::gate::config::Platform;
 use wechat_gate::gate::message::Format;
 use wechat_gate::gate::query::encode_query;
 use wechat_gate::gate::safe_mode::cipher::AesKey;
@@ -165,13 +167,16 @@ impl Signing {
     }
 }
 
-/// Which WeChat callback to behave like.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Kind {
-    OfficialAccount,
-    MiniProgram,
-    OpenPlatform,
-    Wecom,
+/// `--platform`: the configuration's [`Platform`], spelt in kebab case
+/// (`official-account`), every one of [`Platform::ALL`].
+fn platform_parser() -> impl TypedValueParser<Value = Platform> {
+    let cli_name = |p: Platform| p.name().replace('_', "-");
+    PossibleValuesParser::new(Platform::ALL.map(cli_name)).try_map(move |name| {
+        Platform::ALL
+            .into_iter()
+            .find(|p| cli_name(*p) == name)
+            .ok_or_else(|| format!("no platform is named {name}"))
+    })
 }
 
 #[derive(Args)]
@@ -181,8 +186,8 @@ struct Common {
     /// The platform whose requests to send: WeCom signs every request with
     /// msg_signature and encrypts the handshake's echostr; Open Platform and WeCom
     /// pushes are always encrypted (--safe-mode).
-    #[arg(long, value_enum, default_value = "official-account")]
-    platform: Kind,
+    #[arg(long, value_parser = platform_parser(), default_value = "official-account")]
+    platform: Platform,
     /// Local address to send from (e.g. 127.0.0.2), to appear as that source.
     #[arg(long)]
     source: Option<IpAddr>,
@@ -238,7 +243,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             safe,
         }) => {
             let echostr = echostr.unwrap_or_else(|| random_u64().to_string());
-            if common.platform == Kind::Wecom {
+            if common.platform == Platform::Wecom {
                 return send_wecom_handshake(&url, &common, &safe, &echostr);
             }
             let target = with_query(&url, &common, &[("echostr", &echostr)])?;
@@ -260,7 +265,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
             json,
             safe,
         }) => {
-            let encrypted_only = matches!(common.platform, Kind::OpenPlatform | Kind::Wecom);
+            let encrypted_only = common.platform.safe_mode_only();
             if encrypted_only && !safe.safe_mode {
                 return Err(
                     "this platform's pushes are always encrypted: add --safe-mode --appid".into(),
@@ -356,7 +361,7 @@ fn send_safe_mode(
         push.compat,
         &random,
     );
-    let query = if common.platform == Kind::Wecom {
+    let query = if common.platform == Platform::Wecom {
         // WeCom: msg_signature alone signs the request (over the body's Encrypt).
         encode_query(&[
             ("msg_signature", sealed.msg_signature.as_str()),

@@ -7,13 +7,15 @@
 //! - [`exchange`]: a request's whole life as a state machine: events in, effects out.
 //! - [`safe_mode`]: the body checks and sealed replies of `encrypt_type=aes`.
 //! - [`dedupe`]: the tables of retries and replays; [`held`]: held pushes' deadlines.
-//! - [`live_list`]: when and how the callback IP list is fetched.
+//! - [`live_list`]: when and how the callback IP list is fetched; [`errcodes`]: what
+//!   WeChat's errcodes mean and ask of the operator (the filter's logs, doctor).
 //! - [`config`], [`query`], [`signature`], [`allowlist`], [`xml`], [`header_map`]:
 //!   the parsers and checks the others use.
 
 pub mod allowlist;
 pub mod config;
 pub mod dedupe;
+pub mod errcodes;
 pub mod exchange;
 pub mod header_map;
 pub mod held;

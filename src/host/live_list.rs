@@ -12,10 +12,11 @@ use super::proxy;
 use super::shared_data::{self, Change};
 use crate::gate::allowlist::CallbackAllowlist;
 use crate::gate::config::{TokenApi, WechatApi};
+use crate::gate::errcodes::{self, Handling};
 use crate::gate::live_list::state::{
     decode_shared_list, encode_shared_list, FetchPlan, Instance, Next, RefreshState, Step,
 };
-use crate::gate::live_list::wechat_api::{self, advice, Advice, ApiFailure};
+use crate::gate::live_list::wechat_api::{self, ApiFailure};
 use crate::gate::metrics::Counter;
 use std::time::Duration;
 
@@ -284,16 +285,17 @@ impl LiveList {
             Step::List { upstream } => ("getcallbackip", upstream),
         };
         let hint = match failure {
-            ApiFailure::Errcode { code, .. } => match advice(*code) {
-                Advice::Operator(hint) => format!(": {hint}"),
-                Advice::NewToken if matches!(step, Step::List { .. }) => {
-                    ": the token is dropped and a new one fetched".to_string()
-                }
-                Advice::NewToken => {
-                    ": WeChat refused the credentials: check the appid and AppSecret".to_string()
-                }
-                Advice::Retry => ": WeChat is busy, retrying".to_string(),
-                Advice::Other => String::new(),
+            ApiFailure::Errcode { code, message } => match errcodes::lookup(*code) {
+                Some(e) => match e.handling {
+                    Handling::NewToken if matches!(step, Step::List { .. }) => {
+                        ": the token is dropped and a new one fetched".to_string()
+                    }
+                    Handling::Retry => format!(": {}, retrying", e.meaning),
+                    Handling::NewToken | Handling::Operator => {
+                        format!(": {}: {}", e.meaning, e.todo(message))
+                    }
+                },
+                None => String::new(),
             },
             _ => String::new(),
         };

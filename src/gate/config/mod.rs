@@ -158,6 +158,14 @@ pub enum Platform {
 }
 
 impl Platform {
+    /// Every platform, once (a test matches the enum exhaustively against it).
+    pub const ALL: [Platform; 4] = [
+        Platform::OfficialAccount,
+        Platform::MiniProgram,
+        Platform::OpenPlatform,
+        Platform::Wecom,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Platform::OfficialAccount => "official_account",

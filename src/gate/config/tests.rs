@@ -550,3 +550,17 @@ fn a_field_named_twice_is_refused_at_any_depth() {
         .expect_err("a number");
     assert_eq!(e.field, "source.allow[1]", "{e}");
 }
+
+#[test]
+fn platform_all_lists_every_platform_once_in_order() {
+    // A new variant does not compile here until it has an arm: give it the next place
+    // and add it to `Platform::ALL`, which the CLI's `--platform` offers.
+    let place = |p: Platform| match p {
+        Platform::OfficialAccount => 0,
+        Platform::MiniProgram => 1,
+        Platform::OpenPlatform => 2,
+        Platform::Wecom => 3,
+    };
+    let places: Vec<usize> = Platform::ALL.into_iter().map(place).collect();
+    assert_eq!(places, (0..=place(Platform::Wecom)).collect::<Vec<_>>());
+}

@@ -1,9 +1,10 @@
 //! WeChat's API as the filter uses it, pure: the requests for an access token
 //! (`stable_token` or the classic `token`) and for the callback IP list
-//! (`getcallbackip`), the parsing of their replies, and what each errcode means for
-//! the operator. No I/O here: the host sends what this builds.
+//! (`getcallbackip`), the parsing of their replies, and what each errcode asks of the
+//! filter (the meanings are `gate::errcodes`'). No I/O here: the host sends what this builds.
 
 use crate::gate::allowlist::{parse_block, Block};
+use crate::gate::errcodes::{self, Handling};
 use serde::Deserialize;
 use std::fmt;
 
@@ -234,33 +235,27 @@ pub fn parse_callback_ip_reply(
     Ok(ips)
 }
 
-/// What an errcode asks of the filter and of the operator.
+/// What an errcode asks of the filter and of the operator, from [`errcodes`]' table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advice {
     /// The token is bad or expired: drop it and get a new one.
     NewToken,
     /// WeChat is busy: try again.
     Retry,
-    /// Only the operator can fix it; the hint says how.
+    /// Only the operator can fix it; the table's meaning says what is wrong.
     Operator(&'static str),
     /// Anything else: back off and try again later.
     Other,
 }
 
 pub fn advice(code: i64) -> Advice {
-    match code {
-        40001 | 40014 | 42001 => Advice::NewToken,
-        -1 => Advice::Retry,
-        40164 => Advice::Operator(
-            "this proxy's egress IP is not in the account's IP whitelist: add it (公众平台 → 设置与开发 → 基本配置 → IP白名单)",
-        ),
-        40013 => Advice::Operator("the appid is not valid: check the configured appid"),
-        40125 => Advice::Operator("the AppSecret is not valid: check it, or reset it in the admin console and update the proxy"),
-        45009 => Advice::Operator("the daily API quota is used up: lower the refresh rate or wait until tomorrow"),
-        89501 | 89503 | 89506 | 89507 => Advice::Operator(
-            "this call's IP needs confirmation by the account's administrator (or is blocked): confirm it in the admin console",
-        ),
-        _ => Advice::Other,
+    match errcodes::lookup(code) {
+        Some(e) => match e.handling {
+            Handling::NewToken => Advice::NewToken,
+            Handling::Retry => Advice::Retry,
+            Handling::Operator => Advice::Operator(e.meaning),
+        },
+        None => Advice::Other,
     }
 }
 

@@ -9,7 +9,6 @@
 
 mod backups;
 mod egress;
-pub mod errcodes;
 mod gate;
 pub mod http;
 mod ips;
@@ -20,16 +19,23 @@ mod token;
 pub use egress::EgressFormat;
 pub use report::{Check, Report, Status};
 
+use crate::gate::config::TokenApi;
 use std::time::Duration;
 use ureq::http::Uri;
 
-/// Which token endpoint to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TokenApi {
-    /// `POST /cgi-bin/stable_token`: shares the token with every other holder.
-    Stable,
-    /// `GET /cgi-bin/token`: invalidates every other holder's token (the gate's too).
-    Classic,
+/// `--token-api`: the configuration's own [`TokenApi`], by the same names (`wecom` is
+/// chosen by `platform`, never by name, so it is not offered).
+fn token_api_parser() -> impl clap::builder::TypedValueParser<Value = TokenApi> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("stable")
+            .help("`POST /cgi-bin/stable_token`: shares the token with every other holder"),
+        PossibleValue::new("classic")
+            .help("`GET /cgi-bin/token`: invalidates every other holder's token (the gate's too)"),
+    ])
+    .try_map(|name| {
+        serde_json::from_value(serde_json::Value::String(name)).map_err(|e| e.to_string())
+    })
 }
 
 /// The command line of `wechat-gate doctor`.
@@ -44,7 +50,7 @@ pub struct DoctorArgs {
     /// WeChat's API (or mock-api, or a proxy to WeChat's API).
     #[arg(long, value_name = "URL", default_value = "https://api.weixin.qq.com")]
     pub api: String,
-    #[arg(long, value_enum, default_value_t = TokenApi::Stable)]
+    #[arg(long, value_parser = token_api_parser(), default_value = "stable")]
     pub token_api: TokenApi,
     /// A running gate's Envoy admin address (e.g. http://127.0.0.1:9901): compare its list.
     #[arg(long, value_name = "URL")]
@@ -223,12 +229,12 @@ fn explain_failure(
 ) -> Check {
     use crate::gate::live_list::wechat_api::ApiFailure;
     match failure {
-        ApiFailure::Errcode { code, message } => match errcodes::explain(*code, message) {
+        ApiFailure::Errcode { code, message } => match crate::gate::errcodes::lookup(*code) {
             Some(e) => Check {
                 summary: format!("{what_failed}: errcode {code}: {}", e.meaning),
                 ..check
             }
-            .advise(e.todo)
+            .advise(e.todo(message))
             .data(serde_json::json!({ "errcode": code, "errmsg": message })),
             None => Check {
                 summary: format!("{what_failed}: {failure}"),

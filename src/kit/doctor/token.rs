@@ -3,9 +3,11 @@
 //! an operator most often meets: wrong secret or AppID, IP whitelist, admin confirmation.
 
 use super::report::{Check, Status};
-use super::{failed, CallError, Doctor, TokenApi};
+use super::{failed, CallError, Doctor};
+use crate::gate::config::TokenApi;
 use crate::gate::live_list::wechat_api::{
-    classic_token_call, parse_token_reply, stable_token_call, AccessToken, ApiCall,
+    classic_token_call, parse_token_reply, stable_token_call, wecom_token_call, AccessToken,
+    ApiCall,
 };
 
 const NAME: &str = "token";
@@ -18,6 +20,7 @@ pub(super) fn check(d: &Doctor) -> (Check, Option<AccessToken>) {
             stable_token_call(&d.appid, d.secret(), false),
         ),
         TokenApi::Classic => ("token", classic_token_call(&d.appid, d.secret())),
+        TokenApi::Wecom => ("gettoken", wecom_token_call(&d.appid, d.secret())),
     };
     let reply = send(d, &call);
     let reply = match reply {

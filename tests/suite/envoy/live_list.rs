@@ -322,7 +322,7 @@ fn every_api_fault_keeps_the_last_good_list() {
         "40164 names what the operator must do"
     );
     assert!(
-        log.contains("daily API quota"),
+        log.contains("daily quota of this API"),
         "45009 names what the operator must do"
     );
     for crash in ["panicked", "critical", "Function: proxy_on"] {

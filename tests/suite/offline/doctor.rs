@@ -162,9 +162,9 @@ fn each_errcode_gets_its_meaning_and_what_to_do() {
         (
             40125,
             "the AppSecret is not valid",
-            "check the AppSecret in the environment variable",
+            "check the AppSecret against 基本配置 → AppSecret",
         ),
-        (40013, "the AppID is not valid", "check --appid"),
+        (40013, "the AppID is not valid", "check the AppID"),
         (
             40164,
             "not in the account's IP whitelist",
