@@ -171,9 +171,10 @@ impl Signing {
 /// (`official-account`), every one of [`Platform::ALL`].
 fn platform_parser() -> impl TypedValueParser<Value = Platform> {
     let cli_name = |p: Platform| p.name().replace('_', "-");
-    PossibleValuesParser::new(Platform::ALL.map(cli_name)).try_map(move |name| {
+    PossibleValuesParser::new(Platform::ALL.iter().map(|p| cli_name(*p))).try_map(move |name| {
         Platform::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .find(|p| cli_name(*p) == name)
             .ok_or_else(|| format!("no platform is named {name}"))
     })

@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_push_is_an_xml_root_or_json_object_that_says_what_kind_of_push_it_is() {
-        for platform in Platform::ALL {
+        for &platform in Platform::ALL {
             assert_eq!(push_on(platform, XML), Ok(()), "{platform:?}");
             assert_eq!(push_on(platform, JSON), Ok(()), "{platform:?}");
             for empty in ["<xml/>", "<xml></xml>", "{}", r#"{"a":[1,2,3]}"#] {

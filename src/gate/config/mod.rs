@@ -140,41 +140,46 @@ pub enum TokenApi {
 /// own `$APPID$`, or `{appid}`.
 pub const AUTHORIZER_PLACEHOLDERS: [&str; 2] = ["{appid}", "$APPID$"];
 
-/// Which WeChat callback the route serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Platform {
+/// Declares [`Platform`] with its configuration name in one row per variant, so that
+/// its list (the CLI's `--platform` choices) and its names cannot fall out of step.
+macro_rules! platforms {
+    ($($(#[$attr:meta])* $variant:ident => $name:literal,)*) => {
+        /// Which WeChat callback the route serves.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Platform {
+            $($(#[$attr])* $variant,)*
+        }
+
+        impl Platform {
+            /// Every platform, once, in declaration order.
+            pub const ALL: &'static [Platform] = &[$(Platform::$variant,)*];
+
+            /// Its name in the configuration (`"platform": "mini_program"`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Platform::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+platforms! {
     /// 公众号: XML pushes, plaintext or safe mode.
     #[default]
-    OfficialAccount,
+    OfficialAccount => "official_account",
     /// 小程序 (and mini games): XML or JSON pushes, as the console's data format says.
-    MiniProgram,
+    MiniProgram => "mini_program",
     /// 第三方平台: safe mode only, decrypted with the component AppID; `path` may hold
     /// the authorizer's AppID (`{appid}` or `$APPID$`).
-    OpenPlatform,
+    OpenPlatform => "open_platform",
     /// 企业微信: `msg_signature` on every request, an encrypted `echostr`, bodies always
     /// encrypted, the CorpID (or suite id) as ReceiveId.
-    Wecom,
+    Wecom => "wecom",
 }
 
 impl Platform {
-    /// Every platform, once (a test matches the enum exhaustively against it).
-    pub const ALL: [Platform; 4] = [
-        Platform::OfficialAccount,
-        Platform::MiniProgram,
-        Platform::OpenPlatform,
-        Platform::Wecom,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Platform::OfficialAccount => "official_account",
-            Platform::MiniProgram => "mini_program",
-            Platform::OpenPlatform => "open_platform",
-            Platform::Wecom => "wecom",
-        }
-    }
-
     /// Pushes may be JSON (the format is read from each body).
     pub fn allows_json(self) -> bool {
         self == Platform::MiniProgram

@@ -552,15 +552,10 @@ fn a_field_named_twice_is_refused_at_any_depth() {
 }
 
 #[test]
-fn platform_all_lists_every_platform_once_in_order() {
-    // A new variant does not compile here until it has an arm: give it the next place
-    // and add it to `Platform::ALL`, which the CLI's `--platform` offers.
-    let place = |p: Platform| match p {
-        Platform::OfficialAccount => 0,
-        Platform::MiniProgram => 1,
-        Platform::OpenPlatform => 2,
-        Platform::Wecom => 3,
-    };
-    let places: Vec<usize> = Platform::ALL.into_iter().map(place).collect();
-    assert_eq!(places, (0..=place(Platform::Wecom)).collect::<Vec<_>>());
+fn every_platform_is_listed_once_and_named_as_the_configuration_spells_it() {
+    for (i, p) in Platform::ALL.iter().enumerate() {
+        assert_eq!(*p as usize, i, "{p:?}");
+        let read: Platform = serde_json::from_str(&format!("\"{}\"", p.name())).expect("a name");
+        assert_eq!(read, *p);
+    }
 }
