@@ -13,7 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A request's exchange, shared with the root context while the request is held
 /// (its tick delivers the body deadline).
@@ -192,14 +192,8 @@ fn apply_to_response(effect: Effect) {
 
 /// Logs a note at its level; the `once` ones once per VM.
 fn say(note: &Note) {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    if note.once() {
-        let bit = match note {
-            Note::BodyNeverCame => 1,
-            Note::ReplayUnrecorded => 2,
-            Note::NoByteCount => 8,
-            _ => 4,
-        };
+    static SAID: AtomicU32 = AtomicU32::new(0);
+    if let Some(bit) = note.once_index().and_then(|i| 1u32.checked_shl(i)) {
         if SAID.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
             return;
         }
