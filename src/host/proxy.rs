@@ -1,23 +1,61 @@
-//! Every hostcall the filter makes, in one place, wrapped so that nothing a request
-//! carries can make one panic: the SDK's own trait methods unwrap, so the gate uses
-//! `proxy_wasm::hostcalls` and, where even those panic on a status, the ABI itself.
-//! Everything else in `host` reaches the proxy through here.
+//! Every hostcall the filter makes, in one place, wrapped so that no host status can
+//! make one panic: the SDK's trait methods unwrap and its `hostcalls` panic on any
+//! status they do not expect, so the gate calls the ABI itself and turns every status
+//! into a value. (One exception, [`dispatch`], says why.) Everything else in `host`
+//! reaches the proxy through here.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::gate::header_map::{self, HeaderMap};
 
-/// The host's log level.
-fn host_log_level() -> LogLevel {
-    hostcalls::get_log_level().unwrap_or(LogLevel::Info)
+const OK: u32 = Status::Ok as u32;
+const NOT_FOUND: u32 = Status::NotFound as u32;
+
+/// A hostcall that hands back bytes the host allocated through this module's
+/// `proxy_on_memory_allocate` (the SDK's allocator: a boxed `[u8]` of exactly `size`):
+/// `Ok(None)` when the host returned no buffer, `Err` the status when it was not Ok.
+/// The buffer is taken back as an owned Vec exactly once, as the SDK does.
+fn returned_bytes(
+    call: impl FnOnce(*mut *mut u8, *mut usize) -> u32,
+) -> Result<Option<Vec<u8>>, u32> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    match call(&mut data, &mut size) {
+        OK if data.is_null() => Ok(None),
+        // SAFETY: see above; the host gave up the buffer to us.
+        OK => Ok(Some(unsafe { Vec::from_raw_parts(data, size, size) })),
+        status => Err(status),
+    }
 }
 
-fn response_header(name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
-        .ok()
-        .flatten()
+/// The host's log level; `None` if it will not say.
+fn host_log_level() -> Option<LogLevel> {
+    let mut level: u32 = 0;
+    // SAFETY: the host writes one u32 to a live local (read as a number: a value out
+    // of the enum's range must not become a `LogLevel`).
+    if unsafe { proxy_get_log_level(&mut level) } != OK {
+        return None;
+    }
+    Some(match level {
+        0 => LogLevel::Trace,
+        1 => LogLevel::Debug,
+        2 => LogLevel::Info,
+        3 => LogLevel::Warn,
+        4 => LogLevel::Error,
+        _ => LogLevel::Critical,
+    })
+}
+
+/// One header's value from `map`; `None` if it has none or the host refuses.
+fn map_value(map: MapType, name: &str) -> Option<Vec<u8>> {
+    // SAFETY: `name` is a live slice for the whole call; the out-pointers are locals.
+    returned_bytes(|data, size| unsafe {
+        proxy_get_header_map_value(map as u32, name.as_ptr(), name.len(), data, size)
+    })
+    .ok()
+    .flatten()
 }
 
 /// Which header map a call is about.
@@ -49,8 +87,16 @@ pub fn set_header(which: Headers, name: &[u8], value: Option<&[u8]>) -> bool {
     status == 0
 }
 
+/// A property (`path` joined by NULs, as the ABI takes it); `None` if the host has
+/// none or refuses.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
-    hostcalls::get_property(path.to_vec()).ok().flatten()
+    let path = path.join("\0");
+    // SAFETY: `path` is live for the whole call; the out-pointers are locals.
+    returned_bytes(|data, size| unsafe {
+        proxy_get_property(path.as_ptr(), path.len(), data, size)
+    })
+    .ok()
+    .flatten()
 }
 
 /// Envoy's byte count for the effective context's request, `request.total_size`:
@@ -62,10 +108,12 @@ pub fn request_total_size() -> Option<Vec<u8>> {
 
 /// The proxy's clock, since the Unix epoch.
 pub fn now() -> Duration {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .unwrap_or_default()
+    let mut nanos: u64 = 0;
+    // SAFETY: the host writes one u64 to a live local.
+    match unsafe { proxy_get_current_time_nanoseconds(&mut nanos) } {
+        OK => Duration::from_nanos(nanos),
+        _ => Duration::ZERO,
+    }
 }
 
 /// Seconds since the Unix epoch, by the proxy's clock.
@@ -118,13 +166,17 @@ pub fn now_unix_ms() -> u64 {
 }
 
 pub fn plugin_configuration() -> Option<Vec<u8>> {
-    hostcalls::get_buffer(
-        proxy_wasm::types::BufferType::PluginConfiguration,
-        0,
-        usize::MAX,
-    )
-    .ok()
-    .flatten()
+    buffer(BufferType::PluginConfiguration as u32, usize::MAX)
+        .ok()
+        .flatten()
+}
+
+/// Up to `size` bytes of a buffer, from its start.
+fn buffer(which: u32, size: usize) -> Result<Option<Vec<u8>>, u32> {
+    // SAFETY: the out-pointers are locals; see `returned_bytes`.
+    returned_bytes(|data, returned| unsafe {
+        proxy_get_buffer_bytes(which, 0, size, data, returned)
+    })
 }
 
 /// Which body a buffer call is about.
@@ -148,20 +200,9 @@ pub fn body(which: Body, size: usize) -> Option<Vec<u8>> {
     if size == 0 {
         return Some(Vec::new());
     }
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut returned: usize = 0;
-    // SAFETY: as in `request_header_names`: the host hands over a buffer it allocated
-    // through this module's allocator, taken back as an owned Vec exactly once.
-    let status =
-        unsafe { proxy_get_buffer_bytes(which.buffer_type(), 0, size, &mut data, &mut returned) };
-    if status != 0 {
-        return None;
-    }
-    if data.is_null() || returned == 0 {
-        return Some(Vec::new());
-    }
-    // SAFETY: see above.
-    Some(unsafe { Vec::from_raw_parts(data, returned, returned) })
+    buffer(which.buffer_type(), size)
+        .ok()
+        .map(Option::unwrap_or_default)
 }
 
 /// Replaces the whole buffered body with `value`; false if the host refused.
@@ -228,6 +269,44 @@ extern "C" {
         value_size: usize,
     ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_log_level(return_level: *mut u32) -> u32;
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 /// All request headers in one hostcall (each hostcall costs about as much as the
@@ -243,28 +322,27 @@ pub fn request_trailers() -> Option<HeaderMap> {
 }
 
 fn header_map(map: MapType) -> Option<HeaderMap> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the host writes a buffer it allocated through this module's
-    // `proxy_on_memory_allocate` (the SDK's allocator, a `Vec<u8>` of `size`
-    // capacity), which we take back as an owned Vec exactly once.
-    let status = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
-    if status != 0 {
-        return None;
-    }
-    if data.is_null() || size == 0 {
-        return HeaderMap::from_serialized(Vec::new());
-    }
-    // SAFETY: see above.
-    let buffer = unsafe { Vec::from_raw_parts(data, size, size) };
-    HeaderMap::from_serialized(buffer)
+    // SAFETY: the out-pointers are locals; see `returned_bytes`.
+    let pairs =
+        returned_bytes(|data, size| unsafe { proxy_get_header_map_pairs(map as u32, data, size) })
+            .ok()?;
+    HeaderMap::from_serialized(pairs.unwrap_or_default())
 }
 
 // ---------------------------------------------------------------- shared data
 
 /// A shared-data value and its CAS; `None` if the host refuses.
 pub fn shared_get(key: &str) -> Option<(Option<Vec<u8>>, Option<u32>)> {
-    hostcalls::get_shared_data(key).ok()
+    let mut cas: u32 = 0;
+    // SAFETY: `key` is live for the whole call; the out-pointers are locals.
+    let value = returned_bytes(|data, size| unsafe {
+        proxy_get_shared_data(key.as_ptr(), key.len(), data, size, &mut cas)
+    });
+    match value {
+        Ok(value) => Some((value, (cas != 0).then_some(cas))),
+        Err(NOT_FOUND) => Some((None, None)),
+        Err(_) => None,
+    }
 }
 
 /// How a shared-data write went.
@@ -278,10 +356,21 @@ pub enum Write {
 
 /// Writes `value` under `key` if its CAS is still `cas` (`None`: whatever it is).
 pub fn shared_set(key: &str, value: &[u8], cas: Option<u32>) -> Write {
-    match hostcalls::set_shared_data(key, Some(value), cas) {
-        Ok(()) => Write::Done,
-        Err(Status::CasMismatch) => Write::CasMismatch,
-        Err(_) => Write::Failed,
+    // SAFETY: `key` and `value` are live slices for the whole call; the host only
+    // reads them.
+    let status = unsafe {
+        proxy_set_shared_data(
+            key.as_ptr(),
+            key.len(),
+            value.as_ptr(),
+            value.len(),
+            cas.unwrap_or(0),
+        )
+    };
+    match status {
+        OK => Write::Done,
+        s if s == Status::CasMismatch as u32 => Write::CasMismatch,
+        _ => Write::Failed,
     }
 }
 
@@ -294,26 +383,38 @@ pub fn define_metric(gauge: bool, name: &str) -> Option<u32> {
     } else {
         MetricType::Counter
     };
-    match hostcalls::define_metric(kind, name) {
-        Ok(id) => Some(id),
-        Err(status) => {
-            log::error!("could not define metric {name}: {status:?}");
+    let mut id: u32 = 0;
+    // SAFETY: `name` is live for the whole call; the host writes the id to a local.
+    match unsafe { proxy_define_metric(kind as u32, name.as_ptr(), name.len(), &mut id) } {
+        OK => Some(id),
+        status => {
+            log::error!("could not define metric {name}: status {status}");
             None
         }
     }
 }
 
 pub fn increment_metric(id: u32, by: i64) {
-    let _ = hostcalls::increment_metric(id, by);
+    // SAFETY: plain value arguments.
+    let _ = unsafe { proxy_increment_metric(id, by) };
 }
 
 pub fn record_metric(id: u32, value: u64) {
-    let _ = hostcalls::record_metric(id, value);
+    // SAFETY: plain value arguments.
+    let _ = unsafe { proxy_record_metric(id, value) };
 }
 
 // ---------------------------------------------------------------- calls out
 
 /// An HTTP call through `cluster`; the call id, or why the host refused it.
+///
+/// The one SDK wrapper left: the SDK routes a call's reply
+/// (`proxy_on_http_call_response`, which it exports) only to calls it registered
+/// itself, and panics on any other, so a call made through the ABI directly would
+/// trap on its reply. The wrapper panics only on a status other than Ok,
+/// BadArgument and InternalFailure, which are all proxy-wasm-cpp-host's `http_call`
+/// returns for the arguments built here (the others are InvalidMemoryAccess, a bad
+/// pointer of ours, and Unimplemented, a host without HTTP calls).
 pub fn dispatch(
     cluster: &str,
     headers: Vec<(&str, &str)>,
@@ -325,15 +426,12 @@ pub fn dispatch(
 
 /// The `:status` of the reply to an HTTP call (in `on_http_call_response`).
 pub fn call_response_status() -> Option<u32> {
-    hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
-        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
+    status_of(MapType::HttpCallResponseHeaders)
 }
 
 /// The body of the reply to an HTTP call, up to `size` bytes.
 pub fn call_response_body(size: usize) -> Option<Vec<u8>> {
-    hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+    buffer(BufferType::HttpCallResponseBody as u32, size)
         .ok()
         .flatten()
 }
@@ -341,16 +439,24 @@ pub fn call_response_body(size: usize) -> Option<Vec<u8>> {
 // ---------------------------------------------------------------- the VM
 
 pub fn set_tick_period(period: Duration) {
-    let _ = hostcalls::set_tick_period(period);
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    // SAFETY: a plain value argument.
+    let _ = unsafe { proxy_set_tick_period_milliseconds(ms) };
 }
 
 /// Sets the SDK logger's level (the host's, so debug lines are not even formatted
 /// when Envoy drops them).
 pub fn follow_host_log_level() {
-    proxy_wasm::set_log_level(host_log_level());
+    proxy_wasm::set_log_level(host_log_level().unwrap_or(LogLevel::Info));
 }
 
 /// The response's `:status`.
 pub fn response_status() -> Option<u32> {
-    response_header(":status").and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
+    status_of(MapType::HttpResponseHeaders)
+}
+
+/// The `:status` in a map of response headers.
+fn status_of(map: MapType) -> Option<u32> {
+    let status = map_value(map, ":status")?;
+    std::str::from_utf8(&status).ok()?.parse().ok()
 }
