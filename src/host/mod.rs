@@ -1,7 +1,7 @@
 //! The proxy-wasm adapter, wasm32 only: it gathers inputs, hands them to the pure
 //! [`crate::gate`] and carries out what comes back. [`proxy`] makes every hostcall;
 //! [`shared_data`] is the one compare-and-swap loop; [`root`] and [`http`] turn
-//! callbacks into events and effects into hostcalls.
+//! callbacks into events and effects into hostcalls; [`worker`] is what they share.
 
 mod admission;
 mod dedupe;
@@ -11,6 +11,7 @@ mod metrics;
 mod proxy;
 mod root;
 mod shared_data;
+mod worker;
 
 /// Registers the root context. Called once when the VM starts.
 pub fn start() {
