@@ -15,9 +15,8 @@ mod worker;
 
 /// Registers the root context. Called once when the VM starts.
 pub fn start() {
-    // Also installs a panic hook that logs at critical before the VM aborts. Asking the
-    // host for its level is a restricted callback here (in `_initialize`): the root
-    // context asks in on_vm_start and on_configure.
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    // Asking the host for its level is a restricted callback here (in `_initialize`):
+    // the root context asks in on_vm_start and on_configure.
+    proxy::start_logging();
     proxy_wasm::set_root_context(|context_id| Box::new(root::GateRoot::new(context_id)));
 }

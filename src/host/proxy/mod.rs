@@ -4,6 +4,10 @@
 //! into a value. (One exception, [`dispatch`], says why.) Everything else in `host`
 //! reaches the proxy through here.
 
+mod abi;
+
+use abi::*;
+use log::LevelFilter;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 use std::time::Duration;
@@ -30,8 +34,9 @@ fn returned_bytes(
     }
 }
 
-/// The host's log level; `None` if it will not say.
-fn host_log_level() -> Option<LogLevel> {
+/// The host's log level as the `log` crate's filter (critical: off, as the SDK's
+/// logger has it); `None` if the host will not say.
+fn host_log_level() -> Option<LevelFilter> {
     let mut level: u32 = 0;
     // SAFETY: the host writes one u32 to a live local (read as a number: a value out
     // of the enum's range must not become a `LogLevel`).
@@ -39,12 +44,12 @@ fn host_log_level() -> Option<LogLevel> {
         return None;
     }
     Some(match level {
-        0 => LogLevel::Trace,
-        1 => LogLevel::Debug,
-        2 => LogLevel::Info,
-        3 => LogLevel::Warn,
-        4 => LogLevel::Error,
-        _ => LogLevel::Critical,
+        0 => LevelFilter::Trace,
+        1 => LevelFilter::Debug,
+        2 => LevelFilter::Info,
+        3 => LevelFilter::Warn,
+        4 => LevelFilter::Error,
+        _ => LevelFilter::Off,
     })
 }
 
@@ -227,88 +232,6 @@ pub fn random16() -> Option<[u8; 16]> {
     Some(bytes)
 }
 
-#[link(wasm_import_module = "env")]
-extern "C" {
-    #[allow(clippy::too_many_arguments)]
-    fn proxy_send_local_response(
-        status_code: u32,
-        status_code_details_data: *const u8,
-        status_code_details_size: usize,
-        body_data: *const u8,
-        body_size: usize,
-        headers_data: *const u8,
-        headers_size: usize,
-        grpc_status: i32,
-    ) -> u32;
-    fn proxy_set_effective_context(context_id: u32) -> u32;
-    fn proxy_continue_stream(stream_type: u32) -> u32;
-    fn proxy_get_buffer_bytes(
-        buffer_type: u32,
-        start: usize,
-        max_size: usize,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_set_buffer_bytes(
-        buffer_type: u32,
-        start: usize,
-        size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
-    fn proxy_get_header_map_pairs(
-        map_type: u32,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_replace_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-    ) -> u32;
-    fn proxy_remove_header_map_value(map_type: u32, key_data: *const u8, key_size: usize) -> u32;
-    fn proxy_get_header_map_value(
-        map_type: u32,
-        key_data: *const u8,
-        key_size: usize,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_get_property(
-        path_data: *const u8,
-        path_size: usize,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-    ) -> u32;
-    fn proxy_get_shared_data(
-        key_data: *const u8,
-        key_size: usize,
-        return_data: *mut *mut u8,
-        return_size: *mut usize,
-        return_cas: *mut u32,
-    ) -> u32;
-    fn proxy_set_shared_data(
-        key_data: *const u8,
-        key_size: usize,
-        value_data: *const u8,
-        value_size: usize,
-        cas: u32,
-    ) -> u32;
-    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
-    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
-    fn proxy_get_log_level(return_level: *mut u32) -> u32;
-    fn proxy_define_metric(
-        metric_type: u32,
-        name_data: *const u8,
-        name_size: usize,
-        return_id: *mut u32,
-    ) -> u32;
-    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
-    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
-}
-
 /// All request headers in one hostcall (each hostcall costs about as much as the
 /// whole verdict, so the gate reads the map once and looks up in it); `None` if the
 /// host refuses or the map does not decode.
@@ -444,10 +367,53 @@ pub fn set_tick_period(period: Duration) {
     let _ = unsafe { proxy_set_tick_period_milliseconds(ms) };
 }
 
-/// Sets the SDK logger's level (the host's, so debug lines are not even formatted
-/// when Envoy drops them).
+/// Takes the host's log level (so debug lines are not even formatted when Envoy
+/// drops them).
 pub fn follow_host_log_level() {
-    proxy_wasm::set_log_level(host_log_level().unwrap_or(LogLevel::Info));
+    log::set_max_level(host_log_level().unwrap_or(LevelFilter::Info));
+}
+
+/// Sends the `log` crate's lines to the host's log (at info and up until the host's
+/// level is known), and a panic's message at critical before the VM aborts. The SDK's
+/// logger would do the same but unwraps every `proxy_log` status.
+pub fn start_logging() {
+    let _ = log::set_logger(&HOST_LOG);
+    log::set_max_level(LevelFilter::Info);
+    std::panic::set_hook(Box::new(|panic| {
+        write_log(LogLevel::Critical, &panic.to_string())
+    }));
+}
+
+struct HostLog;
+
+static HOST_LOG: HostLog = HostLog;
+
+impl log::Log for HostLog {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let level = match record.level() {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        write_log(level, &record.args().to_string());
+    }
+
+    fn flush(&self) {}
+}
+
+/// One line to the host's log; a line the host refuses is dropped.
+fn write_log(level: LogLevel, message: &str) {
+    // SAFETY: `message` is live for the whole call; the host only reads it.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
 }
 
 /// The response's `:status`.
