@@ -3,7 +3,7 @@
 
 use super::dedupe;
 use super::proxy::{self, Body, Headers};
-use super::root::Worker;
+use super::worker::{SharedExchange, Worker};
 use crate::gate::dedupe::{Entry, Seen, Table};
 use crate::gate::exchange::{
     self, ByteCount, Context as Now, Effect, Exchange, Flow, Level, Note, Step,
@@ -13,14 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU8, Ordering};
-
-/// A request's exchange, shared with the root context while the request is held
-/// (its tick delivers the body deadline).
-pub type SharedExchange = Rc<RefCell<Exchange>>;
-
-/// A probed push: its exchange, and Envoy's byte count for it when it was held.
-pub type Probed = (SharedExchange, Option<u64>);
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct GateHttp {
     context_id: u32,
@@ -139,31 +132,35 @@ fn apply(
         | Effect::ReplaceResponseBody(_) => apply_to_response(effect),
         Effect::Hold { for_ms } => {
             let deadline = proxy::now_unix_ms().saturating_add(for_ms);
-            worker.held.release(context_id);
-            worker.held.hold(context_id, exchange.clone(), deadline);
+            worker.state.held.release(context_id);
+            worker
+                .state
+                .held
+                .hold(context_id, exchange.clone(), deadline);
         }
         Effect::Release => {
-            worker.held.release(context_id);
-            worker.probes.release(context_id);
-            worker.streamed.release(context_id);
+            worker.state.held.release(context_id);
+            worker.state.probes.release(context_id);
+            worker.state.streamed.release(context_id);
         }
         Effect::Probe => {
             // Read after the effects before it (a header removed changes the count).
             let when_held = ByteCount::decode(proxy::request_total_size().as_deref());
-            worker.probes.release(context_id);
+            worker.state.probes.release(context_id);
             worker
+                .state
                 .probes
                 .hold(context_id, (exchange.clone(), when_held), 0);
             // The root context ticks fast while a probe waits.
             worker.tick_every(crate::gate::held::tick_period(true, false));
         }
-        Effect::EndProbe => worker.probes.release(context_id),
+        Effect::EndProbe => worker.state.probes.release(context_id),
         Effect::Streamed => {
-            worker.streamed.release(context_id);
-            worker.streamed.hold(context_id, (), 0);
+            worker.state.streamed.release(context_id);
+            worker.state.streamed.hold(context_id, (), 0);
         }
         Effect::ResumeRequest => {
-            worker.probes.release(context_id);
+            worker.state.probes.release(context_id);
             let _ = proxy::resume_request();
         }
         Effect::Observe(observation) => worker.observe(observation),
@@ -192,14 +189,8 @@ fn apply_to_response(effect: Effect) {
 
 /// Logs a note at its level; the `once` ones once per VM.
 fn say(note: &Note) {
-    static SAID: AtomicU8 = AtomicU8::new(0);
-    if note.once() {
-        let bit = match note {
-            Note::BodyNeverCame => 1,
-            Note::ReplayUnrecorded => 2,
-            Note::NoByteCount => 8,
-            _ => 4,
-        };
+    static SAID: AtomicU32 = AtomicU32::new(0);
+    if let Some(bit) = note.once_index().and_then(|i| 1u32.checked_shl(i)) {
         if SAID.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
             return;
         }
@@ -278,9 +269,9 @@ impl Context for GateHttp {}
 
 impl Drop for GateHttp {
     fn drop(&mut self) {
-        self.worker.held.release(self.context_id);
-        self.worker.probes.release(self.context_id);
-        self.worker.streamed.release(self.context_id);
+        self.worker.state.held.release(self.context_id);
+        self.worker.state.probes.release(self.context_id);
+        self.worker.state.streamed.release(self.context_id);
         if !self.logged {
             self.worker.stream_ended();
         }

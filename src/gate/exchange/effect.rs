@@ -94,15 +94,20 @@ impl Note {
         }
     }
 
-    /// Said once per VM: a hint for the operator, not a line per request.
-    pub fn once(&self) -> bool {
-        matches!(
-            self,
-            Note::ReplayTableFull
-                | Note::ReplayUnrecorded
-                | Note::BodyNeverCame
-                | Note::NoByteCount
-        )
+    /// Said once per VM (a hint for the operator, not a line per request): which of
+    /// the host's once-bits it owns, each note its own. `None`: said every time.
+    pub fn once_index(&self) -> Option<u32> {
+        match self {
+            Note::BodyNeverCame => Some(0),
+            Note::ReplayUnrecorded => Some(1),
+            Note::ReplayTableFull => Some(2),
+            Note::NoByteCount => Some(3),
+            Note::Deduplicated { .. }
+            | Note::Replayed
+            | Note::ReportOnly
+            | Note::UpstreamFailed { .. }
+            | Note::SealFailed => None,
+        }
     }
 
     /// The line; `source` (the downstream address, a hostcall) is asked only by the
@@ -207,4 +212,52 @@ pub fn unconfigured() -> Step {
         content_type: "text/plain",
         body: b"wechat-gate: not configured\n".to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One of each note. The match below stops compiling when a note is added, until
+    /// it is listed here too.
+    fn every_note() -> Vec<Note> {
+        let every = vec![
+            Note::Deduplicated { window_seconds: 1 },
+            Note::Replayed,
+            Note::ReportOnly,
+            Note::UpstreamFailed { status: 502 },
+            Note::SealFailed,
+            Note::ReplayTableFull,
+            Note::ReplayUnrecorded,
+            Note::BodyNeverCame,
+            Note::NoByteCount,
+        ];
+        for note in &every {
+            match note {
+                Note::Deduplicated { .. }
+                | Note::Replayed
+                | Note::ReportOnly
+                | Note::UpstreamFailed { .. }
+                | Note::SealFailed
+                | Note::ReplayTableFull
+                | Note::ReplayUnrecorded
+                | Note::BodyNeverCame
+                | Note::NoByteCount => {}
+            }
+        }
+        every
+    }
+
+    #[test]
+    fn every_once_note_has_its_own_bit() {
+        let mut taken = 0u32;
+        for note in every_note() {
+            if let Some(index) = note.once_index() {
+                assert!(index < u32::BITS, "{note:?}: index {index} has no bit");
+                let bit = 1u32 << index;
+                assert_eq!(taken & bit, 0, "{note:?} shares bit {index}");
+                taken |= bit;
+            }
+        }
+    }
 }
