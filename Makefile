@@ -70,7 +70,7 @@ bench: build bench-deps
 
 ## bench-micro: only the criterion micro-benchmarks (crates/gate/benches/core.rs), natively
 bench-micro:
-	CARGO_TARGET_DIR=bench/target/micro CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench -p gate --bench core
+	CARGO_TARGET_DIR=$(CURDIR)/bench/target/micro CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench -p gate --bench core
 
 # `wg-bench load` (bench/tools) drives the load, built by bench/run.py; taskset
 # (util-linux) pins the processes.
