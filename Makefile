@@ -8,9 +8,9 @@ CLI := target/release/wechat-gate
 
 ## build: the filter (.wasm, re-encoded smaller by wasm-opt: scripts/shrink-wasm.sh) and the CLI
 build: toolchain
-	cargo build --release --target wasm32-wasip1 --lib
+	cargo build --release --target wasm32-wasip1 -p wechat-gate
 	@scripts/shrink-wasm.sh $(WASM)
-	cargo build --release --bin wechat-gate
+	cargo build --release -p wechat-gate-cli
 	@ls -l $(WASM) $(CLI)
 
 ## toolchain: the wasm32-wasip1 target, rustfmt and clippy (via rustup)
@@ -31,16 +31,17 @@ run: build
 ## (Envoy 1.40 and 1.36, both body modes), the OCI images, the Istio manifests
 test: lint unit fuzz-smoke e2e oci-check istio-check
 
+## lint: rustfmt over the whole workspace (fuzz/ and bench/ too), clippy over the default
+## members natively and over the filter for wasm32
 lint: toolchain
-	cargo fmt --check
-	cargo fmt --check --manifest-path fuzz/Cargo.toml
+	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --lib --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p wechat-gate --target wasm32-wasip1 -- -D warnings
 
 ## unit: the library's and the CLI's own tests, and the suite's tests that need no Envoy
 unit:
 	cargo test --lib --bins
-	cargo test --test suite offline::
+	cargo test -p wechat-gate-cli --test suite offline::
 
 ## e2e: every end-to-end test, in each run of E2E_RUNS (Envoy version:body mode): the
 ## newest Envoy with allow_on_headers_stop_iteration (hold) and without (stream), and the
@@ -53,7 +54,7 @@ e2e: build
 	  v=$${run%%:*}; mode=$${run##*:}; \
 	  ENVOY_BIN="$$(ENVOY_VERSION=$$v scripts/ensure-envoy.sh --pinned)"; \
 	  echo "== end-to-end tests in Envoy $$("$$ENVOY_BIN" --version | grep -o '[0-9.]*/Clean' | cut -d/ -f1), $$mode mode"; \
-	  ENVOY_BIN="$$ENVOY_BIN" WECHAT_GATE_BODY_MODE=$$mode cargo test --test suite envoy::; \
+	  ENVOY_BIN="$$ENVOY_BIN" WECHAT_GATE_BODY_MODE=$$mode cargo test -p wechat-gate-cli --test suite envoy::; \
 	done
 
 clean:
@@ -67,9 +68,9 @@ clean:
 bench: build bench-deps
 	python3 bench/run.py $(BENCH_ARGS)
 
-## bench-micro: only the criterion micro-benchmarks (benches/core.rs), natively
+## bench-micro: only the criterion micro-benchmarks (crates/gate/benches/core.rs), natively
 bench-micro:
-	CARGO_TARGET_DIR=bench/target/micro CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench --bench core
+	CARGO_TARGET_DIR=$(CURDIR)/bench/target/micro CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench -p gate --bench core
 
 # `wg-bench load` (bench/tools) drives the load, built by bench/run.py; taskset
 # (util-linux) pins the processes.
@@ -81,7 +82,7 @@ bench-deps:
 ## oci: the module as OCI images for Istio (target/oci/compat, target/oci/wasm), without
 ## docker; installs skopeo and umoci with apt-get if missing; prints how to push them
 oci: toolchain
-	cargo build --release --target wasm32-wasip1 --lib
+	cargo build --release --target wasm32-wasip1 -p wechat-gate
 	@scripts/shrink-wasm.sh $(WASM)
 	@scripts/build-oci.sh $(WASM)
 
@@ -96,7 +97,7 @@ oci-check: oci
 ## pluginConfig loaded by the gate in Envoy 1.40
 istio-check: toolchain
 	@command -v npm >/dev/null 2>&1 || { echo "make istio-check needs Node.js 20+ with npm" >&2; exit 1; }
-	cargo build --release --target wasm32-wasip1 --lib
+	cargo build --release --target wasm32-wasip1 -p wechat-gate
 	@scripts/shrink-wasm.sh $(WASM)
 	cd tests/istio-schema && npm ci --no-audit --no-fund --loglevel=error
 	ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" WASM=$(WASM) node --test tests/istio-schema/
@@ -132,9 +133,14 @@ fuzz-smoke: fuzz-build
 
 ## fuzz-build: the fuzz targets, with the nightly toolchain and cargo-fuzz
 ## (installed by scripts/ensure-fuzz.sh when missing). No sanitizer: the code under
-## test has no `unsafe` (only src/host/ has, and it is wasm32-only).
+## test (crates/gate) has no `unsafe` (only crates/filter has). fuzz/ is a member of the
+## workspace, so the root's release profile applies: FUZZ_PROFILE puts back cargo's default
+## one with line tables (no LTO, unwinding, nothing stripped) for the fuzz targets, which
+## land in target/x86_64-unknown-linux-gnu/release.
+FUZZ_PROFILE := CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_PANIC=unwind CARGO_PROFILE_RELEASE_STRIP=none CARGO_PROFILE_RELEASE_DEBUG=1
 fuzz-build: fuzz-deps
-	cd fuzz && cargo +nightly fuzz build --sanitizer none
+	cd fuzz && $(FUZZ_PROFILE) cargo +nightly fuzz build --sanitizer none
 
 fuzz-deps:
 	@scripts/ensure-fuzz.sh

@@ -47,10 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 OUT = BENCH / "out"
-TOOLS_DIR = BENCH / "tools"
-NOOP_DIR = BENCH / "noop-wasm"
-WG_BENCH = TOOLS_DIR / "target/release/wg-bench"
-NOOP_WASM = NOOP_DIR / "target/wasm32-wasip1/release/noop_wasm.wasm"
+WG_BENCH = ROOT / "target/release/wg-bench"
+NOOP_WASM = ROOT / "target/wasm32-wasip1/release/noop_wasm.wasm"
 GATE_WASM = ROOT / "target/wasm32-wasip1/release/wechat_gate.wasm"
 CLI = ROOT / "target/release/wechat-gate"
 LUA_SCRIPT = BENCH / "lua/wechat_gate.lua"
@@ -973,21 +971,22 @@ def soak_section():
 
 def build():
     log("building bench/noop-wasm (wasm32-wasip1) and bench/tools ...")
-    subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1", "--quiet"], cwd=NOOP_DIR, check=True)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=TOOLS_DIR, check=True)
+    # Both are members of the root workspace (not default ones): built into the root's target/.
+    subprocess.run(["cargo", "build", "--release", "--target", "wasm32-wasip1", "-p", "noop-wasm", "--quiet"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--release", "-p", "wechat-gate-bench", "--quiet"], cwd=ROOT, check=True)
 
 
 def micro(args):
-    """criterion micro-benchmarks (benches/core.rs), natively; median ns per benchmark."""
-    log("micro-benchmarks: cargo bench --bench core ...")
+    """criterion micro-benchmarks (crates/gate/benches/core.rs), natively; median ns per benchmark."""
+    log("micro-benchmarks: cargo bench -p gate --bench core ...")
     env = dict(os.environ, CARGO_TARGET_DIR=str(MICRO_TARGET))
-    # Benches always build with panic=unwind: keep the CLI the bench build drags in on
-    # unwind too, so the library is built once (not once per panic strategy).
+    # Benches always build with panic=unwind: keep what the bench build drags in (wechat,
+    # its dev-dependency) on unwind too, so gate is built once (not once per panic strategy).
     env["CARGO_PROFILE_RELEASE_PANIC"] = "unwind"
     crit = MICRO_TARGET / "criterion"
     if crit.exists():
         shutil.rmtree(crit)
-    subprocess.run(["cargo", "bench", "--bench", "core", "--quiet"], cwd=ROOT, env=env, check=True)
+    subprocess.run(["cargo", "bench", "-p", "gate", "--bench", "core", "--quiet"], cwd=ROOT, env=env, check=True)
     results = {}
     for bench_json in crit.glob("**/new/benchmark.json"):
         meta = json.loads(bench_json.read_text())

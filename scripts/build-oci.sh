@@ -24,7 +24,7 @@ WASM=${1:-target/wasm32-wasip1/release/wechat_gate.wasm}
 OUT=target/oci
 TAG=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 [ -n "$TAG" ] || { echo "make oci: no version in Cargo.toml" >&2; exit 1; }
-[ -f "$WASM" ] || { echo "make oci: $WASM not found (cargo build --release --target wasm32-wasip1 --lib)" >&2; exit 1; }
+[ -f "$WASM" ] || { echo "make oci: $WASM not found (cargo build --release --target wasm32-wasip1 -p wechat-gate)" >&2; exit 1; }
 scripts/ensure-oci-tools.sh
 
 EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}

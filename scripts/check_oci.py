@@ -304,11 +304,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--wasm", required=True, type=Path)
     parser.add_argument("--out", default=Path("target/oci"), type=Path)
-    parser.add_argument("--tag", help="the layouts' tag (default: the version in Cargo.toml)")
+    parser.add_argument("--tag", help="the layouts' tag (default: the workspace's version in Cargo.toml)")
     args = parser.parse_args()
     if args.tag is None:
         with open(Path(__file__).resolve().parent.parent / "Cargo.toml", "rb") as cargo:
-            args.tag = tomllib.load(cargo)["package"]["version"]
+            args.tag = tomllib.load(cargo)["workspace"]["package"]["version"]
     module = args.wasm.read_bytes()
     want_sha = sha256(module)
     passed, failed = 0, []

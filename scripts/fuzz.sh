@@ -12,7 +12,8 @@ runs=${2:-}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=($(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^wechat-gate-fuzz$'))
-bin="fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release"
+# fuzz/ is a member of the root workspace: cargo-fuzz builds into the root's target/.
+bin="target/$(rustc -vV | sed -n 's/^host: //p')/release"
 limit=(-max_total_time="$seconds")
 [ -z "$runs" ] || limit+=(-runs="$runs")
 failed=()

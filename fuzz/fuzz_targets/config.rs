@@ -3,8 +3,8 @@
 //! start-up summary shows a secret that came from the environment.
 #![no_main]
 
+use gate::config;
 use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::config;
 
 const SECRET: &str = "env-secret-4c1d9e";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";

@@ -5,10 +5,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use gate::dedupe::{check_and_record, forget, Entry, Lookup, Shape, MESSAGES, QUERIES};
 use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::dedupe::{
-    check_and_record, forget, Entry, Lookup, Shape, MESSAGES, QUERIES,
-};
 
 #[derive(Arbitrary, Debug)]
 struct Input {

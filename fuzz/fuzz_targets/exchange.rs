@@ -18,22 +18,20 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
+use gate::config::{self, Config, Platform, SourceMode, WhenUnavailable};
+use gate::dedupe::{self, Entry, Lookup, Seen, Table};
+use gate::exchange::{BodyMode, ByteCount, Context, Effect, Exchange, Flow, Proxy, Step};
+use gate::header_map::HeaderMap;
+use gate::message::Format;
+use gate::query::encode_query;
+use gate::request::Sources;
+use gate::safe_mode::cipher::{encrypt, AesKey};
+use gate::safe_mode::envelope::push_body_in;
+use gate::signature::{as_str, sign};
 use libfuzzer_sys::fuzz_target;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::OnceLock;
-use wechat_gate::gate::config::{self, Config, Platform, SourceMode, WhenUnavailable};
-use wechat_gate::gate::dedupe::{self, Entry, Lookup, Seen, Table};
-use wechat_gate::gate::exchange::{
-    BodyMode, ByteCount, Context, Effect, Exchange, Flow, Proxy, Step,
-};
-use wechat_gate::gate::header_map::HeaderMap;
-use wechat_gate::gate::message::Format;
-use wechat_gate::gate::query::encode_query;
-use wechat_gate::gate::request::Sources;
-use wechat_gate::gate::safe_mode::cipher::{encrypt, AesKey};
-use wechat_gate::gate::safe_mode::envelope::push_body_in;
-use wechat_gate::gate::signature::{as_str, sign};
 
 const NOW: i64 = 1_800_000_000;
 const TOKEN: &str = "tok";
@@ -596,7 +594,7 @@ fn run(input: Input) {
         },
         streamed_unverified: usize::from(input.streamed % 20),
         waiting: if input.waiting_full {
-            wechat_gate::gate::held::MAX_WAITING
+            gate::held::MAX_WAITING
         } else {
             0
         },

@@ -2,8 +2,8 @@
 //! refused, never out of bounds; what decodes encodes back to itself.
 #![no_main]
 
+use gate::header_map::{decode, encode, spans, HeaderMap};
 use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::header_map::{decode, encode, spans, HeaderMap};
 
 fuzz_target!(|data: &[u8]| {
     let decoded = decode(data);

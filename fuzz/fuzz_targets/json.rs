@@ -4,10 +4,10 @@
 //! same identity.
 #![no_main]
 
+use gate::message::{json_string, Format, Message};
+use gate::safe_mode::envelope;
+use gate::xml::cdata;
 use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::message::{json_string, Format, Message};
-use wechat_gate::gate::safe_mode::envelope;
-use wechat_gate::gate::xml::cdata;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(message) = Message::read(data, Format::Json) {

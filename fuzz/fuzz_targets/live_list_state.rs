@@ -6,11 +6,11 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::live_list::state::{
+use gate::live_list::state::{
     backoff_seconds, decode_shared_list, FetchPlan, Instance, Next, RefreshState, Step,
 };
-use wechat_gate::gate::live_list::wechat_api::{parse_callback_ip_reply, AccessToken, ApiFailure};
+use gate::live_list::wechat_api::{parse_callback_ip_reply, AccessToken, ApiFailure};
+use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 struct Input {

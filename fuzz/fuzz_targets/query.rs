@@ -2,8 +2,8 @@
 //! what parses encodes back to the same parameters.
 #![no_main]
 
+use gate::query::{encode_query, parse_query, without_safe_mode_params};
 use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::query::{encode_query, parse_query, without_safe_mode_params};
 
 fuzz_target!(|data: &[u8]| {
     let stripped = without_safe_mode_params(data);

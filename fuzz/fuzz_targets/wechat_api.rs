@@ -5,11 +5,11 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::allowlist::CallbackAllowlist;
-use wechat_gate::gate::live_list::wechat_api::{
+use gate::allowlist::CallbackAllowlist;
+use gate::live_list::wechat_api::{
     advice, parse_callback_ip_reply, parse_token_reply, too_broad, ApiFailure, MAX_ENTRIES,
 };
+use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
 struct Input {

@@ -3,10 +3,10 @@
 //! are refused; text written with `xml::cdata` reads back exactly.
 #![no_main]
 
+use gate::message::{Format, Message};
+use gate::safe_mode::envelope;
+use gate::xml;
 use libfuzzer_sys::fuzz_target;
-use wechat_gate::gate::message::{Format, Message};
-use wechat_gate::gate::safe_mode::envelope;
-use wechat_gate::gate::xml;
 
 fuzz_target!(|data: &[u8]| {
     let _ = Format::of(data);

@@ -28,7 +28,7 @@ use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use wechat_gate::kit::http1;
+use wechat::http1;
 
 /// Gives up on a run that has made no progress for this long.
 const STALL: Duration = Duration::from_secs(10);

@@ -26,14 +26,14 @@
 mod load;
 
 use std::io::{self, Write};
-use wechat_gate::kit::http1;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+use wechat::http1;
 
-use wechat_gate::gate::config::Config;
-use wechat_gate::gate::request::{decide, Rejection, RequestHead, Sources, Verdict};
+use gate::config::Config;
+use gate::request::{decide, Rejection, RequestHead, Sources, Verdict};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,7 +69,7 @@ fn now_unix() -> i64 {
 
 // ------------------------------------------------------------------ HTTP/1.1 server
 
-/// Requests are read by the project's one reader (`kit::http1`).
+/// Requests are read by the project's one reader (`wechat::http1`).
 type Request = http1::Request;
 
 struct Response {
@@ -121,11 +121,8 @@ fn connection(
             }
         };
         let resp = handler(&req);
-        let headers: Vec<(&str, &str)> = resp
-            .headers
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .collect();
+        let headers: Vec<(&str, &str)> =
+            resp.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         conn.write_response(resp.status, &headers, &resp.body, req.keep_alive)?;
         if !req.keep_alive {
             return Ok(());
@@ -145,7 +142,8 @@ fn upstream(req: &Request) -> Response {
         return Response {
             status: 200,
             headers: vec![("content-type", "text/plain".to_string())],
-            body: format!("requests={requests} verified={verified} encrypted={encrypted}").into_bytes(),
+            body: format!("requests={requests} verified={verified} encrypted={encrypted}")
+                .into_bytes(),
         };
     }
     let verified = req.header("x-wechat-gate-verified") == Some("1");
@@ -182,8 +180,7 @@ fn authz_main(args: &[String]) -> i32 {
         eprintln!("wg-bench authz: --config JSON is required");
         return 2;
     };
-    let config = match wechat_gate::gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok())
-    {
+    let config = match gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("wg-bench authz: {e}");
@@ -255,7 +252,7 @@ fn refusal(r: &Rejection) -> Response {
 /// Exit 0 when this build's `config::parse` accepts the JSON, else 1 with the reason.
 fn check_config(args: &[String]) -> i32 {
     let json = args.first().map(String::as_str).unwrap_or_default();
-    match wechat_gate::gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok()) {
+    match gate::config::parse(json.as_bytes(), &|name| std::env::var(name).ok()) {
         Ok(_) => 0,
         Err(e) => {
             eprintln!("{e}");
@@ -275,7 +272,7 @@ fn gen_main(args: &[String]) -> i32 {
         eprintln!("wg-bench gen: --token, --appid and --aes-key are required");
         return 2;
     };
-    let key = match wechat_gate::gate::safe_mode::cipher::AesKey::from_encoding_aes_key(aes_key) {
+    let key = match gate::safe_mode::cipher::AesKey::from_encoding_aes_key(aes_key) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("wg-bench gen: --aes-key {e}");
@@ -292,10 +289,9 @@ fn gen_main(args: &[String]) -> i32 {
     );
     let openid = "o_bench_user_000000000001";
     let to = "gh_bench_account";
-    let signed =
-        |extra: &[(&str, &str)]| wechat_gate::kit::wechat::signed_query(token, &ts, &nonce, extra);
+    let signed = |extra: &[(&str, &str)]| wechat::wechat::signed_query(token, &ts, &nonce, extra);
 
-    let post_body = wechat_gate::kit::wechat::text_message_xml(
+    let post_body = wechat::wechat::text_message_xml(
         to,
         openid,
         &ts,
@@ -306,7 +302,7 @@ fn gen_main(args: &[String]) -> i32 {
     let get_path = format!("/wechat?{}", signed(&[("echostr", "5838479218127813673")]));
     let forged_path = format!(
         "/wechat?{}",
-        wechat_gate::kit::wechat::signed_query("not-the-token", &ts, &nonce, &[("openid", openid)])
+        wechat::wechat::signed_query("not-the-token", &ts, &nonce, &[("openid", openid)])
     );
 
     let mut fields = vec![
@@ -320,17 +316,14 @@ fn gen_main(args: &[String]) -> i32 {
         for (i, b) in random16.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(37).wrapping_add(ts.len() as u8);
         }
-        let encrypt = wechat_gate::gate::safe_mode::cipher::encrypt(&key, appid, msg.as_bytes(), &random16);
-        let msg_signature = wechat_gate::gate::signature::sign(&[token, &ts, &nonce, &encrypt]);
+        let encrypt = gate::safe_mode::cipher::encrypt(&key, appid, msg.as_bytes(), &random16);
+        let msg_signature = gate::signature::sign(&[token, &ts, &nonce, &encrypt]);
         let path = format!(
             "/wechat?{}",
             signed(&[
                 ("openid", openid),
                 ("encrypt_type", "aes"),
-                (
-                    "msg_signature",
-                    wechat_gate::gate::signature::as_str(&msg_signature)
-                ),
+                ("msg_signature", gate::signature::as_str(&msg_signature)),
             ])
         );
         let body = format!(
@@ -345,15 +338,14 @@ fn gen_main(args: &[String]) -> i32 {
 
 /// A text message whose XML is exactly `size` bytes (ASCII content).
 fn message_of_size(to: &str, openid: &str, ts: &str, size: usize) -> String {
-    let empty =
-        wechat_gate::kit::wechat::text_message_xml(to, openid, ts, "", 1_234_567_890_123_457);
+    let empty = wechat::wechat::text_message_xml(to, openid, ts, "", 1_234_567_890_123_457);
     let fill = size.saturating_sub(empty.len());
     let content: String = "wechat-gate bench message "
         .chars()
         .cycle()
         .take(fill)
         .collect();
-    wechat_gate::kit::wechat::text_message_xml(to, openid, ts, &content, 1_234_567_890_123_457)
+    wechat::wechat::text_message_xml(to, openid, ts, &content, 1_234_567_890_123_457)
 }
 
 fn entry(name: &str, method: &str, path: &str, body: &str) -> String {

@@ -7,8 +7,8 @@ use crate::harness::now;
 use crate::harness::requests::{nonce, LISTED};
 use crate::harness::safe_mode::{encrypt_fresh, push, push_of, safe_config, text_message, AES_KEY};
 use crate::harness::wechatpy::wechatpy_wecom_encrypt;
+use gate::query::encode_query;
 use serde_json::json;
-use wechat_gate::gate::query::encode_query;
 
 const CORPID: &str = "ww5afe0e2e0000c0de";
 

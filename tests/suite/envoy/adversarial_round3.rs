@@ -11,14 +11,14 @@ use crate::harness::merged;
 use crate::harness::now;
 use crate::harness::requests::{nonce, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{key, push_of, safe_config, verify_only_config, AES_KEY, APPID};
+use gate::query::encode_query;
+use gate::safe_mode::cipher;
+use gate::signature::{as_str, sign};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-use wechat_gate::gate::query::encode_query;
-use wechat_gate::gate::safe_mode::cipher;
-use wechat_gate::gate::signature::{as_str, sign};
-use wechat_gate::kit::client::Response;
+use wechat::client::Response;
 
 fn sig(parts: &[&str]) -> String {
     as_str(&sign(parts)).to_string()
@@ -739,7 +739,7 @@ fn every_secret_field_of_every_wrong_shape_is_refused_without_repeating_it() {
                     "safe_mode": {"encoding_aes_key": shape}}),
             };
             let text = config.to_string();
-            let result = wechat_gate::gate::config::parse(text.as_bytes(), &env);
+            let result = gate::config::parse(text.as_bytes(), &env);
             match result {
                 Ok(_) => panic!("{field} = {shape} accepted"),
                 Err(e) => {

@@ -10,13 +10,13 @@ use crate::harness::envoy::{wasm_path, Envoy};
 use crate::harness::mock_api::MockApi;
 use crate::harness::requests::{nonce, signed, text_xml};
 use crate::harness::{now, scratch_dir, wait_until};
+use gate::safe_mode::cipher::AesKey;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use wechat_gate::gate::safe_mode::cipher::AesKey;
-use wechat_gate::kit::client::Response;
-use wechat_gate::kit::wechat::{open_reply, safe_mode_push};
+use wechat::client::Response;
+use wechat::wechat::{open_reply, safe_mode_push};
 
 const APPID: &str = "wx0123456789abcdef";
 const SECRET: &str = "IstioAppSecret0001";

@@ -15,10 +15,10 @@ use crate::harness::wechatpy::{
     open_envelope_with_wechatpy, wechatpy, wechatpy_json_push, wechatpy_wecom_encrypt,
 };
 use crate::harness::{merged, now, wait_until};
+use gate::safe_mode::cipher;
 use serde_json::json;
 use std::time::Duration;
-use wechat_gate::gate::safe_mode::cipher;
-use wechat_gate::kit::client::Response;
+use wechat::client::Response;
 
 /// A CorpID as WeCom shows it.
 const CORPID: &str = "ww5afe0e2e0000c0de";
@@ -53,7 +53,7 @@ impl Envoy {
 
 /// A Mini Program's text message in JSON, as its "data format: JSON" setting sends it.
 fn json_message(content: &str, msg_id: u64) -> String {
-    wechat_gate::kit::wechat::text_message_json(
+    wechat::wechat::text_message_json(
         "gh_mini",
         "o_mini_user",
         &now().to_string(),
@@ -196,10 +196,9 @@ fn a_mini_programs_json_push_sealed_by_wechatpy_is_decrypted_and_the_json_reply_
         401
     );
     let other = cipher::encrypt(&key(), "wxANOTHERAPP", b"{}", &[7u8; 16]);
-    let other_sig = wechat_gate::gate::signature::as_str(&wechat_gate::gate::signature::sign(&[
-        TOKEN, &timestamp, &n, &other,
-    ]))
-    .to_string();
+    let other_sig =
+        gate::signature::as_str(&gate::signature::sign(&[TOKEN, &timestamp, &n, &other]))
+            .to_string();
     let body = format!(r#"{{"ToUserName":"gh_mini","Encrypt":"{other}"}}"#);
     let r = envoy.post_to("/wechat", &q(&other_sig), &body, "application/json");
     assert_eq!(r.status, 401, "{}", r.body_text());
@@ -224,7 +223,7 @@ fn open_platform_push(
     let timestamp = ts.to_string();
     let envelope = wechatpy(&["encrypt", TOKEN, AES_KEY, APPID, &n, &timestamp], message)
         .expect("wechatpy encrypts");
-    let signature = wechat_gate::gate::xml::element(envelope.as_bytes(), "MsgSignature")
+    let signature = gate::xml::element(envelope.as_bytes(), "MsgSignature")
         .ok()
         .flatten()
         .expect("MsgSignature");
@@ -349,7 +348,7 @@ fn wecom_query(msg_signature: &str, timestamp: &str, n: &str, extra: &[(&str, &s
         ("nonce", n),
     ];
     pairs.extend_from_slice(extra);
-    wechat_gate::gate::query::encode_query(&pairs)
+    gate::query::encode_query(&pairs)
 }
 
 /// A WeCom push of `message` sealed by wechatpy.enterprise: the query and the body.
@@ -612,10 +611,8 @@ impl Route {
         getrandom::getrandom(&mut random).expect("random");
         let encrypt = cipher::encrypt(&key(), for_account, message.as_bytes(), &random);
         let msg_signature =
-            wechat_gate::gate::signature::as_str(&wechat_gate::gate::signature::sign(&[
-                token, &ts, &n, &encrypt,
-            ]))
-            .to_string();
+            gate::signature::as_str(&gate::signature::sign(&[token, &ts, &n, &encrypt]))
+                .to_string();
         let query = if self.wecom {
             wecom_query(&msg_signature, &ts, &n, &[])
         } else {

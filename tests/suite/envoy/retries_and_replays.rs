@@ -9,8 +9,8 @@ use crate::harness::config::{gate_config, gated};
 use crate::harness::requests::{nonce, signed, text_xml, LISTED, TOKEN};
 use crate::harness::safe_mode::{push, safe_config, text_message};
 use crate::harness::{now, wait_past};
+use gate::query::encode_query;
 use serde_json::json;
-use wechat_gate::gate::query::encode_query;
 
 #[test]
 fn a_used_query_never_carries_a_push_to_the_backend_again() {

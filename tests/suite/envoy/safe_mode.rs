@@ -14,10 +14,10 @@ use crate::harness::safe_mode::{
     APPID,
 };
 use crate::harness::wechatpy::{open_with_wechatpy, wechatpy};
+use gate::safe_mode::cipher;
+use gate::safe_mode::envelope;
+use gate::xml::element;
 use serde_json::json;
-use wechat_gate::gate::safe_mode::cipher;
-use wechat_gate::gate::safe_mode::envelope;
-use wechat_gate::gate::xml::element;
 
 #[test]
 fn an_encrypted_push_reaches_the_backend_as_plaintext_and_the_reply_opens_with_wechatpy() {

@@ -27,7 +27,7 @@ fn a_wechatpy_vector_is_echoed_and_each_account_on_a_listener_uses_its_own_token
             json!({"path": "/vector", "token": h.token, "timestamp_tolerance_seconds": 0, "source": {"allow": ["127.0.0.2"]}}),
         ))
         .start();
-    let q = wechat_gate::gate::query::encode_query(&[
+    let q = gate::query::encode_query(&[
         ("signature", &h.signature),
         ("timestamp", &h.timestamp),
         ("nonce", &h.nonce),

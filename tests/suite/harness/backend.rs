@@ -1,6 +1,6 @@
 //! What stands behind the gate: `Backend` records every request and answers as told
 //! (tiny_http); `WsgiBackend` reads headers CGI-style; `RawBackend` answers on raw
-//! HTTP/1.1 through the project's one request reader (`kit::http1`), for replies
+//! HTTP/1.1 through the project's one request reader (`wechat::http1`), for replies
 //! tiny_http cannot make (trailers, a dropped connection); `BackendPy` is the demo's
 //! envoy/backend.py.
 
@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use wechat_gate::kit::client::Response;
-use wechat_gate::kit::http1::{Connection, Limits, Request};
+use wechat::client::Response;
+use wechat::http1::{Connection, Limits, Request};
 
 /// A request as the recording backend saw it.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ impl Drop for Backend {
 
 type Answer = dyn Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync;
 
-/// A backend on raw HTTP/1.1: each request is read with `kit::http1::Connection` and
+/// A backend on raw HTTP/1.1: each request is read with `wechat::http1::Connection` and
 /// answered by writing to `conn.stream`. A connection is served until its client
 /// closes it (or the answer fails).
 pub struct RawBackend {
@@ -418,7 +418,7 @@ fn serve_heads(mut stream: TcpStream, heads: &Mutex<Vec<String>>, bodies: &Mutex
         let body = loop {
             match length {
                 Some(n) if buf.len() >= n => break buf.drain(..n).collect::<Vec<u8>>(),
-                None => match wechat_gate::kit::http1::dechunk(&buf, usize::MAX) {
+                None => match wechat::http1::dechunk(&buf, usize::MAX) {
                     Ok(Some((body, used))) => {
                         buf.drain(..used);
                         break body;

@@ -5,7 +5,7 @@
 use super::envoy::Envoy;
 use super::now;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use wechat_gate::kit::client::Response;
+use wechat::client::Response;
 
 /// The account's token.
 pub const TOKEN: &str = "e2e-token-5d1f";
@@ -27,7 +27,7 @@ pub fn nonce() -> String {
 
 /// A signed query for `token` at `timestamp`, with `extra` parameters.
 pub fn signed(token: &str, timestamp: i64, nonce: &str, extra: &[(&str, &str)]) -> String {
-    wechat_gate::kit::wechat::signed_query(token, &timestamp.to_string(), nonce, extra)
+    wechat::wechat::signed_query(token, &timestamp.to_string(), nonce, extra)
 }
 
 /// A query signed with the account's token now, with a fresh nonce.
@@ -37,13 +37,7 @@ pub fn fresh() -> String {
 
 /// The XML of a text message, as WeChat posts it.
 pub fn text_xml(openid: &str, content: &str, msg_id: u64) -> String {
-    wechat_gate::kit::wechat::text_message_xml(
-        "gh_e2e",
-        openid,
-        &now().to_string(),
-        content,
-        msg_id,
-    )
+    wechat::wechat::text_message_xml("gh_e2e", openid, &now().to_string(), content, msg_id)
 }
 
 impl Envoy {

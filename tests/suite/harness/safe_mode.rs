@@ -5,10 +5,10 @@ use super::config::gate_config;
 use super::envoy::Envoy;
 use super::requests::{signed, text_xml, LISTED, TOKEN};
 use super::{merged, now};
+use gate::safe_mode::cipher::{self, AesKey};
+use gate::signature::{as_str, sign};
 use serde_json::json;
-use wechat_gate::gate::safe_mode::cipher::{self, AesKey};
-use wechat_gate::gate::signature::{as_str, sign};
-use wechat_gate::kit::client::Response;
+use wechat::client::Response;
 
 pub const AES_KEY: &str = "GeuKYOtmlo3LsuufAkG+oPBZOZm/L42M6eGR8KhDGgE";
 pub const APPID: &str = "wx5afe0e2e00000001";

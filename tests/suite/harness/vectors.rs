@@ -39,10 +39,7 @@ pub struct SafeMode {
 }
 
 pub fn vectors() -> Vectors {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/wechat_vectors.json"
-    );
+    let path = format!("{}/tests/data/wechat_vectors.json", super::MANIFEST_DIR);
     let text = std::fs::read(path).expect("tests/data/wechat_vectors.json");
     serde_json::from_slice(&text).expect("vectors parse")
 }

@@ -4,10 +4,10 @@
 
 use super::safe_mode::{Push, AES_KEY, APPID};
 use super::{requests::TOKEN, MANIFEST_DIR};
+use gate::xml::element;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use wechat_gate::gate::xml::element;
 
 fn python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
@@ -136,9 +136,9 @@ pub fn open_envelope_with_wechatpy(
     account: &str,
     envelope: &str,
 ) -> Result<String, String> {
-    let fields = wechat_gate::gate::message::Message::read(
+    let fields = gate::message::Message::read(
         envelope.as_bytes(),
-        wechat_gate::gate::message::Format::of(envelope.as_bytes()),
+        gate::message::Format::of(envelope.as_bytes()),
     )
     .map_err(|e| format!("unreadable envelope ({e}): {envelope}"))?;
     let get = |k: &str| {

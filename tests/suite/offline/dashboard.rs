@@ -3,8 +3,8 @@
 //! graphing only metrics the gate defines, under their Prometheus names.
 
 use crate::harness::MANIFEST_DIR;
+use gate::metrics::{Counter, Gauge};
 use std::collections::BTreeSet;
-use wechat_gate::gate::metrics::{Counter, Gauge};
 
 /// The dashboard's JSON.
 pub fn dashboard() -> serde_json::Value {

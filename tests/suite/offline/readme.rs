@@ -25,7 +25,7 @@ fn the_readmes_minimal_configuration_is_accepted() {
         "WECHAT_TOKEN" | "WECHAT_APPSECRET" => Some(format!("{name}-value")),
         _ => None,
     };
-    let config = wechat_gate::gate::config::parse(json.as_bytes(), &env)
+    let config = gate::config::parse(json.as_bytes(), &env)
         .unwrap_or_else(|e| panic!("the README's configuration is refused: {e}"));
     assert!(config.safe_mode.is_some());
 }

@@ -2,11 +2,11 @@
 //! with wechatpy) run through the same decision the filter makes inside Envoy.
 
 use crate::harness::vectors::{vectors, SafeMode};
-use wechat_gate::gate::config;
-use wechat_gate::gate::request::{decide, Echostr, Reason, RequestHead, Sources, Verdict};
-use wechat_gate::gate::safe_mode::cipher::{self, AesKey};
-use wechat_gate::gate::safe_mode::envelope;
-use wechat_gate::gate::signature::{sign, signature_matches};
+use gate::config;
+use gate::request::{decide, Echostr, Reason, RequestHead, Sources, Verdict};
+use gate::safe_mode::cipher::{self, AesKey};
+use gate::safe_mode::envelope;
+use gate::signature::{sign, signature_matches};
 
 /// A gate for one vector's token: the vectors' timestamps are old, so freshness is
 /// off; the source check is off (it has its own tests).

@@ -1,0 +1,90 @@
+//! The filter's Envoy stats ([`gate::metrics`]), defined once per VM. Counters
+//! are shared by every worker's VM and add up; a metric the host refused to define
+//! does nothing.
+//!
+//! A count is not a hostcall: each worker keeps its counts and hands them to Envoy in
+//! one hostcall per counter that moved, at the end of its last open stream (so a
+//! quiet worker's stats are exact at once) and from the root context's tick (at least
+//! once a second, so a busy one's are exact within a second).
+
+use super::proxy;
+use gate::metrics::{Counter, Gauge};
+use std::cell::RefCell;
+
+pub struct Metrics {
+    counters: Vec<Option<u32>>,
+    gauges: Vec<Option<u32>>,
+    /// Counts not yet handed to Envoy, by [`Counter::index`].
+    pending: RefCell<Vec<u64>>,
+}
+
+impl Metrics {
+    /// `account`'s metrics (the configuration's `name`).
+    pub fn define(account: &str) -> Self {
+        let counters: Vec<Option<u32>> = Counter::all()
+            .map(|c| proxy::define_metric(false, &c.name(account)))
+            .collect();
+        Metrics {
+            pending: RefCell::new(vec![0; counters.len()]),
+            counters,
+            gauges: Gauge::ALL
+                .iter()
+                .map(|g| proxy::define_metric(true, &g.name(account)))
+                .collect(),
+        }
+    }
+
+    /// Before a configuration names the account: nothing is counted.
+    pub fn none() -> Self {
+        Metrics {
+            counters: Vec::new(),
+            gauges: Vec::new(),
+            pending: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Counts one, to be handed to Envoy by the next [`Metrics::flush`].
+    pub fn count(&self, counter: Counter) {
+        if let Some(n) = self.pending.borrow_mut().get_mut(counter.index()) {
+            *n += 1;
+        }
+    }
+
+    /// Hands Envoy every count kept since the last flush.
+    pub fn flush(&self) {
+        let mut pending = self.pending.borrow_mut();
+        for (n, id) in pending.iter_mut().zip(&self.counters) {
+            if *n == 0 {
+                continue;
+            }
+            if let Some(id) = id {
+                proxy::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
+            }
+            *n = 0;
+        }
+    }
+
+    pub fn set(&self, gauge: Gauge, value: u64) {
+        if let Some(id) = self.gauges.get(gauge as usize).copied().flatten() {
+            proxy::record_metric(id, value);
+        }
+    }
+
+    /// A fetch of the live list succeeded with `entries` entries at `now`.
+    pub fn refresh_ok(&self, entries: usize, now: i64) {
+        self.count(Counter::RefreshOk);
+        self.set(Gauge::AllowlistEntries, u64::try_from(entries).unwrap_or(0));
+        self.set(
+            Gauge::AllowlistLastSuccessUnix,
+            u64::try_from(now).unwrap_or(0),
+        );
+    }
+}
+
+impl Drop for Metrics {
+    /// Metrics replaced by a configuration for another account: the last of its
+    /// streams hands in what they counted.
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

@@ -1,0 +1,356 @@
+//! A request's whole life on the guarded path, as a state machine: the host feeds
+//! it events (the request's headers, body and trailers, the held body's deadline,
+//! the response's headers, body and trailers, the stream's end) and carries out the
+//! [`Effect`]s each returns, in order, then goes on or waits as [`Flow`] says.
+//!
+//! ```text
+//! headers ─▶ judged (request::decide) ─▶ refused / passed through
+//!               │ a verified handshake or push
+//!               ▼
+//!      replay? ─▶ answered success
+//!               │ a handshake: answered, its query used for good
+//!               │ a push: body to read (safe mode, retries)    no body to read
+//!               ▼                                                    │
+//!      held until the body is whole ─▶ checked ─▶ refused / retry answered success
+//!               │ passed                                             │
+//!               ▼                                                    ▼
+//!      forwarded (gate headers set) ─▶ response: upstream failure → success,
+//!                                       reply sealed, or passed on; the message and
+//!                                       its query forgotten unless delivered
+//! ```
+//!
+//! What it needs to know beyond the event it asks through [`Proxy`], only when it
+//! needs the answer: each question is a hostcall. Nothing here calls the host.
+
+mod effect;
+mod push;
+mod response;
+#[cfg(test)]
+mod tests;
+
+pub use crate::held::{BodyMode, ByteCount, Observation};
+pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
+use push::{Reading, VerifiedPush};
+
+use crate::config::Config;
+use crate::dedupe::{Entry, Seen, Table};
+use crate::header_map::HeaderMap;
+use crate::metrics::Counter;
+use crate::rejection::{Reason, Rejection};
+use crate::request::{
+    self, is_gate_header, QueryUse, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
+};
+use std::rc::Rc;
+
+/// What the exchange may ask of the proxy while it handles a request.
+pub trait Proxy {
+    /// The downstream address (`source.address`: `ip:port` or `[v6]:port`).
+    fn source_address(&mut self) -> Option<Vec<u8>>;
+    /// The sources admitted now.
+    fn sources(&mut self) -> Rc<Sources>;
+    /// Before refusing `503 unavailable`: the live list, if another worker has loaded
+    /// it since this one last looked.
+    fn newer_sources(&mut self) -> Option<Rc<Sources>>;
+    /// The names of the request's trailers.
+    fn request_trailer_names(&mut self) -> Vec<Vec<u8>>;
+    /// The request body buffered so far (`size` bytes).
+    fn request_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// The response's `:status`.
+    fn response_status(&mut self) -> Option<u32>;
+    /// The response body buffered so far (`size` bytes).
+    fn response_body(&mut self, size: usize) -> Option<Vec<u8>>;
+    /// 16 fresh random bytes (a sealed reply's prefix); `None` if there are none.
+    fn random16(&mut self) -> Option<[u8; 16]>;
+    /// `response.code_details`: `via_upstream` for a response the backend sent,
+    /// Envoy's reason for one it sent itself.
+    fn response_details(&mut self) -> Option<Vec<u8>>;
+    /// An upstream connection was made for this request.
+    fn reached_upstream(&mut self) -> bool;
+    /// Records `entry` in `table` at `now`, unless its identity is there already.
+    fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen;
+    fn forget(&mut self, table: Table, identity: u64);
+}
+
+/// What the exchange is judged against for one event.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub config: &'a Config,
+    /// Unix seconds.
+    pub now: i64,
+    /// How this worker's host hands over a push's body, as far as it knows.
+    pub body_mode: BodyMode,
+    /// Pushes of this worker whose headers went upstream before their body passed.
+    pub streamed_unverified: usize,
+    /// Pushes of this worker held on their headers with no body handed over yet.
+    pub waiting: usize,
+    /// The longest `timestamp_tolerance_seconds` of the proxy's gates, as this worker
+    /// last read it (0: unknown): how long a used query is remembered.
+    pub longest_tolerance: u64,
+}
+
+/// Where a request on the guarded path is.
+enum Stage {
+    /// Not (yet) judged, passed through, or answered by the gate itself.
+    Idle,
+    /// Verified on its headers; its body is being read and checked.
+    AwaitingBody(Reading),
+    /// Sent to the backend. `seal` is set when its reply is to be encrypted.
+    Forwarded { seal: Option<Seal> },
+    /// A backend's XML reply being buffered for encryption; `size` bytes so far.
+    SealingReply { seal: Seal, size: usize },
+    /// Envoy's own failure reply being turned into `200 success`.
+    AnsweringSuccess,
+}
+
+/// What a decrypted push's reply is sealed with: its query's timestamp and nonce
+/// and the token that signed it, and the key that opened it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seal {
+    safe: SafePush,
+    key: usize,
+    /// The token that verified the push's `msg_signature`.
+    token: usize,
+    format: crate::message::Format,
+}
+
+/// The table entries a request made: its signed query (replays) and its message
+/// (WeChat's retries). Forgotten again unless the request reached the backend, so
+/// that WeChat's own second try does.
+#[derive(Default)]
+struct Recorded {
+    query: Option<u64>,
+    message: Option<u64>,
+}
+
+impl Recorded {
+    fn forget(&mut self, proxy: &mut impl Proxy) {
+        if let Some(identity) = self.query.take() {
+            proxy.forget(Table::Queries, identity);
+        }
+        if let Some(identity) = self.message.take() {
+            proxy.forget(Table::Messages, identity);
+        }
+    }
+
+    /// Forgets the message only: WeChat's retry (a new query) must be delivered.
+    fn forget_message(&mut self, proxy: &mut impl Proxy) {
+        if let Some(identity) = self.message.take() {
+            proxy.forget(Table::Messages, identity);
+        }
+    }
+
+    /// Keeps both for good: the message reached the backend.
+    fn keep(&mut self) {
+        *self = Recorded::default();
+    }
+}
+
+/// One request's exchange.
+pub struct Exchange {
+    stage: Stage,
+    recorded: Recorded,
+    /// The names of client-sent headers a backend could take for the gate's.
+    client_gate_headers: Vec<Vec<u8>>,
+    /// Open Platform: the authorizer's AppID from the path.
+    authorizer: Option<String>,
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange::new()
+    }
+}
+
+impl Exchange {
+    pub fn new() -> Exchange {
+        Exchange {
+            stage: Stage::Idle,
+            recorded: Recorded::default(),
+            client_gate_headers: Vec::new(),
+            authorizer: None,
+        }
+    }
+
+    /// True while the request waits for its body.
+    pub fn is_held(&self) -> bool {
+        matches!(self.stage, Stage::AwaitingBody { .. })
+    }
+
+    fn reject(&mut self, rejection: Rejection, proxy: &mut impl Proxy) -> Step {
+        let was_held = self.is_held();
+        self.stage = Stage::Idle;
+        self.recorded.forget(proxy);
+        let mut step = Step::new(Flow::Pause);
+        if was_held {
+            step.push(Effect::Release);
+        }
+        step.push(Effect::Count(Counter::Rejected(rejection.reason)));
+        step.with(Effect::Reject(rejection))
+    }
+
+    /// The request's headers.
+    pub fn on_request_headers(
+        &mut self,
+        ctx: Context<'_>,
+        headers: &HeaderMap,
+        end_of_stream: bool,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        let path = headers.get(":path");
+        if !request::guards(path, ctx.config) {
+            // Nothing more is asked of the proxy for a request on another path.
+            return Step::new(Flow::Continue).with(Effect::Count(Counter::PassedThrough));
+        }
+        let source = proxy.source_address();
+        let head = RequestHead {
+            method: headers.get(":method").unwrap_or_default(),
+            path,
+            source: source.as_deref(),
+        };
+        let mut verdict = request::decide(&head, ctx.config, &proxy.sources(), ctx.now);
+        if is_unavailable(&verdict) {
+            if let Some(newer) = proxy.newer_sources() {
+                // Another worker has loaded the list since this one last looked.
+                verdict = request::decide(&head, ctx.config, &newer, ctx.now);
+            }
+        }
+        match verdict {
+            Verdict::PassThrough => {
+                Step::new(Flow::Continue).with(Effect::Count(Counter::PassedThrough))
+            }
+            Verdict::Reject(rejection) => self.reject(rejection, proxy),
+            Verdict::Echo {
+                echostr,
+                source,
+                query,
+            } => {
+                // A handshake's query, which access logs keep, is used like a push's:
+                // used before (by a handshake or a push), it is a replay whatever its
+                // echostr, answered `success`, never echoed (text of the sender's
+                // choosing) nor decrypted (WeCom) again, and it can never carry a push.
+                let mut first = Vec::new();
+                if let Some(q) = query {
+                    match self.check_replay(ctx, q, proxy) {
+                        Ok(effects) => first = effects,
+                        Err(answered) => return answered,
+                    }
+                }
+                let answer = match echostr.open(ctx.config) {
+                    Ok(answer) => answer,
+                    Err(rejection) => return self.reject(rejection, proxy),
+                };
+                // Answered here and now: its query stays used whatever becomes of the
+                // stream.
+                self.recorded.keep();
+                let mut step = Step::new(Flow::Pause);
+                step.effects.extend(first);
+                count_source(&mut step, source);
+                step.push(Effect::Count(Counter::Handshake));
+                step.with(Effect::Reply {
+                    status: 200,
+                    content_type: "text/plain",
+                    body: answer.into_bytes(),
+                })
+            }
+            Verdict::Forward {
+                openid,
+                source,
+                safe,
+                query,
+                authorizer,
+            } => {
+                self.client_gate_headers = headers.names_where(is_gate_header);
+                self.authorizer = authorizer;
+                let push = VerifiedPush {
+                    openid,
+                    source,
+                    safe,
+                    query,
+                    path: path.unwrap_or_default(),
+                    declared: headers.get("content-length"),
+                    end_of_stream,
+                };
+                self.on_verified_push(ctx, push, proxy)
+            }
+        }
+    }
+
+    /// Records a verified request's signed query as used. `Err` answers the request: it
+    /// was used before (a replay, answered like a retry) or can no longer be checked.
+    /// `Ok` holds what goes with the request whatever becomes of it.
+    pub(super) fn check_replay(
+        &mut self,
+        ctx: Context<'_>,
+        query: QueryUse,
+        proxy: &mut impl Proxy,
+    ) -> Result<Vec<Effect>, Step> {
+        let entry = query.entry(ctx.longest_tolerance);
+        match proxy.record(Table::Queries, entry, now_u64(ctx)) {
+            Seen::New { evicted } => {
+                self.recorded.query = Some(query.identity);
+                Ok(if evicted {
+                    vec![
+                        Effect::Count(Counter::ReplayEvicted),
+                        Effect::Note(Note::ReplayTableFull),
+                    ]
+                } else {
+                    Vec::new()
+                })
+            }
+            Seen::Duplicate => Err(Step::new(Flow::Pause)
+                .with(Effect::Count(Counter::Replayed))
+                .with(Effect::Note(Note::Replayed))
+                .success()),
+            Seen::TooOld => Err(self.reject(
+                Rejection::new(
+                    Reason::Stale,
+                    "the timestamp is older than the table of used queries reaches back: it \
+                     cannot be checked for replay",
+                ),
+                proxy,
+            )),
+            Seen::Unrecorded => Ok(vec![
+                Effect::Count(Counter::ReplayUnrecorded),
+                Effect::Note(Note::ReplayUnrecorded),
+            ]),
+        }
+    }
+
+    /// The host could not carry out an effect on the request (a header or the body
+    /// could not be set): refuse rather than forward a request half changed.
+    pub fn on_effect_refused(&mut self, what: &'static str, proxy: &mut impl Proxy) -> Step {
+        self.reject(malformed(what), proxy)
+    }
+
+    /// The stream ended. Whatever it recorded and no response has settled is
+    /// forgotten unless the request reached the backend: held and never forwarded
+    /// (a 408, a reset), or forwarded but never connected upstream (WeChat hung up
+    /// first). Had it reached the backend, a retry or replay stays answered `success`.
+    pub fn on_stream_end(&mut self, proxy: &mut impl Proxy) {
+        let reached = matches!(self.stage, Stage::Forwarded { .. }) && proxy.reached_upstream();
+        if reached {
+            self.recorded.keep();
+        } else {
+            self.recorded.forget(proxy);
+        }
+        self.stage = Stage::Idle;
+    }
+}
+
+fn now_u64(ctx: Context<'_>) -> u64 {
+    u64::try_from(ctx.now).unwrap_or(0)
+}
+
+fn is_unavailable(verdict: &Verdict) -> bool {
+    matches!(verdict, Verdict::Reject(r) if r.reason == Reason::Unavailable)
+}
+
+fn count_source(step: &mut Step, source: SourceOutcome) {
+    if let Some(counter) = Counter::of_source(source) {
+        step.push(Effect::Count(counter));
+    }
+}
+
+fn malformed(detail: &'static str) -> Rejection {
+    Rejection::new(Reason::Malformed, detail)
+}

@@ -1,0 +1,175 @@
+//! The filter's Envoy stats, by name: what the exchange and the live list count.
+//! The host defines each once per VM and bumps it; the names are the contract the
+//! README's tables and the operators' dashboards rely on.
+//!
+//! Every name carries the account it counts for, and a rejection its reason, as tags
+//! encoded in the name the way Istio's own stats do (`account=.=NAME;.;`): the Wasm ABI
+//! has no labels, and Envoy's `stats_config.stats_tags` (shipped in the configs) turns
+//! them into Prometheus labels: `wechat_gate.forwarded.account=.=wx1;.;` becomes
+//! `wechat_gate_forwarded{account="wx1"}`, and
+//! `wechat_gate.rejected_total.account=.=wx1;.;reason=.=signature;.;` becomes
+//! `wechat_gate_rejected_total{account="wx1",reason="signature"}`.
+
+use crate::rejection::Reason;
+use crate::request::SourceOutcome;
+
+/// Declares [`Counter`]'s plain variants with their names in one row each (and a
+/// fieldless twin, [`Event`], whose discriminant is a plain counter's place), so that
+/// the list, the places and the names cannot fall out of step.
+macro_rules! counters {
+    ($($variant:ident => $name:literal;)*) => {
+        /// A counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter {
+            $($variant,)*
+            Rejected(Reason),
+        }
+
+        /// [`Counter`]'s plain variants, fieldless: `event as usize` is the place.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Event {
+            $($variant,)*
+        }
+
+        const PLAIN: &[Counter] = &[$(Counter::$variant,)*];
+
+        impl Counter {
+            /// Its place in [`Counter::all`]: the plain ones first, then one per
+            /// [`Reason`], in declaration order.
+            pub fn index(self) -> usize {
+                match self {
+                    $(Counter::$variant => Event::$variant as usize,)*
+                    Counter::Rejected(reason) => PLAIN.len() + reason as usize,
+                }
+            }
+
+            /// The name without its tags.
+            fn stem(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                    Counter::Rejected(_) => "rejected_total",
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    Handshake => "handshake";
+    Forwarded => "forwarded";
+    PassedThrough => "passed_through";
+    Decrypted => "decrypted";
+    ReplyEncrypted => "reply_encrypted";
+    Deduplicated => "deduplicated";
+    Replayed => "replayed";
+    ReplayEvicted => "replay_table.evicted";
+    ReplayUnrecorded => "replay_table.unrecorded";
+    UpstreamFailure => "upstream_failure";
+    SourceReportOnly => "source_report_only";
+    SourceUnverified => "source_unverified";
+    RefreshOk => "allowlist.refresh_ok";
+    RefreshFailed => "allowlist.refresh_failed";
+    // A callback list from the API refused for an entry broader than the bound.
+    ListRefused => "allowlist.list_refused";
+}
+
+/// Declares [`Gauge`] with its names in one row per variant.
+macro_rules! gauges {
+    ($($variant:ident => $name:literal;)*) => {
+        /// A gauge.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Gauge {
+            $($variant,)*
+        }
+
+        impl Gauge {
+            /// Every gauge (`gauge as usize` is its place).
+            pub const ALL: &'static [Gauge] = &[$(Gauge::$variant,)*];
+
+            fn stem(self) -> &'static str {
+                match self {
+                    $(Gauge::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+gauges! {
+    AllowlistEntries => "allowlist.entries";
+    AllowlistLastSuccessUnix => "allowlist.last_success_unix";
+}
+
+impl Counter {
+    /// Every counter, in a fixed order (the index the host keeps its ids by).
+    pub fn all() -> impl Iterator<Item = Counter> {
+        PLAIN
+            .iter()
+            .copied()
+            .chain(Reason::ALL.iter().map(|r| Counter::Rejected(*r)))
+    }
+
+    /// The counter's name in Envoy's stats for `account` (`wasmcustom.` is Envoy's
+    /// prefix); `account` is a [`crate::config::Config::name`], which holds no
+    /// `;`, `=` or `.`.
+    pub fn name(self, account: &str) -> String {
+        let account = tag("account", account);
+        match self {
+            Counter::Rejected(reason) => format!(
+                "wechat_gate.{}.{account}{}",
+                self.stem(),
+                tag("reason", reason.name())
+            ),
+            _ => format!("wechat_gate.{}.{account}", self.stem()),
+        }
+    }
+
+    /// What a let-through request's source check counts, if anything.
+    pub fn of_source(outcome: SourceOutcome) -> Option<Counter> {
+        match outcome {
+            SourceOutcome::ReportOnly => Some(Counter::SourceReportOnly),
+            SourceOutcome::Unverified => Some(Counter::SourceUnverified),
+            SourceOutcome::Listed | SourceOutcome::NotChecked => None,
+        }
+    }
+}
+
+impl Gauge {
+    /// The gauge's name for `account`: each account's own, never another's.
+    pub fn name(self, account: &str) -> String {
+        format!("wechat_gate.{}.{}", self.stem(), tag("account", account))
+    }
+}
+
+/// A tag in a stat's name, as Istio encodes them and `stats_tags` extract them.
+fn tag(name: &str, value: &str) -> String {
+    format!("{name}=.={value};.;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_its_own_index_and_name() {
+        let all: Vec<Counter> = Counter::all().collect();
+        for (i, c) in all.iter().enumerate() {
+            assert_eq!(c.index(), i, "{c:?}");
+        }
+        for (i, g) in Gauge::ALL.iter().enumerate() {
+            assert_eq!(*g as usize, i, "{g:?}");
+        }
+        let mut names: Vec<String> = all.iter().map(|c| c.name("wx1")).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        assert!(names.contains(
+            &"wechat_gate.rejected_total.account=.=wx1;.;reason=.=body_timeout;.;".to_string()
+        ));
+        assert!(names.contains(&"wechat_gate.replay_table.evicted.account=.=wx1;.;".to_string()));
+        assert_eq!(
+            Gauge::AllowlistEntries.name("mp"),
+            "wechat_gate.allowlist.entries.account=.=mp;.;"
+        );
+    }
+}
