@@ -1,11 +1,12 @@
 //! The one HTTP/1.1 request reader of the native tools (mock-api, the bench's
-//! upstream and ext_authz service, the tests' raw backends) and the chunked-body
+//! upstream and ext_authz service, every backend of the tests) and the chunked-body
 //! decoder the client shares: keep-alive, `content-length` and chunked bodies,
 //! `expect: 100-continue`, empty lines before a request, bounded sizes.
 //!
 //! Written by hand because the tests and the bench need what no well-kept server
 //! crate exposes: byte-exact control of the connection (closing it with no byte of
-//! response, answering with trailers), and tiny_http cannot read chunked trailers.
+//! response, answering with trailers, a thread per connection so one stalled
+//! request holds up no other), and reading chunked trailers.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;

@@ -5,7 +5,7 @@
 //! HTTP with its sha256, and no `allow_on_headers_stop_iteration`. Every feature
 //! works there; a token and key rotation through ECDS under traffic loses nothing.
 
-use crate::harness::backend::{Backend, Reply};
+use crate::harness::backend::{Backend, RawBackend, Reply};
 use crate::harness::envoy::{wasm_path, Envoy};
 use crate::harness::mock_api::MockApi;
 use crate::harness::requests::{nonce, signed, text_xml};
@@ -30,38 +30,17 @@ const LISTED: &str = "127.0.0.2";
 /// The module, served over HTTP as Istio's agent would fetch it.
 struct ModuleServer {
     port: u16,
-    server: std::sync::Arc<tiny_http::Server>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: RawBackend,
 }
 
 impl ModuleServer {
     fn start(module: Vec<u8>) -> ModuleServer {
-        let server =
-            std::sync::Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("module server"));
-        let port = server
-            .server_addr()
-            .to_ip()
-            .map(|a| a.port())
-            .expect("port");
-        let s = server.clone();
-        let thread = std::thread::spawn(move || {
-            while let Ok(req) = s.recv() {
-                let _ = req.respond(tiny_http::Response::from_data(module.clone()));
-            }
+        let server = RawBackend::start(move |conn, request| {
+            conn.write_response(200, &[], &module, request.keep_alive)
         });
         ModuleServer {
-            port,
-            server,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for ModuleServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            port: server.port,
+            _server: server,
         }
     }
 }

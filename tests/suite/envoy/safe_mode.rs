@@ -379,7 +379,7 @@ fn a_safe_mode_body_over_max_body_bytes_is_413() {
 }
 
 /// A backend that answers every request with a chunked XML body followed by
-/// trailers (tiny_http cannot send trailers).
+/// trailers.
 fn trailer_backend(reply: &'static str) -> RawBackend {
     RawBackend::start(move |conn, _request| {
         use std::io::Write;

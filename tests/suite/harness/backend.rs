@@ -1,8 +1,8 @@
-//! What stands behind the gate: `Backend` records every request and answers as told
-//! (tiny_http); `WsgiBackend` reads headers CGI-style; `RawBackend` answers on raw
-//! HTTP/1.1 through the project's one request reader (`wechat::http1`), for replies
-//! tiny_http cannot make (trailers, a dropped connection); `BackendPy` is the demo's
-//! envoy/backend.py.
+//! What stands behind the gate: `Backend` records every request and answers as told;
+//! `RawBackend`, on which it is built, answers on raw HTTP/1.1 through the project's
+//! one request reader (`wechat::http1`), so a test can also write what no server
+//! library would (trailers, a dropped connection); `WsgiBackend` reads headers
+//! CGI-style; `BackendPy` is the demo's envoy/backend.py.
 
 use super::process::{ChildGuard, Listening};
 use super::MANIFEST_DIR;
@@ -81,12 +81,13 @@ impl Reply {
 
 type Replier = dyn Fn(&Recorded) -> Reply + Send + Sync;
 
-/// A backend that records every request and answers `success` (or as told).
+/// A backend that records every request and answers `success` (or as told). Each
+/// connection has its own thread, as a real server's workers would, so a slow or
+/// stalled request holds up no other.
 pub struct Backend {
     pub port: u16,
-    server: Arc<tiny_http::Server>,
     records: Arc<Mutex<Vec<Recorded>>>,
-    thread: Option<JoinHandle<()>>,
+    _server: RawBackend,
 }
 
 impl Backend {
@@ -95,48 +96,28 @@ impl Backend {
     }
 
     /// A backend that answers each request with what `reply` says; a request is
-    /// recorded before it is answered.
+    /// recorded once it has been read to its end (one cut short by a reset is not: no
+    /// server reading to the end of the message completes it), before it is answered.
     pub fn replying(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Backend {
         let reply: Arc<Replier> = Arc::new(reply);
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("backend listens"));
-        let port = server
-            .server_addr()
-            .to_ip()
-            .map(|a| a.port())
-            .expect("backend port");
         let records = Arc::new(Mutex::new(Vec::new()));
-        let (s, r) = (server.clone(), records.clone());
-        let thread = std::thread::spawn(move || {
-            while let Ok(mut req) = s.recv() {
-                let mut body = Vec::new();
-                if req.as_reader().read_to_end(&mut body).is_err() {
-                    // Cut short (reset): no request a backend completes, as a real
-                    // server reading to the end of the message would see it.
-                    continue;
-                }
-                let recorded = Recorded {
-                    method: req.method().to_string(),
-                    url: req.url().to_string(),
-                    headers: req
-                        .headers()
-                        .iter()
-                        .map(|h| (h.field.to_string(), h.value.to_string()))
-                        .collect(),
-                    body,
-                };
-                let answer = reply(&recorded);
-                r.lock().expect("records").push(recorded);
-                std::thread::sleep(answer.delay);
-                let _ = req.respond(
-                    tiny_http::Response::from_data(answer.body).with_status_code(answer.status),
-                );
-            }
+        let r = records.clone();
+        let server = RawBackend::start(move |conn, request| {
+            let recorded = Recorded {
+                method: request.method.clone(),
+                url: request.target.clone(),
+                headers: request.headers.clone(),
+                body: request.body.clone(),
+            };
+            let answer = reply(&recorded);
+            r.lock().expect("records").push(recorded);
+            std::thread::sleep(answer.delay);
+            conn.write_response(answer.status, &[], &answer.body, request.keep_alive)
         });
         Backend {
-            port,
-            server,
+            port: server.port,
             records,
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -144,7 +125,7 @@ impl Backend {
         self.records.lock().expect("records").clone()
     }
 
-    /// The bodies received, in order, as text.
+    /// The bodies received, in the order they were read, as text.
     pub fn bodies(&self) -> Vec<String> {
         self.records().iter().map(Recorded::body_text).collect()
     }
@@ -155,25 +136,27 @@ impl Backend {
     }
 }
 
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 // ---------------------------------------------------------------- raw HTTP/1.1
+
+/// What a test backend reads: far above any body a test sends, so a backend waits for
+/// a large body as a real one would rather than refusing it before the gate can.
+const BACKEND_LIMITS: Limits = Limits {
+    head: 64 * 1024,
+    body: 64 << 20,
+};
 
 type Answer = dyn Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync;
 
 /// A backend on raw HTTP/1.1: each request is read with `wechat::http1::Connection` and
-/// answered by writing to `conn.stream`. A connection is served until its client
-/// closes it (or the answer fails).
+/// answered by writing to `conn.stream`. A connection is served, on its own thread,
+/// until its client closes it (or the answer fails). Dropped, it stops listening and
+/// shuts every open connection, as a stopped server would: Envoy's pooled
+/// connections to it fail rather than reach a backend that is gone.
 pub struct RawBackend {
     pub port: u16,
     stop: Arc<AtomicBool>,
+    /// The connections being served, by number; each leaves when it ends.
+    open: Arc<Mutex<BTreeMap<u64, TcpStream>>>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -185,27 +168,39 @@ impl RawBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
+        let open = Arc::new(Mutex::new(BTreeMap::new()));
+        let (stopped, opened) = (stop.clone(), open.clone());
         let accept = std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stopped.load(Ordering::SeqCst) {
-                    return;
-                }
+            for (number, stream) in (0u64..).zip(listener.incoming()) {
                 let Ok(stream) = stream else { continue };
-                let answer = answer.clone();
+                {
+                    // Under the lock `drop` takes: a connection is either shut there
+                    // or never served.
+                    let mut opened = opened.lock().expect("connections");
+                    if stopped.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if let Ok(handle) = stream.try_clone() {
+                        opened.insert(number, handle);
+                    }
+                }
+                let (answer, opened) = (answer.clone(), opened.clone());
                 std::thread::spawn(move || {
-                    let mut conn = Connection::new(stream, Limits::default());
+                    let mut conn = Connection::new(stream, BACKEND_LIMITS);
                     while let Ok(request) = conn.read_request() {
-                        if answer(&mut conn, &request).is_err() {
-                            return;
+                        if answer(&mut conn, &request).is_err() || !request.keep_alive {
+                            break;
                         }
                     }
+                    let _ = conn.stream.shutdown(std::net::Shutdown::Both);
+                    opened.lock().expect("connections").remove(&number);
                 });
             }
         });
         RawBackend {
             port,
             stop,
+            open,
             accept: Some(accept),
         }
     }
@@ -213,7 +208,13 @@ impl RawBackend {
 
 impl Drop for RawBackend {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        {
+            let open = self.open.lock().expect("connections");
+            self.stop.store(true, Ordering::SeqCst);
+            for stream in open.values() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+        }
         // Wakes the accept loop, which then sees the flag.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
         if let Some(t) = self.accept.take() {
