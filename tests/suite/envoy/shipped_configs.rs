@@ -2,13 +2,13 @@
 //! EnvoyFilter's filter loads, and the demo config (`make run`) serves backend.py
 //! and the CLI.
 
-use crate::harness::backend::BackendPy;
+use crate::harness::backend::{Backend, BackendPy};
 use crate::harness::cli::{cli, Ran};
 use crate::harness::config::{demo_env, shipped_demo_yaml, EnvoyConfig, DEMO_AES_KEY};
 use crate::harness::envoy::{validate, wasm_path, Envoy};
 use crate::harness::mock_api::MockApi;
 use crate::harness::requests::{nonce, signed};
-use crate::harness::{now, scratch_dir, wait_until, MANIFEST_DIR};
+use crate::harness::{closed_port, now, scratch_dir, wait_until, MANIFEST_DIR};
 use std::time::Duration;
 
 #[test]
@@ -86,48 +86,59 @@ struct Demo {
     url: String,
 }
 
+/// mock-api as the demo's WeChat API, and Envoy with the shipped envoy/envoy.yaml in
+/// front of `backend_port`, once the gate has WeChat's first callback IP list; the
+/// callback URL.
+fn demo_envoy(backend_port: u16) -> (MockApi, Envoy, String) {
+    let api = MockApi::start(
+        "demo-secret-e2e",
+        &[
+            "--appid",
+            "wx0123456789abcdef",
+            "--callback-ip",
+            "127.0.0.1",
+            "--callback-ip",
+            "127.0.0.2",
+        ],
+    );
+    let yaml = shipped_demo_yaml(backend_port, api.port);
+    let envoy = Envoy::start(&yaml, 1, &demo_env(DEMO_TOKEN));
+    let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
+    // The first list arrives from mock-api within moments of start (503 until then).
+    let echoed = wait_until(Duration::from_secs(3), || {
+        demo_cli(&["send", "handshake", &url]).code == Some(0)
+    });
+    assert!(echoed.is_some(), "{}", envoy.log_text());
+    (api, envoy, url)
+}
+
+/// The CLI with the secrets in the environment, as the demo tells users to export
+/// them (and a wrong token in `WRONG_TOKEN`).
+fn demo_cli(args: &[&str]) -> Ran {
+    cli(
+        args,
+        &[
+            ("WECHAT_TOKEN", DEMO_TOKEN),
+            ("WECHAT_AES_KEY", DEMO_AES_KEY),
+            ("WRONG_TOKEN", "wrong"),
+        ],
+    )
+}
+
 impl Demo {
     fn start() -> Demo {
         let backend = BackendPy::start();
-        let api = MockApi::start(
-            "demo-secret-e2e",
-            &[
-                "--appid",
-                "wx0123456789abcdef",
-                "--callback-ip",
-                "127.0.0.1",
-                "--callback-ip",
-                "127.0.0.2",
-            ],
-        );
-        let yaml = shipped_demo_yaml(backend.port, api.port);
-        let envoy = Envoy::start(&yaml, 1, &demo_env(DEMO_TOKEN));
-        let url = format!("http://127.0.0.1:{}/wechat", envoy.port);
-        let demo = Demo {
+        let (api, envoy, url) = demo_envoy(backend.port);
+        Demo {
             backend,
             _api: api,
             envoy,
             url,
-        };
-        // The first list arrives from mock-api within moments of start (503 until then).
-        let echoed = wait_until(Duration::from_secs(3), || {
-            demo.cli(&["send", "handshake", &demo.url]).code == Some(0)
-        });
-        assert!(echoed.is_some(), "{}", demo.envoy.log_text());
-        demo
+        }
     }
 
-    /// The CLI with the secrets in the environment, as the demo tells users to export
-    /// them (and a wrong token in `WRONG_TOKEN`).
     fn cli(&self, args: &[&str]) -> Ran {
-        cli(
-            args,
-            &[
-                ("WECHAT_TOKEN", DEMO_TOKEN),
-                ("WECHAT_AES_KEY", DEMO_AES_KEY),
-                ("WRONG_TOKEN", "wrong"),
-            ],
-        )
+        demo_cli(args)
     }
 
     /// `wechat-gate send message URL --text text` with `extra` flags.
@@ -141,6 +152,32 @@ impl Demo {
         drop(self.envoy);
         self.backend.stop()
     }
+}
+
+/// The shipped route tries a refused connection again within WeChat's 5 s: a push sent
+/// while the backend restarts reaches it once it is back, and the gate never answers
+/// `success` for want of it (which would leave the push to parking, or lose it).
+#[test]
+fn a_push_sent_while_the_backend_restarts_reaches_it_through_envoys_retry() {
+    let port = closed_port();
+    let (_api, envoy, url) = demo_envoy(port);
+    let refused = || envoy.envoy_stat("cluster.backend.upstream_cx_connect_fail");
+    let before = refused();
+    std::thread::scope(|s| {
+        let sent = s.spawn(|| demo_cli(&["send", "message", &url, "--text", "during a restart"]));
+        // The backend comes back once Envoy has found it down.
+        let found_down = wait_until(Duration::from_secs(4), || refused() > before);
+        assert!(found_down.is_some(), "{}", envoy.log_text());
+        let backend = Backend::start_on(port);
+        let r = sent.join().expect("send");
+        assert_eq!(r.code, Some(0), "{}", r.stdout);
+        assert_eq!(r.stdout.trim_end(), "HTTP 200\nsuccess", "{}", r.stdout);
+        let got = backend.bodies();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("during a restart"), "{got:?}");
+    });
+    assert_eq!(envoy.counter("wechat_gate.upstream_failure"), 0);
+    assert_eq!(envoy.counter("wechat_gate.forwarded"), 1);
 }
 
 /// The lines that name `path`.

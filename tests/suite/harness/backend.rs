@@ -99,10 +99,23 @@ impl Backend {
     /// recorded once it has been read to its end (one cut short by a reset is not: no
     /// server reading to the end of the message completes it), before it is answered.
     pub fn replying(reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Backend {
+        Backend::on(bind(0), reply)
+    }
+
+    /// A backend that starts answering `success` on `port` (one a test kept free, to
+    /// play a backend that comes back after a restart).
+    pub fn start_on(port: u16) -> Backend {
+        Backend::on(bind(port), |_| Reply::success())
+    }
+
+    fn on(
+        listener: TcpListener,
+        reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Backend {
         let reply: Arc<Replier> = Arc::new(reply);
         let records = Arc::new(Mutex::new(Vec::new()));
         let r = records.clone();
-        let server = RawBackend::start(move |conn, request| {
+        let server = RawBackend::on(listener, move |conn, request| {
             let recorded = Recorded {
                 method: request.method.clone(),
                 url: request.target.clone(),
@@ -138,6 +151,11 @@ impl Backend {
 
 // ---------------------------------------------------------------- raw HTTP/1.1
 
+/// A listener on 127.0.0.1:`port` (0: any free port).
+fn bind(port: u16) -> TcpListener {
+    TcpListener::bind(("127.0.0.1", port)).expect("bind")
+}
+
 /// What a test backend reads: far above any body a test sends, so a backend waits for
 /// a large body as a real one would rather than refusing it before the gate can.
 const BACKEND_LIMITS: Limits = Limits {
@@ -164,8 +182,14 @@ impl RawBackend {
     pub fn start(
         answer: impl Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync + 'static,
     ) -> RawBackend {
+        RawBackend::on(bind(0), answer)
+    }
+
+    fn on(
+        listener: TcpListener,
+        answer: impl Fn(&mut Connection, &Request) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> RawBackend {
         let answer: Arc<Answer> = Arc::new(answer);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(BTreeMap::new()));

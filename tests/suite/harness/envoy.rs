@@ -198,6 +198,21 @@ impl Envoy {
         self.counters().get(name).copied().unwrap_or(0)
     }
 
+    /// The value of Envoy's own stat `name` (`cluster.backend.upstream_cx_connect_fail`),
+    /// as the admin API shows it now; 0 if not defined.
+    pub fn envoy_stat(&self, name: &str) -> u64 {
+        let text = self.admin_text(&format!("/stats?filter=^{}$", name.replace('.', "\\.")));
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(name)?
+                    .strip_prefix(": ")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+
     /// Waits until the gate has handed Envoy its counts. A worker keeps them and
     /// flushes them when its last open stream ends, and from its tick (at least once a
     /// second) while streams stay open: so the event waited for is Envoy's own
