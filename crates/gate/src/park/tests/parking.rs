@@ -238,23 +238,8 @@ fn a_lower_max_messages_applies_at_once_a_higher_one_once_the_area_is_empty() {
         Outcome::Pass(NotParked::Full)
     );
     let mut r = Redeliverer::new(1);
-    r.on_tick(&large, T0 + 1_000, &mut store);
-    reply(
-        &mut r,
-        &large,
-        Answer::Status(200),
-        T0 + 1_000,
-        500,
-        &mut store,
-    );
-    reply(
-        &mut r,
-        &large,
-        Answer::Status(200),
-        T0 + 1_000,
-        500,
-        &mut store,
-    );
+    let delivered = drain(&large, &mut r, T0 + 1_000, &mut store);
+    assert_eq!(delivered, [body(0), body(1)]);
     assert_eq!(store.index(&large).count(), 0);
     for n in 10..14 {
         park(&large, n, T0 + 2_000, &mut store);

@@ -5,18 +5,6 @@
 use super::*;
 use redeliver::{FIRST_BACKOFF_MS, MAX_BACKOFF_MS};
 
-/// Redeliverer `worker` ticks at `now` and answers `status` to each call it makes
-/// at once; the bodies it delivered, in order.
-fn drain(area: &Area, r: &mut Redeliverer, now: u64, store: &mut Store) -> Vec<String> {
-    let mut delivered = Vec::new();
-    let mut effects = r.on_tick(area, now, store);
-    while let Some(call) = calls(&effects).pop() {
-        delivered.push(text(&call.body));
-        effects = reply(r, area, Answer::Status(200), now, 500, store);
-    }
-    delivered
-}
-
 #[test]
 fn pushes_are_redelivered_oldest_first_each_marked_and_forgotten_on_a_2xx() {
     let area = area();
