@@ -288,7 +288,8 @@ impl Redeliverer {
 
     /// The head slot does not hold its push: reserved and not written yet (wait),
     /// never written (given up after [`GIVE_UP_AFTER_MS`], so its parker may not
-    /// write it any more), or unreadable (dropped, counted). `None`: wait.
+    /// write it any more), or unreadable (dropped, counted). `None`: wait, holding
+    /// the lease.
     fn give_up(
         &mut self,
         area: &Area,
@@ -305,9 +306,10 @@ impl Redeliverer {
                 now_ms
             }
         };
-        let after = since.saturating_add(GIVE_UP_AFTER_MS);
-        if now_ms < after {
-            self.leave_lease(area, after, store);
+        if now_ms < since.saturating_add(GIVE_UP_AFTER_MS) {
+            // The lease is kept meanwhile (it outlasts the wait, and this worker
+            // ticks again before then): were it left, the next worker would begin
+            // its own wait, and workers taking turns could wait for ever.
             return None;
         }
         let key = area.slot_key(seq, ring);

@@ -450,3 +450,19 @@ fn a_worker_that_finds_nothing_due_leaves_the_lease_to_whoever_comes_when_it_is(
     let due = Redeliverer::new(2).on_tick(&area, T0 + 1_000, &mut store);
     assert_eq!(the_call(&due).0, body(0));
 }
+
+#[test]
+fn a_place_never_written_is_given_up_even_when_workers_take_turns() {
+    let area = area();
+    let mut store = Store::default();
+    park(&area, 0, T0, &mut store);
+    park(&area, 1, T0, &mut store);
+    store.put(&area.slot_key(0, 10), Vec::new()); // reserved, never written
+    let (mut a, mut b) = (Redeliverer::new(1), Redeliverer::new(2));
+    let t = T0 + 1_000;
+    assert!(calls(&a.on_tick(&area, t, &mut store)).is_empty());
+    // B comes first when the wait is over: A, which began it, still holds the lease.
+    assert!(calls(&b.on_tick(&area, t + GIVE_UP_AFTER_MS, &mut store)).is_empty());
+    let given_up = a.on_tick(&area, t + GIVE_UP_AFTER_MS, &mut store);
+    assert_eq!(the_call(&given_up).0, body(1));
+}
