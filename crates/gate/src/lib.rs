@@ -7,6 +7,7 @@
 //! - [`exchange`]: a request's whole life as a state machine: events in, effects out.
 //! - [`safe_mode`]: the body checks and sealed replies of `encrypt_type=aes`.
 //! - [`dedupe`]: the tables of retries and replays; [`held`]: held pushes' deadlines.
+//! - [`park`]: pushes answered `success` for want of a backend, kept and redelivered.
 //! - [`live_list`]: when and how the callback IP list is fetched; [`errcodes`]: what
 //!   WeChat's errcodes mean and ask of the operator (the filter's logs, doctor).
 //! - [`config`], [`query`], [`signature`], [`allowlist`], [`xml`], [`header_map`]:
@@ -34,6 +35,7 @@ pub mod held;
 pub mod live_list;
 pub mod message;
 pub mod metrics;
+pub mod park;
 pub mod query;
 pub mod rejection;
 pub mod request;

@@ -71,6 +71,13 @@ counters! {
     RefreshFailed => "allowlist.refresh_failed";
     // A callback list from the API refused for an entry broader than the bound.
     ListRefused => "allowlist.list_refused";
+    // Parking (`gate::park`): pushes answered `success` for want of a backend.
+    Parked => "parked";
+    Redelivered => "redelivered";
+    // Dropped undelivered: `park.max_seconds` passed, or the value was unreadable.
+    ParkExpired => "park_expired";
+    // Not parked (no room, or it cannot be): answered as under `pass`.
+    ParkFull => "park_full";
 }
 
 /// Declares [`Gauge`] with its names in one row per variant.
@@ -98,6 +105,7 @@ macro_rules! gauges {
 gauges! {
     AllowlistEntries => "allowlist.entries";
     AllowlistLastSuccessUnix => "allowlist.last_success_unix";
+    ParkedNow => "parked_now";
 }
 
 impl Counter {
@@ -170,6 +178,17 @@ mod tests {
         assert_eq!(
             Gauge::AllowlistEntries.name("mp"),
             "wechat_gate.allowlist.entries.account=.=mp;.;"
+        );
+        // Parking's, as the contract names them.
+        for stem in ["parked", "redelivered", "park_expired", "park_full"] {
+            assert!(
+                names.contains(&format!("wechat_gate.{stem}.account=.=wx1;.;")),
+                "{stem}"
+            );
+        }
+        assert_eq!(
+            Gauge::ParkedNow.name("mp"),
+            "wechat_gate.parked_now.account=.=mp;.;"
         );
     }
 }

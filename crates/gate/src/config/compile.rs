@@ -1,7 +1,7 @@
 //! From the JSON shape to a validated [`Config`]: defaults filled in, secrets
 //! resolved, every refusal naming its field.
 
-use super::raw::{OneOrTwo, RawConfig, RawSafeMode, RawSource, RawWechatApi, SecretRef};
+use super::raw::{OneOrTwo, RawConfig, RawPark, RawSafeMode, RawSource, RawWechatApi, SecretRef};
 use super::*;
 use crate::allowlist::CallbackAllowlist;
 
@@ -45,6 +45,8 @@ pub(super) fn config(
     }
     let dedupe_seconds = raw.dedupe_seconds.unwrap_or(DEFAULT_DEDUPE_SECONDS);
     let name = compile_name(raw.name, appid.as_deref(), path.as_deref())?;
+    let on_upstream_failure = raw.on_upstream_failure.unwrap_or(UpstreamFailure::Success);
+    let park = compile_park(raw.park, on_upstream_failure)?;
     Ok(Config {
         name,
         platform,
@@ -54,9 +56,54 @@ pub(super) fn config(
         timestamp_tolerance_seconds: tolerance,
         max_body_bytes,
         dedupe_seconds,
-        on_upstream_failure: raw.on_upstream_failure.unwrap_or(UpstreamFailure::Success),
+        on_upstream_failure,
         source,
         safe_mode,
+        park,
+    })
+}
+
+/// `park`: the defaults, or bounded counts. Only `success` parks, so under `pass`
+/// the field is refused rather than silently unused.
+fn compile_park(
+    raw: Option<RawPark>,
+    on_upstream_failure: UpstreamFailure,
+) -> Result<Park, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Park::default());
+    };
+    if on_upstream_failure == UpstreamFailure::Pass {
+        return Err(ConfigError::new(
+            "park",
+            "only applies under on_upstream_failure \"success\" (under \"pass\" WeChat \
+             retries what Envoy could not deliver): remove it",
+        ));
+    }
+    let max_messages = raw
+        .max_messages
+        .unwrap_or(u64::from(DEFAULT_PARK_MAX_MESSAGES));
+    let max_messages = u32::try_from(max_messages)
+        .ok()
+        .filter(|m| *m <= MAX_PARK_MAX_MESSAGES)
+        .ok_or_else(|| {
+            ConfigError::new(
+                "park.max_messages",
+                format!("must be at most {MAX_PARK_MAX_MESSAGES} (0 turns parking off)"),
+            )
+        })?;
+    let max_seconds = raw.max_seconds.unwrap_or(DEFAULT_PARK_MAX_SECONDS);
+    if !(1..=MAX_PARK_MAX_SECONDS).contains(&max_seconds) {
+        return Err(ConfigError::new(
+            "park.max_seconds",
+            format!(
+                "must be between 1 and {MAX_PARK_MAX_SECONDS} (park.max_messages: 0 turns \
+                 parking off)"
+            ),
+        ));
+    }
+    Ok(Park {
+        max_messages,
+        max_seconds,
     })
 }
 

@@ -6,6 +6,8 @@
 //! (inside Envoy: the VM's environment), and are never printed by `Debug`.
 
 mod compile;
+#[cfg(test)]
+mod park_tests;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -255,6 +257,25 @@ pub struct Config {
     pub on_upstream_failure: UpstreamFailure,
     pub source: SourceConfig,
     pub safe_mode: Option<SafeMode>,
+    pub park: Park,
+}
+
+/// `park`: how many pushes answered `success` for want of a backend are kept for
+/// redelivery ([`crate::park`]), and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Park {
+    /// 0: parking is off (such a push is lost).
+    pub max_messages: u32,
+    pub max_seconds: u64,
+}
+
+impl Default for Park {
+    fn default() -> Self {
+        Park {
+            max_messages: DEFAULT_PARK_MAX_MESSAGES,
+            max_seconds: DEFAULT_PARK_MAX_SECONDS,
+        }
+    }
 }
 
 impl Config {
@@ -292,6 +313,13 @@ pub const DEFAULT_REFRESH_SECONDS: u64 = 3600;
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
 /// WeChat answers in well under a second; a minute is already generous.
 pub const MAX_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_PARK_MAX_MESSAGES: u32 = 1000;
+pub const DEFAULT_PARK_MAX_SECONDS: u64 = 600;
+/// The most slots a parking area may have (`crate::park::MAX_MESSAGES`).
+pub const MAX_PARK_MAX_MESSAGES: u32 = 10_000;
+/// A day: a reply to a push is only possible for 48 hours (customer-service
+/// messages), and a backend down longer needs an operator, not a queue.
+pub const MAX_PARK_MAX_SECONDS: u64 = 86_400;
 
 /// Parses and validates a configuration. `env` looks up environment variables
 /// (inside Envoy: `std::env::var` over the VM's `environment_variables`).

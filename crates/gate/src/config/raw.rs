@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub(super) on_upstream_failure: Option<UpstreamFailure>,
     pub(super) source: Option<RawSource>,
     pub(super) safe_mode: Option<RawSafeMode>,
+    pub(super) park: Option<RawPark>,
 }
 
 pub(super) struct RawSource {
@@ -38,6 +39,11 @@ pub(super) struct RawWechatApi {
     pub(super) upstreams: Option<Vec<Upstream>>,
     pub(super) refresh_seconds: Option<u64>,
     pub(super) timeout_ms: Option<u64>,
+}
+
+pub(super) struct RawPark {
+    pub(super) max_messages: Option<u64>,
+    pub(super) max_seconds: Option<u64>,
 }
 
 pub(super) struct RawSafeMode {
@@ -64,6 +70,7 @@ pub(super) fn read(json: Strict) -> Result<RawConfig, ConfigError> {
         on_upstream_failure: f.take("on_upstream_failure")?,
         source: f.object("source")?.map(read_source).transpose()?,
         safe_mode: f.object("safe_mode")?.map(read_safe_mode).transpose()?,
+        park: f.object("park")?.map(read_park).transpose()?,
     };
     f.done()?;
     Ok(raw)
@@ -98,6 +105,15 @@ fn read_safe_mode(mut f: Fields) -> Result<RawSafeMode, ConfigError> {
         encoding_aes_key: f.take("encoding_aes_key")?,
         require: f.take("require")?,
         decrypt: f.take("decrypt")?,
+    };
+    f.done()?;
+    Ok(raw)
+}
+
+fn read_park(mut f: Fields) -> Result<RawPark, ConfigError> {
+    let raw = RawPark {
+        max_messages: f.take("max_messages")?,
+        max_seconds: f.take("max_seconds")?,
     };
     f.done()?;
     Ok(raw)
