@@ -19,7 +19,6 @@
 
 use arbitrary::Arbitrary;
 use gate::config::{self, Config, Platform, SourceMode, WhenUnavailable};
-use gate::dedupe::{self, Entry, Lookup, Seen, Table};
 use gate::exchange::{BodyMode, ByteCount, Context, Effect, Exchange, Flow, Proxy, Step};
 use gate::header_map::HeaderMap;
 use gate::message::Format;
@@ -28,6 +27,7 @@ use gate::request::Sources;
 use gate::safe_mode::cipher::{encrypt, AesKey};
 use gate::safe_mode::envelope::push_body_in;
 use gate::signature::{as_str, sign};
+use gate::tables::{self, Entry, Lookup, Seen, Table};
 use libfuzzer_sys::fuzz_target;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
@@ -297,7 +297,7 @@ impl Proxy for Fake {
     }
     fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen {
         let shard = self.tables.entry(table).or_default();
-        match dedupe::check_and_record(shard, entry, now, table.shape()) {
+        match tables::check_and_record(shard, entry, now, table.shape()) {
             Lookup::Duplicate => Seen::Duplicate,
             Lookup::TooOld => Seen::TooOld,
             Lookup::New { value, evicted } => {
@@ -308,7 +308,7 @@ impl Proxy for Fake {
     }
     fn forget(&mut self, table: Table, identity: u64) {
         if let Some(shard) = self.tables.get_mut(&table) {
-            if let Some(value) = dedupe::forget(shard, identity) {
+            if let Some(value) = tables::forget(shard, identity) {
                 *shard = value;
             }
         }

@@ -4,9 +4,9 @@
 use super::dedupe;
 use super::proxy::{self, Body, Headers};
 use super::worker::{SharedExchange, Worker};
-use gate::dedupe::{Entry, Seen, Table};
 use gate::exchange::{self, ByteCount, Context as Now, Effect, Exchange, Flow, Level, Note, Step};
 use gate::request::Sources;
+use gate::tables::{Entry, Seen, Table};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;

@@ -6,7 +6,7 @@
 //!   freshness) into a [`request::Verdict`]; [`rejection`] names every refusal.
 //! - [`exchange`]: a request's whole life as a state machine: events in, effects out.
 //! - [`safe_mode`]: the body checks and sealed replies of `encrypt_type=aes`.
-//! - [`dedupe`]: the tables of retries and replays; [`held`]: held pushes' deadlines.
+//! - [`tables`]: the retry and replay tables; [`held`]: held pushes' deadlines.
 //! - [`live_list`]: when and how the callback IP list is fetched; [`errcodes`]: what
 //!   WeChat's errcodes mean and ask of the operator (the filter's logs, doctor).
 //! - [`config`], [`query`], [`signature`], [`allowlist`], [`xml`], [`header_map`]:
@@ -26,7 +26,6 @@
 
 pub mod allowlist;
 pub mod config;
-pub mod dedupe;
 pub mod errcodes;
 pub mod exchange;
 pub mod header_map;
@@ -39,4 +38,5 @@ pub mod rejection;
 pub mod request;
 pub mod safe_mode;
 pub mod signature;
+pub mod tables;
 pub mod xml;

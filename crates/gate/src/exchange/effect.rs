@@ -148,7 +148,7 @@ impl fmt::Display for Note {
                 f,
                 "the table of used queries is full ({} entries): the oldest make room, and a push \
                  whose timestamp is as old is refused (401 stale) instead of being checked for replay",
-                crate::dedupe::QUERIES.entries()
+                crate::tables::replay::SHAPE.entries()
             ),
             Note::ReplayUnrecorded => f.write_str(
                 "the table of used queries could not record a push's query (shared data \

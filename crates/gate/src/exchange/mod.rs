@@ -33,13 +33,14 @@ pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 use push::{Reading, VerifiedPush};
 
 use crate::config::Config;
-use crate::dedupe::{Entry, Seen, Table};
 use crate::header_map::HeaderMap;
 use crate::metrics::Counter;
 use crate::rejection::{Reason, Rejection};
 use crate::request::{
-    self, is_gate_header, QueryUse, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
+    self, is_gate_header, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
 };
+use crate::tables::replay::QueryUse;
+use crate::tables::{Entry, Seen, Table};
 use std::rc::Rc;
 
 /// What the exchange may ask of the proxy while it handles a request.
@@ -125,17 +126,17 @@ struct Recorded {
 impl Recorded {
     fn forget(&mut self, proxy: &mut impl Proxy) {
         if let Some(identity) = self.query.take() {
-            proxy.forget(Table::Queries, identity);
+            proxy.forget(Table::Replay, identity);
         }
         if let Some(identity) = self.message.take() {
-            proxy.forget(Table::Messages, identity);
+            proxy.forget(Table::Retry, identity);
         }
     }
 
     /// Forgets the message only: WeChat's retry (a new query) must be delivered.
     fn forget_message(&mut self, proxy: &mut impl Proxy) {
         if let Some(identity) = self.message.take() {
-            proxy.forget(Table::Messages, identity);
+            proxy.forget(Table::Retry, identity);
         }
     }
 
@@ -285,7 +286,7 @@ impl Exchange {
         proxy: &mut impl Proxy,
     ) -> Result<Vec<Effect>, Step> {
         let entry = query.entry(ctx.longest_tolerance);
-        match proxy.record(Table::Queries, entry, now_u64(ctx)) {
+        match proxy.record(Table::Replay, entry, now_u64(ctx)) {
             Seen::New { evicted } => {
                 self.recorded.query = Some(query.identity);
                 Ok(if evicted {

@@ -27,15 +27,16 @@ use super::{
     count_source, malformed, now_u64, Context, Effect, Exchange, Flow, Note, Proxy, Seal, Stage,
     Step,
 };
-use crate::dedupe::{Entry, Seen, Table};
 use crate::held::{
     BodyMode, ByteCount, Observation, BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING,
 };
 use crate::metrics::Counter;
 use crate::query::without_safe_mode_params;
 use crate::rejection::{Reason, Rejection};
-use crate::request::{self, is_plausible_openid, QueryUse, SafePush, SourceOutcome};
+use crate::request::{self, is_plausible_openid, SafePush, SourceOutcome};
 use crate::safe_mode::{self, BodyPlan, Checked, Sealed, Verified};
+use crate::tables::replay::QueryUse;
+use crate::tables::{retry, Seen, Table};
 
 /// A push verified on its headers.
 pub(super) struct VerifiedPush<'a> {
@@ -354,12 +355,8 @@ impl Exchange {
         proxy: &mut impl Proxy,
     ) -> Option<Step> {
         let now = now_u64(ctx);
-        let entry = Entry {
-            identity,
-            stamp: now,
-            expires_at: now.saturating_add(ctx.config.dedupe_seconds),
-        };
-        match proxy.record(Table::Messages, entry, now) {
+        let entry = retry::entry(identity, now, ctx.config.dedupe_seconds);
+        match proxy.record(Table::Retry, entry, now) {
             Seen::Duplicate => {
                 // The message itself was delivered: its query stays used.
                 self.recorded.keep();

@@ -1,14 +1,14 @@
 //! The exchange's rules, one test each, against a fake proxy that answers what the
 //! test says and records what it was asked. The tables are the real ones
-//! (`gate::dedupe`) on one in-memory shard each.
+//! (`gate::tables`) on one in-memory shard each.
 
 use super::*;
 use crate::config;
-use crate::dedupe::{self, Lookup};
 use crate::held::{BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING};
 use crate::query::encode_query;
 use crate::safe_mode::{cipher, envelope};
 use crate::signature::{as_str, request_signature, sign};
+use crate::tables::{self, Lookup};
 use std::collections::HashMap;
 
 const TOKEN: &str = "tok";
@@ -128,7 +128,7 @@ impl Proxy for Fake {
     }
     fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen {
         let shard = self.tables.entry(table).or_default();
-        match dedupe::check_and_record(shard, entry, now, table.shape()) {
+        match tables::check_and_record(shard, entry, now, table.shape()) {
             Lookup::Duplicate => Seen::Duplicate,
             Lookup::TooOld => Seen::TooOld,
             Lookup::New { value, evicted } => {
@@ -139,7 +139,7 @@ impl Proxy for Fake {
     }
     fn forget(&mut self, table: Table, identity: u64) {
         if let Some(shard) = self.tables.get_mut(&table) {
-            if let Some(value) = dedupe::forget(shard, identity) {
+            if let Some(value) = tables::forget(shard, identity) {
                 *shard = value;
             }
         }

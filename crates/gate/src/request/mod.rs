@@ -7,10 +7,10 @@
 
 use crate::allowlist::CallbackAllowlist;
 use crate::config::{Config, Platform, SourceMode, WhenUnavailable};
-use crate::dedupe::Entry;
 use crate::query::{parse_query, CallbackQuery};
 pub use crate::rejection::{Reason, Rejection, RETRY_AFTER_SECONDS};
 use crate::signature::{request_signature, signature_matches, HexDigest};
+use crate::tables::replay::QueryUse;
 use std::net::{IpAddr, SocketAddr};
 
 /// What the host hands over about a request.
@@ -102,65 +102,6 @@ impl Echostr {
         match self {
             Echostr::Plain(text) => Ok(text),
             Echostr::Sealed(sealed) => wecom::open_echostr(config, &sealed),
-        }
-    }
-}
-
-/// A verified signed query (`signature`, `timestamp`, `nonce`), for the table of used
-/// queries: it may carry one request while its timestamp is fresh. `None` when
-/// `timestamp_tolerance_seconds` is 0 (a query is then valid forever, and no table
-/// could remember it that long).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueryUse {
-    /// From the verified signature (a SHA-1 of the token, timestamp and nonce).
-    pub identity: u64,
-    /// The query's timestamp, Unix seconds.
-    pub timestamp: u64,
-    /// Unix seconds from which the query is stale anyway on every worker of this
-    /// gate: `timestamp + tolerance + 1`, plus [`CLOCK_SLACK_SECONDS`].
-    pub expires_at: u64,
-}
-
-/// How far one worker's clock may lag another's (the tick clock is up to a second
-/// old): a query is remembered this much longer than it can be fresh anywhere.
-pub const CLOCK_SLACK_SECONDS: u64 = 5;
-
-/// When a query stamped `timestamp` is stale everywhere under `tolerance`.
-fn stale_from(timestamp: u64, tolerance: u64) -> u64 {
-    timestamp
-        .saturating_add(tolerance)
-        .saturating_add(1 + CLOCK_SLACK_SECONDS)
-}
-
-impl QueryUse {
-    /// The use of a query whose verified signature is `signature`.
-    pub fn of(signature: &HexDigest, timestamp: i64, tolerance: u64) -> Option<QueryUse> {
-        if tolerance == 0 {
-            return None;
-        }
-        let hex = std::str::from_utf8(signature.get(..16)?).ok()?;
-        let timestamp = u64::try_from(timestamp).ok()?;
-        Some(QueryUse {
-            identity: u64::from_str_radix(hex, 16).ok()?,
-            timestamp,
-            expires_at: stale_from(timestamp, tolerance),
-        })
-    }
-
-    /// Its entry in the table of used queries, aged by its timestamp and kept until
-    /// no gate of the proxy could take that timestamp as fresh: the table is every
-    /// gate's, and gates that share a token (one account on two routes) share its
-    /// identities, so a query used under a short tolerance must not lapse while a
-    /// longer one still accepts it. `longest_tolerance` is the longest of the
-    /// proxy's gates as this worker last read it (0: unknown); never shorter than
-    /// this gate's own.
-    pub fn entry(&self, longest_tolerance: u64) -> Entry {
-        Entry {
-            identity: self.identity,
-            stamp: self.timestamp,
-            expires_at: self
-                .expires_at
-                .max(stale_from(self.timestamp, longest_tolerance)),
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::signature::as_str;
+use crate::tables::replay::CLOCK_SLACK_SECONDS;
 
 const TOKEN: &str = "test-token";
 const NOW: i64 = 1_800_000_000;

@@ -13,7 +13,7 @@
 //!   upstream before its body completes.
 
 use super::{
-    check_freshness, check_source, method_of, non_empty, signed_params, Echostr, Method, QueryUse,
+    check_freshness, check_source, method_of, non_empty, signed_params, Echostr, Method,
     RequestHead, SafePush, Sources, Verdict,
 };
 use crate::config::Config;
@@ -21,6 +21,7 @@ use crate::query::parse_query;
 use crate::rejection::{Reason, Rejection};
 use crate::safe_mode::cipher;
 use crate::signature::{sign, signature_matches, HexDigest};
+use crate::tables::replay::QueryUse;
 
 pub(super) fn check(
     req: &RequestHead<'_>,

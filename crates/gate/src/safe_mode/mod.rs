@@ -10,10 +10,10 @@ pub mod envelope;
 
 use crate::config::Config;
 use crate::message::{Format, Message};
-use crate::request::QueryUse;
 use crate::request::{Reason, Rejection, SafePush};
 use crate::signature::HexDigest;
 use crate::signature::{sign, signature_matches};
+use crate::tables::replay::QueryUse;
 use cipher::AesKey;
 
 /// What the host must do with a push's body, decided on its headers.
