@@ -11,9 +11,8 @@ use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STAN
 use base64::{alphabet, Engine};
 use gate::config::{self, Config};
 use gate::message::Format;
-use gate::request::SafePush;
 use gate::safe_mode::cipher::{decrypt, encrypt, AesKey};
-use gate::safe_mode::{check, envelope, BodyPlan};
+use gate::safe_mode::{check, envelope, BodyPlan, QueryVerified, SafeModeQuery};
 use gate::signature::{as_str, sign};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -147,11 +146,15 @@ fn push(p: Push) {
     let signed = as_str(&sign(&[TOKEN, TS, &p.nonce, &encrypt])).to_string();
     let msg_signature = p.msg_signature.unwrap_or_else(|| signed.clone());
     let wecom = index == 4;
-    let safe = SafePush {
+    let safe = SafeModeQuery {
         msg_signature: msg_signature.clone(),
         timestamp: TS.into(),
         nonce: p.nonce.clone(),
-        token: (!wecom).then_some(0),
+        verified: if wecom {
+            QueryVerified::ByBody
+        } else {
+            QueryVerified::BySignature { token: 0 }
+        },
     };
     let Some(plan) = BodyPlan::for_push(config, Some(safe)) else {
         panic!("a safe-mode push's body is always read");

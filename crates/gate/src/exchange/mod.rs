@@ -36,9 +36,8 @@ use crate::config::Config;
 use crate::header_map::HeaderMap;
 use crate::metrics::Counter;
 use crate::rejection::{Reason, Rejection};
-use crate::request::{
-    self, is_gate_header, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
-};
+use crate::request::{self, is_gate_header, RequestHead, SourceOutcome, Sources, Verdict};
+use crate::safe_mode::SafeModeQuery;
 use crate::tables::replay::QueryUse;
 use crate::tables::{Entry, Seen, Table};
 use std::rc::Rc;
@@ -107,7 +106,7 @@ enum Stage {
 /// and the token that signed it, and the key that opened it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seal {
-    safe: SafePush,
+    query: SafeModeQuery,
     key: usize,
     /// The token that verified the push's `msg_signature`.
     token: usize,

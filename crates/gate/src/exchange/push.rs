@@ -33,8 +33,8 @@ use crate::held::{
 use crate::metrics::Counter;
 use crate::query::without_safe_mode_params;
 use crate::rejection::{Reason, Rejection};
-use crate::request::{self, is_plausible_openid, SafePush, SourceOutcome};
-use crate::safe_mode::{self, BodyPlan, Checked, Sealed, Verified};
+use crate::request::{self, is_plausible_openid, SourceOutcome};
+use crate::safe_mode::{self, BodyPlan, Checked, SafeModeQuery, Sealed, Verified};
 use crate::tables::replay::QueryUse;
 use crate::tables::{retry, Seen, Table};
 
@@ -42,7 +42,7 @@ use crate::tables::{retry, Seen, Table};
 pub(super) struct VerifiedPush<'a> {
     pub(super) openid: Option<String>,
     pub(super) source: SourceOutcome,
-    pub(super) safe: Option<SafePush>,
+    pub(super) safe: Option<SafeModeQuery>,
     /// Its signed query, recorded as used when the push first goes upstream.
     pub(super) query: Option<QueryUse>,
     pub(super) path: &'a [u8],
@@ -409,8 +409,8 @@ impl Exchange {
                 .extend(self.gate_headers(openid.as_deref(), checked.decrypted));
         }
         let seal = match reading.plan.safe {
-            Some(safe) if checked.decrypted => Some(Seal {
-                safe,
+            Some(query) if checked.decrypted => Some(Seal {
+                query,
                 key: checked.key,
                 token: checked.token,
                 format: checked.format,

@@ -175,7 +175,7 @@ impl Origin {
 
 /// The sealed form of the backend's buffered reply; `None` if it cannot be sealed.
 fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) -> Option<Reply> {
-    let safe = &sealing.safe;
+    let query = &sealing.query;
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
         return None;
     };
@@ -187,8 +187,8 @@ fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) ->
         token: config.token.get(sealing.token)?.expose(),
         key: safe_mode.keys.get(sealing.key)?,
         appid,
-        timestamp: &safe.timestamp,
-        nonce: &safe.nonce,
+        timestamp: &query.timestamp,
+        nonce: &query.nonce,
     };
     Some(safe_mode::seal_reply(&body, &seal, &random))
 }

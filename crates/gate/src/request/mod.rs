@@ -9,6 +9,7 @@ use crate::allowlist::CallbackAllowlist;
 use crate::config::{Config, Platform, SourceMode, WhenUnavailable};
 use crate::query::{parse_query, CallbackQuery};
 pub use crate::rejection::{Reason, Rejection, RETRY_AFTER_SECONDS};
+use crate::safe_mode::{QueryVerified, SafeModeQuery};
 use crate::signature::{request_signature, signature_matches, HexDigest};
 use crate::tables::replay::QueryUse;
 use std::net::{IpAddr, SocketAddr};
@@ -78,7 +79,7 @@ pub enum Verdict {
         openid: Option<String>,
         source: SourceOutcome,
         /// Set for `encrypt_type=aes`: what the body's `Encrypt` is checked against.
-        safe: Option<SafePush>,
+        safe: Option<SafeModeQuery>,
         /// The signed query, refused as a replay if it was used before.
         query: Option<QueryUse>,
         /// Open Platform: the authorizer's AppID, from the path.
@@ -104,19 +105,6 @@ impl Echostr {
             Echostr::Sealed(sealed) => wecom::open_echostr(config, &sealed),
         }
     }
-}
-
-/// The query parameters of a safe-mode push (`encrypt_type=aes`), kept for the body
-/// check (`msg_signature`) and the encrypted reply (`timestamp`, `nonce`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SafePush {
-    pub msg_signature: String,
-    pub timestamp: String,
-    pub nonce: String,
-    /// Which of the rotated tokens signed the query (0: current): `msg_signature` and
-    /// the sealed reply use the same one. `None` when no signature covers the query
-    /// alone (WeCom): whichever token `msg_signature` verifies with.
-    pub token: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -188,9 +176,11 @@ fn check(
     // 4. Signature.
     let p = &signed.params;
     let (token, expected) = verify_signature(config, p)?;
-    let safe = signed.safe.map(|s| SafePush {
-        token: Some(token),
-        ..s
+    let safe = signed.msg_signature.map(|msg_signature| SafeModeQuery {
+        msg_signature: msg_signature.to_string(),
+        timestamp: p.timestamp.to_string(),
+        nonce: p.nonce.to_string(),
+        verified: QueryVerified::BySignature { token },
     });
     // 5. Freshness.
     let tolerance = config.timestamp_tolerance_seconds;
@@ -236,8 +226,8 @@ struct Signed<'q> {
     params: Params<'q>,
     /// A handshake's `echostr`.
     echostr: Option<&'q str>,
-    /// A safe-mode push's parameters.
-    safe: Option<SafePush>,
+    /// A safe-mode push's `msg_signature`.
+    msg_signature: Option<&'q str>,
 }
 
 fn read_signed<'q>(
@@ -254,17 +244,12 @@ fn read_signed<'q>(
         .encrypt_type
         .as_deref()
         .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
-    let safe = match method {
-        Method::Post if aes => Some(SafePush {
-            msg_signature: non_empty("msg_signature", q.msg_signature.as_deref())?.to_string(),
-            timestamp: params.timestamp.to_string(),
-            nonce: params.nonce.to_string(),
-            token: None,
-        }),
+    let msg_signature = match method {
+        Method::Post if aes => Some(non_empty("msg_signature", q.msg_signature.as_deref())?),
         Method::Post | Method::Get => None,
     };
     if method == Method::Post
-        && safe.is_none()
+        && msg_signature.is_none()
         && config.safe_mode.as_ref().is_some_and(|s| s.require)
     {
         return Err(Rejection::new(
@@ -281,7 +266,7 @@ fn read_signed<'q>(
     Ok(Signed {
         params,
         echostr,
-        safe,
+        msg_signature,
     })
 }
 

@@ -14,12 +14,12 @@
 
 use super::{
     check_freshness, check_source, method_of, non_empty, signed_params, Echostr, Method,
-    RequestHead, SafePush, Sources, Verdict,
+    RequestHead, Sources, Verdict,
 };
 use crate::config::Config;
 use crate::query::parse_query;
 use crate::rejection::{Reason, Rejection};
-use crate::safe_mode::cipher;
+use crate::safe_mode::{cipher, QueryVerified, SafeModeQuery};
 use crate::signature::{sign, signature_matches, HexDigest};
 use crate::tables::replay::QueryUse;
 
@@ -44,11 +44,11 @@ pub(super) fn check(
         return Ok(Verdict::Forward {
             openid: None,
             source,
-            safe: Some(SafePush {
+            safe: Some(SafeModeQuery {
                 msg_signature: p.signature.to_string(),
                 timestamp: p.timestamp.to_string(),
                 nonce: p.nonce.to_string(),
-                token: None,
+                verified: QueryVerified::ByBody,
             }),
             // Recorded once the body's Encrypt has verified it.
             query: None,

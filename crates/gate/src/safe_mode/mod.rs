@@ -10,17 +10,43 @@ pub mod envelope;
 
 use crate::config::Config;
 use crate::message::{Format, Message};
-use crate::request::{Reason, Rejection, SafePush};
+use crate::request::{Reason, Rejection};
 use crate::signature::HexDigest;
 use crate::signature::{sign, signature_matches};
 use crate::tables::replay::QueryUse;
 use cipher::AesKey;
 
+/// The query parameters of a safe-mode push (`encrypt_type=aes`; every WeCom push),
+/// kept for the body check (`msg_signature`) and the encrypted reply (`timestamp`,
+/// `nonce`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SafeModeQuery {
+    pub msg_signature: String,
+    pub timestamp: String,
+    pub nonce: String,
+    /// How the query is verified, and so which token `msg_signature` must be made
+    /// with.
+    pub verified: QueryVerified,
+}
+
+/// How a safe-mode push's query is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryVerified {
+    /// By its `signature`, made with this token of the rotation (0: current):
+    /// `msg_signature` and the sealed reply must use the same one.
+    BySignature { token: usize },
+    /// By the body (WeCom): no signature covers the query alone. `msg_signature`,
+    /// checked once the body has come, verifies the query together with the body's
+    /// `Encrypt`, with whichever token it was made; only then is the query recorded
+    /// against replays.
+    ByBody,
+}
+
 /// What the host must do with a push's body, decided on its headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyPlan {
     /// Set for `encrypt_type=aes`.
-    pub safe: Option<SafePush>,
+    pub safe: Option<SafeModeQuery>,
     /// The backend gets the plaintext (safe mode with `decrypt: true`).
     pub decrypt: bool,
     /// `dedupe_seconds` is on.
@@ -33,7 +59,7 @@ pub struct BodyPlan {
 impl BodyPlan {
     /// `None` when the body need not be read at all: the push is forwarded on its
     /// headers, as it streams.
-    pub fn for_push(config: &Config, safe: Option<SafePush>) -> Option<BodyPlan> {
+    pub fn for_push(config: &Config, safe: Option<SafeModeQuery>) -> Option<BodyPlan> {
         let decrypt = safe.is_some() && config.safe_mode.as_ref().is_some_and(|s| s.decrypt);
         let dedupe = config.dedupe_seconds > 0;
         (safe.is_some() || dedupe).then_some(BodyPlan {
@@ -133,14 +159,14 @@ pub fn verify(body: &[u8], plan: &BodyPlan, config: &Config) -> Result<Verified,
         .map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
     let (token, digest) = check_msg_signature(config, safe, &encrypt)?;
     // WeCom: the query is first verified here, and only now recorded against replays.
-    let query = safe
-        .token
-        .is_none()
-        .then(|| {
-            let ts = safe.timestamp.parse().ok()?;
-            QueryUse::of(&digest, ts, config.timestamp_tolerance_seconds)
-        })
-        .flatten();
+    let query = match safe.verified {
+        QueryVerified::ByBody => safe
+            .timestamp
+            .parse()
+            .ok()
+            .and_then(|ts| QueryUse::of(&digest, ts, config.timestamp_tolerance_seconds)),
+        QueryVerified::BySignature { .. } => None,
+    };
     Ok(Verified::Sealed(Sealed {
         query,
         outer,
@@ -269,7 +295,7 @@ fn check_account(
 /// query, or (WeCom, no query signature) with any token: which one, and the digest.
 fn check_msg_signature(
     config: &Config,
-    safe: &SafePush,
+    safe: &SafeModeQuery,
     encrypt: &str,
 ) -> Result<(usize, HexDigest), Rejection> {
     let mismatch = || {
@@ -279,9 +305,12 @@ fn check_msg_signature(
         )
     };
     let parts = [safe.timestamp.as_str(), safe.nonce.as_str(), encrypt];
-    let Some(index) = safe.token else {
-        return crate::request::verify_msg_signature(config, &safe.msg_signature, &parts)
-            .map_err(|_| mismatch());
+    let index = match safe.verified {
+        QueryVerified::BySignature { token } => token,
+        QueryVerified::ByBody => {
+            return crate::request::verify_msg_signature(config, &safe.msg_signature, &parts)
+                .map_err(|_| mismatch())
+        }
     };
     let token = config.token.get(index).ok_or_else(mismatch)?;
     let expected = sign(&[token.expose(), parts[0], parts[1], parts[2]]);
@@ -395,7 +424,7 @@ mod tests {
     }
 
     /// A push as WeChat sends it: the body and its msg_signature.
-    fn safe_push(message: &str, token: &str) -> (String, SafePush) {
+    fn safe_push(message: &str, token: &str) -> (String, SafeModeQuery) {
         let encrypt = cipher::encrypt(&key(), APPID, message.as_bytes(), &[7u8; 16]);
         let body = format!(
             "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
@@ -403,16 +432,16 @@ mod tests {
         let msg_signature = as_str(&sign(&[token, TS, NONCE, &encrypt])).to_string();
         (
             body,
-            SafePush {
+            SafeModeQuery {
                 msg_signature,
                 timestamp: TS.into(),
                 nonce: NONCE.into(),
-                token: Some(0),
+                verified: QueryVerified::BySignature { token: 0 },
             },
         )
     }
 
-    fn plan(config: &Config, safe: Option<SafePush>) -> BodyPlan {
+    fn plan(config: &Config, safe: Option<SafeModeQuery>) -> BodyPlan {
         BodyPlan::for_push(config, safe).expect("the body is read")
     }
 
@@ -543,11 +572,11 @@ mod tests {
         let other_app = cipher::encrypt(&key(), "wxOTHER", MESSAGE.as_bytes(), &[1u8; 16]);
         for encrypt in [other_app.as_str(), "bm90IGJsb2Nrcw==", "!!!"] {
             let body = format!("<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
-            let safe = SafePush {
+            let safe = SafeModeQuery {
                 msg_signature: as_str(&sign(&[TOKEN, TS, NONCE, encrypt])).to_string(),
                 timestamp: TS.into(),
                 nonce: NONCE.into(),
-                token: Some(0),
+                verified: QueryVerified::BySignature { token: 0 },
             };
             assert_eq!(
                 reason(check(body.as_bytes(), &plan(&c, Some(safe)), &c)),
