@@ -594,7 +594,7 @@ fn run(input: Input) {
         },
         streamed_unverified: usize::from(input.streamed % 20),
         waiting: if input.waiting_full {
-            gate::held::MAX_WAITING
+            gate::body::MAX_WAITING
         } else {
             0
         },

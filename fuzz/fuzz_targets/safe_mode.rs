@@ -1,6 +1,6 @@
 //! Safe mode's open path: base64 → AES → padding → length → appid
 //! (`safe_mode::cipher::decrypt`), each layer reached with the ones before it made
-//! valid; and whole pushes through `safe_mode::check`. A push whose `msg_signature`
+//! valid; and whole pushes through `body::check`. A push whose `msg_signature`
 //! the fuzzer did not compute with the token, or whose `Encrypt` was not sealed
 //! with the account's key for its appid, must be refused.
 #![no_main]
@@ -9,10 +9,11 @@ use aes::cipher::{BlockEncryptMut, KeyIvInit};
 use arbitrary::Arbitrary;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::{alphabet, Engine};
+use gate::body::{check, BodyPlan};
 use gate::config::{self, Config};
 use gate::message::Format;
 use gate::safe_mode::cipher::{decrypt, encrypt, AesKey};
-use gate::safe_mode::{check, envelope, BodyPlan, QueryVerified, SafeModeQuery};
+use gate::safe_mode::{envelope, QueryVerified, SafeModeQuery};
 use gate::signature::{as_str, sign};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;

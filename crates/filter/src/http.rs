@@ -150,7 +150,7 @@ fn apply(
                 .probes
                 .hold(context_id, (exchange.clone(), when_held), 0);
             // The root context ticks fast while a probe waits.
-            worker.tick_every(gate::held::tick_period(true, false));
+            worker.tick_every(gate::body::tick_period(true, false));
         }
         Effect::EndProbe => worker.state.probes.release(context_id),
         Effect::Streamed => {

@@ -7,9 +7,9 @@
 use super::admission::AdmissionCell;
 use super::metrics::Metrics;
 use super::proxy;
+use gate::body::{BodyModeLearner, HeldRequests};
 use gate::config::Config;
 use gate::exchange::{BodyMode, Context as ExchangeContext, Exchange, Observation};
-use gate::held::{BodyModeLearner, HeldRequests};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;

@@ -25,11 +25,11 @@
 )]
 
 pub mod allowlist;
+pub mod body;
 pub mod config;
 pub mod errcodes;
 pub mod exchange;
 pub mod header_map;
-pub mod held;
 pub mod live_list;
 pub mod message;
 pub mod metrics;

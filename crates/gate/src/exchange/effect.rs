@@ -1,7 +1,7 @@
 //! What an exchange hands back for the host to do: [`Effect`]s in order, then a
 //! [`Flow`]; and the log lines ([`Note`]) it asks for.
 
-use crate::held::BODY_DEADLINE_MS;
+use crate::body::BODY_DEADLINE_MS;
 use crate::metrics::Counter;
 use crate::rejection::Rejection;
 use std::fmt;
@@ -46,13 +46,13 @@ pub enum Effect {
     /// Stop doing that.
     EndProbe,
     /// Its headers went upstream before its body passed (stream mode): it counts
-    /// against the worker's [`crate::held::MAX_STREAMED_UNVERIFIED`] until
+    /// against the worker's [`crate::body::MAX_STREAMED_UNVERIFIED`] until
     /// released.
     Streamed,
     /// Let the held headers go on (`proxy_continue_stream`).
     ResumeRequest,
     /// What the push showed about the host's body mode.
-    Observe(crate::held::Observation),
+    Observe(crate::body::Observation),
     Count(Counter),
     Note(Note),
 }

@@ -24,13 +24,16 @@
 
 mod effect;
 mod push;
+mod recorded;
+mod release;
 mod response;
 #[cfg(test)]
 mod tests;
 
-pub use crate::held::{BodyMode, ByteCount, Observation};
+pub use crate::body::{BodyMode, ByteCount, Observation};
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 use push::{Reading, VerifiedPush};
+use recorded::Recorded;
 
 use crate::config::Config;
 use crate::header_map::HeaderMap;
@@ -38,7 +41,6 @@ use crate::metrics::Counter;
 use crate::rejection::{Reason, Rejection};
 use crate::request::{self, is_gate_header, RequestHead, SourceOutcome, Sources, Verdict};
 use crate::safe_mode::SafeModeQuery;
-use crate::tables::replay::QueryUse;
 use crate::tables::{Entry, Seen, Table};
 use std::rc::Rc;
 
@@ -111,38 +113,6 @@ struct Seal {
     /// The token that verified the push's `msg_signature`.
     token: usize,
     format: crate::message::Format,
-}
-
-/// The table entries a request made: its signed query (replays) and its message
-/// (WeChat's retries). Forgotten again unless the request reached the backend, so
-/// that WeChat's own second try does.
-#[derive(Default)]
-struct Recorded {
-    query: Option<u64>,
-    message: Option<u64>,
-}
-
-impl Recorded {
-    fn forget(&mut self, proxy: &mut impl Proxy) {
-        if let Some(identity) = self.query.take() {
-            proxy.forget(Table::Replay, identity);
-        }
-        if let Some(identity) = self.message.take() {
-            proxy.forget(Table::Retry, identity);
-        }
-    }
-
-    /// Forgets the message only: WeChat's retry (a new query) must be delivered.
-    fn forget_message(&mut self, proxy: &mut impl Proxy) {
-        if let Some(identity) = self.message.take() {
-            proxy.forget(Table::Retry, identity);
-        }
-    }
-
-    /// Keeps both for good: the message reached the backend.
-    fn keep(&mut self) {
-        *self = Recorded::default();
-    }
 }
 
 /// One request's exchange.
@@ -272,47 +242,6 @@ impl Exchange {
                 };
                 self.on_verified_push(ctx, push, proxy)
             }
-        }
-    }
-
-    /// Records a verified request's signed query as used. `Err` answers the request: it
-    /// was used before (a replay, answered like a retry) or can no longer be checked.
-    /// `Ok` holds what goes with the request whatever becomes of it.
-    pub(super) fn check_replay(
-        &mut self,
-        ctx: Context<'_>,
-        query: QueryUse,
-        proxy: &mut impl Proxy,
-    ) -> Result<Vec<Effect>, Step> {
-        let entry = query.entry(ctx.longest_tolerance);
-        match proxy.record(Table::Replay, entry, now_u64(ctx)) {
-            Seen::New { evicted } => {
-                self.recorded.query = Some(query.identity);
-                Ok(if evicted {
-                    vec![
-                        Effect::Count(Counter::ReplayEvicted),
-                        Effect::Note(Note::ReplayTableFull),
-                    ]
-                } else {
-                    Vec::new()
-                })
-            }
-            Seen::Duplicate => Err(Step::new(Flow::Pause)
-                .with(Effect::Count(Counter::Replayed))
-                .with(Effect::Note(Note::Replayed))
-                .success()),
-            Seen::TooOld => Err(self.reject(
-                Rejection::new(
-                    Reason::Stale,
-                    "the timestamp is older than the table of used queries reaches back: it \
-                     cannot be checked for replay",
-                ),
-                proxy,
-            )),
-            Seen::Unrecorded => Ok(vec![
-                Effect::Count(Counter::ReplayUnrecorded),
-                Effect::Note(Note::ReplayUnrecorded),
-            ]),
         }
     }
 

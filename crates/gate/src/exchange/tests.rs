@@ -3,8 +3,8 @@
 //! (`gate::tables`) on one in-memory shard each.
 
 use super::*;
+use crate::body::{BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING};
 use crate::config;
-use crate::held::{BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING};
 use crate::query::encode_query;
 use crate::safe_mode::{cipher, envelope};
 use crate::signature::{as_str, request_signature, sign};

@@ -402,38 +402,6 @@ pub fn parse_source_address(raw: &[u8]) -> Option<IpAddr> {
         .ok()
 }
 
-/// The body-size rule for a verified POST, decided on its headers: the body must be
-/// declared (`content-length`, as WeChat always sends) and within `max_body_bytes`, or
-/// absent (`end_of_stream` on the headers). A body of unknown length is refused with
-/// 411 rather than streamed: nothing reaches the backend before its size is known.
-pub fn check_body(
-    content_length: Option<&[u8]>,
-    end_of_stream: bool,
-    max_body_bytes: u64,
-) -> Result<(), Rejection> {
-    let Some(raw) = content_length else {
-        if end_of_stream {
-            return Ok(());
-        }
-        return Err(Rejection::new(
-            Reason::LengthRequired,
-            "a POST must declare its content-length (WeChat always does)",
-        ));
-    };
-    let len = std::str::from_utf8(raw)
-        .ok()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Rejection::new(Reason::Malformed, "content-length is not a number"))?;
-    if len > max_body_bytes {
-        return Err(Rejection::new(
-            Reason::TooLarge,
-            format!("body is larger than max_body_bytes ({max_body_bytes})"),
-        ));
-    }
-    Ok(())
-}
-
 /// The headers this filter owns: any a client sends are removed before forwarding.
 pub const GATE_HEADER_PREFIX: &str = "x-wechat-gate-";
 
@@ -456,4 +424,3 @@ mod wecom;
 
 use path::split_path;
 pub use path::{guards, PathMatch};
-pub use wecom::verify as verify_msg_signature;
