@@ -19,7 +19,7 @@
 
 use arbitrary::Arbitrary;
 use gate::config::{self, Config, Platform, SourceMode, WhenUnavailable};
-use gate::exchange::{BodyMode, ByteCount, Context, Effect, Exchange, Flow, Proxy, Step};
+use gate::exchange::{BodyMode, ByteCount, Circumstances, Effect, Exchange, Flow, Proxy, Step};
 use gate::header_map::HeaderMap;
 use gate::message::Format;
 use gate::query::encode_query;
@@ -542,7 +542,7 @@ struct Fate {
 fn apply(step: &Step, b: &Built, fate: &mut Fate, body_whole: bool, what: &str) {
     for e in &step.effects {
         match e {
-            Effect::Reject(_) | Effect::Reply { .. } => fate.answered = true,
+            Effect::Reject(_) | Effect::LocalReply { .. } => fate.answered = true,
             Effect::ResumeRequest if !fate.answered => forward_headers(b, fate, what),
             _ => {}
         }
@@ -584,7 +584,7 @@ fn run(input: Input) {
     let setups = setups();
     let setup = &setups[usize::from(input.setup) % setups.len()];
     let config = &setup.config;
-    let ctx = Context {
+    let ctx = Circumstances {
         config,
         now: NOW,
         body_mode: match input.body_mode % 3 {
@@ -642,7 +642,7 @@ fn run(input: Input) {
 }
 
 /// One request's events, in an order Envoy could deliver them.
-fn exchange(ctx: Context<'_>, r: &Request, b: &Built, fake: &mut Fake, what: &str) -> Fate {
+fn exchange(ctx: Circumstances<'_>, r: &Request, b: &Built, fake: &mut Fake, what: &str) -> Fate {
     let mut x = Exchange::new();
     let mut fate = Fate::default();
     let eos = r.end_of_stream;

@@ -4,7 +4,7 @@
 use super::dedupe;
 use super::proxy::{self, Body, Headers};
 use super::worker::{SharedExchange, Worker};
-use gate::exchange::{self, ByteCount, Context as Now, Effect, Exchange, Flow, Level, Note, Step};
+use gate::exchange::{self, ByteCount, Circumstances, Effect, Exchange, Flow, Level, Note, Step};
 use gate::request::Sources;
 use gate::tables::{Entry, Seen, Table};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -33,7 +33,10 @@ impl GateHttp {
     }
 
     /// Runs one event (`None` when the filter has no configuration: it fails closed).
-    fn event(&self, event: impl FnOnce(&mut Exchange, Now<'_>, &mut Port<'_>) -> Step) -> Action {
+    fn event(
+        &self,
+        event: impl FnOnce(&mut Exchange, Circumstances<'_>, &mut Port<'_>) -> Step,
+    ) -> Action {
         let Some(config) = self.worker.config.as_deref() else {
             return carry_out(
                 exchange::unconfigured(),
@@ -86,7 +89,7 @@ fn apply(
 ) -> Result<(), &'static str> {
     let ok = |done: bool, what: &'static str| if done { Ok(()) } else { Err(what) };
     match effect {
-        Effect::Reply {
+        Effect::LocalReply {
             status,
             content_type,
             body,

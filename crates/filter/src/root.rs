@@ -76,7 +76,7 @@ impl GateRoot {
                 if step
                     .effects
                     .iter()
-                    .any(|e| matches!(e, Effect::ResumeRequest | Effect::Reply { .. }))
+                    .any(|e| matches!(e, Effect::ResumeRequest | Effect::LocalReply { .. }))
                 {
                     acted += 1;
                 }

@@ -17,7 +17,7 @@ pub enum Flow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Answer with this (`content-type` given); the backend never sees the request.
-    Reply {
+    LocalReply {
         status: u32,
         content_type: &'static str,
         body: Vec<u8>,
@@ -195,7 +195,7 @@ impl Step {
 
     /// `200 success`: WeChat takes the push as handled and shows the user nothing.
     pub(super) fn success(mut self) -> Step {
-        self.push(Effect::Reply {
+        self.push(Effect::LocalReply {
             status: 200,
             content_type: "text/plain",
             body: b"success".to_vec(),
@@ -207,7 +207,7 @@ impl Step {
 
 /// The answer when the filter has no configuration (it fails closed).
 pub fn unconfigured() -> Step {
-    Step::new(Flow::Pause).with(Effect::Reply {
+    Step::new(Flow::Pause).with(Effect::LocalReply {
         status: 503,
         content_type: "text/plain",
         body: b"wechat-gate: not configured\n".to_vec(),

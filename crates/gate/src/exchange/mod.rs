@@ -73,9 +73,10 @@ pub trait Proxy {
     fn forget(&mut self, table: Table, identity: u64);
 }
 
-/// What the exchange is judged against for one event.
+/// The circumstances an event is judged in: the configuration, the clock, and what
+/// the worker knows of its host and its own load.
 #[derive(Clone, Copy)]
-pub struct Context<'a> {
+pub struct Circumstances<'a> {
     pub config: &'a Config,
     /// Unix seconds.
     pub now: i64,
@@ -161,7 +162,7 @@ impl Exchange {
     /// The request's headers.
     pub fn on_request_headers(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         headers: &HeaderMap,
         end_of_stream: bool,
         proxy: &mut impl Proxy,
@@ -216,7 +217,7 @@ impl Exchange {
                 step.effects.extend(first);
                 count_source(&mut step, source);
                 step.push(Effect::Count(Counter::Handshake));
-                step.with(Effect::Reply {
+                step.with(Effect::LocalReply {
                     status: 200,
                     content_type: "text/plain",
                     body: answer.into_bytes(),
@@ -266,7 +267,7 @@ impl Exchange {
     }
 }
 
-fn now_u64(ctx: Context<'_>) -> u64 {
+fn now_u64(ctx: Circumstances<'_>) -> u64 {
     u64::try_from(ctx.now).unwrap_or(0)
 }
 

@@ -2,7 +2,7 @@
 //! ([`crate::body`] says which, and how it waits), its body parts taken in, refused
 //! if it never comes; once whole it is checked and released (release.rs).
 
-use super::{malformed, Context, Effect, Exchange, Flow, Note, Proxy, Stage, Step};
+use super::{malformed, Circumstances, Effect, Exchange, Flow, Note, Proxy, Stage, Step};
 use crate::body::{self, BodyPlan, ByteCount, Observation, Probed, Wait, BODY_DEADLINE_MS};
 use crate::config::Config;
 use crate::query::without_safe_mode_params;
@@ -54,7 +54,7 @@ impl Exchange {
     /// The headers of a verified push: forward at once, or read its body first.
     pub(super) fn on_verified_push(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         push: VerifiedPush<'_>,
         proxy: &mut impl Proxy,
     ) -> Step {
@@ -118,7 +118,7 @@ impl Exchange {
     /// Its query is recorded now: `Err` answers a push whose query was used before.
     fn let_headers_go(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         proxy: &mut impl Proxy,
     ) -> Result<Vec<Effect>, Step> {
         let query = match &mut self.stage {
@@ -150,7 +150,12 @@ impl Exchange {
     /// A tick's look at a push held on its headers whose body the filter has not
     /// been handed: `count` is Envoy's byte count for it when held and now
     /// ([`body::probe`] reads it). A push that goes on is let upstream here.
-    pub fn on_probe(&mut self, ctx: Context<'_>, count: ByteCount, proxy: &mut impl Proxy) -> Step {
+    pub fn on_probe(
+        &mut self,
+        ctx: Circumstances<'_>,
+        count: ByteCount,
+        proxy: &mut impl Proxy,
+    ) -> Step {
         let declared = match &self.stage {
             Stage::AwaitingBody(r) if !r.streaming && !r.body_seen => r.declared,
             _ => return Step::new(Flow::Continue).with(Effect::EndProbe),
@@ -188,7 +193,7 @@ impl Exchange {
     /// A part of the request body: `size` bytes so far.
     pub fn on_request_body(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         size: usize,
         end_of_stream: bool,
         proxy: &mut impl Proxy,

@@ -3,7 +3,7 @@
 //! like a retry), a push's message as forwarded (WeChat's retry is answered
 //! `success`), and what it forgets again when the request never reached the backend.
 
-use super::{now_u64, Context, Effect, Exchange, Flow, Note, Proxy, Step};
+use super::{now_u64, Circumstances, Effect, Exchange, Flow, Note, Proxy, Step};
 use crate::metrics::Counter;
 use crate::rejection::{Reason, Rejection};
 use crate::tables::replay::QueryUse;
@@ -47,7 +47,7 @@ impl Exchange {
     /// `Ok` holds what goes with the request whatever becomes of it.
     pub(super) fn check_replay(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         query: QueryUse,
         proxy: &mut impl Proxy,
     ) -> Result<Vec<Effect>, Step> {
@@ -86,7 +86,7 @@ impl Exchange {
     /// Records the push's signed query as used, if it has one not yet recorded.
     pub(super) fn record_query(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         query: Option<QueryUse>,
         proxy: &mut impl Proxy,
     ) -> Result<Vec<Effect>, Step> {
@@ -99,7 +99,7 @@ impl Exchange {
     /// Records a message against WeChat's retries; answers it if it is one.
     pub(super) fn check_retry(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         identity: u64,
         proxy: &mut impl Proxy,
     ) -> Option<Step> {

@@ -5,7 +5,7 @@
 
 use super::push::Reading;
 use super::{
-    count_source, malformed, Context, Effect, Exchange, Flow, Note, Proxy, Seal, Stage, Step,
+    count_source, malformed, Circumstances, Effect, Exchange, Flow, Note, Proxy, Seal, Stage, Step,
 };
 use crate::body::{self, Checked};
 use crate::metrics::Counter;
@@ -18,7 +18,7 @@ impl Exchange {
     /// A push whose body need not be read: forwarded on its headers, as it streams.
     pub(super) fn forward_unread(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         openid: Option<String>,
         source: SourceOutcome,
         query: Option<QueryUse>,
@@ -38,7 +38,7 @@ impl Exchange {
     /// The whole body has arrived (`size` bytes): check it, then forward or answer.
     pub(super) fn on_whole_body(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         size: usize,
         proxy: &mut impl Proxy,
     ) -> Step {

@@ -146,8 +146,8 @@ impl Proxy for Fake {
     }
 }
 
-fn ctx(config: &Config) -> Context<'_> {
-    Context {
+fn ctx(config: &Config) -> Circumstances<'_> {
+    Circumstances {
         config,
         now: NOW,
         body_mode: BodyMode::Hold,
@@ -157,8 +157,8 @@ fn ctx(config: &Config) -> Context<'_> {
     }
 }
 
-fn streaming(config: &Config) -> Context<'_> {
-    Context {
+fn streaming(config: &Config) -> Circumstances<'_> {
+    Circumstances {
         body_mode: BodyMode::Stream,
         ..ctx(config)
     }
@@ -177,7 +177,13 @@ fn post(x: &mut Exchange, c: &Config, p: &mut Fake, query: &str, body: &str) -> 
 }
 
 /// [`post`], judged in `ctx`.
-fn post_in(x: &mut Exchange, ctx: Context<'_>, p: &mut Fake, query: &str, body: &str) -> Step {
+fn post_in(
+    x: &mut Exchange,
+    ctx: Circumstances<'_>,
+    p: &mut Fake,
+    query: &str,
+    body: &str,
+) -> Step {
     let len = body.len().to_string();
     let h = headers(
         "POST",
@@ -208,7 +214,7 @@ fn rejected(step: &Step) -> Option<Reason> {
 
 fn replied(step: &Step) -> Option<(u32, Vec<u8>)> {
     step.effects.iter().find_map(|e| match e {
-        Effect::Reply { status, body, .. } => Some((*status, body.clone())),
+        Effect::LocalReply { status, body, .. } => Some((*status, body.clone())),
         _ => None,
     })
 }
@@ -323,7 +329,7 @@ fn a_used_query_is_remembered_as_long_as_any_gate_of_the_proxy_accepts_it() {
     let q = query("1", &[]);
     for (longest, replayed) in [(300, true), (0, false)] {
         let mut p = Fake::new(&long);
-        let at = |c, now| Context {
+        let at = |c, now| Circumstances {
             now,
             longest_tolerance: longest,
             ..ctx(c)
@@ -921,7 +927,7 @@ fn without_configuration_the_filter_fails_closed() {
 }
 
 /// The headers of a push of `body` (its length declared), in `c`'s body mode.
-fn head_of(x: &mut Exchange, c: Context<'_>, p: &mut Fake, query: &str, body: &str) -> Step {
+fn head_of(x: &mut Exchange, c: Circumstances<'_>, p: &mut Fake, query: &str, body: &str) -> Step {
     let len = body.len().to_string();
     let h = headers(
         "POST",
@@ -1076,8 +1082,8 @@ fn streamed_a_response_before_the_body_is_whole_never_releases_it_unchecked() {
         .contains(&Effect::ReplaceRequestBody(message(4).into_bytes())));
 }
 
-fn unknown(config: &Config) -> Context<'_> {
-    Context {
+fn unknown(config: &Config) -> Circumstances<'_> {
+    Circumstances {
         body_mode: BodyMode::Unknown,
         ..ctx(config)
     }
@@ -1172,8 +1178,8 @@ fn body_bytes_the_host_kept_back_settle_stream_and_let_the_checked_headers_go() 
     assert!(!step.effects.iter().any(|e| matches!(e, Effect::Observe(_))));
 }
 
-fn streaming_full(config: &Config, waiting: usize) -> Context<'_> {
-    Context {
+fn streaming_full(config: &Config, waiting: usize) -> Circumstances<'_> {
+    Circumstances {
         streamed_unverified: MAX_STREAMED_UNVERIFIED,
         waiting,
         ..streaming(config)
@@ -1233,7 +1239,7 @@ fn beyond_the_waiting_cap_a_push_is_refused_503_with_retry_after() {
     let mut p = Fake::new(&c);
     for ctx in [
         streaming_full(&c, MAX_WAITING),
-        Context {
+        Circumstances {
             waiting: MAX_WAITING,
             ..unknown(&c)
         },

@@ -26,7 +26,7 @@ mod tests;
 
 pub use msg_signature::{verify, verify_with_any_token, SealedPush};
 pub use open::{open, Opened};
-pub use reply::{seal_reply, Reply, ReplySeal};
+pub use reply::{seal_reply, ReplyBody, ReplySeal};
 
 /// The query parameters of a safe-mode push (`encrypt_type=aes`; every WeCom push),
 /// kept for the body check (`msg_signature`) and the encrypted reply (`timestamp`,

@@ -5,9 +5,9 @@ use super::cipher::{self, AesKey};
 use super::envelope;
 use crate::message::Format;
 
-/// What becomes of a backend's reply to a decrypted push.
+/// The body WeChat gets for a backend's reply to a decrypted push.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
+pub enum ReplyBody {
     /// Empty, `success`, or no markup (neither XML nor JSON): sent as it is.
     AsIs,
     /// The encrypted envelope to send instead.
@@ -27,7 +27,7 @@ pub struct ReplySeal<'a> {
 }
 
 /// Encrypts an XML reply into WeChat's envelope with the given fresh random prefix.
-pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Reply {
+pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> ReplyBody {
     // A UTF-8 byte-order mark (some Windows stacks write one) is not part of the XML.
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let trimmed = body.trim_ascii();
@@ -36,10 +36,10 @@ pub fn seal_reply(body: &[u8], seal: &ReplySeal<'_>, random16: &[u8; 16]) -> Rep
     // plaintext.
     let markup = matches!(trimmed.first(), Some(b'<' | b'{' | b'['));
     if trimmed == b"success" || !markup {
-        return Reply::AsIs;
+        return ReplyBody::AsIs;
     }
     let encrypt = cipher::encrypt(seal.key, seal.appid, body, random16);
-    Reply::Encrypted(envelope::reply_envelope_in(
+    ReplyBody::Encrypted(envelope::reply_envelope_in(
         seal.format,
         seal.token,
         seal.timestamp,

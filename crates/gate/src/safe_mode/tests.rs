@@ -239,7 +239,7 @@ fn seal(key: &AesKey) -> ReplySeal<'_> {
 fn an_xml_reply_is_sealed_into_an_envelope_that_opens_again() {
     let k = key();
     let reply = "<xml><Content><![CDATA[回复]]></Content></xml>";
-    let Reply::Encrypted(envelope) = seal_reply(reply.as_bytes(), &seal(&k), &[9u8; 16]) else {
+    let ReplyBody::Encrypted(envelope) = seal_reply(reply.as_bytes(), &seal(&k), &[9u8; 16]) else {
         panic!("encrypted");
     };
     let encrypt = envelope::extract_encrypt(envelope.as_bytes()).expect("Encrypt");
@@ -256,7 +256,8 @@ fn an_xml_reply_is_sealed_into_an_envelope_that_opens_again() {
 #[test]
 fn a_byte_order_mark_before_the_xml_is_dropped_and_the_reply_sealed() {
     let k = key();
-    let Reply::Encrypted(envelope) = seal_reply(b"\xef\xbb\xbf<xml>r</xml>", &seal(&k), &[2u8; 16])
+    let ReplyBody::Encrypted(envelope) =
+        seal_reply(b"\xef\xbb\xbf<xml>r</xml>", &seal(&k), &[2u8; 16])
     else {
         panic!("encrypted");
     };
@@ -271,6 +272,6 @@ fn a_byte_order_mark_before_the_xml_is_dropped_and_the_reply_sealed() {
 fn empty_success_and_non_xml_replies_stay_as_they_are() {
     let k = key();
     for body in [&b""[..], b"success", b"  success\n", b"\n", b"ok"] {
-        assert_eq!(seal_reply(body, &seal(&k), &[0u8; 16]), Reply::AsIs);
+        assert_eq!(seal_reply(body, &seal(&k), &[0u8; 16]), ReplyBody::AsIs);
     }
 }
