@@ -39,8 +39,9 @@ use crate::config::Config;
 use crate::header_map::HeaderMap;
 use crate::metrics::Counter;
 use crate::rejection::{Reason, Rejection};
-use crate::request::{self, is_gate_header, RequestHead, SourceOutcome, Sources, Verdict};
+use crate::request::{self, is_gate_header, Echostr, RequestHead, SourceOutcome, Sources, Verdict};
 use crate::safe_mode::SafeModeQuery;
+use crate::tables::replay::QueryUse;
 use crate::tables::{Entry, Seen, Table};
 use std::rc::Rc;
 
@@ -194,35 +195,7 @@ impl Exchange {
                 echostr,
                 source,
                 query,
-            } => {
-                // A handshake's query, which access logs keep, is used like a push's:
-                // used before (by a handshake or a push), it is a replay whatever its
-                // echostr, answered `success`, never echoed (text of the sender's
-                // choosing) nor decrypted (WeCom) again, and it can never carry a push.
-                let mut first = Vec::new();
-                if let Some(q) = query {
-                    match self.check_replay(ctx, q, proxy) {
-                        Ok(effects) => first = effects,
-                        Err(answered) => return answered,
-                    }
-                }
-                let answer = match echostr.open(ctx.config) {
-                    Ok(answer) => answer,
-                    Err(rejection) => return self.reject(rejection, proxy),
-                };
-                // Answered here and now: its query stays used whatever becomes of the
-                // stream.
-                self.recorded.keep();
-                let mut step = Step::new(Flow::Pause);
-                step.effects.extend(first);
-                count_source(&mut step, source);
-                step.push(Effect::Count(Counter::Handshake));
-                step.with(Effect::LocalReply {
-                    status: 200,
-                    content_type: "text/plain",
-                    body: answer.into_bytes(),
-                })
-            }
+            } => self.answer_handshake(ctx, echostr, source, query, proxy),
             Verdict::Forward {
                 openid,
                 source,
@@ -244,6 +217,43 @@ impl Exchange {
                 self.on_verified_push(ctx, push, proxy)
             }
         }
+    }
+
+    /// A verified handshake. Its query, which access logs keep, is used like a
+    /// push's: used before (by a handshake or a push), it is a replay whatever its
+    /// echostr, answered `success`, never echoed (text of the sender's choosing) nor
+    /// decrypted (WeCom) again, and it can never carry a push.
+    fn answer_handshake(
+        &mut self,
+        ctx: Circumstances<'_>,
+        echostr: Echostr,
+        source: SourceOutcome,
+        query: Option<QueryUse>,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        let mut first = Vec::new();
+        if let Some(q) = query {
+            match self.check_replay(ctx, q, proxy) {
+                Ok(effects) => first = effects,
+                Err(answered) => return answered,
+            }
+        }
+        let answer = match echostr.open(ctx.config) {
+            Ok(answer) => answer,
+            Err(rejection) => return self.reject(rejection, proxy),
+        };
+        // Answered here and now: its query stays used whatever becomes of the
+        // stream.
+        self.recorded.keep();
+        let mut step = Step::new(Flow::Pause);
+        step.effects.extend(first);
+        count_source(&mut step, source);
+        step.push(Effect::Count(Counter::Handshake));
+        step.with(Effect::LocalReply {
+            status: 200,
+            content_type: "text/plain",
+            body: answer.into_bytes(),
+        })
     }
 
     /// The host could not carry out an effect on the request (a header or the body
