@@ -39,4 +39,6 @@ pub mod request;
 pub mod safe_mode;
 pub mod signature;
 pub mod tables;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod xml;
