@@ -5,12 +5,17 @@
 //! - [`request`]: a request's head judged (method, query, source, signature,
 //!   freshness) into a [`request::Verdict`]; [`rejection`] names every refusal.
 //! - [`exchange`]: a request's whole life as a state machine: events in, effects out.
-//! - [`safe_mode`]: the body checks and sealed replies of `encrypt_type=aes`.
-//! - [`tables`]: the retry and replay tables; [`held`]: held pushes' deadlines.
+//! - [`body`]: reading a verified push's body: the plan, hold or stream, held
+//!   pushes' deadlines, the whole body checked.
+//! - [`safe_mode`]: `encrypt_type=aes`: `msg_signature`, decryption, sealed replies.
+//! - [`tables`]: the retry table (WeChat's retries) and the replay table (used
+//!   queries).
 //! - [`live_list`]: when and how the callback IP list is fetched; [`errcodes`]: what
 //!   WeChat's errcodes mean and ask of the operator (the filter's logs, doctor).
-//! - [`config`], [`query`], [`signature`], [`allowlist`], [`xml`], [`header_map`]:
-//!   the parsers and checks the others use.
+//! - [`config`], [`query`], [`signature`], [`allowlist`], [`message`], [`xml`],
+//!   [`header_map`], [`metrics`]: the parsers, checks and names the others use.
+//! - `testing` (the `testing` feature): the fake proxy the exchange is tested
+//!   against, by the unit tests and the fuzz target.
 
 // Nothing a request carries may make the filter panic: no unwrap, expect, panic or
 // unchecked indexing outside tests.

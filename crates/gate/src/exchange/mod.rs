@@ -21,6 +21,12 @@
 //!
 //! What it needs to know beyond the event it asks through [`Proxy`], only when it
 //! needs the answer: each question is a hostcall. Nothing here calls the host.
+//!
+//! This file: the headers judged, a handshake answered, refusals, the stream's end.
+//! push.rs: a push whose body is read, held or streamed ([`crate::body`] decides);
+//! release.rs: a push let go, at once or once its body passed; recorded.rs: what it
+//! records in the retry and replay tables; response.rs: the response side;
+//! effect.rs: what it hands back.
 
 mod effect;
 mod push;

@@ -6,7 +6,7 @@
 //!   ([`QueryVerified`]: by its `signature`, or by the body on WeCom).
 //! - [`verify`] (msg_signature.rs): the body's `Encrypt` checked against
 //!   `msg_signature`, before anything is decrypted.
-//! - [`open`] (open.rs): the `Encrypt` decrypted with any of the rotated keys, its
+//! - [`open()`] (open.rs): the `Encrypt` decrypted with any of the rotated keys, its
 //!   plaintext checked to be a push of the platform's for this account, and what the
 //!   backend gets.
 //! - [`seal_reply`] (reply.rs): the backend's reply to a decrypted push encrypted for
@@ -14,7 +14,7 @@
 //! - [`cipher`] (AES-256-CBC, WeChat's framing), [`envelope`] (XML and JSON).
 //!
 //! Nothing here forwards anything: the exchange keeps the body from the backend
-//! until [`verify`] and [`open`] have said yes.
+//! until [`verify`] and [`open()`] have said yes.
 
 pub mod cipher;
 pub mod envelope;
