@@ -1,11 +1,11 @@
-//! The retry and replay tables' shards (`gate::dedupe`) as shared data may hold them:
+//! The retry and replay tables' shards (`gate::tables`) as shared data may hold them:
 //! any stored bytes, any entry and clock. Nothing panics; a shard never grows past
 //! its capacity; what was just recorded is a duplicate until it expires, and gone
 //! once forgotten.
 #![no_main]
 
 use arbitrary::Arbitrary;
-use gate::dedupe::{check_and_record, forget, Entry, Lookup, Shape, MESSAGES, QUERIES};
+use gate::tables::{check_and_record, forget, replay, retry, Entry, Lookup, Shape};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -18,8 +18,8 @@ struct Input {
 
 fuzz_target!(|i: Input| {
     let shape = match i.shape % 3 {
-        0 => MESSAGES,
-        1 => QUERIES,
+        0 => retry::SHAPE,
+        1 => replay::SHAPE,
         n => Shape {
             shards: u64::from(n),
             capacity: usize::from(i.shape / 3 % 8),

@@ -1,6 +1,6 @@
 //! A request's whole life (`gate::exchange::Exchange`) fed with arbitrary event
-//! sequences through a fake proxy, one to four requests sharing the tables of used
-//! queries and forwarded messages. Besides never panicking, it asserts the gate's
+//! sequences through the fake proxy (`gate::testing::FakeProxy`, the unit tests'
+//! too), one to four requests sharing its retry and replay tables. Besides never panicking, it asserts the gate's
 //! promise, judged here independently of the gate's code from how the fuzzer built
 //! each request:
 //!
@@ -19,8 +19,7 @@
 
 use arbitrary::Arbitrary;
 use gate::config::{self, Config, Platform, SourceMode, WhenUnavailable};
-use gate::dedupe::{self, Entry, Lookup, Seen, Table};
-use gate::exchange::{BodyMode, ByteCount, Context, Effect, Exchange, Flow, Proxy, Step};
+use gate::exchange::{BodyMode, ByteCount, Circumstances, Effect, Exchange, Flow, Step};
 use gate::header_map::HeaderMap;
 use gate::message::Format;
 use gate::query::encode_query;
@@ -28,8 +27,9 @@ use gate::request::Sources;
 use gate::safe_mode::cipher::{encrypt, AesKey};
 use gate::safe_mode::envelope::push_body_in;
 use gate::signature::{as_str, sign};
+use gate::testing::FakeProxy;
 use libfuzzer_sys::fuzz_target;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
@@ -249,72 +249,6 @@ enum Event {
     StreamEnd,
 }
 
-/// What the proxy answers; the tables are the real ones on one in-memory shard each.
-struct Fake {
-    source: Option<Vec<u8>>,
-    sources: Rc<Sources>,
-    body: Vec<u8>,
-    trailers: Vec<Vec<u8>>,
-    status: u32,
-    details: Vec<u8>,
-    response: Vec<u8>,
-    random: Option<[u8; 16]>,
-    tables: HashMap<Table, Vec<u8>>,
-}
-
-impl Proxy for Fake {
-    fn source_address(&mut self) -> Option<Vec<u8>> {
-        self.source.clone()
-    }
-    fn sources(&mut self) -> Rc<Sources> {
-        self.sources.clone()
-    }
-    fn newer_sources(&mut self) -> Option<Rc<Sources>> {
-        None
-    }
-    fn request_trailer_names(&mut self) -> Vec<Vec<u8>> {
-        self.trailers.clone()
-    }
-    fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
-        self.body.get(..size).map(<[u8]>::to_vec)
-    }
-    fn response_status(&mut self) -> Option<u32> {
-        Some(self.status)
-    }
-    fn response_body(&mut self, size: usize) -> Option<Vec<u8>> {
-        Some(self.response.get(..size).unwrap_or(&self.response).to_vec())
-    }
-    fn random16(&mut self) -> Option<[u8; 16]> {
-        self.random
-    }
-    fn response_details(&mut self) -> Option<Vec<u8>> {
-        Some(self.details.clone())
-    }
-    /// Always: what was forwarded reached the backend (so nothing forwarded is ever
-    /// forgotten, and a delivered query stays used).
-    fn reached_upstream(&mut self) -> bool {
-        true
-    }
-    fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen {
-        let shard = self.tables.entry(table).or_default();
-        match dedupe::check_and_record(shard, entry, now, table.shape()) {
-            Lookup::Duplicate => Seen::Duplicate,
-            Lookup::TooOld => Seen::TooOld,
-            Lookup::New { value, evicted } => {
-                *shard = value;
-                Seen::New { evicted }
-            }
-        }
-    }
-    fn forget(&mut self, table: Table, identity: u64) {
-        if let Some(shard) = self.tables.get_mut(&table) {
-            if let Some(value) = dedupe::forget(shard, identity) {
-                *shard = value;
-            }
-        }
-    }
-}
-
 /// What the target knows about a query, kept for the requests that repeat it.
 #[derive(Clone)]
 struct QueryFacts {
@@ -364,15 +298,10 @@ fn signed(s: &Signed, setup: &Setup, parts: &[&str]) -> (Option<String>, Option<
     }
 }
 
-fn build(r: &Request, setup: &Setup, live_ready: bool, earlier: &[QueryFacts]) -> Built {
-    let config = &setup.config;
-    let wecom = config.platform == Platform::Wecom;
-    let (path, on_path) = PATHS[usize::from(r.path) % PATHS.len()];
-    let guarded = on_path || config.path.is_none();
-
-    // The body (none when the headers end the stream), its `Encrypt`, and whether
-    // that is the account's own sealed message.
-    let (body, encrypt, genuine) = match &r.body {
+/// The body (none when the headers end the stream), its `Encrypt`, and whether that
+/// is the account's own sealed message.
+fn body_of(r: &Request, setup: &Setup) -> (Vec<u8>, Option<String>, bool) {
+    match &r.body {
         _ if r.end_of_stream => (Vec::new(), None, false),
         Body::Plain(b) => (b.clone(), None, false),
         Body::Envelope {
@@ -401,7 +330,16 @@ fn build(r: &Request, setup: &Setup, live_ready: bool, earlier: &[QueryFacts]) -
             body.insert_str(if *json { 1 } else { 5 }, junk);
             (body.into_bytes(), Some(encrypt), genuine)
         }
-    };
+    }
+}
+
+fn build(r: &Request, setup: &Setup, live_ready: bool, earlier: &[QueryFacts]) -> Built {
+    let config = &setup.config;
+    let wecom = config.platform == Platform::Wecom;
+    let (path, on_path) = PATHS[usize::from(r.path) % PATHS.len()];
+    let guarded = on_path || config.path.is_none();
+
+    let (body, encrypt, genuine) = body_of(r, setup);
 
     // The query: a replay repeats an earlier one's exactly.
     let replayed = r
@@ -542,7 +480,7 @@ struct Fate {
 fn apply(step: &Step, b: &Built, fate: &mut Fate, body_whole: bool, what: &str) {
     for e in &step.effects {
         match e {
-            Effect::Reject(_) | Effect::Reply { .. } => fate.answered = true,
+            Effect::Reject(_) | Effect::LocalReply { .. } => fate.answered = true,
             Effect::ResumeRequest if !fate.answered => forward_headers(b, fate, what),
             _ => {}
         }
@@ -584,7 +522,7 @@ fn run(input: Input) {
     let setups = setups();
     let setup = &setups[usize::from(input.setup) % setups.len()];
     let config = &setup.config;
-    let ctx = Context {
+    let ctx = Circumstances {
         config,
         now: NOW,
         body_mode: match input.body_mode % 3 {
@@ -594,7 +532,7 @@ fn run(input: Input) {
         },
         streamed_unverified: usize::from(input.streamed % 20),
         waiting: if input.waiting_full {
-            gate::held::MAX_WAITING
+            gate::body::MAX_WAITING
         } else {
             0
         },
@@ -602,17 +540,10 @@ fn run(input: Input) {
     };
     let mut sources = Sources::fixed(config.source.allow.clone());
     sources.live_list_ready = input.live_ready || config.source.wechat_api.is_none();
-    let mut fake = Fake {
-        source: None,
-        sources: Rc::new(sources),
-        body: Vec::new(),
-        trailers: Vec::new(),
-        status: 200,
-        details: Vec::new(),
-        response: Vec::new(),
-        random: None,
-        tables: HashMap::new(),
-    };
+    // Whatever was forwarded reaches the backend (so nothing forwarded is ever
+    // forgotten, and a delivered query stays used).
+    let mut fake = FakeProxy::new(config);
+    fake.sources = Rc::new(sources);
     let mut earlier: Vec<QueryFacts> = Vec::new();
     let mut delivered: HashSet<String> = HashSet::new();
     for (n, r) in input.requests.iter().take(4).enumerate() {
@@ -621,14 +552,14 @@ fn run(input: Input) {
         fake.source = SOURCES[usize::from(r.source) % SOURCES.len()]
             .0
             .map(|s| s.as_bytes().to_vec());
-        fake.body = b.body.clone();
-        fake.status = u32::from(r.response_status % 600);
-        fake.details = match r.response_details % 3 {
+        fake.request_body = b.body.clone();
+        fake.status = Some(u32::from(r.response_status % 600));
+        fake.details = Some(match r.response_details % 3 {
             0 => b"via_upstream".to_vec(),
             1 => b"upstream_reset_before_response_started{remote_reset}".to_vec(),
             _ => b"response_timeout".to_vec(),
-        };
-        fake.response = r.response_body.clone();
+        });
+        fake.response_body = r.response_body.clone();
         fake.random = r.random;
         let fate = exchange(ctx, r, &b, &mut fake, &format!("request {n}"));
         if fate.body_released && config.timestamp_tolerance_seconds > 0 {
@@ -642,7 +573,13 @@ fn run(input: Input) {
 }
 
 /// One request's events, in an order Envoy could deliver them.
-fn exchange(ctx: Context<'_>, r: &Request, b: &Built, fake: &mut Fake, what: &str) -> Fate {
+fn exchange(
+    ctx: Circumstances<'_>,
+    r: &Request,
+    b: &Built,
+    fake: &mut FakeProxy,
+    what: &str,
+) -> Fate {
     let mut x = Exchange::new();
     let mut fate = Fate::default();
     let eos = r.end_of_stream;
@@ -706,7 +643,7 @@ fn exchange(ctx: Context<'_>, r: &Request, b: &Built, fake: &mut Fake, what: &st
                 x.on_response_headers(ctx, *end, fake)
             }
             Event::ResponseBody(more, end) if response_started && !response_over => {
-                response_size = (response_size + usize::from(*more)).min(fake.response.len());
+                response_size = (response_size + usize::from(*more)).min(fake.response_body.len());
                 response_over = *end;
                 x.on_response_body(ctx, response_size, *end, fake)
             }

@@ -1,6 +1,6 @@
 //! Safe mode's open path: base64 → AES → padding → length → appid
 //! (`safe_mode::cipher::decrypt`), each layer reached with the ones before it made
-//! valid; and whole pushes through `safe_mode::check`. A push whose `msg_signature`
+//! valid; and whole pushes through `body::check`. A push whose `msg_signature`
 //! the fuzzer did not compute with the token, or whose `Encrypt` was not sealed
 //! with the account's key for its appid, must be refused.
 #![no_main]
@@ -9,11 +9,11 @@ use aes::cipher::{BlockEncryptMut, KeyIvInit};
 use arbitrary::Arbitrary;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::{alphabet, Engine};
+use gate::body::{check, BodyPlan};
 use gate::config::{self, Config};
 use gate::message::Format;
-use gate::request::SafePush;
 use gate::safe_mode::cipher::{decrypt, encrypt, AesKey};
-use gate::safe_mode::{check, envelope, BodyPlan};
+use gate::safe_mode::{envelope, QueryVerified, SafeModeQuery};
 use gate::signature::{as_str, sign};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -147,11 +147,15 @@ fn push(p: Push) {
     let signed = as_str(&sign(&[TOKEN, TS, &p.nonce, &encrypt])).to_string();
     let msg_signature = p.msg_signature.unwrap_or_else(|| signed.clone());
     let wecom = index == 4;
-    let safe = SafePush {
+    let safe = SafeModeQuery {
         msg_signature: msg_signature.clone(),
         timestamp: TS.into(),
         nonce: p.nonce.clone(),
-        token: (!wecom).then_some(0),
+        verified: if wecom {
+            QueryVerified::ByBody
+        } else {
+            QueryVerified::BySignature { token: 0 }
+        },
     };
     let Some(plan) = BodyPlan::for_push(config, Some(safe)) else {
         panic!("a safe-mode push's body is always read");

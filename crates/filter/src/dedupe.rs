@@ -1,8 +1,8 @@
-//! The gate's tables ([`gate::dedupe`]) in shared data, so that a retry or a
+//! The gate's tables ([`gate::tables`]) in shared data, so that a retry or a
 //! replay landing on another worker is still recognised.
 
 use super::shared_data::{self, Change};
-use gate::dedupe::{self, Entry, Lookup, Seen, Table};
+use gate::tables::{self, replay, Entry, Lookup, Seen, Table};
 
 /// Tries before giving up on a contended shard.
 const ATTEMPTS: usize = 8;
@@ -10,8 +10,8 @@ const ATTEMPTS: usize = 8;
 /// Shard `n` of a table lives at `<prefix>.<n>`; the prefix names the layout's version.
 fn shard_key(table: Table, identity: u64) -> String {
     let prefix = match table {
-        Table::Messages => "wechat_gate.dedupe.v3",
-        Table::Queries => "wechat_gate.replay.v2",
+        Table::Retry => "wechat_gate.dedupe.v3",
+        Table::Replay => "wechat_gate.replay.v2",
     };
     format!("{prefix}.{}", table.shape().shard_of(identity))
 }
@@ -23,7 +23,7 @@ pub fn record(table: Table, entry: Entry, now: u64) -> Seen {
         &key,
         &[],
         ATTEMPTS,
-        |stored| match dedupe::check_and_record(stored, entry, now, table.shape()) {
+        |stored| match tables::check_and_record(stored, entry, now, table.shape()) {
             Lookup::Duplicate => Change::Keep(Seen::Duplicate),
             Lookup::TooOld => Change::Keep(Seen::TooOld),
             Lookup::New { value, evicted } => Change::Write(value, Seen::New { evicted }),
@@ -36,7 +36,7 @@ pub fn record(table: Table, entry: Entry, now: u64) -> Seen {
 pub fn forget(table: Table, identity: u64) {
     let key = shard_key(table, identity);
     let _ = shared_data::update(&key, &[], ATTEMPTS, |stored| {
-        match dedupe::forget(stored, identity) {
+        match tables::forget(stored, identity) {
             Some(value) => Change::Write(value, ()),
             None => Change::Keep(()),
         }
@@ -50,9 +50,9 @@ const LONGEST_TOLERANCE_KEY: &str = "wechat_gate.replay.v2.longest_tolerance";
 /// when it is not); the longest as it then stands, `None` if shared data failed.
 pub fn raise_longest_tolerance(tolerance: u64) -> Option<u64> {
     shared_data::update(LONGEST_TOLERANCE_KEY, &[], ATTEMPTS, |stored| {
-        match dedupe::raise_longest_tolerance(stored, tolerance) {
+        match replay::raise_longest_tolerance(stored, tolerance) {
             Some(value) => Change::Write(value, tolerance),
-            None => Change::Keep(dedupe::longest_tolerance(stored)),
+            None => Change::Keep(replay::longest_tolerance(stored)),
         }
     })
 }

@@ -4,9 +4,9 @@
 use super::dedupe;
 use super::proxy::{self, Body, Headers};
 use super::worker::{SharedExchange, Worker};
-use gate::dedupe::{Entry, Seen, Table};
-use gate::exchange::{self, ByteCount, Context as Now, Effect, Exchange, Flow, Level, Note, Step};
+use gate::exchange::{self, ByteCount, Circumstances, Effect, Exchange, Flow, Level, Note, Step};
 use gate::request::Sources;
+use gate::tables::{Entry, Seen, Table};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -33,7 +33,10 @@ impl GateHttp {
     }
 
     /// Runs one event (`None` when the filter has no configuration: it fails closed).
-    fn event(&self, event: impl FnOnce(&mut Exchange, Now<'_>, &mut Port<'_>) -> Step) -> Action {
+    fn event(
+        &self,
+        event: impl FnOnce(&mut Exchange, Circumstances<'_>, &mut Port<'_>) -> Step,
+    ) -> Action {
         let Some(config) = self.worker.config.as_deref() else {
             return carry_out(
                 exchange::unconfigured(),
@@ -86,7 +89,7 @@ fn apply(
 ) -> Result<(), &'static str> {
     let ok = |done: bool, what: &'static str| if done { Ok(()) } else { Err(what) };
     match effect {
-        Effect::Reply {
+        Effect::LocalReply {
             status,
             content_type,
             body,
@@ -150,7 +153,7 @@ fn apply(
                 .probes
                 .hold(context_id, (exchange.clone(), when_held), 0);
             // The root context ticks fast while a probe waits.
-            worker.tick_every(gate::held::tick_period(true, false));
+            worker.tick_every(gate::body::tick_period(true, false));
         }
         Effect::EndProbe => worker.state.probes.release(context_id),
         Effect::Streamed => {

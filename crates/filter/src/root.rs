@@ -9,9 +9,9 @@ use super::live_list::LiveList;
 use super::metrics::Metrics;
 use super::proxy;
 use super::worker::Worker;
+use gate::body::{self, ANSWERS_PER_TICK, PROBES_PER_TICK};
 use gate::config;
 use gate::exchange::{ByteCount, Effect};
-use gate::held::{self, ANSWERS_PER_TICK, PROBES_PER_TICK};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::ContextType;
 use std::rc::Rc;
@@ -33,13 +33,13 @@ impl GateRoot {
 
     /// Delivers the deadline to the held pushes whose body has not arrived in time,
     /// then looks at the probed pushes (their byte counts), acting on at most
-    /// `ANSWERS_PER_TICK` of them in all (see `gate::held`); true if more are due.
+    /// `ANSWERS_PER_TICK` of them in all (see `gate::body`); true if more are due.
     fn deliver_deadlines(&self) -> bool {
         let now_ms = proxy::now_unix_ms();
         let worker = &self.worker;
         let late = worker.state.held.expired(
             now_ms,
-            held::deadlines_per_tick(!worker.state.probes.is_empty()),
+            body::deadlines_per_tick(!worker.state.probes.is_empty()),
         );
         let mut acted = late.len();
         for (context_id, exchange) in late {
@@ -76,7 +76,7 @@ impl GateRoot {
                 if step
                     .effects
                     .iter()
-                    .any(|e| matches!(e, Effect::ResumeRequest | Effect::Reply { .. }))
+                    .any(|e| matches!(e, Effect::ResumeRequest | Effect::LocalReply { .. }))
                 {
                     acted += 1;
                 }
@@ -185,7 +185,7 @@ impl RootContext for GateRoot {
         self.follow_longest_tolerance();
         // Ticking even without a live list: held pushes are timed out from the tick.
         self.worker
-            .tick_every(held::tick_period(false, self.awaiting_live_list()));
+            .tick_every(body::tick_period(false, self.awaiting_live_list()));
         true
     }
 
@@ -205,7 +205,7 @@ impl RootContext for GateRoot {
         // tick period is never longer.
         self.worker.metrics.flush();
         let probing = !self.worker.state.probes.is_empty();
-        self.worker.tick_every(held::tick_period(
+        self.worker.tick_every(body::tick_period(
             backlog || probing,
             self.awaiting_live_list(),
         ));

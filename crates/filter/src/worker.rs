@@ -7,9 +7,9 @@
 use super::admission::AdmissionCell;
 use super::metrics::Metrics;
 use super::proxy;
+use gate::body::{BodyModeLearner, HeldRequests};
 use gate::config::Config;
-use gate::exchange::{BodyMode, Context as ExchangeContext, Exchange, Observation};
-use gate::held::{BodyModeLearner, HeldRequests};
+use gate::exchange::{BodyMode, Circumstances, Exchange, Observation};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -83,8 +83,8 @@ impl Worker {
     }
 
     /// What an exchange is judged against now.
-    pub fn context<'a>(&self, config: &'a Config) -> ExchangeContext<'a> {
-        ExchangeContext {
+    pub fn context<'a>(&self, config: &'a Config) -> Circumstances<'a> {
+        Circumstances {
             config,
             now: self.now(),
             body_mode: self.state.body_mode.get().mode(),

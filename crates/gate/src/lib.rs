@@ -5,13 +5,18 @@
 //! - [`request`]: a request's head judged (method, query, source, signature,
 //!   freshness) into a [`request::Verdict`]; [`rejection`] names every refusal.
 //! - [`exchange`]: a request's whole life as a state machine: events in, effects out.
-//! - [`safe_mode`]: the body checks and sealed replies of `encrypt_type=aes`.
-//! - [`dedupe`]: the tables of retries and replays; [`held`]: held pushes' deadlines.
+//! - [`body`]: reading a verified push's body: the plan, hold or stream, held
+//!   pushes' deadlines, the whole body checked.
+//! - [`safe_mode`]: `encrypt_type=aes`: `msg_signature`, decryption, sealed replies.
+//! - [`tables`]: the retry table (WeChat's retries) and the replay table (used
+//!   queries).
 //! - [`park`]: pushes answered `success` for want of a backend, kept and redelivered.
 //! - [`live_list`]: when and how the callback IP list is fetched; [`errcodes`]: what
 //!   WeChat's errcodes mean and ask of the operator (the filter's logs, doctor).
-//! - [`config`], [`query`], [`signature`], [`allowlist`], [`xml`], [`header_map`]:
-//!   the parsers and checks the others use.
+//! - [`config`], [`query`], [`signature`], [`allowlist`], [`message`], [`xml`],
+//!   [`header_map`], [`metrics`]: the parsers, checks and names the others use.
+//! - `testing` (the `testing` feature): the fake proxy the exchange is tested
+//!   against, by the unit tests and the fuzz target.
 
 // Nothing a request carries may make the filter panic: no unwrap, expect, panic or
 // unchecked indexing outside tests.
@@ -26,12 +31,11 @@
 )]
 
 pub mod allowlist;
+pub mod body;
 pub mod config;
-pub mod dedupe;
 pub mod errcodes;
 pub mod exchange;
 pub mod header_map;
-pub mod held;
 pub mod live_list;
 pub mod message;
 pub mod metrics;
@@ -41,4 +45,7 @@ pub mod rejection;
 pub mod request;
 pub mod safe_mode;
 pub mod signature;
+pub mod tables;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod xml;

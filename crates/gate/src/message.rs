@@ -30,6 +30,17 @@ impl Format {
             _ => Format::Xml,
         }
     }
+
+    /// How a body is written on `platform`: Official Accounts (and Open Platform and
+    /// WeCom) push XML only; a Mini Program's console picks XML or JSON, read from
+    /// the body.
+    pub fn on(platform: Platform, body: &[u8]) -> Format {
+        if platform.allows_json() {
+            Format::of(body)
+        } else {
+            Format::Xml
+        }
+    }
 }
 
 /// The root's fields in order: each name with its text, or `None` for one that holds

@@ -227,7 +227,7 @@ fn in_stream_mode_stalled_pushes_cannot_starve_the_backend_of_a_verified_push() 
         "every stalled push is answered 408"
     );
     assert!(
-        upstream <= gate::held::MAX_STREAMED_UNVERIFIED,
+        upstream <= gate::body::MAX_STREAMED_UNVERIFIED,
         "{upstream} stalled pushes went upstream"
     );
     assert_eq!(envoy.vm_failures(), Vec::<String>::new());

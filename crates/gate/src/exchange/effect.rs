@@ -1,7 +1,7 @@
 //! What an exchange hands back for the host to do: [`Effect`]s in order, then a
 //! [`Flow`]; and the log lines ([`Note`]) it asks for.
 
-use crate::held::BODY_DEADLINE_MS;
+use crate::body::BODY_DEADLINE_MS;
 use crate::metrics::Counter;
 use crate::rejection::Rejection;
 use std::fmt;
@@ -17,7 +17,7 @@ pub enum Flow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Answer with this (`content-type` given); the backend never sees the request.
-    Reply {
+    LocalReply {
         status: u32,
         content_type: &'static str,
         body: Vec<u8>,
@@ -46,13 +46,13 @@ pub enum Effect {
     /// Stop doing that.
     EndProbe,
     /// Its headers went upstream before its body passed (stream mode): it counts
-    /// against the worker's [`crate::held::MAX_STREAMED_UNVERIFIED`] until
+    /// against the worker's [`crate::body::MAX_STREAMED_UNVERIFIED`] until
     /// released.
     Streamed,
     /// Let the held headers go on (`proxy_continue_stream`).
     ResumeRequest,
     /// What the push showed about the host's body mode.
-    Observe(crate::held::Observation),
+    Observe(crate::body::Observation),
     Count(Counter),
     Note(Note),
 }
@@ -148,7 +148,7 @@ impl fmt::Display for Note {
                 f,
                 "the table of used queries is full ({} entries): the oldest make room, and a push \
                  whose timestamp is as old is refused (401 stale) instead of being checked for replay",
-                crate::dedupe::QUERIES.entries()
+                crate::tables::replay::SHAPE.entries()
             ),
             Note::ReplayUnrecorded => f.write_str(
                 "the table of used queries could not record a push's query (shared data \
@@ -195,7 +195,7 @@ impl Step {
 
     /// `200 success`: WeChat takes the push as handled and shows the user nothing.
     pub(super) fn success(mut self) -> Step {
-        self.push(Effect::Reply {
+        self.push(Effect::LocalReply {
             status: 200,
             content_type: "text/plain",
             body: b"success".to_vec(),
@@ -207,7 +207,7 @@ impl Step {
 
 /// The answer when the filter has no configuration (it fails closed).
 pub fn unconfigured() -> Step {
-    Step::new(Flow::Pause).with(Effect::Reply {
+    Step::new(Flow::Pause).with(Effect::LocalReply {
         status: 503,
         content_type: "text/plain",
         body: b"wechat-gate: not configured\n".to_vec(),

@@ -21,25 +21,34 @@
 //!
 //! What it needs to know beyond the event it asks through [`Proxy`], only when it
 //! needs the answer: each question is a hostcall. Nothing here calls the host.
+//!
+//! This file: the headers judged, a handshake answered, refusals, the stream's end.
+//! push.rs: a push whose body is read, held or streamed ([`crate::body`] decides);
+//! release.rs: a push let go, at once or once its body passed; recorded.rs: what it
+//! records in the retry and replay tables; response.rs: the response side;
+//! effect.rs: what it hands back.
 
 mod effect;
 mod push;
+mod recorded;
+mod release;
 mod response;
 #[cfg(test)]
 mod tests;
 
-pub use crate::held::{BodyMode, ByteCount, Observation};
+pub use crate::body::{BodyMode, ByteCount, Observation};
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 use push::{Reading, VerifiedPush};
+use recorded::Recorded;
 
 use crate::config::Config;
-use crate::dedupe::{Entry, Seen, Table};
 use crate::header_map::HeaderMap;
 use crate::metrics::Counter;
 use crate::rejection::{Reason, Rejection};
-use crate::request::{
-    self, is_gate_header, QueryUse, RequestHead, SafePush, SourceOutcome, Sources, Verdict,
-};
+use crate::request::{self, is_gate_header, Echostr, RequestHead, SourceOutcome, Sources, Verdict};
+use crate::safe_mode::SafeModeQuery;
+use crate::tables::replay::QueryUse;
+use crate::tables::{Entry, Seen, Table};
 use std::rc::Rc;
 
 /// What the exchange may ask of the proxy while it handles a request.
@@ -71,9 +80,10 @@ pub trait Proxy {
     fn forget(&mut self, table: Table, identity: u64);
 }
 
-/// What the exchange is judged against for one event.
+/// The circumstances an event is judged in: the configuration, the clock, and what
+/// the worker knows of its host and its own load.
 #[derive(Clone, Copy)]
-pub struct Context<'a> {
+pub struct Circumstances<'a> {
     pub config: &'a Config,
     /// Unix seconds.
     pub now: i64,
@@ -106,43 +116,11 @@ enum Stage {
 /// and the token that signed it, and the key that opened it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seal {
-    safe: SafePush,
+    query: SafeModeQuery,
     key: usize,
     /// The token that verified the push's `msg_signature`.
     token: usize,
     format: crate::message::Format,
-}
-
-/// The table entries a request made: its signed query (replays) and its message
-/// (WeChat's retries). Forgotten again unless the request reached the backend, so
-/// that WeChat's own second try does.
-#[derive(Default)]
-struct Recorded {
-    query: Option<u64>,
-    message: Option<u64>,
-}
-
-impl Recorded {
-    fn forget(&mut self, proxy: &mut impl Proxy) {
-        if let Some(identity) = self.query.take() {
-            proxy.forget(Table::Queries, identity);
-        }
-        if let Some(identity) = self.message.take() {
-            proxy.forget(Table::Messages, identity);
-        }
-    }
-
-    /// Forgets the message only: WeChat's retry (a new query) must be delivered.
-    fn forget_message(&mut self, proxy: &mut impl Proxy) {
-        if let Some(identity) = self.message.take() {
-            proxy.forget(Table::Messages, identity);
-        }
-    }
-
-    /// Keeps both for good: the message reached the backend.
-    fn keep(&mut self) {
-        *self = Recorded::default();
-    }
 }
 
 /// One request's exchange.
@@ -191,7 +169,7 @@ impl Exchange {
     /// The request's headers.
     pub fn on_request_headers(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         headers: &HeaderMap,
         end_of_stream: bool,
         proxy: &mut impl Proxy,
@@ -223,35 +201,7 @@ impl Exchange {
                 echostr,
                 source,
                 query,
-            } => {
-                // A handshake's query, which access logs keep, is used like a push's:
-                // used before (by a handshake or a push), it is a replay whatever its
-                // echostr, answered `success`, never echoed (text of the sender's
-                // choosing) nor decrypted (WeCom) again, and it can never carry a push.
-                let mut first = Vec::new();
-                if let Some(q) = query {
-                    match self.check_replay(ctx, q, proxy) {
-                        Ok(effects) => first = effects,
-                        Err(answered) => return answered,
-                    }
-                }
-                let answer = match echostr.open(ctx.config) {
-                    Ok(answer) => answer,
-                    Err(rejection) => return self.reject(rejection, proxy),
-                };
-                // Answered here and now: its query stays used whatever becomes of the
-                // stream.
-                self.recorded.keep();
-                let mut step = Step::new(Flow::Pause);
-                step.effects.extend(first);
-                count_source(&mut step, source);
-                step.push(Effect::Count(Counter::Handshake));
-                step.with(Effect::Reply {
-                    status: 200,
-                    content_type: "text/plain",
-                    body: answer.into_bytes(),
-                })
-            }
+            } => self.answer_handshake(ctx, echostr, source, query, proxy),
             Verdict::Forward {
                 openid,
                 source,
@@ -275,45 +225,41 @@ impl Exchange {
         }
     }
 
-    /// Records a verified request's signed query as used. `Err` answers the request: it
-    /// was used before (a replay, answered like a retry) or can no longer be checked.
-    /// `Ok` holds what goes with the request whatever becomes of it.
-    pub(super) fn check_replay(
+    /// A verified handshake. Its query, which access logs keep, is used like a
+    /// push's: used before (by a handshake or a push), it is a replay whatever its
+    /// echostr, answered `success`, never echoed (text of the sender's choosing) nor
+    /// decrypted (WeCom) again, and it can never carry a push.
+    fn answer_handshake(
         &mut self,
-        ctx: Context<'_>,
-        query: QueryUse,
+        ctx: Circumstances<'_>,
+        echostr: Echostr,
+        source: SourceOutcome,
+        query: Option<QueryUse>,
         proxy: &mut impl Proxy,
-    ) -> Result<Vec<Effect>, Step> {
-        let entry = query.entry(ctx.longest_tolerance);
-        match proxy.record(Table::Queries, entry, now_u64(ctx)) {
-            Seen::New { evicted } => {
-                self.recorded.query = Some(query.identity);
-                Ok(if evicted {
-                    vec![
-                        Effect::Count(Counter::ReplayEvicted),
-                        Effect::Note(Note::ReplayTableFull),
-                    ]
-                } else {
-                    Vec::new()
-                })
+    ) -> Step {
+        let mut first = Vec::new();
+        if let Some(q) = query {
+            match self.check_replay(ctx, q, proxy) {
+                Ok(effects) => first = effects,
+                Err(answered) => return answered,
             }
-            Seen::Duplicate => Err(Step::new(Flow::Pause)
-                .with(Effect::Count(Counter::Replayed))
-                .with(Effect::Note(Note::Replayed))
-                .success()),
-            Seen::TooOld => Err(self.reject(
-                Rejection::new(
-                    Reason::Stale,
-                    "the timestamp is older than the table of used queries reaches back: it \
-                     cannot be checked for replay",
-                ),
-                proxy,
-            )),
-            Seen::Unrecorded => Ok(vec![
-                Effect::Count(Counter::ReplayUnrecorded),
-                Effect::Note(Note::ReplayUnrecorded),
-            ]),
         }
+        let answer = match echostr.open(ctx.config) {
+            Ok(answer) => answer,
+            Err(rejection) => return self.reject(rejection, proxy),
+        };
+        // Answered here and now: its query stays used whatever becomes of the
+        // stream.
+        self.recorded.keep();
+        let mut step = Step::new(Flow::Pause);
+        step.effects.extend(first);
+        count_source(&mut step, source);
+        step.push(Effect::Count(Counter::Handshake));
+        step.with(Effect::LocalReply {
+            status: 200,
+            content_type: "text/plain",
+            body: answer.into_bytes(),
+        })
     }
 
     /// The host could not carry out an effect on the request (a header or the body
@@ -337,7 +283,7 @@ impl Exchange {
     }
 }
 
-fn now_u64(ctx: Context<'_>) -> u64 {
+fn now_u64(ctx: Circumstances<'_>) -> u64 {
     u64::try_from(ctx.now).unwrap_or(0)
 }
 

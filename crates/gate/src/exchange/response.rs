@@ -3,16 +3,16 @@
 //! sealed for WeChat.
 
 use super::Seal;
-use super::{Context, Effect, Exchange, Flow, Note, Proxy, Stage, Step};
+use super::{Circumstances, Effect, Exchange, Flow, Note, Proxy, Stage, Step};
 use crate::config::{Config, UpstreamFailure};
 use crate::metrics::Counter;
-use crate::safe_mode::{self, Reply, ReplySeal};
+use crate::safe_mode::{self, ReplyBody, ReplySeal};
 
 impl Exchange {
     /// The response's headers.
     pub fn on_response_headers(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         end_of_stream: bool,
         proxy: &mut impl Proxy,
     ) -> Step {
@@ -75,7 +75,7 @@ impl Exchange {
     /// A part of the response body: `size` bytes so far.
     pub fn on_response_body(
         &mut self,
-        ctx: Context<'_>,
+        ctx: Circumstances<'_>,
         size: usize,
         end_of_stream: bool,
         proxy: &mut impl Proxy,
@@ -101,7 +101,7 @@ impl Exchange {
 
     /// Response trailers end the body: whatever was buffered is sealed now, never let
     /// go as it is.
-    pub fn on_response_trailers(&mut self, ctx: Context<'_>, proxy: &mut impl Proxy) -> Step {
+    pub fn on_response_trailers(&mut self, ctx: Circumstances<'_>, proxy: &mut impl Proxy) -> Step {
         match self.stage {
             Stage::SealingReply { .. } => self.finish_reply(ctx.config, proxy),
             Stage::AnsweringSuccess => {
@@ -123,8 +123,8 @@ impl Exchange {
             return Step::new(Flow::Continue);
         };
         match seal(config, &sealing, size, proxy) {
-            Some(Reply::AsIs) => Step::new(Flow::Continue),
-            Some(Reply::Encrypted(envelope)) => Step::new(Flow::Continue)
+            Some(ReplyBody::AsIs) => Step::new(Flow::Continue),
+            Some(ReplyBody::Encrypted(envelope)) => Step::new(Flow::Continue)
                 .with(Effect::ReplaceResponseBody(envelope.into_bytes()))
                 .with(Effect::Count(Counter::ReplyEncrypted)),
             None => Step::new(Flow::Continue)
@@ -174,8 +174,8 @@ impl Origin {
 }
 
 /// The sealed form of the backend's buffered reply; `None` if it cannot be sealed.
-fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) -> Option<Reply> {
-    let safe = &sealing.safe;
+fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) -> Option<ReplyBody> {
+    let query = &sealing.query;
     let (Some(safe_mode), Some(appid)) = (&config.safe_mode, &config.appid) else {
         return None;
     };
@@ -187,8 +187,8 @@ fn seal(config: &Config, sealing: &Seal, size: usize, proxy: &mut impl Proxy) ->
         token: config.token.get(sealing.token)?.expose(),
         key: safe_mode.keys.get(sealing.key)?,
         appid,
-        timestamp: &safe.timestamp,
-        nonce: &safe.nonce,
+        timestamp: &query.timestamp,
+        nonce: &query.nonce,
     };
     Some(safe_mode::seal_reply(&body, &seal, &random))
 }

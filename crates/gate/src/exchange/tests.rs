@@ -1,21 +1,19 @@
-//! The exchange's rules, one test each, against a fake proxy that answers what the
-//! test says and records what it was asked. The tables are the real ones
-//! (`gate::dedupe`) on one in-memory shard each.
+//! The exchange's rules, one test each, against the fake proxy
+//! ([`crate::testing::FakeProxy`]) that answers what the test says and records what
+//! it was asked. The tables are the real ones on one in-memory shard each.
 
 use super::*;
+use crate::body::{BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING};
 use crate::config;
-use crate::dedupe::{self, Lookup};
-use crate::held::{BODY_DEADLINE_MS, MAX_STREAMED_UNVERIFIED, MAX_WAITING};
 use crate::query::encode_query;
 use crate::safe_mode::{cipher, envelope};
 use crate::signature::{as_str, request_signature, sign};
-use std::collections::HashMap;
+use crate::testing::FakeProxy;
 
 const TOKEN: &str = "tok";
 const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
 const APPID: &str = "wx1234";
 const NOW: i64 = 1_800_000_000;
-const LISTED: &[u8] = b"127.0.0.2:4000";
 
 fn cfg(extra: &str) -> Config {
     cfg_with_source(r#"{"allow": ["127.0.0.2"]}"#, extra)
@@ -54,100 +52,8 @@ fn message(msg_id: u64) -> String {
     )
 }
 
-/// The proxy, as a test sets it up.
-struct Fake {
-    source: Option<Vec<u8>>,
-    sources: Rc<Sources>,
-    newer: Option<Rc<Sources>>,
-    request_body: Vec<u8>,
-    trailers: Vec<Vec<u8>>,
-    status: Option<u32>,
-    details: Option<Vec<u8>>,
-    response_body: Vec<u8>,
-    random: Option<[u8; 16]>,
-    reached: bool,
-    tables: HashMap<Table, Vec<u8>>,
-    /// What the exchange asked, in order.
-    asked: Vec<&'static str>,
-}
-
-impl Fake {
-    fn new(config: &Config) -> Fake {
-        Fake {
-            source: Some(LISTED.to_vec()),
-            sources: Rc::new(Sources::fixed(config.source.allow.clone())),
-            newer: None,
-            request_body: Vec::new(),
-            trailers: Vec::new(),
-            status: Some(200),
-            details: Some(b"via_upstream".to_vec()),
-            response_body: Vec::new(),
-            random: Some([7; 16]),
-            reached: true,
-            tables: HashMap::new(),
-            asked: Vec::new(),
-        }
-    }
-}
-
-impl Proxy for Fake {
-    fn source_address(&mut self) -> Option<Vec<u8>> {
-        self.asked.push("source");
-        self.source.clone()
-    }
-    fn sources(&mut self) -> Rc<Sources> {
-        self.sources.clone()
-    }
-    fn newer_sources(&mut self) -> Option<Rc<Sources>> {
-        self.asked.push("newer_sources");
-        self.newer.clone()
-    }
-    fn request_trailer_names(&mut self) -> Vec<Vec<u8>> {
-        self.trailers.clone()
-    }
-    fn request_body(&mut self, _size: usize) -> Option<Vec<u8>> {
-        self.asked.push("request_body");
-        Some(self.request_body.clone())
-    }
-    fn response_status(&mut self) -> Option<u32> {
-        self.asked.push("status");
-        self.status
-    }
-    fn response_body(&mut self, _size: usize) -> Option<Vec<u8>> {
-        Some(self.response_body.clone())
-    }
-    fn random16(&mut self) -> Option<[u8; 16]> {
-        self.random
-    }
-    fn response_details(&mut self) -> Option<Vec<u8>> {
-        self.asked.push("details");
-        self.details.clone()
-    }
-    fn reached_upstream(&mut self) -> bool {
-        self.reached
-    }
-    fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen {
-        let shard = self.tables.entry(table).or_default();
-        match dedupe::check_and_record(shard, entry, now, table.shape()) {
-            Lookup::Duplicate => Seen::Duplicate,
-            Lookup::TooOld => Seen::TooOld,
-            Lookup::New { value, evicted } => {
-                *shard = value;
-                Seen::New { evicted }
-            }
-        }
-    }
-    fn forget(&mut self, table: Table, identity: u64) {
-        if let Some(shard) = self.tables.get_mut(&table) {
-            if let Some(value) = dedupe::forget(shard, identity) {
-                *shard = value;
-            }
-        }
-    }
-}
-
-fn ctx(config: &Config) -> Context<'_> {
-    Context {
+fn ctx(config: &Config) -> Circumstances<'_> {
+    Circumstances {
         config,
         now: NOW,
         body_mode: BodyMode::Hold,
@@ -157,8 +63,8 @@ fn ctx(config: &Config) -> Context<'_> {
     }
 }
 
-fn streaming(config: &Config) -> Context<'_> {
-    Context {
+fn streaming(config: &Config) -> Circumstances<'_> {
+    Circumstances {
         body_mode: BodyMode::Stream,
         ..ctx(config)
     }
@@ -172,12 +78,18 @@ fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> HeaderMap {
 }
 
 /// A POST of `body` to `/wechat?query`, its headers with the body's length.
-fn post(x: &mut Exchange, c: &Config, p: &mut Fake, query: &str, body: &str) -> Step {
+fn post(x: &mut Exchange, c: &Config, p: &mut FakeProxy, query: &str, body: &str) -> Step {
     post_in(x, ctx(c), p, query, body)
 }
 
 /// [`post`], judged in `ctx`.
-fn post_in(x: &mut Exchange, ctx: Context<'_>, p: &mut Fake, query: &str, body: &str) -> Step {
+fn post_in(
+    x: &mut Exchange,
+    ctx: Circumstances<'_>,
+    p: &mut FakeProxy,
+    query: &str,
+    body: &str,
+) -> Step {
     let len = body.len().to_string();
     let h = headers(
         "POST",
@@ -208,7 +120,7 @@ fn rejected(step: &Step) -> Option<Reason> {
 
 fn replied(step: &Step) -> Option<(u32, Vec<u8>)> {
     step.effects.iter().find_map(|e| match e {
-        Effect::Reply { status, body, .. } => Some((*status, body.clone())),
+        Effect::LocalReply { status, body, .. } => Some((*status, body.clone())),
         _ => None,
     })
 }
@@ -224,7 +136,7 @@ fn success() -> Option<(u32, Vec<u8>)> {
 #[test]
 fn a_request_on_another_path_passes_and_nothing_is_asked() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let step = Exchange::new().on_request_headers(
         ctx(&c),
         &headers("POST", "/other?x", &[]),
@@ -239,7 +151,7 @@ fn a_request_on_another_path_passes_and_nothing_is_asked() {
 #[test]
 fn a_verified_handshake_is_echoed_and_its_query_can_never_carry_a_push() {
     let c = cfg(r#", "dedupe_seconds": 0"#);
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let q = query("1", &[("echostr", "hello")]);
     let step = Exchange::new().on_request_headers(
         ctx(&c),
@@ -257,7 +169,7 @@ fn a_verified_handshake_is_echoed_and_its_query_can_never_carry_a_push() {
 #[test]
 fn a_push_without_a_body_to_read_is_forwarded_at_once_with_the_gates_headers() {
     let c = cfg(r#", "dedupe_seconds": 0"#);
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let q = query("1", &[("openid", "o_query")]);
     let h = headers(
         "POST",
@@ -296,7 +208,7 @@ fn a_push_without_a_body_to_read_is_forwarded_at_once_with_the_gates_headers() {
 #[test]
 fn a_used_query_is_a_replay_whatever_its_body() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let q = query("1", &[]);
     assert!(forwarded(&post(
         &mut Exchange::new(),
@@ -322,8 +234,8 @@ fn a_used_query_is_remembered_as_long_as_any_gate_of_the_proxy_accepts_it() {
     let long = cfg("");
     let q = query("1", &[]);
     for (longest, replayed) in [(300, true), (0, false)] {
-        let mut p = Fake::new(&long);
-        let at = |c, now| Context {
+        let mut p = FakeProxy::new(&long);
+        let at = |c, now| Circumstances {
             now,
             longest_tolerance: longest,
             ..ctx(c)
@@ -356,7 +268,7 @@ fn a_used_query_is_remembered_as_long_as_any_gate_of_the_proxy_accepts_it() {
 
 /// A GET to `target` through a fresh exchange, to the end of its stream (the host
 /// ends every stream, a handshake's too, after its answer).
-fn get(c: &Config, p: &mut Fake, target: &str) -> Step {
+fn get(c: &Config, p: &mut FakeProxy, target: &str) -> Step {
     let mut x = Exchange::new();
     let step = x.on_request_headers(ctx(c), &headers("GET", target, &[]), true, p);
     x.on_stream_end(p);
@@ -366,7 +278,7 @@ fn get(c: &Config, p: &mut Fake, target: &str) -> Step {
 #[test]
 fn a_used_query_is_a_replay_whatever_its_method() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     // A push's query, as a GET with an echostr of the sender's choosing.
     let mut x = Exchange::new();
     assert!(forwarded(&post(
@@ -414,7 +326,7 @@ fn a_used_query_is_a_replay_whatever_its_method() {
 #[test]
 fn a_push_whose_body_must_be_read_is_held_then_released_and_forwarded() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let h = headers(
         "POST",
@@ -439,7 +351,7 @@ fn a_push_whose_body_must_be_read_is_held_then_released_and_forwarded() {
 #[test]
 fn a_held_push_whose_body_never_comes_is_408_and_its_query_is_free_again() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let q = query("1", &[]);
     let h = headers("POST", &format!("/wechat?{q}"), &[("content-length", "9")]);
@@ -461,7 +373,7 @@ fn a_held_push_records_its_query_only_as_it_goes_upstream() {
     // The first use stalls, held: a second use with its whole body is not answered
     // `success` for it, but forwarded; the first then finds its query used.
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let q = query("1", &[]);
     let mut stalled = Exchange::new();
     let h = headers("POST", &format!("/wechat?{q}"), &[("content-length", "9")]);
@@ -503,7 +415,7 @@ fn a_held_push_records_its_query_only_as_it_goes_upstream() {
 #[test]
 fn a_streamed_push_records_its_query_with_its_headers_and_a_probed_one_as_they_go() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let q = query("1", &[]);
     // Streamed: its headers go upstream now, so its query is used now.
     head_of(&mut Exchange::new(), streaming(&c), &mut p, &q, &message(1));
@@ -526,7 +438,7 @@ fn a_streamed_push_records_its_query_with_its_headers_and_a_probed_one_as_they_g
 #[test]
 fn a_body_over_the_limit_is_413_and_its_query_is_free_again() {
     let c = cfg(r#", "max_body_bytes": 10"#);
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let q = query("1", &[]);
     let h = headers("POST", &format!("/wechat?{q}"), &[("content-length", "8")]);
@@ -542,7 +454,7 @@ fn a_body_over_the_limit_is_413_and_its_query_is_free_again() {
 #[test]
 fn a_retry_of_a_forwarded_message_is_answered_success_and_its_query_stays_used() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     assert!(forwarded(&post(
         &mut Exchange::new(),
         &c,
@@ -581,7 +493,7 @@ fn safe_push(nonce: &str, message: &str) -> (String, String) {
 #[test]
 fn a_decrypted_push_reaches_the_backend_as_plaintext_from_its_verified_sender() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let (q, body) = safe_push("1", &message(3));
     let step = post(&mut Exchange::new(), &c, &mut p, &q, &body);
     assert!(forwarded(&step));
@@ -611,7 +523,7 @@ fn a_decrypted_push_reaches_the_backend_as_plaintext_from_its_verified_sender() 
 #[test]
 fn a_forged_msg_signature_is_401_and_nothing_is_forwarded() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let (q, body) = safe_push("1", &message(3));
     let tampered = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
     let step = post(&mut Exchange::new(), &c, &mut p, &q, &tampered);
@@ -625,7 +537,7 @@ fn a_forged_msg_signature_is_401_and_nothing_is_forwarded() {
 #[test]
 fn a_used_query_under_another_sealed_body_is_a_replay_not_a_msg_signature_refusal() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let (q, body) = safe_push("1", &message(3));
     assert!(forwarded(&post(
         &mut Exchange::new(),
@@ -641,7 +553,7 @@ fn a_used_query_under_another_sealed_body_is_a_replay_not_a_msg_signature_refusa
 }
 
 /// A push forwarded by `x`, ready for its response.
-fn forwarded_push(c: &Config, p: &mut Fake, nonce: &str) -> Exchange {
+fn forwarded_push(c: &Config, p: &mut FakeProxy, nonce: &str) -> Exchange {
     let mut x = Exchange::new();
     // Each push its own message: nonce "n" carries MsgId 400 + n.
     let msg = message(400 + nonce.parse::<u64>().unwrap_or(0));
@@ -657,7 +569,7 @@ fn forwarded_push(c: &Config, p: &mut Fake, nonce: &str) -> Exchange {
 #[test]
 fn envoys_own_failure_becomes_200_success() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     p.status = Some(504);
     p.details = Some(b"upstream_response_timeout".to_vec());
@@ -676,7 +588,7 @@ fn envoys_own_failure_becomes_200_success() {
 #[test]
 fn the_backends_own_5xx_is_passed_on_and_its_message_retried_but_not_its_query() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     p.status = Some(500);
     let step = x.on_response_headers(ctx(&c), true, &mut p);
@@ -703,7 +615,7 @@ fn the_backends_own_5xx_is_passed_on_and_its_message_retried_but_not_its_query()
 #[test]
 fn a_request_envoy_never_sent_leaves_its_query_free_under_pass() {
     let c = cfg(r#", "on_upstream_failure": "pass""#);
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     p.status = Some(503);
     p.details = Some(b"upstream_reset_before_response_started{connection_failure}".to_vec());
@@ -737,7 +649,7 @@ fn under_success_a_push_envoy_never_sent_stays_recorded_as_handled() {
     // stay recorded: a try within dedupe_seconds is answered `success` too (make soak
     // sees such a push delivered by a try after that).
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     p.status = Some(503);
     p.details = Some(b"upstream_reset_before_response_started{connection_failure}".to_vec());
@@ -765,7 +677,7 @@ fn under_success_a_push_envoy_never_sent_stays_recorded_as_handled() {
 #[test]
 fn the_reply_to_a_decrypted_push_is_sealed_and_opens_again() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     let step = x.on_response_headers(ctx(&c), false, &mut p);
     assert_eq!(
@@ -789,7 +701,7 @@ fn the_reply_to_a_decrypted_push_is_sealed_and_opens_again() {
 #[test]
 fn a_reply_that_cannot_be_sealed_goes_out_as_success_never_in_plaintext() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     x.on_response_headers(ctx(&c), false, &mut p);
     p.response_body = b"<xml>secret</xml>".to_vec();
@@ -804,7 +716,7 @@ fn a_reply_that_cannot_be_sealed_goes_out_as_success_never_in_plaintext() {
 #[test]
 fn a_reply_followed_by_trailers_is_sealed_at_the_trailers() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     x.on_response_headers(ctx(&c), false, &mut p);
     p.response_body = b"<xml>r</xml>".to_vec();
@@ -819,7 +731,7 @@ fn a_reply_followed_by_trailers_is_sealed_at_the_trailers() {
 #[test]
 fn a_stream_that_ends_before_reaching_upstream_forgets_what_it_recorded() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     p.reached = false;
     x.on_stream_end(&mut p);
@@ -852,7 +764,7 @@ fn before_refusing_503_the_exchange_asks_for_a_newer_list() {
         r#"{"wechat_api": {"secret": "s", "upstreams": [{"cluster": "a", "authority": "b"}]}}"#,
         "",
     );
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     p.sources = Rc::new(Sources::default());
     let step = post(&mut Exchange::new(), &c, &mut p, &query("1", &[]), "<xml/>");
     assert_eq!(rejected(&step), Some(Reason::Unavailable));
@@ -874,7 +786,7 @@ fn before_refusing_503_the_exchange_asks_for_a_newer_list() {
 #[test]
 fn trailers_refuse_a_held_push_and_lose_gate_names_on_a_forwarded_one() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let h = headers(
         "POST",
@@ -900,7 +812,7 @@ fn trailers_refuse_a_held_push_and_lose_gate_names_on_a_forwarded_one() {
 #[test]
 fn a_change_the_host_refused_refuses_the_push_and_frees_its_query() {
     let c = cfg(r#", "dedupe_seconds": 0"#);
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = forwarded_push(&c, &mut p, "1");
     let step = x.on_effect_refused("the gate's headers could not be set", &mut p);
     assert_eq!(rejected(&step), Some(Reason::Malformed));
@@ -921,7 +833,13 @@ fn without_configuration_the_filter_fails_closed() {
 }
 
 /// The headers of a push of `body` (its length declared), in `c`'s body mode.
-fn head_of(x: &mut Exchange, c: Context<'_>, p: &mut Fake, query: &str, body: &str) -> Step {
+fn head_of(
+    x: &mut Exchange,
+    c: Circumstances<'_>,
+    p: &mut FakeProxy,
+    query: &str,
+    body: &str,
+) -> Step {
     let len = body.len().to_string();
     let h = headers(
         "POST",
@@ -944,7 +862,7 @@ fn sets_a_header(step: &Step) -> bool {
 #[test]
 fn streamed_the_checked_headers_go_on_at_once_and_the_body_waits_for_its_checks() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let step = head_of(
         &mut x,
@@ -989,7 +907,7 @@ fn streamed_the_checked_headers_go_on_at_once_and_the_body_waits_for_its_checks(
 #[test]
 fn a_streamed_safe_mode_push_goes_on_chunked_decrypted_and_without_the_unsigned_openid() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let (q, body) = safe_push("1", &message(3));
     let step = head_of(&mut x, streaming(&c), &mut p, &q, &body);
@@ -1015,7 +933,7 @@ fn a_streamed_safe_mode_push_goes_on_chunked_decrypted_and_without_the_unsigned_
 #[test]
 fn a_streamed_push_refused_or_repeated_by_its_body_is_answered_here() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let (q, body) = safe_push("1", &message(3));
     let forged = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
     let mut x = Exchange::new();
@@ -1048,7 +966,7 @@ fn a_streamed_push_refused_or_repeated_by_its_body_is_answered_here() {
 #[test]
 fn streamed_a_response_before_the_body_is_whole_never_releases_it_unchecked() {
     let c = safe_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let (q, body) = safe_push("1", &message(3));
     let forged = body.replacen("<Encrypt><![CDATA[", "<Encrypt><![CDATA[A", 1);
     let mut x = Exchange::new();
@@ -1076,8 +994,8 @@ fn streamed_a_response_before_the_body_is_whole_never_releases_it_unchecked() {
         .contains(&Effect::ReplaceRequestBody(message(4).into_bytes())));
 }
 
-fn unknown(config: &Config) -> Context<'_> {
-    Context {
+fn unknown(config: &Config) -> Circumstances<'_> {
+    Circumstances {
         body_mode: BodyMode::Unknown,
         ..ctx(config)
     }
@@ -1094,7 +1012,7 @@ fn count(arrived: u64) -> ByteCount {
 #[test]
 fn not_knowing_the_host_a_push_is_held_and_probed() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let step = head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
     assert_eq!(step.flow, Flow::Pause);
@@ -1123,7 +1041,7 @@ fn not_knowing_the_host_a_push_is_held_and_probed() {
 #[test]
 fn a_slow_or_stalled_client_shows_nothing_and_is_waited_for() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
     for _ in 0..300 {
@@ -1151,7 +1069,7 @@ fn a_slow_or_stalled_client_shows_nothing_and_is_waited_for() {
 #[test]
 fn body_bytes_the_host_kept_back_settle_stream_and_let_the_checked_headers_go() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     head_of(&mut x, unknown(&c), &mut p, &query("1", &[]), &message(7));
     let step = x.on_probe(unknown(&c), count(3), &mut p);
@@ -1172,8 +1090,8 @@ fn body_bytes_the_host_kept_back_settle_stream_and_let_the_checked_headers_go() 
     assert!(!step.effects.iter().any(|e| matches!(e, Effect::Observe(_))));
 }
 
-fn streaming_full(config: &Config, waiting: usize) -> Context<'_> {
-    Context {
+fn streaming_full(config: &Config, waiting: usize) -> Circumstances<'_> {
+    Circumstances {
         streamed_unverified: MAX_STREAMED_UNVERIFIED,
         waiting,
         ..streaming(config)
@@ -1183,7 +1101,7 @@ fn streaming_full(config: &Config, waiting: usize) -> Context<'_> {
 #[test]
 fn beyond_the_streamed_cap_a_push_waits_off_the_backend_until_envoy_has_its_body() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let body = message(7);
     let step = head_of(
@@ -1230,10 +1148,10 @@ fn beyond_the_streamed_cap_a_push_waits_off_the_backend_until_envoy_has_its_body
 #[test]
 fn beyond_the_waiting_cap_a_push_is_refused_503_with_retry_after() {
     let c = cfg("");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     for ctx in [
         streaming_full(&c, MAX_WAITING),
-        Context {
+        Circumstances {
             waiting: MAX_WAITING,
             ..unknown(&c)
         },
@@ -1304,7 +1222,7 @@ fn while_rotating_a_push_under_either_token_and_key_passes_and_its_reply_uses_th
         (TOKEN, OLD_KEY, "3"),
         (OLD_TOKEN, OLD_KEY, "4"),
     ] {
-        let mut p = Fake::new(&c);
+        let mut p = FakeProxy::new(&c);
         let mut x = Exchange::new();
         let (q, body) = push_with(
             token,
@@ -1331,7 +1249,7 @@ fn while_rotating_a_push_under_either_token_and_key_passes_and_its_reply_uses_th
 #[test]
 fn a_token_or_key_outside_the_rotation_is_refused() {
     let c = rotating_cfg();
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let (q, body) = push_with("stranger", KEY, "1", &message(1));
     assert_eq!(
         rejected(&post(&mut Exchange::new(), &c, &mut p, &q, &body)),
@@ -1374,9 +1292,9 @@ fn wecom_query(nonce: &str, signed: &str, extra: &[(&str, &str)]) -> String {
 #[test]
 fn wecoms_handshake_answers_the_decrypted_echostr() {
     let c = platform_cfg("wecom", "/wecom", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let echostr = cipher::encrypt(&aes(), APPID, b"4872341879287", &[1; 16]);
-    let get = |q: &str, p: &mut Fake| {
+    let get = |q: &str, p: &mut FakeProxy| {
         Exchange::new().on_request_headers(
             ctx(&c),
             &headers("GET", &format!("/wecom?{q}"), &[]),
@@ -1408,7 +1326,7 @@ fn wecoms_handshake_answers_the_decrypted_echostr() {
 #[test]
 fn a_wecom_handshake_query_stays_used_once_its_stream_has_ended() {
     let c = platform_cfg("wecom", "/wecom", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let echostr = cipher::encrypt(&aes(), APPID, b"4872341879287", &[1; 16]);
     let target = format!(
         "/wecom?{}",
@@ -1438,7 +1356,7 @@ fn a_wecom_handshake_query_stays_used_once_its_stream_has_ended() {
 #[test]
 fn a_wecom_handshake_refused_at_its_echostr_leaves_its_query_free() {
     let c = platform_cfg("wecom", "/wecom", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let (q, body, encrypt) = wecom_push_for(APPID, "1", &message(81));
     let step = get(
         &c,
@@ -1452,7 +1370,7 @@ fn a_wecom_handshake_refused_at_its_echostr_leaves_its_query_free() {
 #[test]
 fn a_wecom_push_is_verified_by_its_body_decrypted_and_its_query_then_used_up() {
     let c = platform_cfg("wecom", "/wecom", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let encrypt = cipher::encrypt(&aes(), APPID, message(31).as_bytes(), &[2; 16]);
     let body = envelope::push_body(Some(APPID), &encrypt);
     let q = wecom_query("5", &encrypt, &[]);
@@ -1505,7 +1423,7 @@ fn open_push(nonce: &str, message: &str) -> (String, String) {
     )
 }
 
-fn open_post(c: &Config, p: &mut Fake, path: &str, q: &str, body: &str) -> Step {
+fn open_post(c: &Config, p: &mut FakeProxy, path: &str, q: &str, body: &str) -> Step {
     let len = body.len().to_string();
     let h = headers("POST", &format!("{path}?{q}"), &[("content-length", &len)]);
     p.request_body = body.as_bytes().to_vec();
@@ -1523,7 +1441,7 @@ fn open_post(c: &Config, p: &mut Fake, path: &str, q: &str, body: &str) -> Step 
 fn one_open_platform_route_serves_every_authorizer_named_in_its_path() {
     const AUTHORIZER: &str = "wx570bc396a51b8ff8";
     let c = platform_cfg("open_platform", "/open/$APPID$/callback", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let path = format!("/open/{AUTHORIZER}/callback");
     let (q, body) = open_push("1", &message(50));
     let step = open_post(&c, &mut p, &path, &q, &body);
@@ -1559,7 +1477,7 @@ fn one_open_platform_route_serves_every_authorizer_named_in_its_path() {
 #[test]
 fn an_authorization_event_for_another_component_is_refused() {
     let c = platform_cfg("open_platform", "/open/auth", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let event = |appid: &str| {
         format!("<xml><AppId><![CDATA[{appid}]]></AppId><CreateTime>1413192605</CreateTime><InfoType><![CDATA[component_verify_ticket]]></InfoType><ComponentVerifyTicket><![CDATA[ticket@@@x]]></ComponentVerifyTicket></xml>")
     };
@@ -1581,7 +1499,7 @@ fn an_authorization_event_for_another_component_is_refused() {
 #[test]
 fn a_mini_programs_json_push_is_read_decrypted_and_answered_in_json() {
     let c = platform_cfg("mini_program", "/mp", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let json_message = r#"{"ToUserName":"gh_mp","FromUserName":"o_mp","CreateTime":1,"MsgType":"text","Content":"hi","MsgId":77}"#;
     let encrypt = cipher::encrypt(&aes(), APPID, json_message.as_bytes(), &[5; 16]);
     let ts = NOW.to_string();
@@ -1654,7 +1572,7 @@ fn wecom_push_for(receive_id: &str, nonce: &str, message: &str) -> (String, Stri
 #[test]
 fn wecom_contact_events_in_one_second_for_different_users_are_each_delivered() {
     let c = platform_cfg("wecom", "/wecom", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let contact = |user: &str| {
         format!(
             "<xml><ToUserName><![CDATA[{APPID}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>\
@@ -1694,7 +1612,7 @@ fn wecom_contact_events_in_one_second_for_different_users_are_each_delivered() {
 #[test]
 fn a_wecom_push_seen_on_the_wire_never_becomes_a_handshake_the_gate_decrypts() {
     let c = platform_cfg("wecom", "/wecom", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let secret = message(80).replace("hi", "the salary list");
     let (q, body, encrypt) = wecom_push_for(APPID, "1", &secret);
     // WeChat's push goes through as it should.
@@ -1750,7 +1668,7 @@ fn a_decrypted_push_that_is_not_a_message_of_its_platform_is_refused() {
         ("mini_program", message(9).as_str(), true),
     ] {
         let c = platform_cfg(platform, "/wechat", "");
-        let mut p = Fake::new(&c);
+        let mut p = FakeProxy::new(&c);
         let (q, body) = if platform == "wecom" {
             let (q, body, _) = wecom_push_for(APPID, "1", plaintext);
             (q, body)
@@ -1797,7 +1715,7 @@ fn an_open_platform_message_that_names_its_authorizer_ambiguously_is_refused() {
             "<AuthorizerAppid><a>wx0000000000000001</a></AuthorizerAppid>".to_string(),
         ),
     ] {
-        let mut p = Fake::new(&c);
+        let mut p = FakeProxy::new(&c);
         let (q, body) = open_push(nonce, &message(60).replace("</xml>", &format!("{named}</xml>")));
         let step = open_post(&c, &mut p, &path, &q, &body);
         assert_eq!(
@@ -1819,7 +1737,7 @@ fn look_alikes_of_an_open_platform_route_are_refused_never_passed_through() {
         "/open/wx570bc396a51b8ff8/callback/",
         "/open/wx570bc396a51b8ff8/callback;jsessionid=1",
     ] {
-        let mut p = Fake::new(&c);
+        let mut p = FakeProxy::new(&c);
         let (q, body) = open_push("1", &message(61));
         let len = body.len().to_string();
         let h = headers(
@@ -1849,7 +1767,7 @@ fn look_alikes_of_an_open_platform_route_are_refused_never_passed_through() {
 #[test]
 fn streamed_a_forged_wecom_push_never_has_its_body_released() {
     let c = platform_cfg("wecom", "/wecom", "");
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let forged = wecom_query("9", "anything at all", &[]);
     let body = "<xml><ToUserName>ww</ToUserName><Encrypt><![CDATA[QUFBQUFBQUFBQUFBQUFBQQ==]]></Encrypt></xml>";
     let len = body.len().to_string();
@@ -1890,7 +1808,7 @@ fn a_reply_in_the_other_format_than_the_push_never_goes_out_in_plaintext() {
         &[("encrypt_type", "aes"), ("msg_signature", &msg_signature)],
     );
     let body = format!(r#"{{"ToUserName":"gh_mp","Encrypt":"{encrypt}"}}"#);
-    let mut p = Fake::new(&c);
+    let mut p = FakeProxy::new(&c);
     let mut x = Exchange::new();
     let len = body.len().to_string();
     let h = headers("POST", &format!("/mp?{q}"), &[("content-length", &len)]);

@@ -7,10 +7,11 @@
 
 use crate::allowlist::CallbackAllowlist;
 use crate::config::{Config, Platform, SourceMode, WhenUnavailable};
-use crate::dedupe::Entry;
 use crate::query::{parse_query, CallbackQuery};
 pub use crate::rejection::{Reason, Rejection, RETRY_AFTER_SECONDS};
+use crate::safe_mode::{QueryVerified, SafeModeQuery};
 use crate::signature::{request_signature, signature_matches, HexDigest};
+use crate::tables::replay::QueryUse;
 use std::net::{IpAddr, SocketAddr};
 
 /// What the host hands over about a request.
@@ -78,7 +79,7 @@ pub enum Verdict {
         openid: Option<String>,
         source: SourceOutcome,
         /// Set for `encrypt_type=aes`: what the body's `Encrypt` is checked against.
-        safe: Option<SafePush>,
+        safe: Option<SafeModeQuery>,
         /// The signed query, refused as a replay if it was used before.
         query: Option<QueryUse>,
         /// Open Platform: the authorizer's AppID, from the path.
@@ -104,78 +105,6 @@ impl Echostr {
             Echostr::Sealed(sealed) => wecom::open_echostr(config, &sealed),
         }
     }
-}
-
-/// A verified signed query (`signature`, `timestamp`, `nonce`), for the table of used
-/// queries: it may carry one request while its timestamp is fresh. `None` when
-/// `timestamp_tolerance_seconds` is 0 (a query is then valid forever, and no table
-/// could remember it that long).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueryUse {
-    /// From the verified signature (a SHA-1 of the token, timestamp and nonce).
-    pub identity: u64,
-    /// The query's timestamp, Unix seconds.
-    pub timestamp: u64,
-    /// Unix seconds from which the query is stale anyway on every worker of this
-    /// gate: `timestamp + tolerance + 1`, plus [`CLOCK_SLACK_SECONDS`].
-    pub expires_at: u64,
-}
-
-/// How far one worker's clock may lag another's (the tick clock is up to a second
-/// old): a query is remembered this much longer than it can be fresh anywhere.
-pub const CLOCK_SLACK_SECONDS: u64 = 5;
-
-/// When a query stamped `timestamp` is stale everywhere under `tolerance`.
-fn stale_from(timestamp: u64, tolerance: u64) -> u64 {
-    timestamp
-        .saturating_add(tolerance)
-        .saturating_add(1 + CLOCK_SLACK_SECONDS)
-}
-
-impl QueryUse {
-    /// The use of a query whose verified signature is `signature`.
-    pub fn of(signature: &HexDigest, timestamp: i64, tolerance: u64) -> Option<QueryUse> {
-        if tolerance == 0 {
-            return None;
-        }
-        let hex = std::str::from_utf8(signature.get(..16)?).ok()?;
-        let timestamp = u64::try_from(timestamp).ok()?;
-        Some(QueryUse {
-            identity: u64::from_str_radix(hex, 16).ok()?,
-            timestamp,
-            expires_at: stale_from(timestamp, tolerance),
-        })
-    }
-
-    /// Its entry in the table of used queries, aged by its timestamp and kept until
-    /// no gate of the proxy could take that timestamp as fresh: the table is every
-    /// gate's, and gates that share a token (one account on two routes) share its
-    /// identities, so a query used under a short tolerance must not lapse while a
-    /// longer one still accepts it. `longest_tolerance` is the longest of the
-    /// proxy's gates as this worker last read it (0: unknown); never shorter than
-    /// this gate's own.
-    pub fn entry(&self, longest_tolerance: u64) -> Entry {
-        Entry {
-            identity: self.identity,
-            stamp: self.timestamp,
-            expires_at: self
-                .expires_at
-                .max(stale_from(self.timestamp, longest_tolerance)),
-        }
-    }
-}
-
-/// The query parameters of a safe-mode push (`encrypt_type=aes`), kept for the body
-/// check (`msg_signature`) and the encrypted reply (`timestamp`, `nonce`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SafePush {
-    pub msg_signature: String,
-    pub timestamp: String,
-    pub nonce: String,
-    /// Which of the rotated tokens signed the query (0: current): `msg_signature` and
-    /// the sealed reply use the same one. `None` when no signature covers the query
-    /// alone (WeCom): whichever token `msg_signature` verifies with.
-    pub token: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -247,9 +176,11 @@ fn check(
     // 4. Signature.
     let p = &signed.params;
     let (token, expected) = verify_signature(config, p)?;
-    let safe = signed.safe.map(|s| SafePush {
-        token: Some(token),
-        ..s
+    let safe = signed.msg_signature.map(|msg_signature| SafeModeQuery {
+        msg_signature: msg_signature.to_string(),
+        timestamp: p.timestamp.to_string(),
+        nonce: p.nonce.to_string(),
+        verified: QueryVerified::BySignature { token },
     });
     // 5. Freshness.
     let tolerance = config.timestamp_tolerance_seconds;
@@ -295,8 +226,8 @@ struct Signed<'q> {
     params: Params<'q>,
     /// A handshake's `echostr`.
     echostr: Option<&'q str>,
-    /// A safe-mode push's parameters.
-    safe: Option<SafePush>,
+    /// A safe-mode push's `msg_signature`.
+    msg_signature: Option<&'q str>,
 }
 
 fn read_signed<'q>(
@@ -313,17 +244,12 @@ fn read_signed<'q>(
         .encrypt_type
         .as_deref()
         .is_some_and(|t| t.eq_ignore_ascii_case("aes"));
-    let safe = match method {
-        Method::Post if aes => Some(SafePush {
-            msg_signature: non_empty("msg_signature", q.msg_signature.as_deref())?.to_string(),
-            timestamp: params.timestamp.to_string(),
-            nonce: params.nonce.to_string(),
-            token: None,
-        }),
+    let msg_signature = match method {
+        Method::Post if aes => Some(non_empty("msg_signature", q.msg_signature.as_deref())?),
         Method::Post | Method::Get => None,
     };
     if method == Method::Post
-        && safe.is_none()
+        && msg_signature.is_none()
         && config.safe_mode.as_ref().is_some_and(|s| s.require)
     {
         return Err(Rejection::new(
@@ -340,7 +266,7 @@ fn read_signed<'q>(
     Ok(Signed {
         params,
         echostr,
-        safe,
+        msg_signature,
     })
 }
 
@@ -476,38 +402,6 @@ pub fn parse_source_address(raw: &[u8]) -> Option<IpAddr> {
         .ok()
 }
 
-/// The body-size rule for a verified POST, decided on its headers: the body must be
-/// declared (`content-length`, as WeChat always sends) and within `max_body_bytes`, or
-/// absent (`end_of_stream` on the headers). A body of unknown length is refused with
-/// 411 rather than streamed: nothing reaches the backend before its size is known.
-pub fn check_body(
-    content_length: Option<&[u8]>,
-    end_of_stream: bool,
-    max_body_bytes: u64,
-) -> Result<(), Rejection> {
-    let Some(raw) = content_length else {
-        if end_of_stream {
-            return Ok(());
-        }
-        return Err(Rejection::new(
-            Reason::LengthRequired,
-            "a POST must declare its content-length (WeChat always does)",
-        ));
-    };
-    let len = std::str::from_utf8(raw)
-        .ok()
-        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| Rejection::new(Reason::Malformed, "content-length is not a number"))?;
-    if len > max_body_bytes {
-        return Err(Rejection::new(
-            Reason::TooLarge,
-            format!("body is larger than max_body_bytes ({max_body_bytes})"),
-        ));
-    }
-    Ok(())
-}
-
 /// The headers this filter owns: any a client sends are removed before forwarding.
 pub const GATE_HEADER_PREFIX: &str = "x-wechat-gate-";
 
@@ -530,4 +424,3 @@ mod wecom;
 
 use path::split_path;
 pub use path::{guards, PathMatch};
-pub use wecom::verify as verify_msg_signature;

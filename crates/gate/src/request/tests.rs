@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::signature::as_str;
+use crate::tables::replay::CLOCK_SLACK_SECONDS;
 
 const TOKEN: &str = "test-token";
 const NOW: i64 = 1_800_000_000;
@@ -489,44 +490,6 @@ fn largest_timestamps_do_not_overflow() {
         signed_query(TOKEN, 999_999_999_999_999_999, "7")
     );
     assert_eq!(reason(&run(&c, "GET", &path, LISTED)), Some(Reason::Stale));
-}
-
-#[test]
-fn body_over_the_limit_is_413() {
-    assert_eq!(check_body(Some(b"10"), false, 10), Ok(()));
-    assert_eq!(
-        check_body(Some(b"11"), false, 10).map_err(|r| r.reason),
-        Err(Reason::TooLarge)
-    );
-    assert_eq!(
-        check_body(Some(b"11"), false, 10).map_err(|r| r.reason.status()),
-        Err(413)
-    );
-}
-
-#[test]
-fn body_of_unknown_length_is_411_and_no_body_is_fine() {
-    assert_eq!(
-        check_body(None, false, 10).map_err(|r| r.reason.status()),
-        Err(411)
-    );
-    assert_eq!(check_body(None, true, 10), Ok(()));
-}
-
-#[test]
-fn content_length_that_is_not_a_number_is_400() {
-    for bad in [
-        &b"99999999999999999999999999"[..],
-        b"-1",
-        b"",
-        b"1 0",
-        b"0x10",
-    ] {
-        assert_eq!(
-            check_body(Some(bad), false, 10).map_err(|r| r.reason),
-            Err(Reason::Malformed)
-        );
-    }
 }
 
 #[test]

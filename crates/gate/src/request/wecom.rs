@@ -13,14 +13,14 @@
 //!   upstream before its body completes.
 
 use super::{
-    check_freshness, check_source, method_of, non_empty, signed_params, Echostr, Method, QueryUse,
-    RequestHead, SafePush, Sources, Verdict,
+    check_freshness, check_source, method_of, non_empty, signed_params, Echostr, Method,
+    RequestHead, Sources, Verdict,
 };
 use crate::config::Config;
 use crate::query::parse_query;
 use crate::rejection::{Reason, Rejection};
-use crate::safe_mode::cipher;
-use crate::signature::{sign, signature_matches, HexDigest};
+use crate::safe_mode::{cipher, verify_with_any_token, QueryVerified, SafeModeQuery};
+use crate::tables::replay::QueryUse;
 
 pub(super) fn check(
     req: &RequestHead<'_>,
@@ -43,48 +43,25 @@ pub(super) fn check(
         return Ok(Verdict::Forward {
             openid: None,
             source,
-            safe: Some(SafePush {
+            safe: Some(SafeModeQuery {
                 msg_signature: p.signature.to_string(),
                 timestamp: p.timestamp.to_string(),
                 nonce: p.nonce.to_string(),
-                token: None,
+                verified: QueryVerified::ByBody,
             }),
             // Recorded once the body's Encrypt has verified it.
             query: None,
             authorizer: None,
         });
     };
-    let (_, expected) = verify(config, p.signature, &[p.timestamp, p.nonce, echostr])?;
+    let (_, expected) =
+        verify_with_any_token(config, p.signature, &[p.timestamp, p.nonce, echostr])?;
     check_freshness(p.timestamp_value, now_unix, tolerance)?;
     Ok(Verdict::Echo {
         // Opened once the query is known to be unused: a used one is a replay.
         echostr: Echostr::Sealed(echostr.to_string()),
         source,
         query: QueryUse::of(&expected, p.timestamp_value, tolerance),
-    })
-}
-
-/// Which token (of a rotation) makes `msg_signature` sign `parts`, and the digest.
-/// Every token is tried, in constant time each.
-pub fn verify(
-    config: &Config,
-    msg_signature: &str,
-    parts: &[&str],
-) -> Result<(usize, HexDigest), Rejection> {
-    let mut matched = None;
-    for (i, token) in config.token.all() {
-        let mut all = vec![token.expose()];
-        all.extend_from_slice(parts);
-        let expected = sign(&all);
-        if signature_matches(&expected, msg_signature.as_bytes()) && matched.is_none() {
-            matched = Some((i, expected));
-        }
-    }
-    matched.ok_or_else(|| {
-        Rejection::new(
-            Reason::MsgSignature,
-            "msg_signature does not match the request",
-        )
     })
 }
 

@@ -2,22 +2,28 @@
 //! keeps each table in shared data (so every worker sees it), split over shards,
 //! each shard one value updated with compare-and-swap.
 //!
-//! - [`MESSAGES`]: messages recently forwarded (by MsgId, or an event's sender and
-//!   time), so WeChat's retries are answered without bothering the backend again.
-//! - [`QUERIES`]: signed queries (`signature`, `timestamp`, `nonce`) already used, kept
-//!   until their timestamp is no longer fresh, so a query seen once (an access log
-//!   keeps full URLs) cannot carry a request to the backend again, whatever its body.
+//! - [`retry`]: the retry table, messages recently forwarded (by MsgId, or an event's
+//!   sender and time), so WeChat's retries are answered without bothering the
+//!   backend again.
+//! - [`replay`]: the replay table, signed queries (`signature`, `timestamp`, `nonce`)
+//!   already used, kept until their timestamp is no longer fresh, so a query seen once
+//!   (an access log keeps full URLs) cannot carry a request to the backend again,
+//!   whatever its body.
 //!
-//! A shard is `floor ‖ (identity, stamp, expires_at)*` (u64, u32, u32, big-endian;
-//! Unix seconds), at most `capacity` entries. `stamp` is what ages an entry: a
-//! query's own timestamp, a message's time of forwarding. Memory is bounded and
-//! never grows with traffic. When a shard is full, the entry with the oldest stamp
-//! makes room and the shard's `floor` rises to that stamp: anything stamped no later
-//! than the floor can no longer be told apart from something forgotten, so it is
-//! refused ([`Lookup::TooOld`]) rather than let through. Under a flood the accepted
-//! window shrinks from its old end; nothing already used gets through again, and
-//! accounts with different tolerances sharing a table do not crowd each other's
-//! fresh entries out.
+//! This file is what both share: a shard's layout and how something is looked up,
+//! recorded and forgotten in it. A shard is `floor ‖ (identity, stamp, expires_at)*`
+//! (u64, u32, u32, big-endian; Unix seconds), at most `capacity` entries. `stamp` is
+//! what ages an entry: a query's own timestamp, a message's time of forwarding.
+//! Memory is bounded and never grows with traffic. When a shard is full, the entry
+//! with the oldest stamp makes room and the shard's `floor` rises to that stamp:
+//! anything stamped no later than the floor can no longer be told apart from
+//! something forgotten, so it is refused ([`Lookup::TooOld`]) rather than let
+//! through. Under a flood the accepted window shrinks from its old end; nothing
+//! already used gets through again, and accounts with different tolerances sharing a
+//! table do not crowd each other's fresh entries out.
+
+pub mod replay;
+pub mod retry;
 
 /// How a table is split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,37 +46,23 @@ impl Shape {
     }
 }
 
-/// Recently forwarded messages: 64 × 256 = 16,384 in the window (256 KiB).
-pub const MESSAGES: Shape = Shape {
-    shards: 64,
-    capacity: 256,
-};
-
-/// Used signed queries: 1,024 × 256 = 262,144 (4 MiB), each kept for the longest
-/// `timestamp_tolerance_seconds` of the proxy's gates ([`longest_tolerance`]) + 6 s
-/// after its timestamp. At the default 300 s that
-/// holds about 850 pushes/s sustained (262,144 / 306 s); a worker reads and writes one
-/// 4 KiB shard per push.
-pub const QUERIES: Shape = Shape {
-    shards: 1024,
-    capacity: 256,
-};
-
 const ENTRY_BYTES: usize = 16;
 const FLOOR_BYTES: usize = 8;
 
 /// Which table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
-    Messages,
-    Queries,
+    /// [`retry`]: messages recently forwarded.
+    Retry,
+    /// [`replay`]: signed queries already used.
+    Replay,
 }
 
 impl Table {
     pub fn shape(self) -> Shape {
         match self {
-            Table::Messages => MESSAGES,
-            Table::Queries => QUERIES,
+            Table::Retry => retry::SHAPE,
+            Table::Replay => replay::SHAPE,
         }
     }
 }
@@ -204,22 +196,6 @@ pub fn forget(stored: &[u8], identity: u64) -> Option<Vec<u8>> {
     let before = shard.entries.len();
     shard.entries.retain(|&(id, _, _)| id != identity);
     (shard.entries.len() != before).then(|| shard.encode())
-}
-
-/// The longest `timestamp_tolerance_seconds` of the gates sharing [`QUERIES`], as
-/// stored beside it (u64, big-endian; missing or damaged: 0). Each gate raises it to
-/// its own tolerance when configured, and each worker reads it from its tick, so a
-/// push costs no extra shared-data operation. It never falls while the proxy runs: a
-/// gate removed or shortened leaves the table remembering queries longer than needed
-/// (bounded all the same), never shorter.
-pub fn longest_tolerance(stored: &[u8]) -> u64 {
-    be::<8>(stored.get(..8)).map_or(0, u64::from_be_bytes)
-}
-
-/// The value that raises the stored longest tolerance to `tolerance`; `None` when it
-/// is at least that long already.
-pub fn raise_longest_tolerance(stored: &[u8], tolerance: u64) -> Option<Vec<u8>> {
-    (tolerance > longest_tolerance(stored)).then(|| tolerance.to_be_bytes().to_vec())
 }
 
 #[cfg(test)]
@@ -356,35 +332,12 @@ mod tests {
 
     #[test]
     fn identities_spread_over_every_shard() {
-        for shape in [MESSAGES, QUERIES] {
+        for shape in [retry::SHAPE, replay::SHAPE] {
             let mut seen = vec![false; shape.shards as usize];
             for id in 0..20_000u64 {
                 seen[shape.shard_of(id.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as usize] = true;
             }
             assert!(seen.iter().all(|&s| s));
         }
-    }
-
-    #[test]
-    fn the_longest_tolerance_only_ever_rises() {
-        assert_eq!(longest_tolerance(b""), 0);
-        assert_eq!(longest_tolerance(b"abc"), 0, "damaged: unknown");
-        let t = raise_longest_tolerance(b"", 2).expect("raised from nothing");
-        assert_eq!(longest_tolerance(&t), 2);
-        let t = raise_longest_tolerance(&t, 300).expect("raised");
-        assert_eq!(longest_tolerance(&t), 300);
-        assert_eq!(raise_longest_tolerance(&t, 300), None);
-        assert_eq!(
-            raise_longest_tolerance(&t, 2),
-            None,
-            "a shorter one never lowers it"
-        );
-        assert_eq!(raise_longest_tolerance(b"", 0), None);
-    }
-
-    #[test]
-    fn the_query_table_holds_what_its_doc_says() {
-        assert_eq!(QUERIES.entries(), 262_144);
-        assert_eq!(QUERIES.entries() / 306, 856);
     }
 }

@@ -14,12 +14,6 @@
 use std::cell::RefCell;
 use std::time::Duration;
 
-/// How long a held push may wait for (the rest of) its body: WeChat sends it with the
-/// headers, and gives up on the whole request after 5 s. Counted from the headers and
-/// again from each part of the body that arrives, so a slow body is waited for and a
-/// stalled one is answered 408.
-pub const BODY_DEADLINE_MS: u64 = 3000;
-
 /// Local replies one tick may queue: each nests the host's queue one level deeper.
 pub const ANSWERS_PER_TICK: usize = 16;
 
@@ -42,98 +36,6 @@ pub const PROBE_MS: u64 = 10;
 /// Held pushes one tick looks at (a hostcall each): a crowd of stalled clients costs
 /// a bounded amount of work per tick, and each is looked at again in turn.
 pub const PROBES_PER_TICK: usize = 64;
-
-/// Pushes a worker lets upstream, in stream mode, whose body has not yet arrived and
-/// passed: each holds a backend connection until it does, or until its deadline. A
-/// push beyond these waits on its headers, off the backend, until Envoy holds its
-/// whole body (a push from WeChat, whose body comes with its headers, goes on at the
-/// next tick); one that stalls is answered 408 there and never reaches the backend.
-pub const MAX_STREAMED_UNVERIFIED: usize = 16;
-
-/// Pushes a worker holds on their headers with no body yet (see [`PROBE_MS`]); one
-/// more is refused 503 with `Retry-After` (reason `busy`) rather than held.
-pub const MAX_WAITING: usize = 1024;
-
-/// How this host hands a Wasm filter a push's body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyMode {
-    /// Not known yet: pushes are held and probed.
-    Unknown,
-    /// The headers wait while the body arrives (`allow_on_headers_stop_iteration`).
-    Hold,
-    /// The headers go on first; the gate buffers the body in the body phase.
-    Stream,
-}
-
-/// What a push showed about the host. Both are the host's own doing, never a
-/// client's: a slow or stalled client sends no byte, and so shows nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observation {
-    /// Its body was handed to the filter while its headers were held: the host holds.
-    BodyWhileHeld,
-    /// Envoy counted bytes of its body while its headers were held, and did not hand
-    /// them to the filter: the host keeps a paused request's body back.
-    BodyKeptByHost,
-}
-
-/// Envoy's count of a held push's bytes (`request.total_size`: its headers and the
-/// body bytes the connection manager has received), when the push was held and now.
-/// Envoy counts a body's bytes before any filter sees them, so a count that grew
-/// while the filter was handed nothing is the host holding the body back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ByteCount {
-    pub when_held: Option<u64>,
-    pub now: Option<u64>,
-}
-
-impl ByteCount {
-    /// Body bytes Envoy has received since the push was held (0: none, or no count).
-    pub fn arrived(self) -> u64 {
-        match (self.when_held, self.now) {
-            (Some(then), Some(now)) => now.saturating_sub(then),
-            _ => 0,
-        }
-    }
-
-    /// Decodes the property's value: a little-endian 64-bit integer.
-    pub fn decode(raw: Option<&[u8]>) -> Option<u64> {
-        let bytes: [u8; 8] = raw?.try_into().ok()?;
-        u64::try_from(i64::from_le_bytes(bytes)).ok()
-    }
-}
-
-/// What a worker has learnt of its host's body mode.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyModeLearner {
-    mode: BodyMode,
-}
-
-impl Default for BodyModeLearner {
-    fn default() -> Self {
-        BodyModeLearner {
-            mode: BodyMode::Unknown,
-        }
-    }
-}
-
-impl BodyModeLearner {
-    pub fn mode(&self) -> BodyMode {
-        self.mode
-    }
-
-    /// Takes one observation in; the mode, when this one settled it. One is enough:
-    /// each can only come from the host.
-    pub fn observe(&mut self, observation: Observation) -> Option<BodyMode> {
-        if self.mode != BodyMode::Unknown {
-            return None;
-        }
-        self.mode = match observation {
-            Observation::BodyWhileHeld => BodyMode::Hold,
-            Observation::BodyKeptByHost => BodyMode::Stream,
-        };
-        Some(self.mode)
-    }
-}
 
 /// How often the root context ticks: every 10 ms while more held pushes are due than
 /// one tick may answer; every 100 ms while the live list is awaited (so no worker
@@ -241,39 +143,6 @@ mod tests {
             vec![34, 35, 36, 37, 38, 39, 40]
         );
         assert!(!held.any_expired(u64::MAX));
-    }
-
-    #[test]
-    fn one_observation_of_the_host_settles_the_mode_for_good() {
-        let mut l = BodyModeLearner::default();
-        assert_eq!(l.mode(), BodyMode::Unknown);
-        assert_eq!(l.observe(Observation::BodyWhileHeld), Some(BodyMode::Hold));
-        assert_eq!(l.observe(Observation::BodyKeptByHost), None);
-        assert_eq!(l.mode(), BodyMode::Hold, "settled for good");
-        let mut l = BodyModeLearner::default();
-        assert_eq!(
-            l.observe(Observation::BodyKeptByHost),
-            Some(BodyMode::Stream)
-        );
-        assert_eq!(l.observe(Observation::BodyWhileHeld), None);
-        assert_eq!(l.mode(), BodyMode::Stream);
-    }
-
-    #[test]
-    fn the_byte_count_is_what_envoy_received_since_the_push_was_held() {
-        let count = |when_held, now| ByteCount { when_held, now }.arrived();
-        assert_eq!(count(Some(277), Some(307)), 30);
-        assert_eq!(count(Some(277), Some(277)), 0, "a slow client: nothing yet");
-        assert_eq!(count(Some(277), Some(261)), 0, "headers shrank: nothing");
-        assert_eq!(count(None, Some(307)), 0, "no count: no evidence");
-        assert_eq!(count(Some(277), None), 0);
-        assert_eq!(
-            ByteCount::decode(Some(&[21, 1, 0, 0, 0, 0, 0, 0])),
-            Some(277)
-        );
-        assert_eq!(ByteCount::decode(Some(&[21, 1, 0])), None);
-        assert_eq!(ByteCount::decode(Some(&[255; 8])), None, "negative");
-        assert_eq!(ByteCount::decode(None), None);
     }
 
     #[test]
