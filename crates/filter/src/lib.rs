@@ -31,6 +31,8 @@ mod metrics;
 mod root;
 mod sdk;
 mod shared_data;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use host::wasm::ProxyWasm;

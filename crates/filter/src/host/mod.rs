@@ -8,6 +8,8 @@
 //! Calls about a request act on the host's effective context: the stream whose
 //! callback is running, or the one a root context chose with [`Host::act_on`].
 
+#[cfg(test)]
+pub mod fake;
 pub mod wasm;
 
 use gate::header_map::HeaderMap;
