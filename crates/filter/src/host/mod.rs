@@ -2,7 +2,7 @@
 //! the filter makes, each answering a value (a `Result` or an `Option`), never a panic.
 //! The root and HTTP contexts are generic over it. Inside Envoy they run on
 //! [`wasm::ProxyWasm`], the only code that names the proxy-wasm ABI; the crate's tests
-//! run them on [`fake::FakeHost`], which records what they did and answers what a test
+//! run them on `fake::FakeHost`, which records what they did and answers what a test
 //! says.
 //!
 //! Calls about a request act on the host's effective context: the stream whose
