@@ -6,6 +6,7 @@
 //! exchange asks [`AdmissionCell::catch_up`] before refusing `503 unavailable`:
 //! another worker may already have put the list in shared data.
 
+use super::host::Host;
 use super::live_list;
 use gate::allowlist::CallbackAllowlist;
 use gate::request::Sources;
@@ -63,12 +64,12 @@ impl AdmissionCell {
 
     /// Not ready yet: looks for the live list in shared data; the sources with it if
     /// it is there now.
-    pub fn catch_up(&self) -> Option<Rc<Sources>> {
+    pub fn catch_up(&self, host: &impl Host) -> Option<Rc<Sources>> {
         let found = {
             let pending = self.pending.borrow();
             let p = pending.as_ref()?;
             p.static_allow
-                .union(&live_list::read_shared_list(&p.list_key)?)
+                .union(&live_list::read_shared_list(host, &p.list_key)?)
         };
         *self.pending.borrow_mut() = None;
         let sources = Rc::new(Sources::fixed(found));

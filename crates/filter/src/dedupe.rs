@@ -1,6 +1,7 @@
 //! The gate's tables ([`gate::tables`]) in shared data, so that a retry or a
 //! replay landing on another worker is still recognised.
 
+use super::host::Host;
 use super::shared_data::{self, Change};
 use gate::tables::{self, replay, Entry, Lookup, Seen, Table};
 
@@ -17,9 +18,10 @@ fn shard_key(table: Table, identity: u64) -> String {
 }
 
 /// Looks `entry` up at `now`; when it is new, records it.
-pub fn record(table: Table, entry: Entry, now: u64) -> Seen {
+pub fn record(host: &impl Host, table: Table, entry: Entry, now: u64) -> Seen {
     let key = shard_key(table, entry.identity);
     shared_data::update(
+        host,
         &key,
         &[],
         ATTEMPTS,
@@ -33,9 +35,9 @@ pub fn record(table: Table, entry: Entry, now: u64) -> Seen {
 }
 
 /// Forgets `identity` (its forward failed), so that WeChat's retry is delivered.
-pub fn forget(table: Table, identity: u64) {
+pub fn forget(host: &impl Host, table: Table, identity: u64) {
     let key = shard_key(table, identity);
-    let _ = shared_data::update(&key, &[], ATTEMPTS, |stored| {
+    let _ = shared_data::update(host, &key, &[], ATTEMPTS, |stored| {
         match tables::forget(stored, identity) {
             Some(value) => Change::Write(value, ()),
             None => Change::Keep(()),
@@ -48,8 +50,8 @@ const LONGEST_TOLERANCE_KEY: &str = "wechat_gate.replay.v2.longest_tolerance";
 
 /// Raises the proxy's longest tolerance to `tolerance` if it is shorter (one read
 /// when it is not); the longest as it then stands, `None` if shared data failed.
-pub fn raise_longest_tolerance(tolerance: u64) -> Option<u64> {
-    shared_data::update(LONGEST_TOLERANCE_KEY, &[], ATTEMPTS, |stored| {
+pub fn raise_longest_tolerance(host: &impl Host, tolerance: u64) -> Option<u64> {
+    shared_data::update(host, LONGEST_TOLERANCE_KEY, &[], ATTEMPTS, |stored| {
         match replay::raise_longest_tolerance(stored, tolerance) {
             Some(value) => Change::Write(value, tolerance),
             None => Change::Keep(replay::longest_tolerance(stored)),

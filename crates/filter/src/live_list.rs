@@ -7,8 +7,8 @@
 //! account's instances each work their next fetch out from).
 //! Failures keep the last good list. Secrets and tokens are never logged.
 
+use super::host::{log, Body, Headers, Host, Shared};
 use super::metrics::Metrics;
-use super::proxy;
 use super::shared_data::{self, Change};
 use gate::allowlist::CallbackAllowlist;
 use gate::config::{TokenApi, WechatApi};
@@ -65,8 +65,8 @@ impl LiveList {
     }
 
     /// One tick. Returns true when the local copy of the list changed.
-    pub fn on_tick(&mut self, now: i64, metrics: &Metrics) -> bool {
-        let changed = self.pick_up_shared_list();
+    pub fn on_tick<H: Host>(&mut self, host: &H, now: i64, metrics: &Metrics<H>) -> bool {
+        let changed = self.pick_up_shared_list(host);
         // Envoy answers every call (a timeout is an answer), but never wait forever.
         let lease = i64::try_from(self.lease_seconds()).unwrap_or(i64::MAX);
         if self
@@ -74,29 +74,34 @@ impl LiveList {
             .as_ref()
             .is_some_and(|f| now.saturating_sub(f.started_at) > lease)
         {
-            log::warn!("callback IP list: a call got no answer within the lease; giving it up");
+            log!(
+                host,
+                Warn,
+                "callback IP list: a call got no answer within the lease; giving it up"
+            );
             self.in_flight = None;
         }
         if self.in_flight.is_none() {
-            if let Some(state) = self.take_lease(now) {
+            if let Some(state) = self.take_lease(host, now) {
                 let token = state.usable_token(now).is_some();
                 let force_allowed =
                     self.api.token_api == TokenApi::Stable && state.may_force_token(now);
                 let (plan, first) =
                     FetchPlan::start(self.api.upstreams.len(), token, force_allowed);
-                return self.advance(plan, Next::Call(first), now, metrics) || changed;
+                return self.advance(host, plan, Next::Call(first), now, metrics) || changed;
             }
         }
         changed
     }
 
     /// A reply to a call this root context made. Returns true when the list changed.
-    pub fn on_response(
+    pub fn on_response<H: Host>(
         &mut self,
+        host: &H,
         call_id: u32,
         body_size: usize,
         now: i64,
-        metrics: &Metrics,
+        metrics: &Metrics<H>,
     ) -> bool {
         if self.in_flight.as_ref().is_none_or(|f| f.call_id != call_id) {
             return false;
@@ -104,11 +109,11 @@ impl LiveList {
         let Some(InFlight { mut plan, step, .. }) = self.in_flight.take() else {
             return false;
         };
-        let status = proxy::call_response_status();
+        let status = host.status(Headers::CallResponse);
         let body = if body_size > MAX_REPLY_BYTES {
             None
         } else {
-            proxy::call_response_body(body_size)
+            host.body(Body::CallResponse, body_size)
         };
         let body = body.unwrap_or_default();
         let next = match step {
@@ -116,9 +121,9 @@ impl LiveList {
                 let result = wechat_api::parse_token_reply(status, &body);
                 match &result {
                     Ok(token) => {
-                        self.update_state(|s| s.with_token(token, now, force));
+                        self.update_state(host, |s| s.with_token(token, now, force));
                     }
-                    Err(failure) => self.log_failure(step, failure),
+                    Err(failure) => self.log_failure(host, step, failure),
                 }
                 plan.after_token(step, &result)
             }
@@ -126,32 +131,33 @@ impl LiveList {
                 let result = wechat_api::parse_callback_ip_reply(status, &body);
                 match &result {
                     Err(failure) if failure.is_refused_list() => {
-                        self.refused(step, failure, metrics)
+                        self.refused(host, step, failure, metrics)
                     }
-                    Err(failure) => self.log_failure(step, failure),
+                    Err(failure) => self.log_failure(host, step, failure),
                     Ok(_) => {}
                 }
                 let next = plan.after_list(step, result);
                 if plan.drop_token {
-                    self.update_state(RefreshState::without_token);
+                    self.update_state(host, RefreshState::without_token);
                 }
                 next
             }
         };
-        self.advance(plan, next, now, metrics)
+        self.advance(host, plan, next, now, metrics)
     }
 
     /// Runs the plan until a call is in flight or the fetch is over.
-    fn advance(
+    fn advance<H: Host>(
         &mut self,
+        host: &H,
         mut plan: FetchPlan,
         mut next: Next,
         now: i64,
-        metrics: &Metrics,
+        metrics: &Metrics<H>,
     ) -> bool {
         loop {
             match next {
-                Next::Call(step) => match self.dispatch(step, now) {
+                Next::Call(step) => match self.dispatch(host, step, now) {
                     Ok(call_id) => {
                         self.in_flight = Some(InFlight {
                             plan,
@@ -162,7 +168,7 @@ impl LiveList {
                         return false;
                     }
                     Err(failure) => {
-                        self.log_failure(step, &failure);
+                        self.log_failure(host, step, &failure);
                         next = match step {
                             Step::Token { .. } => plan.after_token(step, &Err(failure)),
                             Step::List { .. } => plan.after_list(step, Err(failure)),
@@ -171,25 +177,27 @@ impl LiveList {
                 },
                 Next::Done(ips) => {
                     if let Some(json) = encode_shared_list(&ips, now) {
-                        shared_data::overwrite(&self.list_key, &json);
+                        shared_data::overwrite(host, &self.list_key, &json);
                     }
                     let refresh = self.api.refresh_seconds;
-                    self.update_state(|s| s.succeeded(now));
+                    self.update_state(host, |s| s.succeeded(now));
                     let cluster = self.cluster_name(plan.upstream());
                     if !ips.skipped.is_empty() {
-                        log::warn!(
+                        log!(
+                            host,
+                            Warn,
                             "callback IP list: skipped {} entries that are not addresses: {:?}",
                             ips.skipped.len(),
                             ips.skipped
                         );
                     }
-                    log::info!("callback IP list: {} entries from cluster {cluster}; next refresh in {refresh} s", ips.entries.len());
+                    log!(host, Info, "callback IP list: {} entries from cluster {cluster}; next refresh in {refresh} s", ips.entries.len());
                     metrics.refresh_ok(ips.entries.len(), now);
-                    return self.pick_up_shared_list();
+                    return self.pick_up_shared_list(host);
                 }
                 Next::GaveUp(failure) => {
-                    let (jitter, settings) = (jitter(), self.instance.settings);
-                    let state = self.update_state(|s| s.failed(now, jitter, settings));
+                    let (jitter, settings) = (jitter(host), self.instance.settings);
+                    let state = self.update_state(host, |s| s.failed(now, jitter, settings));
                     let retry = state.map_or(0, |s| {
                         s.next_due(&self.instance).max(now).saturating_sub(now)
                     });
@@ -199,9 +207,11 @@ impl LiveList {
                         "static"
                     };
                     if failure.is_refused_list() {
-                        log::debug!("callback IP list: list refused; keeping the {kept} list; next try in {retry} s");
+                        log!(host, Debug, "callback IP list: list refused; keeping the {kept} list; next try in {retry} s");
                     } else {
-                        log::warn!(
+                        log!(
+                host,
+                Warn,
                             "callback IP list: every upstream failed (last: {failure}); keeping the {kept} list; next try in {retry} s"
                         );
                     }
@@ -212,7 +222,7 @@ impl LiveList {
         }
     }
 
-    fn dispatch(&self, step: Step, now: i64) -> Result<u32, ApiFailure> {
+    fn dispatch(&self, host: &impl Host, step: Step, now: i64) -> Result<u32, ApiFailure> {
         let (index, call) = match step {
             Step::Token { upstream, force } => (
                 upstream,
@@ -229,7 +239,7 @@ impl LiveList {
                 },
             ),
             Step::List { upstream } => {
-                let state = self.read_state().unwrap_or_default();
+                let state = self.read_state(host).unwrap_or_default();
                 let token = state.usable_token(now).ok_or(ApiFailure::Errcode {
                     code: 40001,
                     message: "no usable access token".into(),
@@ -247,39 +257,46 @@ impl LiveList {
             headers.push(("content-type", "application/json"));
         }
         let timeout = Duration::from_millis(self.api.timeout_ms);
-        proxy::dispatch(&upstream.cluster, headers, call.body.as_deref(), timeout).map_err(
-            |status| {
-                log::warn!(
+        host.dispatch_http_call(&upstream.cluster, headers, call.body.as_deref(), timeout)
+            .map_err(|status| {
+                log!(
+                    host,
+                    Warn,
                     "callback IP list: cannot call cluster {} ({status:?}): is it defined?",
                     upstream.cluster
                 );
                 ApiFailure::Transport
-            },
-        )
+            })
     }
 
     /// A list refused for its contents: counted every time, logged once per failure
     /// streak (the shared state remembers), then at debug.
-    fn refused(&self, step: Step, failure: &ApiFailure, metrics: &Metrics) {
+    fn refused<H: Host>(&self, host: &H, step: Step, failure: &ApiFailure, metrics: &Metrics<H>) {
         metrics.count(Counter::ListRefused);
         let cluster = match step {
             Step::List { upstream } | Step::Token { upstream, .. } => self.cluster_name(upstream),
         };
         let first = self
-            .update_state_with(RefreshState::note_refusal)
+            .update_state_with(host, RefreshState::note_refusal)
             .unwrap_or(true);
         if first {
-            log::warn!(
+            log!(
+                host,
+                Warn,
                 "callback IP list: getcallbackip from cluster {cluster}: {failure}; keeping the {} list \
                  (counted in wechat_gate.allowlist.list_refused; not logged again until a good list)",
                 if self.live.is_some() { "last good" } else { "static" }
             );
         } else {
-            log::debug!("callback IP list: getcallbackip from cluster {cluster}: {failure}");
+            log!(
+                host,
+                Debug,
+                "callback IP list: getcallbackip from cluster {cluster}: {failure}"
+            );
         }
     }
 
-    fn log_failure(&self, step: Step, failure: &ApiFailure) {
+    fn log_failure(&self, host: &impl Host, step: Step, failure: &ApiFailure) {
         let (what, index) = match step {
             Step::Token { upstream, .. } => ("access token", upstream),
             Step::List { upstream } => ("getcallbackip", upstream),
@@ -299,7 +316,9 @@ impl LiveList {
             },
             _ => String::new(),
         };
-        log::warn!(
+        log!(
+            host,
+            Warn,
             "callback IP list: {what} from cluster {} failed: {failure}{hint}",
             self.cluster_name(index)
         );
@@ -314,8 +333,12 @@ impl LiveList {
 
     /// Installs the shared list if it changed since we last looked (also right after
     /// a reconfiguration, so a new root context does not start blind).
-    pub fn pick_up_shared_list(&mut self) -> bool {
-        let Some((Some(bytes), cas)) = proxy::shared_get(&self.list_key) else {
+    pub fn pick_up_shared_list(&mut self, host: &impl Host) -> bool {
+        let Ok(Shared {
+            value: Some(bytes),
+            cas,
+        }) = host.get_shared(&self.list_key)
+        else {
             return false;
         };
         if cas.is_some() && cas == self.list_cas {
@@ -334,15 +357,15 @@ impl LiveList {
         &self.list_key
     }
 
-    fn read_state(&self) -> Option<RefreshState> {
-        serde_json::from_slice(&shared_data::read(&self.state_key)?).ok()
+    fn read_state(&self, host: &impl Host) -> Option<RefreshState> {
+        serde_json::from_slice(&shared_data::read(host, &self.state_key)?).ok()
     }
 
     /// Takes the fetch lease if a fetch is due and nobody holds it.
-    fn take_lease(&self, now: i64) -> Option<RefreshState> {
+    fn take_lease(&self, host: &impl Host, now: i64) -> Option<RefreshState> {
         let seed = serde_json::to_vec(&RefreshState::default()).ok()?;
         // One try: a conflict means another worker just took it.
-        shared_data::update(&self.state_key, &seed, 1, |bytes| {
+        shared_data::update(host, &self.state_key, &seed, 1, |bytes| {
             // A state that does not parse (written by another version) is started
             // afresh, under the same CAS, rather than blocking every fetch forever.
             let state: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
@@ -366,8 +389,12 @@ impl LiveList {
     }
 
     /// Read-modify-write of the shared state, retried on a CAS conflict.
-    fn update_state(&self, change: impl Fn(&RefreshState) -> RefreshState) -> Option<RefreshState> {
-        self.update_state_with(|s| {
+    fn update_state(
+        &self,
+        host: &impl Host,
+        change: impl Fn(&RefreshState) -> RefreshState,
+    ) -> Option<RefreshState> {
+        self.update_state_with(host, |s| {
             let next = change(s);
             (next.clone(), next)
         })
@@ -377,10 +404,11 @@ impl LiveList {
     /// `change` says about the write that took.
     fn update_state_with<T>(
         &self,
+        host: &impl Host,
         change: impl Fn(&RefreshState) -> (RefreshState, T),
     ) -> Option<T> {
         let seed = serde_json::to_vec(&RefreshState::default()).ok()?;
-        shared_data::update(&self.state_key, &seed, 8, |bytes| {
+        shared_data::update(host, &self.state_key, &seed, 8, |bytes| {
             let current: RefreshState = serde_json::from_slice(bytes).unwrap_or_default();
             let (next, said) = change(&current);
             match serde_json::to_vec(&next) {
@@ -393,11 +421,11 @@ impl LiveList {
 }
 
 /// The list published under `list_key`, if any worker has fetched one.
-pub fn read_shared_list(list_key: &str) -> Option<CallbackAllowlist> {
-    decode_shared_list(&shared_data::read(list_key)?)
+pub fn read_shared_list(host: &impl Host, list_key: &str) -> Option<CallbackAllowlist> {
+    decode_shared_list(&shared_data::read(host, list_key)?)
 }
 
 /// 0..=1000 from the clock's nanoseconds: enough to spread retries of many proxies.
-fn jitter() -> u32 {
-    proxy::now().subsec_nanos() % 1001
+fn jitter(host: &impl Host) -> u32 {
+    host.now().unwrap_or_default().subsec_nanos() % 1001
 }

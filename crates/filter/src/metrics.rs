@@ -7,36 +7,39 @@
 //! quiet worker's stats are exact at once) and from the root context's tick (at least
 //! once a second, so a busy one's are exact within a second).
 
-use super::proxy;
+use super::host::{log, Host, MetricKind};
 use gate::metrics::{Counter, Gauge};
 use std::cell::RefCell;
 
-pub struct Metrics {
+pub struct Metrics<H: Host> {
+    host: H,
     counters: Vec<Option<u32>>,
     gauges: Vec<Option<u32>>,
     /// Counts not yet handed to Envoy, by [`Counter::index`].
     pending: RefCell<Vec<u64>>,
 }
 
-impl Metrics {
+impl<H: Host> Metrics<H> {
     /// `account`'s metrics (the configuration's `name`).
-    pub fn define(account: &str) -> Self {
+    pub fn define(host: H, account: &str) -> Self {
         let counters: Vec<Option<u32>> = Counter::all()
-            .map(|c| proxy::define_metric(false, &c.name(account)))
+            .map(|c| define(&host, MetricKind::Counter, &c.name(account)))
             .collect();
         Metrics {
             pending: RefCell::new(vec![0; counters.len()]),
             counters,
             gauges: Gauge::ALL
                 .iter()
-                .map(|g| proxy::define_metric(true, &g.name(account)))
+                .map(|g| define(&host, MetricKind::Gauge, &g.name(account)))
                 .collect(),
+            host,
         }
     }
 
     /// Before a configuration names the account: nothing is counted.
-    pub fn none() -> Self {
+    pub fn none(host: H) -> Self {
         Metrics {
+            host,
             counters: Vec::new(),
             gauges: Vec::new(),
             pending: RefCell::new(Vec::new()),
@@ -58,7 +61,9 @@ impl Metrics {
                 continue;
             }
             if let Some(id) = id {
-                proxy::increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
+                let _ = self
+                    .host
+                    .increment_metric(*id, i64::try_from(*n).unwrap_or(i64::MAX));
             }
             *n = 0;
         }
@@ -66,7 +71,7 @@ impl Metrics {
 
     pub fn set(&self, gauge: Gauge, value: u64) {
         if let Some(id) = self.gauges.get(gauge as usize).copied().flatten() {
-            proxy::record_metric(id, value);
+            let _ = self.host.record_metric(id, value);
         }
     }
 
@@ -81,7 +86,23 @@ impl Metrics {
     }
 }
 
-impl Drop for Metrics {
+/// Defines one metric; `None` (logged) if the host refuses.
+fn define(host: &impl Host, kind: MetricKind, name: &str) -> Option<u32> {
+    match host.define_metric(kind, name) {
+        Ok(id) => Some(id),
+        Err(refused) => {
+            log!(
+                host,
+                Error,
+                "could not define metric {name}: status {}",
+                refused.0
+            );
+            None
+        }
+    }
+}
+
+impl<H: Host> Drop for Metrics<H> {
     /// Metrics replaced by a configuration for another account: the last of its
     /// streams hands in what they counted.
     fn drop(&mut self) {

@@ -1,50 +1,53 @@
 //! The root context: reads and compiles the configuration once per `on_configure`,
 //! keeps the live callback IP list fresh (when configured), delivers held pushes'
-//! deadlines from its tick, and hands every HTTP context the worker's state.
+//! deadlines from its tick, and hands every HTTP context the worker's state. The
+//! proxy-wasm SDK's `RootContext` hands its callbacks to these (`sdk`).
 
 use super::admission::AdmissionCell;
 use super::dedupe;
-use super::http::{carry_out, GateHttp, Port};
+use super::effects::{carry_out, request_total_size, ExchangeProxy};
+use super::host::{log, Host};
+use super::http::GateHttp;
 use super::live_list::LiveList;
 use super::metrics::Metrics;
-use super::proxy;
 use super::worker::Worker;
 use gate::body::{self, ANSWERS_PER_TICK, PROBES_PER_TICK};
 use gate::config;
 use gate::exchange::{ByteCount, Effect};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
 use std::rc::Rc;
 
-pub struct GateRoot {
+pub struct GateRoot<H: Host> {
     context_id: u32,
-    worker: Rc<Worker>,
+    worker: Rc<Worker<H>>,
     live: Option<LiveList>,
 }
 
-impl GateRoot {
-    pub fn new(context_id: u32) -> Self {
+impl<H: Host> GateRoot<H> {
+    pub fn new(context_id: u32, host: H) -> Self {
         GateRoot {
             context_id,
-            worker: Rc::new(Worker::unconfigured()),
+            worker: Rc::new(Worker::unconfigured(host)),
             live: None,
         }
     }
 
     /// Delivers the deadline to the held pushes whose body has not arrived in time,
     /// then looks at the probed pushes (their byte counts), acting on at most
-    /// `ANSWERS_PER_TICK` of them in all (see `gate::body`); true if more are due.
+    /// `ANSWERS_PER_TICK` of them in all (see `gate::held`); true if more are due.
     fn deliver_deadlines(&self) -> bool {
-        let now_ms = proxy::now_unix_ms();
         let worker = &self.worker;
+        let host = &worker.host;
+        let now_ms = host.unix_millis();
         let late = worker.state.held.expired(
             now_ms,
             body::deadlines_per_tick(!worker.state.probes.is_empty()),
         );
         let mut acted = late.len();
         for (context_id, exchange) in late {
-            if proxy::act_on(context_id) {
-                let step = exchange.borrow_mut().on_body_deadline(&mut Port { worker });
+            if host.act_on(context_id).is_ok() {
+                let step = exchange
+                    .borrow_mut()
+                    .on_body_deadline(&mut ExchangeProxy { worker });
                 let _ = carry_out(step, context_id, worker, &exchange);
             }
         }
@@ -60,18 +63,18 @@ impl GateRoot {
                 if acted >= ANSWERS_PER_TICK {
                     continue;
                 }
-                if !proxy::act_on(context_id) {
+                if host.act_on(context_id).is_err() {
                     worker.state.probes.release(context_id);
                     continue;
                 }
                 let count = ByteCount {
                     when_held,
-                    now: ByteCount::decode(proxy::request_total_size().as_deref()),
+                    now: ByteCount::decode(request_total_size(host).as_deref()),
                 };
                 let step = exchange.borrow_mut().on_probe(
                     worker.context(config),
                     count,
-                    &mut Port { worker },
+                    &mut ExchangeProxy { worker },
                 );
                 if step
                     .effects
@@ -84,7 +87,7 @@ impl GateRoot {
             }
         }
         // The rest of the tick acts for the root context again.
-        let _ = proxy::act_on(self.context_id);
+        let _ = host.act_on(self.context_id);
         worker.state.held.any_expired(now_ms)
     }
 
@@ -94,7 +97,8 @@ impl GateRoot {
         let Some(config) = &self.worker.config else {
             return;
         };
-        if let Some(longest) = dedupe::raise_longest_tolerance(config.timestamp_tolerance_seconds) {
+        let tolerance = config.timestamp_tolerance_seconds;
+        if let Some(longest) = dedupe::raise_longest_tolerance(&self.worker.host, tolerance) {
             self.worker.state.longest_tolerance.set(longest);
         }
     }
@@ -111,30 +115,25 @@ impl GateRoot {
             self.worker.admission.install(&config.source.allow, list);
         }
     }
-}
 
-impl Context for GateRoot {
-    fn on_http_call_response(
-        &mut self,
-        call_id: u32,
-        _num_headers: usize,
-        body_size: usize,
-        _num_trailers: usize,
-    ) {
+    /// The reply to an HTTP call this root context made.
+    pub fn on_http_call_response(&mut self, call_id: u32, body_size: usize) {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        if live.on_response(call_id, body_size, proxy::now_unix(), &self.worker.metrics) {
+        let (host, metrics) = (&self.worker.host, &self.worker.metrics);
+        if live.on_response(host, call_id, body_size, host.unix_seconds(), metrics) {
             self.install_live_list();
         }
         self.worker.metrics.flush();
     }
-}
 
-impl RootContext for GateRoot {
-    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
-        proxy::follow_host_log_level();
-        log::info!(
+    pub fn on_vm_start(&mut self) -> bool {
+        let host = &self.worker.host;
+        let _ = host.follow_log_level();
+        log!(
+            host,
+            Info,
             "wechat-gate {} ({}) starting",
             env!("CARGO_PKG_VERSION"),
             option_env!("WECHAT_GATE_GIT_HASH").unwrap_or("unknown build")
@@ -142,24 +141,26 @@ impl RootContext for GateRoot {
         true
     }
 
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        proxy::follow_host_log_level();
-        let raw = proxy::plugin_configuration().unwrap_or_default();
-        let env = |name: &str| std::env::var(name).ok();
+    /// A (new) configuration: false, logged, if it is refused.
+    pub fn on_configure(&mut self) -> bool {
+        let host = self.worker.host.clone();
+        let _ = host.follow_log_level();
+        let raw = host.plugin_configuration().unwrap_or_default();
+        let env = |name: &str| host.env(name);
         let config = match config::parse(&raw, &env) {
             Ok(config) => config,
             Err(e) => {
-                log::error!("wechat-gate refused its {e}");
+                log!(host, Error, "wechat-gate refused its {e}");
                 return false;
             }
         };
-        log::info!("wechat-gate configured: {}", config.summary());
+        log!(host, Info, "wechat-gate configured: {}", config.summary());
         let admission = match &config.source.wechat_api {
             Some(api) => {
                 let mut live = LiveList::new(api.clone());
                 // A list other workers (or the previous configuration) already fetched
                 // is used at once: a reconfigured filter does not start blind.
-                live.pick_up_shared_list();
+                live.pick_up_shared_list(&host);
                 let admission = AdmissionCell::awaiting_live_list(
                     config.source.allow.clone(),
                     live.list_key().to_string(),
@@ -176,7 +177,7 @@ impl RootContext for GateRoot {
         // of names it knows, so this is cheap either way).
         let metrics = match &self.worker.config {
             Some(old) if old.name == config.name => self.worker.metrics.clone(),
-            _ => Rc::new(Metrics::define(&config.name)),
+            _ => Rc::new(Metrics::define(host.clone(), &config.name)),
         };
         // Only the configuration is new: held pushes, what was learnt and the clock
         // go on in the worker's state.
@@ -189,15 +190,15 @@ impl RootContext for GateRoot {
         true
     }
 
-    fn on_tick(&mut self) {
-        let now = proxy::now_unix();
+    pub fn on_tick(&mut self) {
+        let now = self.worker.host.unix_seconds();
         if self.worker.state.clock.replace(now) != now {
             // Once a second, however fast the tick: one shared-data read.
             self.follow_longest_tolerance();
         }
         let backlog = self.deliver_deadlines();
         if let Some(live) = self.live.as_mut() {
-            if live.on_tick(now, &self.worker.metrics) {
+            if live.on_tick(&self.worker.host, now, &self.worker.metrics) {
                 self.install_live_list();
             }
         }
@@ -211,12 +212,8 @@ impl RootContext for GateRoot {
         ));
     }
 
-    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        // The SDK panics on `None`; a context without configuration fails closed instead.
-        Some(Box::new(GateHttp::new(context_id, self.worker.clone())))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    /// A stream's HTTP context (one without configuration fails closed).
+    pub fn create_http_context(&self, context_id: u32) -> GateHttp<H> {
+        GateHttp::new(context_id, self.worker.clone())
     }
 }

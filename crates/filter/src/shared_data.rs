@@ -5,7 +5,7 @@
 //! workers could both "create" a value; [`update`] therefore seeds a missing key
 //! first with a CAS no live value has, and then works on the key that exists.
 
-use super::proxy::{self, Write};
+use super::host::{Host, Refused, Shared};
 
 /// A CAS value no stored entry carries: a set with it succeeds only on a missing key.
 const ONLY_IF_ABSENT: u32 = u32::MAX;
@@ -19,32 +19,33 @@ pub enum Change<R> {
 }
 
 /// The value under `key` (`None` if missing or the host refuses).
-pub fn read(key: &str) -> Option<Vec<u8>> {
-    proxy::shared_get(key)?.0
+pub fn read(host: &impl Host, key: &str) -> Option<Vec<u8>> {
+    host.get_shared(key).ok()?.value
 }
 
 /// Overwrites the value under `key`, whatever it is.
-pub fn overwrite(key: &str, value: &[u8]) {
-    let _ = proxy::shared_set(key, value, None);
+pub fn overwrite(host: &impl Host, key: &str, value: &[u8]) {
+    let _ = host.set_shared(key, value, None);
 }
 
 /// Reads `key` (seeded with `seed` if it is missing), lets `change` decide, and
 /// writes its value if the key has not changed since: on a conflict the whole step
 /// is tried again, at most `attempts` times. `None` if it never got through.
 pub fn update<R>(
+    host: &impl Host,
     key: &str,
     seed: &[u8],
     attempts: usize,
     mut change: impl FnMut(&[u8]) -> Change<R>,
 ) -> Option<R> {
     for _ in 0..attempts {
-        let (value, cas) = read_seeded(key, seed)?;
+        let Shared { value, cas } = read_seeded(host, key, seed)?;
         match change(value.as_deref().unwrap_or_default()) {
             Change::Keep(result) => return Some(result),
-            Change::Write(new, result) => match proxy::shared_set(key, &new, cas) {
-                Write::Done => return Some(result),
-                Write::CasMismatch => continue,
-                Write::Failed => return None,
+            Change::Write(new, result) => match host.set_shared(key, &new, cas) {
+                Ok(()) => return Some(result),
+                Err(Refused::CAS_MISMATCH) => continue,
+                Err(_) => return None,
             },
         }
     }
@@ -52,11 +53,11 @@ pub fn update<R>(
 }
 
 /// The value and its CAS, seeding the key if it does not exist yet.
-fn read_seeded(key: &str, seed: &[u8]) -> Option<(Option<Vec<u8>>, Option<u32>)> {
-    let (value, cas) = proxy::shared_get(key)?;
-    if cas.is_some() {
-        return Some((value, cas));
+fn read_seeded(host: &impl Host, key: &str, seed: &[u8]) -> Option<Shared> {
+    let shared = host.get_shared(key).ok()?;
+    if shared.cas.is_some() {
+        return Some(shared);
     }
-    let _ = proxy::shared_set(key, seed, Some(ONLY_IF_ABSENT));
-    proxy::shared_get(key)
+    let _ = host.set_shared(key, seed, Some(ONLY_IF_ABSENT));
+    host.get_shared(key).ok()
 }

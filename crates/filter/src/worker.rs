@@ -5,11 +5,11 @@
 //! without a line in `on_configure`.
 
 use super::admission::AdmissionCell;
+use super::host::{log, Host};
 use super::metrics::Metrics;
-use super::proxy;
 use gate::body::{BodyModeLearner, HeldRequests};
 use gate::config::Config;
-use gate::exchange::{BodyMode, Circumstances, Exchange, Observation};
+use gate::exchange::{self, BodyMode, Exchange, Observation};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -22,11 +22,13 @@ pub type SharedExchange = Rc<RefCell<Exchange>>;
 pub type Probed = (SharedExchange, Option<u64>);
 
 /// One configuration of the worker: what `on_configure` builds.
-pub struct Worker {
+pub struct Worker<H: Host> {
+    /// What every hostcall goes to.
+    pub host: H,
     /// `None`: the filter has no configuration and fails closed.
     pub config: Option<Rc<Config>>,
     /// Defined per account name.
-    pub metrics: Rc<Metrics>,
+    pub metrics: Rc<Metrics<H>>,
     /// The callback source list of this configuration (fixed, or the live list's).
     pub admission: Rc<AdmissionCell>,
     /// Kept from configuration to configuration.
@@ -56,12 +58,13 @@ pub struct WorkerState {
     open_streams: Cell<u32>,
 }
 
-impl Worker {
+impl<H: Host> Worker<H> {
     /// A worker with no configuration yet (it fails closed).
-    pub fn unconfigured() -> Self {
+    pub fn unconfigured(host: H) -> Self {
         Worker {
+            metrics: Rc::new(Metrics::none(host.clone())),
+            host,
             config: None,
-            metrics: Rc::new(Metrics::none()),
             admission: Rc::new(AdmissionCell::fixed(Default::default())),
             state: Rc::default(),
         }
@@ -71,10 +74,11 @@ impl Worker {
     pub fn reconfigured(
         &self,
         config: Config,
-        metrics: Rc<Metrics>,
+        metrics: Rc<Metrics<H>>,
         admission: AdmissionCell,
     ) -> Self {
         Worker {
+            host: self.host.clone(),
             config: Some(Rc::new(config)),
             metrics,
             admission: Rc::new(admission),
@@ -83,8 +87,8 @@ impl Worker {
     }
 
     /// What an exchange is judged against now.
-    pub fn context<'a>(&self, config: &'a Config) -> Circumstances<'a> {
-        Circumstances {
+    pub fn context<'a>(&self, config: &'a Config) -> exchange::Circumstances<'a> {
+        exchange::Circumstances {
             config,
             now: self.now(),
             body_mode: self.state.body_mode.get().mode(),
@@ -98,7 +102,7 @@ impl Worker {
     pub fn tick_every(&self, period: Duration) {
         if self.state.tick_period.get() != Some(period) {
             self.state.tick_period.set(Some(period));
-            proxy::set_tick_period(period);
+            let _ = self.host.set_tick_period(period);
         }
     }
 
@@ -108,11 +112,15 @@ impl Worker {
         let settled = learner.observe(observation);
         self.state.body_mode.set(learner);
         match settled {
-            Some(BodyMode::Hold) => log::info!(
+            Some(BodyMode::Hold) => log!(
+                self.host,
+                Info,
                 "wechat-gate reads push bodies in hold mode: the headers wait until the body \
                  has been checked (the host hands a paused request its body)"
             ),
-            Some(BodyMode::Stream) => log::info!(
+            Some(BodyMode::Stream) => log!(
+                self.host,
+                Info,
                 "wechat-gate reads push bodies in stream mode: checked headers go on first, the \
                  body is held back until it has passed, and a refused push is reset upstream \
                  (the host received a paused request's body and kept it back: no \
@@ -141,7 +149,7 @@ impl Worker {
     /// Unix seconds: the tick's clock, or the host's before the first tick.
     pub fn now(&self) -> i64 {
         match self.state.clock.get() {
-            0 => proxy::now_unix(),
+            0 => self.host.unix_seconds(),
             t => t,
         }
     }

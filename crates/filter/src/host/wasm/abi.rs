@@ -1,6 +1,6 @@
 //! The proxy-wasm ABI functions the filter imports from the host, declared as
 //! proxy-wasm-cpp-host exports them: every status comes back as a plain `u32`, for
-//! [`super`] to turn into a value. Only [`super`] calls them.
+//! [`super::ProxyWasm`] to turn into a value. Only [`super`] calls them.
 
 #[link(wasm_import_module = "env")]
 extern "C" {
