@@ -77,7 +77,8 @@ impl HeaderMap {
         HeaderMap { buffer, spans }
     }
 
-    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    /// Every (name, value) pair, in order.
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.spans
             .iter()
             .filter_map(|(n, v)| Some((self.buffer.get(n.clone())?, self.buffer.get(v.clone())?)))

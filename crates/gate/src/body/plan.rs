@@ -26,7 +26,8 @@ impl BodyPlan {
     pub fn for_push(config: &Config, safe: Option<SafeModeQuery>) -> Option<BodyPlan> {
         let decrypt = safe.is_some() && config.safe_mode.as_ref().is_some_and(|s| s.decrypt);
         let dedupe = config.dedupe_seconds > 0;
-        (safe.is_some() || dedupe).then_some(BodyPlan {
+        // A push that may be parked is read whole: parking keeps what went upstream.
+        (safe.is_some() || dedupe || config.parks()).then_some(BodyPlan {
             safe,
             decrypt,
             dedupe,

@@ -46,7 +46,7 @@ pub(super) fn config(
     let dedupe_seconds = raw.dedupe_seconds.unwrap_or(DEFAULT_DEDUPE_SECONDS);
     let name = compile_name(raw.name, appid.as_deref(), path.as_deref())?;
     let on_upstream_failure = raw.on_upstream_failure.unwrap_or(UpstreamFailure::Success);
-    let park = compile_park(raw.park, on_upstream_failure)?;
+    let park = compile_park(raw.park)?;
     Ok(Config {
         name,
         platform,
@@ -63,22 +63,13 @@ pub(super) fn config(
     })
 }
 
-/// `park`: the defaults, or bounded counts. Only `success` parks, so under `pass`
-/// the field is refused rather than silently unused.
-fn compile_park(
-    raw: Option<RawPark>,
-    on_upstream_failure: UpstreamFailure,
-) -> Result<Park, ConfigError> {
+/// `park`: the defaults, or bounded counts. Only `success` parks; under `pass` the
+/// field is accepted and unused, so that an operator who switches
+/// `on_upstream_failure` during an incident does not have the listener refused.
+fn compile_park(raw: Option<RawPark>) -> Result<Park, ConfigError> {
     let Some(raw) = raw else {
         return Ok(Park::default());
     };
-    if on_upstream_failure == UpstreamFailure::Pass {
-        return Err(ConfigError::new(
-            "park",
-            "only applies under on_upstream_failure \"success\" (under \"pass\" WeChat \
-             retries what Envoy could not deliver): remove it",
-        ));
-    }
     let max_messages = raw
         .max_messages
         .unwrap_or(u64::from(DEFAULT_PARK_MAX_MESSAGES));

@@ -279,6 +279,12 @@ impl Default for Park {
 }
 
 impl Config {
+    /// A push Envoy could not deliver is answered `success` and parked for the gate to
+    /// redeliver: `on_upstream_failure: success` with `park.max_messages` above 0.
+    pub fn parks(&self) -> bool {
+        self.on_upstream_failure == UpstreamFailure::Success && self.park.max_messages > 0
+    }
+
     /// One line for the log: what this configuration guards and how (no secrets).
     pub fn summary(&self) -> String {
         format!(

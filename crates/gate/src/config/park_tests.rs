@@ -67,11 +67,15 @@ fn park_bounds_are_enforced_naming_the_field() {
 }
 
 #[test]
-fn park_under_on_upstream_failure_pass_is_refused() {
-    let e = refusal(r#", "on_upstream_failure": "pass", "park": {"max_messages": 5}"#);
-    assert_eq!(e.field, "park");
-    assert!(e.message.contains("success"), "{}", e.message);
-    // Under `pass` without `park`: accepted (nothing is parked).
-    let c = parse_str(&with(r#", "on_upstream_failure": "pass""#)).expect("valid");
+fn park_under_on_upstream_failure_pass_is_accepted_and_parks_nothing() {
+    let c = parse_str(&with(
+        r#", "on_upstream_failure": "pass", "park": {"max_messages": 5}"#,
+    ))
+    .expect("valid");
     assert_eq!(c.on_upstream_failure, UpstreamFailure::Pass);
+    assert!(!c.parks());
+    let c = parse_str(&with("")).expect("valid");
+    assert!(c.parks(), "the defaults park");
+    let c = parse_str(&with(r#", "park": {"max_messages": 0}"#)).expect("valid");
+    assert!(!c.parks(), "max_messages 0 turns parking off");
 }

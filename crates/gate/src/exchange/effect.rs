@@ -55,6 +55,8 @@ pub enum Effect {
     Observe(crate::body::Observation),
     Count(Counter),
     Note(Note),
+    /// What parking a push asked for: its counts, gauge and log lines.
+    Park(crate::park::Effect),
 }
 
 /// A log line: what happened, at which level. The host says the `once` ones once

@@ -44,6 +44,7 @@ use recorded::Recorded;
 use crate::config::Config;
 use crate::header_map::HeaderMap;
 use crate::metrics::Counter;
+use crate::park::{Parcel, ParkStep};
 use crate::rejection::{Reason, Rejection};
 use crate::request::{self, is_gate_header, Echostr, RequestHead, SourceOutcome, Sources, Verdict};
 use crate::safe_mode::SafeModeQuery;
@@ -78,6 +79,13 @@ pub trait Proxy {
     /// Records `entry` in `table` at `now`, unless its identity is there already.
     fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen;
     fn forget(&mut self, table: Table, identity: u64);
+    /// The request's headers as they went upstream, the gate's own included.
+    fn request_headers(&mut self) -> Option<HeaderMap>;
+    /// The cluster the request was routed to (`xds.cluster_name`).
+    fn route_cluster(&mut self) -> Option<Vec<u8>>;
+    /// Parks a push Envoy could not deliver in the account's parking area
+    /// ([`crate::park::Area::park`]); what came of it.
+    fn park(&mut self, parcel: Parcel) -> ParkStep;
 }
 
 /// The circumstances an event is judged in: the configuration, the clock, and what
@@ -131,6 +139,9 @@ pub struct Exchange {
     client_gate_headers: Vec<Vec<u8>>,
     /// Open Platform: the authorizer's AppID from the path.
     authorizer: Option<String>,
+    /// The body as it went upstream, kept while the push may yet be parked
+    /// ([`Config::parks`]).
+    forwarded_body: Option<Vec<u8>>,
 }
 
 impl Default for Exchange {
@@ -146,6 +157,7 @@ impl Exchange {
             recorded: Recorded::default(),
             client_gate_headers: Vec::new(),
             authorizer: None,
+            forwarded_body: None,
         }
     }
 

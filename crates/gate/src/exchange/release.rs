@@ -78,6 +78,9 @@ impl Exchange {
             }
         }
         let decrypted = checked.decrypted;
+        if ctx.config.parks() {
+            self.forwarded_body = Some(checked.body_for_backend.clone().unwrap_or(body));
+        }
         let mut step = match self.release(reading, checked) {
             Ok(step) => step,
             Err(rejection) => return self.reject(rejection, proxy),

@@ -6,6 +6,7 @@ use super::Seal;
 use super::{Circumstances, Effect, Exchange, Flow, Note, Proxy, Stage, Step};
 use crate::config::{Config, UpstreamFailure};
 use crate::metrics::Counter;
+use crate::park::{Outcome, Parcel};
 use crate::safe_mode::{self, ReplyBody, ReplySeal};
 
 impl Exchange {
@@ -33,19 +34,23 @@ impl Exchange {
         } else {
             Origin::Backend
         };
+        let mut parking = Vec::new();
         if origin != Origin::Backend && config.on_upstream_failure == UpstreamFailure::Success {
-            // WeChat is told the push was handled and will not retry it.
-            self.recorded.keep();
-            if !end_of_stream {
-                self.stage = Stage::AnsweringSuccess;
+            // Parked, the gate redelivers it; with parking off it is lost (said in the
+            // README); with no room, WeChat's own retries must carry it.
+            let parked = if config.parks() {
+                let parcel = self.parcel(proxy);
+                let step = proxy.park(parcel);
+                parking = step.effects.into_iter().map(Effect::Park).collect();
+                step.outcome == Outcome::Parked
+            } else {
+                true
+            };
+            if parked {
+                return self.answer_success(status, end_of_stream, parking);
             }
-            return Step::new(Flow::Continue)
-                .with(Effect::Count(Counter::UpstreamFailure))
-                .with(Effect::Note(Note::UpstreamFailed { status }))
-                .with(Effect::SetResponseHeader(":status", "200"))
-                .with(Effect::SetResponseHeader("content-type", "text/plain"))
-                .with(Effect::RemoveResponseHeader("content-length"));
         }
+        self.forwarded_body = None;
         if !(200..300).contains(&status) {
             // Not delivered (or refused by the backend): WeChat's retry, a new query
             // with the same message, must get through. The query itself is used up
@@ -56,7 +61,9 @@ impl Exchange {
                 self.recorded.forget(proxy);
             }
             self.recorded.keep();
-            return Step::new(Flow::Continue);
+            let mut step = Step::new(Flow::Continue);
+            step.effects = parking;
+            return step;
         }
         self.recorded.keep();
         match seal {
@@ -69,6 +76,39 @@ impl Exchange {
                 Step::new(Flow::Continue).with(Effect::RemoveResponseHeader("content-length"))
             }
             _ => Step::new(Flow::Continue),
+        }
+    }
+
+    /// WeChat is told the push was handled and will not retry it.
+    fn answer_success(&mut self, status: u32, end_of_stream: bool, parking: Vec<Effect>) -> Step {
+        self.recorded.keep();
+        if !end_of_stream {
+            self.stage = Stage::AnsweringSuccess;
+        }
+        let mut step = Step::new(Flow::Continue)
+            .with(Effect::Count(Counter::UpstreamFailure))
+            .with(Effect::Note(Note::UpstreamFailed { status }))
+            .with(Effect::SetResponseHeader(":status", "200"))
+            .with(Effect::SetResponseHeader("content-type", "text/plain"))
+            .with(Effect::RemoveResponseHeader("content-length"));
+        step.effects.extend(parking);
+        step
+    }
+
+    /// What the backend would have got, for parking: the request as it went upstream
+    /// (asked of the proxy now) and the body kept when it was forwarded.
+    fn parcel(&mut self, proxy: &mut impl Proxy) -> Parcel {
+        let text = |v: Option<&[u8]>| String::from_utf8(v.unwrap_or_default().to_vec()).unwrap_or_default();
+        let headers = proxy.request_headers();
+        let cluster = proxy.route_cluster();
+        Parcel {
+            cluster: text(cluster.as_deref()),
+            authority: text(headers.as_ref().and_then(|h| h.get(":authority"))),
+            path: text(headers.as_ref().and_then(|h| h.get(":path"))),
+            headers: headers.as_ref().map_or_else(Vec::new, |h| {
+                h.pairs().map(|(n, v)| (n.to_vec(), v.to_vec())).collect()
+            }),
+            body: self.forwarded_body.take().unwrap_or_default(),
         }
     }
 
