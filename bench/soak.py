@@ -431,7 +431,9 @@ def cluster(name, port):
 def envoy_config(backend_port, api_port):
     """Like the shipped envoy/envoy.yaml: the gate on /wechat (hold mode,
     FAIL_RELOAD), its secrets from the environment, a 4.5 s route timeout, the
-    shipped stats_tags; everything on 127.0.0.1, ports chosen by the kernel."""
+    shipped retry_policy (a refused backend connection tried again within the route's
+    timeout), the shipped stats_tags; everything on 127.0.0.1, ports chosen by the
+    kernel."""
     wasm = {
         "name": "wechat_gate",
         "typed_config": {
@@ -456,7 +458,9 @@ def envoy_config(backend_port, api_port):
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "soak",
         "use_remote_address": True,
-        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "retry_policy": {
+            "retry_on": "connect-failure,refused-stream,reset-before-request", "num_retries": 10,
+            "retry_back_off": {"base_interval": "0.2s", "max_interval": "1s"}}, "routes": [
             {"match": {"path": "/wechat"}, "route": {"cluster": "backend", "timeout": f"{ROUTE_TIMEOUT}s"}},
             {"match": {"prefix": "/"}, "direct_response": {"status": 404, "body": {"inline_string": "not found\n"}}},
         ]}]},
