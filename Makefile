@@ -105,10 +105,15 @@ istio-check: toolchain
 .PHONY: soak
 
 ## soak: SOAK_SECONDS (default 600) of a steady mix of WeChat traffic and attacks through
-## Envoy --concurrency 2 while mock-api flaps and the backend is slow, then down; asserts
-## delivery exactly once, no unverified request at the backend, no 5xx but `unavailable`,
-## RSS within 10 %, no VM failure, counters that add up (bench/soak.py). Not part of
-## `make test`. SOAK_ARGS passes more (e.g. --rate 200).
+## Envoy --concurrency 2 while mock-api flaps and the backend is slow, then down; the
+## driver acts as WeChat only (three tries on no answer in 5 s or a 5xx, none after
+## `success`). Asserts no message lost across the backend-down stretch (parking on:
+## delivered at least once, on WeChat's try or the gate's marked redelivery, after
+## waiting for parked_now 0; duplicates reported), no unverified request at the backend,
+## no 5xx but `unavailable` (Envoy's only when parking is full), RSS within 10 %, no VM
+## failure, counters that add up (bench/soak.py). Not part of `make test`. SOAK_ARGS
+## passes more (e.g. --rate 200, --down-seconds 30, --park-off: parking off, and the
+## loss must then equal the pushes answered `success` while the backend was down).
 SOAK_SECONDS ?= 600
 soak: build
 	@ENVOY_BIN="$$(scripts/ensure-envoy.sh --pinned)" && PY="$$(scripts/ensure-wechatpy.sh)" && \
