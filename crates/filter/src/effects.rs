@@ -4,8 +4,11 @@
 
 use super::dedupe;
 use super::host::{log, Body, Headers, Host, Level};
+use super::parking;
 use super::worker::{SharedExchange, Worker};
 use gate::exchange::{self, ByteCount, Effect, Flow, Note, Step};
+use gate::header_map::HeaderMap;
+use gate::park::{NotParked, Outcome, Parcel, ParkStep};
 use gate::rejection::Rejection;
 use gate::request::Sources;
 use gate::tables::{Entry, Seen, Table};
@@ -99,6 +102,7 @@ fn apply<H: Host>(
         Effect::Observe(observation) => worker.observe(observation),
         Effect::Count(counter) => worker.metrics.count(counter),
         Effect::Note(note) => say(host, &note),
+        Effect::Park(effect) => parking::carry_out_counted(effect, host, &worker.metrics),
     }
     Ok(())
 }
@@ -148,17 +152,22 @@ pub fn say(host: &impl Host, note: &Note) {
             return;
         }
     }
-    let level = match note.level() {
-        exchange::Level::Debug => Level::Debug,
-        exchange::Level::Info => Level::Info,
-        exchange::Level::Warn => Level::Warn,
-        exchange::Level::Error => Level::Error,
-    };
+    let level = level(note.level());
     if host.logs(level) {
         let _ = host.log(
             level,
             format_args!("{}", note.line(|| source_for_log(host))),
         );
+    }
+}
+
+/// The host's log level for the core's.
+pub fn level(level: exchange::Level) -> Level {
+    match level {
+        exchange::Level::Debug => Level::Debug,
+        exchange::Level::Info => Level::Info,
+        exchange::Level::Warn => Level::Warn,
+        exchange::Level::Error => Level::Error,
     }
 }
 
@@ -227,5 +236,24 @@ impl<H: Host> exchange::Proxy for ExchangeProxy<'_, H> {
 
     fn forget(&mut self, table: Table, identity: u64) {
         dedupe::forget(&self.worker.host, table, identity);
+    }
+
+    fn request_headers(&mut self) -> Option<HeaderMap> {
+        self.worker.host.header_map(Headers::Request)
+    }
+
+    fn route_cluster(&mut self) -> Option<Vec<u8>> {
+        self.worker.host.property(&["xds", "cluster_name"])
+    }
+
+    fn park(&mut self, parcel: Parcel) -> ParkStep {
+        match self.worker.config.as_deref() {
+            Some(config) => parking::park(&self.worker.host, config, parcel),
+            // Unreachable: an unconfigured filter forwards nothing.
+            None => ParkStep {
+                outcome: Outcome::Pass(NotParked::Unavailable),
+                effects: Vec::new(),
+            },
+        }
     }
 }

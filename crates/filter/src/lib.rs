@@ -28,6 +28,7 @@ mod host;
 mod http;
 mod live_list;
 mod metrics;
+mod parking;
 mod root;
 mod sdk;
 mod shared_data;

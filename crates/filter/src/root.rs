@@ -10,6 +10,7 @@ use super::host::{log, Host};
 use super::http::GateHttp;
 use super::live_list::LiveList;
 use super::metrics::Metrics;
+use super::parking::Redelivery;
 use super::worker::Worker;
 use gate::body::{self, ANSWERS_PER_TICK, PROBES_PER_TICK};
 use gate::config;
@@ -20,6 +21,8 @@ pub struct GateRoot<H: Host> {
     context_id: u32,
     worker: Rc<Worker<H>>,
     live: Option<LiveList>,
+    /// This root context's part in redelivering its account's parked pushes.
+    redelivery: Option<Redelivery>,
 }
 
 impl<H: Host> GateRoot<H> {
@@ -28,6 +31,7 @@ impl<H: Host> GateRoot<H> {
             context_id,
             worker: Rc::new(Worker::unconfigured(host)),
             live: None,
+            redelivery: None,
         }
     }
 
@@ -118,6 +122,13 @@ impl<H: Host> GateRoot<H> {
 
     /// The reply to an HTTP call this root context made.
     pub fn on_http_call_response(&mut self, call_id: u32, body_size: usize) {
+        let (host, metrics) = (&self.worker.host, &self.worker.metrics);
+        if let Some(redelivery) = self.redelivery.as_mut() {
+            if redelivery.on_response(call_id, host, metrics) {
+                metrics.flush();
+                return;
+            }
+        }
         let Some(live) = self.live.as_mut() else {
             return;
         };
@@ -179,6 +190,15 @@ impl<H: Host> GateRoot<H> {
             Some(old) if old.name == config.name => self.worker.metrics.clone(),
             _ => Rc::new(Metrics::define(host.clone(), &config.name)),
         };
+        // A call out for the same area is still answered here; another area (the
+        // account renamed, or parking's bounds changed) starts afresh.
+        let area = gate::park::Area::of(&config);
+        if self.redelivery.as_ref().is_none_or(|r| r.area() != &area) {
+            let id = host.random16().map_or(0, |r| {
+                u64::from_le_bytes(r[..8].try_into().unwrap_or_default())
+            });
+            self.redelivery = Some(Redelivery::new(&config, id));
+        }
         // Only the configuration is new: held pushes, what was learnt and the clock
         // go on in the worker's state.
         self.worker = Rc::new(self.worker.reconfigured(config, metrics, admission));
@@ -201,6 +221,11 @@ impl<H: Host> GateRoot<H> {
             if live.on_tick(&self.worker.host, now, &self.worker.metrics) {
                 self.install_live_list();
             }
+        }
+        // Pushes parked before (under any configuration) are redelivered however this
+        // one parks.
+        if let Some(redelivery) = self.redelivery.as_mut() {
+            redelivery.on_tick(&self.worker.host, &self.worker.metrics);
         }
         // Counts kept since the last flush reach Envoy at least once a second: the
         // tick period is never longer.

@@ -58,6 +58,7 @@ fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
 
 /// A request's headers as the host hands them over in one hostcall (each hostcall
 /// costs about as much as the whole verdict): decoded once, looked up many times.
+#[derive(Clone)]
 pub struct HeaderMap {
     buffer: Vec<u8>,
     spans: Spans,

@@ -7,6 +7,8 @@
 
 use crate::config::Config;
 use crate::exchange::Proxy;
+use crate::header_map::HeaderMap;
+use crate::park::{Area, Parcel, ParkStep, SharedData};
 use crate::request::Sources;
 use crate::tables::{self, Entry, Lookup, Seen, Table};
 use std::collections::HashMap;
@@ -35,6 +37,18 @@ pub struct FakeProxy {
     pub tables: HashMap<Table, Vec<u8>>,
     /// What the exchange asked, in order (the hostcalls a test may count).
     pub asked: Vec<&'static str>,
+    /// The request's headers as they went upstream (`None`: unreadable).
+    pub upstream_headers: Option<HeaderMap>,
+    /// `xds.cluster_name`.
+    pub cluster: Option<Vec<u8>>,
+    /// The configuration's parking area, in [`FakeProxy::shared`].
+    pub area: Area,
+    /// The proxy's shared data as parking leaves it (no other worker writes).
+    pub shared: HashMap<String, Vec<u8>>,
+    /// What the exchange handed to be parked, in order.
+    pub parcels: Vec<Parcel>,
+    /// Unix milliseconds, parking's clock.
+    pub now_ms: u64,
 }
 
 impl FakeProxy {
@@ -55,6 +69,18 @@ impl FakeProxy {
             reached: true,
             tables: HashMap::new(),
             asked: Vec::new(),
+            upstream_headers: Some(HeaderMap::from_pairs(&[
+                (b":authority", b"backend.example"),
+                (b":path", b"/wechat?signature=s&timestamp=1&nonce=n"),
+                (b":method", b"POST"),
+                (b"content-type", b"text/xml"),
+                (b"x-wechat-gate-verified", b"1"),
+            ])),
+            cluster: Some(b"backend".to_vec()),
+            area: Area::of(config),
+            shared: HashMap::new(),
+            parcels: Vec::new(),
+            now_ms: 1_800_000_000_000,
         }
     }
 }
@@ -120,5 +146,43 @@ impl Proxy for FakeProxy {
                 *shard = value;
             }
         }
+    }
+    fn request_headers(&mut self) -> Option<HeaderMap> {
+        self.asked.push("request_headers");
+        self.upstream_headers.clone()
+    }
+    fn route_cluster(&mut self) -> Option<Vec<u8>> {
+        self.cluster.clone()
+    }
+    /// The real parking, on [`FakeProxy::shared`].
+    fn park(&mut self, parcel: Parcel) -> ParkStep {
+        self.asked.push("park");
+        self.parcels.push(parcel.clone());
+        let area = self.area.clone();
+        area.park(parcel, self.now_ms, &mut Memory(&mut self.shared))
+    }
+}
+
+/// Shared data in memory, for one worker.
+struct Memory<'a>(&'a mut HashMap<String, Vec<u8>>);
+
+impl SharedData for Memory<'_> {
+    fn read(&mut self, key: &str) -> Option<Vec<u8>> {
+        Some(self.0.get(key).cloned().unwrap_or_default())
+    }
+    fn update(
+        &mut self,
+        key: &str,
+        _attempts: usize,
+        change: &mut dyn FnMut(&[u8]) -> Option<Vec<u8>>,
+    ) -> Option<bool> {
+        let now = self.0.get(key).cloned().unwrap_or_default();
+        Some(match change(&now) {
+            Some(value) => {
+                self.0.insert(key.to_string(), value);
+                true
+            }
+            None => false,
+        })
     }
 }

@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn a_plaintext_push_is_read_only_to_spot_retries() {
-        assert_eq!(BodyPlan::for_push(&config("", 0), None), None);
+        // Read when parking may keep it (the default), else only to spot retries.
+        assert!(BodyPlan::for_push(&config("", 0), None).is_some());
+        let no_parking = r#", "park": {"max_messages": 0}"#;
+        assert_eq!(BodyPlan::for_push(&config(no_parking, 0), None), None);
         let c = config("", 15);
         let checked = check(MESSAGE.as_bytes(), &plan(&c, None), &c).expect("passes");
         assert_eq!(checked.body_for_backend, None);

@@ -98,7 +98,9 @@ impl Exchange {
     /// What the backend would have got, for parking: the request as it went upstream
     /// (asked of the proxy now) and the body kept when it was forwarded.
     fn parcel(&mut self, proxy: &mut impl Proxy) -> Parcel {
-        let text = |v: Option<&[u8]>| String::from_utf8(v.unwrap_or_default().to_vec()).unwrap_or_default();
+        let text = |v: Option<&[u8]>| {
+            String::from_utf8(v.unwrap_or_default().to_vec()).unwrap_or_default()
+        };
         let headers = proxy.request_headers();
         let cluster = proxy.route_cluster();
         Parcel {

@@ -168,7 +168,8 @@ fn a_verified_handshake_is_echoed_and_its_query_can_never_carry_a_push() {
 
 #[test]
 fn a_push_without_a_body_to_read_is_forwarded_at_once_with_the_gates_headers() {
-    let c = cfg(r#", "dedupe_seconds": 0"#);
+    // Neither retries nor parking need its body.
+    let c = cfg(r#", "dedupe_seconds": 0, "park": {"max_messages": 0}"#);
     let mut p = FakeProxy::new(&c);
     let q = query("1", &[("openid", "o_query")]);
     let h = headers(
@@ -672,6 +673,120 @@ fn under_success_a_push_envoy_never_sent_stays_recorded_as_handled() {
         &message(41),
     );
     assert!(counted(&replay, Counter::Replayed));
+}
+
+fn envoy_refused(p: &mut FakeProxy) {
+    p.status = Some(503);
+    p.details = Some(b"upstream_reset_before_response_started{connection_failure}".to_vec());
+}
+
+fn parked_counts(step: &Step) -> Vec<Counter> {
+    step.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Park(crate::park::Effect::Count(c)) => Some(*c),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_push_envoy_could_not_deliver_is_parked_as_it_went_upstream_and_answered_success() {
+    let c = cfg("");
+    let mut p = FakeProxy::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    envoy_refused(&mut p);
+    let step = x.on_response_headers(ctx(&c), true, &mut p);
+    assert!(counted(&step, Counter::UpstreamFailure));
+    assert!(step
+        .effects
+        .contains(&Effect::SetResponseHeader(":status", "200")));
+    assert_eq!(parked_counts(&step), [Counter::Parked]);
+    let [parcel] = p.parcels.as_slice() else {
+        panic!("one parcel: {:?}", p.parcels);
+    };
+    assert_eq!(parcel.body, message(401).into_bytes());
+    assert_eq!(parcel.cluster, "backend");
+    assert_eq!(parcel.authority, "backend.example");
+    assert!(parcel.path.starts_with("/wechat?"), "{}", parcel.path);
+    assert!(parcel
+        .headers
+        .contains(&(b"x-wechat-gate-verified".to_vec(), b"1".to_vec())));
+}
+
+#[test]
+fn a_decrypted_push_is_parked_as_the_backend_would_have_had_it_in_plaintext() {
+    let c = safe_cfg();
+    let mut p = FakeProxy::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    p.status = Some(504);
+    p.details = Some(b"upstream_response_timeout".to_vec());
+    let step = x.on_response_headers(ctx(&c), false, &mut p);
+    assert_eq!(parked_counts(&step), [Counter::Parked]);
+    assert_eq!(p.parcels[0].body, message(401).into_bytes());
+}
+
+#[test]
+fn with_no_room_to_park_envoys_failure_goes_to_wechat_which_retries() {
+    let c = cfg(r#", "park": {"max_messages": 1}"#);
+    let mut p = FakeProxy::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    envoy_refused(&mut p);
+    assert_eq!(
+        parked_counts(&x.on_response_headers(ctx(&c), true, &mut p)),
+        [Counter::Parked]
+    );
+    x.on_stream_end(&mut p);
+    let mut x = forwarded_push(&c, &mut p, "2");
+    envoy_refused(&mut p);
+    let step = x.on_response_headers(ctx(&c), true, &mut p);
+    assert!(!counted(&step, Counter::UpstreamFailure));
+    assert_eq!(parked_counts(&step), [Counter::ParkFull]);
+    assert!(!step
+        .effects
+        .iter()
+        .any(|e| matches!(e, Effect::SetResponseHeader(..))));
+    x.on_stream_end(&mut p);
+    // WeChat's retry of that message, and the same query, are let through as under
+    // `pass`: Envoy never sent it.
+    p.status = Some(200);
+    p.details = Some(b"via_upstream".to_vec());
+    assert!(forwarded(&post(
+        &mut Exchange::new(),
+        &c,
+        &mut p,
+        &query("3", &[]),
+        &message(402)
+    )));
+}
+
+#[test]
+fn with_parking_off_a_push_envoy_could_not_deliver_is_answered_success_and_not_parked() {
+    let c = cfg(r#", "park": {"max_messages": 0}"#);
+    let mut p = FakeProxy::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    envoy_refused(&mut p);
+    let step = x.on_response_headers(ctx(&c), true, &mut p);
+    assert!(counted(&step, Counter::UpstreamFailure));
+    assert!(parked_counts(&step).is_empty());
+    assert!(!p.asked.contains(&"park"));
+    // Under `pass` nothing is parked either.
+    let c = cfg(r#", "on_upstream_failure": "pass""#);
+    let mut p = FakeProxy::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    envoy_refused(&mut p);
+    x.on_response_headers(ctx(&c), true, &mut p);
+    assert!(!p.asked.contains(&"park"));
+}
+
+#[test]
+fn the_backends_own_answer_is_never_parked() {
+    let c = cfg("");
+    let mut p = FakeProxy::new(&c);
+    let mut x = forwarded_push(&c, &mut p, "1");
+    p.status = Some(500);
+    x.on_response_headers(ctx(&c), true, &mut p);
+    assert!(p.parcels.is_empty());
 }
 
 #[test]

@@ -415,6 +415,9 @@ fn call(push: ParkedPush, seq: u64) -> Call {
         (":authority".to_string(), push.authority),
     ];
     headers.extend(push.headers);
+    // Framed by its length, as the push was: a backend that reads a body only by its
+    // content-length (as some WSGI servers do) gets all of it.
+    headers.push(("content-length".to_string(), push.body.len().to_string()));
     headers.push((REDELIVERED_HEADER.to_string(), push.tries.to_string()));
     Call {
         id,

@@ -82,6 +82,7 @@ fn a_redelivery_goes_to_the_pushs_route_as_the_backend_would_have_had_it() {
         ("content-type", "text/xml"),
         ("x-wechat-gate-verified", "1"),
         ("x-wechat-gate-openid", "o_1"),
+        ("content-length", &body(7).len().to_string()),
         (REDELIVERED_HEADER, "1"),
     ]
     .iter()
