@@ -20,7 +20,7 @@ use gate::safe_mode::cipher::AesKey;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wechat::client::{self, Response};
+use wechat::http1::client::{self, Response};
 use wechat::secret_env::{self, MissingSecret};
 use wechat::wechat::{
     open_reply, safe_mode_push, signed_query, text_message_json, text_message_xml, wecom_echostr,

@@ -18,7 +18,7 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 fn sig(parts: &[&str]) -> String {
     as_str(&sign(parts)).to_string()

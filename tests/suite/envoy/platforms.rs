@@ -18,7 +18,7 @@ use crate::harness::{merged, now, wait_until};
 use gate::safe_mode::cipher;
 use serde_json::json;
 use std::time::Duration;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 /// A CorpID as WeCom shows it.
 const CORPID: &str = "ww5afe0e2e0000c0de";

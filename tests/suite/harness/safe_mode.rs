@@ -8,7 +8,7 @@ use super::{merged, now};
 use gate::safe_mode::cipher::{self, AesKey};
 use gate::signature::{as_str, sign};
 use serde_json::json;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 pub const AES_KEY: &str = "GeuKYOtmlo3LsuufAkG+oPBZOZm/L42M6eGR8KhDGgE";
 pub const APPID: &str = "wx5afe0e2e00000001";

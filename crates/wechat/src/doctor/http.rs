@@ -130,7 +130,7 @@ fn read(
     let body = response
         .body_mut()
         .with_config()
-        .limit(crate::client::MAX_RESPONSE_BYTES as u64)
+        .limit(crate::http1::client::MAX_RESPONSE_BYTES as u64)
         .read_to_vec()
         .map_err(|e| describe(&e))?;
     Ok(Reply {

@@ -1,10 +1,11 @@
-//! A small HTTP/1.1 client for the CLI and the tests: one request per connection,
-//! optionally from a chosen local address (127.0.0.2, 127.0.0.3… to appear as
-//! different sources), and able to send bytes no well-behaved client would. It is a
-//! native tool for the CLI and tests, not part of the filter.
+//! The tests' HTTP/1.1 client: one request per connection, plain TCP, optionally from a
+//! chosen local address (127.0.0.2, 127.0.0.3… to appear as different sources), and able
+//! to write bytes no well-behaved client would ([`exchange`]) or to hold a connection
+//! open ([`connect`]). It exists for the end-to-end tests, which need requests byte for
+//! byte as written; the CLI and the doctor talk through [`crate::client`] (https too).
 #![allow(clippy::indexing_slicing)]
 
-use super::http1;
+use super::dechunk as dechunk_to;
 use socket2::{Domain, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
@@ -292,7 +293,7 @@ pub fn parse_response(buf: &[u8]) -> io::Result<Response> {
 
 /// A whole chunked body at the start of `rest`, if it is all there.
 fn dechunk(rest: &[u8]) -> Option<Vec<u8>> {
-    http1::dechunk(rest, usize::MAX)
+    dechunk_to(rest, usize::MAX)
         .ok()
         .flatten()
         .map(|(body, _)| body)
