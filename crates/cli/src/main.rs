@@ -1,7 +1,8 @@
 //! `wechat-gate`: signs and sends requests the way WeChat's servers do, to try a gate
-//! (or any WeChat callback endpoint) by hand or from tests; `mock-api`, a local
-//! stand-in for WeChat's API (api.weixin.qq.com); and `doctor`, which checks an
-//! account's API access, lists and network as a gate needs them.
+//! (or any WeChat callback endpoint, over http or https) by hand or from tests;
+//! `mock-api`, a local stand-in for WeChat's API (api.weixin.qq.com); and `doctor`,
+//! which checks an account's API access, lists and network as a gate needs them. `send`
+//! and `doctor` talk through `wechat::client`, the one HTTP(S) client.
 //!
 //! Secrets (the token, the EncodingAESKey, the AppSecret) are read from the environment
 //! (`WECHAT_TOKEN`, `WECHAT_AES_KEY`, `WECHAT_APPSECRET`, or the variables `--…-env`
@@ -20,7 +21,7 @@ use gate::safe_mode::cipher::AesKey;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wechat::http1::client::{self, Response};
+use wechat::client::{Client, Options, Reply};
 use wechat::secret_env::{self, MissingSecret};
 use wechat::wechat::{
     open_reply, safe_mode_push, signed_query, text_message_json, text_message_xml, wecom_echostr,
@@ -196,27 +197,31 @@ struct Common {
     /// trickling or endless body ends the command with an error, exit code 2.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
+    /// https:// URLs: trust only the CA certificates in this PEM file, instead of the
+    /// Mozilla roots (a gate behind a private CA).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 impl Common {
-    /// Sends one request within `--timeout`.
-    fn request(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &[u8])],
-        body: &[u8],
-    ) -> std::io::Result<Response> {
-        client::request_within(
-            method,
-            &client::parse_url(target)?,
-            headers,
-            body,
-            self.source,
-            Duration::from_secs(self.timeout),
-        )
+    /// The client every request of the command goes through: `--timeout`, `--source`
+    /// and `--cacert` applied, the proxy from the environment as curl takes it.
+    fn client(&self) -> Result<Client, String> {
+        Client::new(&Options {
+            source: self.source,
+            ca_file: self.cacert.clone(),
+            ..Options::new(Duration::from_secs(self.timeout), USER_AGENT)
+        })
+    }
+
+    /// GETs `target` within `--timeout`.
+    fn get(&self, target: &str) -> Result<Reply, String> {
+        self.client()?.get(target)
     }
 }
+
+/// `send`'s `user-agent`.
+const USER_AGENT: &str = concat!("wechat-gate/", env!("CARGO_PKG_VERSION"));
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -248,7 +253,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
                 return send_wecom_handshake(&url, &common, &safe, &echostr);
             }
             let target = with_query(&url, &common, &[("echostr", &echostr)])?;
-            let response = common.request("GET", &target, &[], b"")?;
+            let response = common.get(&target)?;
             print_response(&response);
             let echoed = response.status == 200 && response.body == echostr.as_bytes();
             if response.status == 200 && !echoed {
@@ -434,7 +439,7 @@ fn send_wecom_handshake(
         &[("echostr", &encrypted)],
     );
     let sep = if url.contains('?') { '&' } else { '?' };
-    let response = common.request("GET", &format!("{url}{sep}{query}"), &[], b"")?;
+    let response = common.get(&format!("{url}{sep}{query}"))?;
     print_response(&response);
     let echoed = response.status == 200 && response.body == echostr.as_bytes();
     if response.status == 200 && !echoed {
@@ -443,13 +448,13 @@ fn send_wecom_handshake(
     Ok(echoed)
 }
 
-/// POSTs a push with the content type WeChat gives its format.
-fn post_push(common: &Common, target: &str, body: &[u8]) -> std::io::Result<Response> {
-    let content_type: &[u8] = match Format::of(body) {
-        Format::Json => b"application/json",
-        Format::Xml => b"text/xml",
+/// POSTs a push with the content type WeChat gives its format, within `--timeout`.
+fn post_push(common: &Common, target: &str, body: &[u8]) -> Result<Reply, String> {
+    let content_type = match Format::of(body) {
+        Format::Json => "application/json",
+        Format::Xml => "text/xml",
     };
-    common.request("POST", target, &[("content-type", content_type)], body)
+    common.client()?.post(target, content_type, body)
 }
 
 fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> Result<String, MissingSecret> {
@@ -458,7 +463,7 @@ fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> Result<Stri
     Ok(format!("{url}{sep}{query}"))
 }
 
-fn print_response(r: &Response) {
+fn print_response(r: &Reply) {
     println!("HTTP {}", r.status);
     println!("{}", r.body_text().trim_end());
 }
