@@ -6,17 +6,14 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::dechunk as dechunk_to;
+use crate::client::MAX_RESPONSE_BYTES;
 use socket2::{Domain, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-/// How long a request may take, connection to last byte, unless the caller says.
+/// How long a request may take, connection to last byte.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The most of a response that is read (the same bound `wechat-gate doctor` sets):
-/// a longer or endless one is an error, not a process that grows without end.
-pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -75,7 +72,8 @@ pub fn parse_url(url: &str) -> io::Result<Url> {
 }
 
 /// Sends one request and reads the whole response (the connection is closed after),
-/// within [`DEFAULT_TIMEOUT`].
+/// given up with a `TimedOut` error when it has not all come within [`DEFAULT_TIMEOUT`]
+/// of the start (a silent server, a trickling or endless body).
 pub fn request(
     method: &str,
     url: &Url,
@@ -83,19 +81,7 @@ pub fn request(
     body: &[u8],
     source: Option<IpAddr>,
 ) -> io::Result<Response> {
-    request_within(method, url, headers, body, source, DEFAULT_TIMEOUT)
-}
-
-/// [`request`], given up with a `TimedOut` error when the whole response has not come
-/// within `timeout` of the start (a silent server, a trickling or endless body).
-pub fn request_within(
-    method: &str,
-    url: &Url,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-    source: Option<IpAddr>,
-    timeout: Duration,
-) -> io::Result<Response> {
+    let timeout = DEFAULT_TIMEOUT;
     let mut raw = format!(
         "{method} {} HTTP/1.1\r\nhost: {}:{}\r\nconnection: close\r\n",
         url.target, url.host, url.port
