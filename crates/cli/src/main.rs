@@ -357,8 +357,7 @@ fn send_safe_mode(
 ) -> Result<bool, Box<dyn std::error::Error>> {
     let token = common.signing.token()?;
     let (timestamp, nonce) = common.signing.timestamp_and_nonce();
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    let random = random_16()?;
     let sealed = safe_mode_push(
         push.key,
         push.appid,
@@ -389,9 +388,7 @@ fn send_safe_mode(
             ],
         )
     };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let target = format!("{url}{sep}{query}");
-    let response = post_push(common, &target, sealed.body.as_bytes())?;
+    let response = post_push(common, &url_with(url, &query), sealed.body.as_bytes())?;
     print_response(&response);
     let reply = response.body_text();
     let trimmed = reply.trim();
@@ -431,8 +428,7 @@ fn send_wecom_handshake(
     };
     let token = common.signing.token()?;
     let (timestamp, nonce) = common.signing.timestamp_and_nonce();
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    let random = random_16()?;
     let encrypted = wecom_echostr(&key, &corpid, echostr, &random);
     let query = wecom_query(
         &token,
@@ -441,8 +437,7 @@ fn send_wecom_handshake(
         &encrypted,
         &[("echostr", &encrypted)],
     );
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let response = common.get(&format!("{url}{sep}{query}"))?;
+    let response = common.get(&url_with(url, &query))?;
     print_response(&response);
     let echoed = response.status == 200 && response.body == echostr.as_bytes();
     if response.status == 200 && !echoed {
@@ -460,10 +455,15 @@ fn post_push(common: &Common, target: &str, body: &[u8]) -> Result<Reply, String
     common.client()?.post(target, content_type, body)
 }
 
+/// `url` with the signed query of `common` and `extra` added.
 fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> Result<String, MissingSecret> {
-    let query = common.signing.query(extra)?;
+    Ok(url_with(url, &common.signing.query(extra)?))
+}
+
+/// `url` with `query` added after its own query, if it has one.
+fn url_with(url: &str, query: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
-    Ok(format!("{url}{sep}{query}"))
+    format!("{url}{sep}{query}")
 }
 
 fn print_response(r: &Reply) {
@@ -477,6 +477,13 @@ fn now() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0)
         .to_string()
+}
+
+/// The 16 random bytes that open an encrypted message, as WeChat draws them.
+fn random_16() -> Result<[u8; 16], String> {
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    Ok(random)
 }
 
 fn random_u64() -> u64 {
