@@ -1,12 +1,13 @@
 //! `wechat-gate send` over https: a gate behind TLS gets the handshake and a push when
 //! the CLI trusts its CA (`--cacert`); a certificate no trusted CA signed ends the
-//! command before any request is sent (exit 2, saying TLS). No secret is printed.
+//! command before any request is sent (exit 2, saying TLS); `--source` holds over TLS
+//! too. No secret is printed.
 
 use crate::harness::cli::{cli, Ran};
 use crate::harness::scratch_dir;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -21,8 +22,8 @@ struct TlsEndpoint {
     port: u16,
     /// Its certificate, the one CA that signed it, as a PEM file.
     ca_file: PathBuf,
-    /// The requests it read, whole.
-    seen: Arc<Mutex<Vec<String>>>,
+    /// The requests it read, whole, each with the address it came from.
+    seen: Arc<Mutex<Vec<(IpAddr, String)>>>,
 }
 
 impl TlsEndpoint {
@@ -47,6 +48,7 @@ impl TlsEndpoint {
         thread::spawn(move || {
             for tcp in listener.incoming().flatten() {
                 let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+                let Ok(peer) = tcp.peer_addr() else { continue };
                 let conn = rustls::ServerConnection::new(Arc::clone(&config)).expect("TLS");
                 let mut tls = rustls::StreamOwned::new(conn, tcp);
                 // A client that refused the certificate ends here, with nothing read.
@@ -54,7 +56,7 @@ impl TlsEndpoint {
                     continue;
                 };
                 // Logged before answering: the CLI may be done as soon as it has the answer.
-                log.lock().expect("log").push(request.clone());
+                log.lock().expect("log").push((peer.ip(), request.clone()));
                 let _ = answer(&mut tls, &request);
             }
         });
@@ -66,7 +68,13 @@ impl TlsEndpoint {
     }
 
     fn seen(&self) -> Vec<String> {
-        self.seen.lock().expect("log").clone()
+        let seen = self.seen.lock().expect("log");
+        seen.iter().map(|(_, request)| request.clone()).collect()
+    }
+
+    fn sources(&self) -> Vec<IpAddr> {
+        let seen = self.seen.lock().expect("log");
+        seen.iter().map(|(source, _)| *source).collect()
     }
 }
 
@@ -187,5 +195,27 @@ fn send_refuses_a_certificate_no_trusted_ca_signed() {
         endpoint.seen().is_empty(),
         "a request went out: {:?}",
         endpoint.seen()
+    );
+}
+
+#[test]
+fn send_over_https_comes_from_the_source_given() {
+    let endpoint = TlsEndpoint::start();
+    let ca = endpoint.ca_file.to_str().expect("a UTF-8 path");
+    let url = format!("https://127.0.0.1:{}/wechat", endpoint.port);
+    let args = [
+        "send",
+        "handshake",
+        &url,
+        "--source",
+        "127.0.0.5",
+        "--cacert",
+        ca,
+    ];
+    let out = cli(&args, &[("WECHAT_TOKEN", TOKEN)]);
+    assert_eq!(out.code, Some(0), "{}", out.text());
+    assert_eq!(
+        endpoint.sources(),
+        ["127.0.0.5".parse::<IpAddr>().expect("ip")]
     );
 }
