@@ -32,10 +32,11 @@ run: build
 test: lint unit fuzz-smoke e2e oci-check istio-check
 
 ## lint: rustfmt over the whole workspace (fuzz/ and bench/ too), clippy over the default
-## members natively and over the filter for wasm32
+## members and bench/tools natively and over the filter for wasm32
 lint: toolchain
 	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p wechat-gate-bench --all-targets -- -D warnings
 	cargo clippy -p wechat-gate --target wasm32-wasip1 -- -D warnings
 
 ## unit: the library's and the CLI's own tests, and the suite's tests that need no Envoy

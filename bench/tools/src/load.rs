@@ -104,6 +104,94 @@ struct Conn {
     retried: bool,
 }
 
+impl Conn {
+    fn idle() -> Conn {
+        Conn {
+            stream: None,
+            out: Vec::new(),
+            written: 0,
+            inp: Vec::new(),
+            current: None,
+            served: 0,
+            retried: false,
+        }
+    }
+
+    /// Writes what the socket takes now of the request in flight.
+    fn write_some(&mut self) {
+        let Some(s) = self.stream.as_mut() else {
+            return;
+        };
+        while self.written < self.out.len() {
+            match s.write(&self.out[self.written..]) {
+                Ok(0) => break,
+                Ok(k) => self.written += k,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break, // the read side will see the connection end
+            }
+        }
+    }
+
+    /// Reads all the socket has now; true when the connection ended.
+    fn read_available(&mut self, buf: &mut [u8]) -> bool {
+        let Some(s) = self.stream.as_mut() else {
+            return false;
+        };
+        loop {
+            match s.read(buf) {
+                Ok(0) => return true,
+                Ok(k) => self.inp.extend_from_slice(&buf[..k]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return true,
+            }
+        }
+    }
+}
+
+/// A new non-blocking connection, or `None` when it cannot be made.
+fn connect(addr: &str) -> Option<TcpStream> {
+    TcpStream::connect(addr).ok().inspect(|s| {
+        let _ = s.set_nodelay(true);
+        let _ = s.set_nonblocking(true);
+    })
+}
+
+/// The bytes of the request for one URI file line.
+fn request(o: &Options, uri: &str) -> Vec<u8> {
+    let with_body = o.method != "GET" && o.method != "HEAD";
+    let mut r = format!(
+        "{} {} HTTP/1.1\r\nhost: {}\r\n",
+        o.method,
+        path_of(uri),
+        o.connect
+    );
+    for h in &o.headers {
+        r.push_str(h);
+        r.push_str("\r\n");
+    }
+    if with_body {
+        r.push_str(&format!("content-length: {}\r\n", o.body.len()));
+    }
+    r.push_str("\r\n");
+    let mut bytes = r.into_bytes();
+    if with_body {
+        bytes.extend_from_slice(&o.body);
+    }
+    bytes
+}
+
+/// A URI file line may be a whole URL (as h2load takes them): its path.
+fn path_of(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((_, rest)) => rest
+            .find('/')
+            .map_or("/".to_string(), |i| rest[i..].to_string()),
+        None => uri.to_string(),
+    }
+}
+
 enum Parsed {
     Incomplete,
     Done { status: u16, close: bool },
@@ -166,134 +254,111 @@ fn parse_response(buf: &[u8], head_request: bool) -> Parsed {
     }
 }
 
-pub fn main(args: &[String]) -> i32 {
-    let o = match options(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("wg-bench load: {e}");
-            return 2;
+/// A run's connections and what they have done so far.
+struct Run<'a> {
+    o: &'a Options,
+    conns: Vec<Conn>,
+    /// The next request (URI line) to send.
+    next: usize,
+    /// Per request: start (µs since `start`), status (`-1`: none), duration (µs).
+    results: Vec<(u64, i32, u64)>,
+    /// Responses by status class (index = status / 100, 5 and over in 5).
+    counts: [usize; 6],
+    errored: usize,
+    connects: usize,
+    retries: usize,
+    finished: usize,
+    start: Instant,
+    last_progress: Instant,
+    last_done: Instant,
+    /// The time between two request starts, at a fixed rate.
+    interval: Option<Duration>,
+    buf: Vec<u8>,
+}
+
+/// What one wait for the connections found.
+enum Polled {
+    /// Nothing is in flight and every request was sent.
+    AllSent,
+    /// Nothing to read yet: go round again.
+    Again,
+    /// The poll set, `revents` filled, and the connection index of each entry.
+    Ready(Vec<libc::pollfd>, Vec<usize>),
+}
+
+impl<'a> Run<'a> {
+    fn new(o: &'a Options) -> Run<'a> {
+        let start = Instant::now();
+        Run {
+            o,
+            conns: (0..o.conns).map(|_| Conn::idle()).collect(),
+            next: 0,
+            results: vec![(0, -1, 0); o.uris.len()],
+            counts: [0; 6],
+            errored: 0,
+            connects: 0,
+            retries: 0,
+            finished: 0,
+            start,
+            last_progress: start,
+            last_done: start,
+            interval: o
+                .rps
+                .filter(|r| *r > 0.0)
+                .map(|r| Duration::from_secs_f64(1.0 / r)),
+            buf: vec![0u8; 64 * 1024],
         }
-    };
-    let n = o.uris.len();
-    let mut extra = String::new();
-    for h in &o.headers {
-        extra.push_str(h);
-        extra.push_str("\r\n");
     }
-    let with_body = o.method != "GET" && o.method != "HEAD";
-    let request = |path: &str| -> Vec<u8> {
-        let mut r = format!(
-            "{} {path} HTTP/1.1\r\nhost: {}\r\n{extra}",
-            o.method, o.connect
-        );
-        if with_body {
-            r.push_str(&format!("content-length: {}\r\n", o.body.len()));
-        }
-        r.push_str("\r\n");
-        let mut bytes = r.into_bytes();
-        if with_body {
-            bytes.extend_from_slice(&o.body);
-        }
-        bytes
-    };
-    // Each URI file line may be a whole URL (as h2load takes them): keep its path.
-    let path_of = |uri: &str| -> String {
-        match uri.split_once("://") {
-            Some((_, rest)) => rest
-                .find('/')
-                .map_or("/".to_string(), |i| rest[i..].to_string()),
-            None => uri.to_string(),
-        }
-    };
 
-    let mut conns: Vec<Conn> = (0..o.conns)
-        .map(|_| Conn {
-            stream: None,
-            out: Vec::new(),
-            written: 0,
-            inp: Vec::new(),
-            current: None,
-            served: 0,
-            retried: false,
-        })
-        .collect();
-    let mut next = 0usize;
-    let mut results: Vec<(u64, i32, u64)> = vec![(0, -1, 0); n];
-    let (mut counts, mut errored, mut connects, mut finished) =
-        ([0usize; 6], 0usize, 0usize, 0usize);
-    let mut retries = 0usize;
-    let start = Instant::now();
-    let mut last_progress = start;
-    let mut last_done = start;
-    let interval = o
-        .rps
-        .filter(|r| *r > 0.0)
-        .map(|r| Duration::from_secs_f64(1.0 / r));
+    fn total(&self) -> usize {
+        self.o.uris.len()
+    }
 
-    let mut buf = vec![0u8; 64 * 1024];
-    while finished < n {
-        let now = Instant::now();
-        // Start requests on idle connections (at the fixed rate, if one is set).
-        for c in conns.iter_mut() {
-            if c.current.is_some() || next >= n {
+    fn micros_since_start(&self, t: Instant) -> u64 {
+        t.duration_since(self.start).as_micros() as u64
+    }
+
+    /// Starts requests on idle connections (at the fixed rate, if one is set).
+    fn start_requests(&mut self, now: Instant) {
+        let n = self.total();
+        for c in self.conns.iter_mut() {
+            if c.current.is_some() || self.next >= n {
                 continue;
             }
-            if let Some(iv) = interval {
-                if now < start + iv * next as u32 {
+            if let Some(iv) = self.interval {
+                if now < self.start + iv * self.next as u32 {
                     break;
                 }
             }
             if c.stream.is_none() {
-                match TcpStream::connect(&o.connect) {
-                    Ok(s) => {
-                        let _ = s.set_nodelay(true);
-                        let _ = s.set_nonblocking(true);
-                        c.stream = Some(s);
-                        c.served = 0;
-                        connects += 1;
-                    }
-                    Err(_) => {
-                        // Counted as the next request failing; try again with the one after.
-                        results[next] = (now.duration_since(start).as_micros() as u64, -1, 0);
-                        errored += 1;
-                        finished += 1;
-                        next += 1;
-                        continue;
-                    }
-                }
+                let Some(s) = connect(&self.o.connect) else {
+                    // Counted as the next request failing; try again with the one after.
+                    let at = now.duration_since(self.start).as_micros() as u64;
+                    self.results[self.next] = (at, -1, 0);
+                    self.errored += 1;
+                    self.finished += 1;
+                    self.next += 1;
+                    continue;
+                };
+                c.stream = Some(s);
+                c.served = 0;
+                self.connects += 1;
             }
-            c.out = request(&path_of(&o.uris[next]));
+            c.out = request(self.o, &self.o.uris[self.next]);
             c.written = 0;
             c.inp.clear();
-            c.current = Some((next, now));
+            c.current = Some((self.next, now));
             c.retried = false;
-            next += 1;
+            self.next += 1;
         }
-        // Write what can be written now.
-        for c in conns.iter_mut() {
-            if c.written < c.out.len() {
-                if let Some(s) = c.stream.as_mut() {
-                    loop {
-                        match s.write(&c.out[c.written..]) {
-                            Ok(0) => break,
-                            Ok(k) => {
-                                c.written += k;
-                                if c.written == c.out.len() {
-                                    break;
-                                }
-                            }
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                            Err(_) => break, // the read side will see the connection end
-                        }
-                    }
-                }
-            }
-        }
-        // Wait for any connection to become readable (or writable, if a write is pending).
-        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(conns.len());
-        let mut which: Vec<usize> = Vec::with_capacity(conns.len());
-        for (i, c) in conns.iter().enumerate() {
+    }
+
+    /// Waits for any connection to become readable (or writable, if a write is
+    /// pending), at most until the next request is due.
+    fn poll(&self) -> Polled {
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(self.conns.len());
+        let mut which: Vec<usize> = Vec::with_capacity(self.conns.len());
+        for (i, c) in self.conns.iter().enumerate() {
             if let (Some(s), Some(_)) = (c.stream.as_ref(), c.current) {
                 let mut events = libc::POLLIN;
                 if c.written < c.out.len() {
@@ -307,135 +372,179 @@ pub fn main(args: &[String]) -> i32 {
                 which.push(i);
             }
         }
-        let timeout_ms: i32 = match interval {
-            Some(iv) if next < n => {
-                let due = start + iv * next as u32;
+        let timeout_ms: i32 = match self.interval {
+            Some(iv) if self.next < self.total() => {
+                let due = self.start + iv * self.next as u32;
                 let wait = due.saturating_duration_since(Instant::now());
                 i32::try_from(wait.as_millis()).unwrap_or(1000).min(1000)
             }
             _ => 1000,
         };
         if fds.is_empty() {
-            if next >= n {
-                break;
+            if self.next >= self.total() {
+                return Polled::AllSent;
             }
             if timeout_ms > 0 {
                 std::thread::sleep(
                     Duration::from_millis(timeout_ms as u64).min(Duration::from_micros(500)),
                 );
             }
-            continue;
+            return Polled::Again;
         }
         // SAFETY: `fds` is a valid, initialised array of `fds.len()` pollfd structs.
         let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
         if ready < 0 {
-            continue; // EINTR
+            return Polled::Again; // EINTR
         }
-        for (fd, &i) in fds.iter().zip(&which) {
-            if fd.revents == 0 {
-                continue;
-            }
-            let c = &mut conns[i];
-            let mut ended = false;
-            if let Some(s) = c.stream.as_mut() {
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) => {
-                            ended = true;
-                            break;
-                        }
-                        Ok(k) => c.inp.extend_from_slice(&buf[..k]),
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                        Err(_) => {
-                            ended = true;
-                            break;
-                        }
-                    }
-                }
-            }
-            let Some((k, sent)) = c.current else { continue };
-            if ended && c.inp.is_empty() && c.served > 0 && !c.retried {
-                // The server closed a kept-alive connection as this request went out
-                // (it had not begun to answer): send it again on a new connection, once,
-                // as any HTTP/1.1 client does.
-                c.stream = TcpStream::connect(&o.connect).ok().inspect(|s| {
-                    let _ = s.set_nodelay(true);
-                    let _ = s.set_nonblocking(true);
-                });
-                if c.stream.is_some() {
-                    connects += 1;
-                    c.served = 0;
-                    c.written = 0;
-                    c.retried = true;
-                    retries += 1;
-                    continue;
-                }
-            }
-            let outcome = match parse_response(&c.inp, o.method == "HEAD") {
-                Parsed::Done { status, close } => Some((status, close)),
-                Parsed::Incomplete if ended => None,
-                Parsed::Incomplete => continue,
-                Parsed::Bad => None,
-            };
-            let done_at = Instant::now();
-            match outcome {
-                Some((status, close)) => {
-                    results[k] = (
-                        sent.duration_since(start).as_micros() as u64,
-                        i32::from(status),
-                        done_at.duration_since(sent).as_micros() as u64,
-                    );
-                    counts[usize::from(status / 100).min(5)] += 1;
-                    c.served += 1;
-                    if close || ended {
-                        c.stream = None;
-                    }
-                }
-                None => {
-                    results[k] = (sent.duration_since(start).as_micros() as u64, -1, 0);
-                    errored += 1;
+        Polled::Ready(fds, which)
+    }
+
+    /// Reads what connection `i` has, and finishes its request if the response is whole
+    /// (or never will be).
+    fn on_ready(&mut self, i: usize) {
+        let c = &mut self.conns[i];
+        let ended = c.read_available(&mut self.buf);
+        let Some((k, sent)) = c.current else { return };
+        if ended && c.inp.is_empty() && c.served > 0 && !c.retried && self.resend(i) {
+            return;
+        }
+        let c = &self.conns[i];
+        let outcome = match parse_response(&c.inp, self.o.method == "HEAD") {
+            Parsed::Done { status, close } => Some((status, close)),
+            Parsed::Incomplete if ended => None,
+            Parsed::Incomplete => return,
+            Parsed::Bad => None,
+        };
+        self.finish(i, k, sent, outcome, ended);
+    }
+
+    /// The server closed a kept-alive connection as this request went out (it had not
+    /// begun to answer): send it again on a new connection, once, as any HTTP/1.1
+    /// client does. False when no new connection could be made.
+    fn resend(&mut self, i: usize) -> bool {
+        let c = &mut self.conns[i];
+        c.stream = connect(&self.o.connect);
+        if c.stream.is_none() {
+            return false;
+        }
+        self.connects += 1;
+        c.served = 0;
+        c.written = 0;
+        c.retried = true;
+        self.retries += 1;
+        true
+    }
+
+    /// Records request `k`'s outcome (status and whether the server closes; `None`: no
+    /// complete response) and makes connection `i` idle.
+    fn finish(
+        &mut self,
+        i: usize,
+        k: usize,
+        sent: Instant,
+        outcome: Option<(u16, bool)>,
+        ended: bool,
+    ) {
+        let done_at = Instant::now();
+        let started = self.micros_since_start(sent);
+        let c = &mut self.conns[i];
+        match outcome {
+            Some((status, close)) => {
+                let took = done_at.duration_since(sent).as_micros() as u64;
+                self.results[k] = (started, i32::from(status), took);
+                self.counts[usize::from(status / 100).min(5)] += 1;
+                c.served += 1;
+                if close || ended {
                     c.stream = None;
                 }
             }
-            c.current = None;
-            c.inp.clear();
-            c.out.clear();
-            c.written = 0;
-            finished += 1;
-            last_progress = done_at;
-            last_done = done_at;
+            None => {
+                self.results[k] = (started, -1, 0);
+                self.errored += 1;
+                c.stream = None;
+            }
         }
-        if last_progress.elapsed() > STALL {
-            // Whatever is still in flight or not sent is counted as errored.
-            let left = n - finished;
-            errored += left;
-            eprintln!(
-                "wg-bench load: no progress for {} s, {left} requests given up",
-                STALL.as_secs()
-            );
+        c.current = None;
+        c.inp.clear();
+        c.out.clear();
+        c.written = 0;
+        self.finished += 1;
+        self.last_progress = done_at;
+        self.last_done = done_at;
+    }
+
+    /// True (and whatever is still in flight or not sent counted as errored) when
+    /// nothing has finished for [`STALL`].
+    fn stalled(&mut self) -> bool {
+        if self.last_progress.elapsed() <= STALL {
+            return false;
+        }
+        let left = self.total() - self.finished;
+        self.errored += left;
+        eprintln!(
+            "wg-bench load: no progress for {} s, {left} requests given up",
+            STALL.as_secs()
+        );
+        true
+    }
+
+    /// Writes the log file, prints the JSON line; the exit code.
+    fn report(&self) -> i32 {
+        let seconds = self.last_done.duration_since(self.start).as_secs_f64();
+        if let Some(path) = &self.o.log_file {
+            let mut text = String::with_capacity(self.total() * 24);
+            for (t, status, d) in &self.results {
+                text.push_str(&format!("{t}\t{status}\t{d}\n"));
+            }
+            if let Err(e) = std::fs::write(path, text) {
+                eprintln!("wg-bench load: {path}: {e}");
+            }
+        }
+        let (counts, errored) = (&self.counts, self.errored);
+        let done = counts.iter().sum::<usize>() + errored;
+        println!(
+            "{{\"done\": {done}, \"2xx\": {}, \"3xx\": {}, \"4xx\": {}, \"5xx\": {}, \"errored\": {errored}, \
+             \"connects\": {}, \"retries\": {}, \"seconds\": {seconds:.6}, \"rps\": {:.1}}}",
+            counts[2],
+            counts[3],
+            counts[4],
+            counts[5],
+            self.connects,
+            self.retries,
+            if seconds > 0.0 { (done - errored) as f64 / seconds } else { 0.0 }
+        );
+        i32::from(errored > 0)
+    }
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let o = match options(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("wg-bench load: {e}");
+            return 2;
+        }
+    };
+    let mut run = Run::new(&o);
+    while run.finished < run.total() {
+        run.start_requests(Instant::now());
+        for c in run.conns.iter_mut() {
+            c.write_some();
+        }
+        match run.poll() {
+            Polled::AllSent => break,
+            Polled::Again => continue,
+            Polled::Ready(fds, which) => {
+                for (fd, &i) in fds.iter().zip(&which) {
+                    if fd.revents != 0 {
+                        run.on_ready(i);
+                    }
+                }
+            }
+        }
+        if run.stalled() {
             break;
         }
     }
-    let seconds = last_done.duration_since(start).as_secs_f64();
-    if let Some(path) = &o.log_file {
-        let mut text = String::with_capacity(n * 24);
-        for (t, status, d) in &results {
-            text.push_str(&format!("{t}\t{status}\t{d}\n"));
-        }
-        if let Err(e) = std::fs::write(path, text) {
-            eprintln!("wg-bench load: {path}: {e}");
-        }
-    }
-    let done = counts.iter().sum::<usize>() + errored;
-    println!(
-        "{{\"done\": {done}, \"2xx\": {}, \"3xx\": {}, \"4xx\": {}, \"5xx\": {}, \"errored\": {errored}, \
-         \"connects\": {connects}, \"retries\": {retries}, \"seconds\": {seconds:.6}, \"rps\": {:.1}}}",
-        counts[2],
-        counts[3],
-        counts[4],
-        counts[5],
-        if seconds > 0.0 { (done - errored) as f64 / seconds } else { 0.0 }
-    );
-    i32::from(errored > 0)
+    run.report()
 }

@@ -1,7 +1,8 @@
 //! `wechat-gate`: signs and sends requests the way WeChat's servers do, to try a gate
-//! (or any WeChat callback endpoint) by hand or from tests; `mock-api`, a local
-//! stand-in for WeChat's API (api.weixin.qq.com); and `doctor`, which checks an
-//! account's API access, lists and network as a gate needs them.
+//! (or any WeChat callback endpoint, over http or https) by hand or from tests;
+//! `mock-api`, a local stand-in for WeChat's API (api.weixin.qq.com); and `doctor`,
+//! which checks an account's API access, lists and network as a gate needs them. `send`
+//! and `doctor` talk through `wechat::client`, the one HTTP(S) client.
 //!
 //! Secrets (the token, the EncodingAESKey, the AppSecret) are read from the environment
 //! (`WECHAT_TOKEN`, `WECHAT_AES_KEY`, `WECHAT_APPSECRET`, or the variables `--…-env`
@@ -10,6 +11,9 @@
 //! Exit status: 0 when the endpoint accepted (handshake echoed, message answered 200)
 //! or every doctor check passed, 1 when it rejected, the echo differed or a doctor check
 //! failed, 2 for usage or connection errors (a secret whose variable is not set included).
+
+// Functions fit on a screen (clippy.toml sets the bound); tests may be longer.
+#![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
@@ -20,7 +24,7 @@ use gate::safe_mode::cipher::AesKey;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wechat::client::{self, Response};
+use wechat::client::{Client, Options, Reply};
 use wechat::secret_env::{self, MissingSecret};
 use wechat::wechat::{
     open_reply, safe_mode_push, signed_query, text_message_json, text_message_xml, wecom_echostr,
@@ -196,27 +200,31 @@ struct Common {
     /// trickling or endless body ends the command with an error, exit code 2.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
+    /// https:// URLs: trust only the CA certificates in this PEM file, instead of the
+    /// Mozilla roots (a gate behind a private CA).
+    #[arg(long, value_name = "FILE")]
+    cacert: Option<std::path::PathBuf>,
 }
 
 impl Common {
-    /// Sends one request within `--timeout`.
-    fn request(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(&str, &[u8])],
-        body: &[u8],
-    ) -> std::io::Result<Response> {
-        client::request_within(
-            method,
-            &client::parse_url(target)?,
-            headers,
-            body,
-            self.source,
-            Duration::from_secs(self.timeout),
-        )
+    /// The client every request of the command goes through: `--timeout`, `--source`
+    /// and `--cacert` applied, the proxy from the environment as curl takes it.
+    fn client(&self) -> Result<Client, String> {
+        Client::new(&Options {
+            source: self.source,
+            ca_file: self.cacert.clone(),
+            ..Options::new(Duration::from_secs(self.timeout), USER_AGENT)
+        })
+    }
+
+    /// GETs `target` within `--timeout`.
+    fn get(&self, target: &str) -> Result<Reply, String> {
+        self.client()?.get(target)
     }
 }
+
+/// `send`'s `user-agent`.
+const USER_AGENT: &str = concat!("wechat-gate/", env!("CARGO_PKG_VERSION"));
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
@@ -248,7 +256,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
                 return send_wecom_handshake(&url, &common, &safe, &echostr);
             }
             let target = with_query(&url, &common, &[("echostr", &echostr)])?;
-            let response = common.request("GET", &target, &[], b"")?;
+            let response = common.get(&target)?;
             print_response(&response);
             let echoed = response.status == 200 && response.body == echostr.as_bytes();
             if response.status == 200 && !echoed {
@@ -349,8 +357,7 @@ fn send_safe_mode(
 ) -> Result<bool, Box<dyn std::error::Error>> {
     let token = common.signing.token()?;
     let (timestamp, nonce) = common.signing.timestamp_and_nonce();
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    let random = random_16()?;
     let sealed = safe_mode_push(
         push.key,
         push.appid,
@@ -381,9 +388,7 @@ fn send_safe_mode(
             ],
         )
     };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let target = format!("{url}{sep}{query}");
-    let response = post_push(common, &target, sealed.body.as_bytes())?;
+    let response = post_push(common, &url_with(url, &query), sealed.body.as_bytes())?;
     print_response(&response);
     let reply = response.body_text();
     let trimmed = reply.trim();
@@ -423,8 +428,7 @@ fn send_wecom_handshake(
     };
     let token = common.signing.token()?;
     let (timestamp, nonce) = common.signing.timestamp_and_nonce();
-    let mut random = [0u8; 16];
-    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    let random = random_16()?;
     let encrypted = wecom_echostr(&key, &corpid, echostr, &random);
     let query = wecom_query(
         &token,
@@ -433,8 +437,7 @@ fn send_wecom_handshake(
         &encrypted,
         &[("echostr", &encrypted)],
     );
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let response = common.request("GET", &format!("{url}{sep}{query}"), &[], b"")?;
+    let response = common.get(&url_with(url, &query))?;
     print_response(&response);
     let echoed = response.status == 200 && response.body == echostr.as_bytes();
     if response.status == 200 && !echoed {
@@ -443,22 +446,27 @@ fn send_wecom_handshake(
     Ok(echoed)
 }
 
-/// POSTs a push with the content type WeChat gives its format.
-fn post_push(common: &Common, target: &str, body: &[u8]) -> std::io::Result<Response> {
-    let content_type: &[u8] = match Format::of(body) {
-        Format::Json => b"application/json",
-        Format::Xml => b"text/xml",
+/// POSTs a push with the content type WeChat gives its format, within `--timeout`.
+fn post_push(common: &Common, target: &str, body: &[u8]) -> Result<Reply, String> {
+    let content_type = match Format::of(body) {
+        Format::Json => "application/json",
+        Format::Xml => "text/xml",
     };
-    common.request("POST", target, &[("content-type", content_type)], body)
+    common.client()?.post(target, content_type, body)
 }
 
+/// `url` with the signed query of `common` and `extra` added.
 fn with_query(url: &str, common: &Common, extra: &[(&str, &str)]) -> Result<String, MissingSecret> {
-    let query = common.signing.query(extra)?;
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Ok(format!("{url}{sep}{query}"))
+    Ok(url_with(url, &common.signing.query(extra)?))
 }
 
-fn print_response(r: &Response) {
+/// `url` with `query` added after its own query, if it has one.
+fn url_with(url: &str, query: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{query}")
+}
+
+fn print_response(r: &Reply) {
     println!("HTTP {}", r.status);
     println!("{}", r.body_text().trim_end());
 }
@@ -469,6 +477,13 @@ fn now() -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0)
         .to_string()
+}
+
+/// The 16 random bytes that open an encrypted message, as WeChat draws them.
+fn random_16() -> Result<[u8; 16], String> {
+    let mut random = [0u8; 16];
+    getrandom::getrandom(&mut random).map_err(|e| format!("random source: {e}"))?;
+    Ok(random)
 }
 
 fn random_u64() -> u64 {

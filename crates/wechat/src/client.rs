@@ -1,301 +1,358 @@
-//! A small HTTP/1.1 client for the CLI and the tests: one request per connection,
-//! optionally from a chosen local address (127.0.0.2, 127.0.0.3… to appear as
-//! different sources), and able to send bytes no well-behaved client would. It is a
-//! native tool for the CLI and tests, not part of the filter.
-#![allow(clippy::indexing_slicing)]
+//! The one HTTP(S) client of the operator's tools (`wechat-gate send` and `doctor`):
+//! ureq with rustls and the Mozilla roots (or only the CAs of `--cacert`), so that a gate
+//! behind TLS and the real api.weixin.qq.com both work; the proxy from `HTTPS_PROXY`,
+//! `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` as ureq reads them; `--resolve HOST=ADDR:PORT`
+//! overrides like curl's; and a chosen local address to send from. One timeout bounds
+//! the whole call (connect, TLS, request, response), interim 1xx answers are read past,
+//! redirects are not followed, and at most [`MAX_RESPONSE_BYTES`] of a body is read.
+//! Errors never carry the URL (it may hold an access token or a signature).
+//!
+//! A well-kept crate rather than [`crate::http1::client`], because TLS, proxies and
+//! trust roots are not to be written by hand; that one stays for the tests, which need
+//! requests byte for byte as written.
 
-use super::http1;
 use socket2::{Domain, Socket, Type};
-use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout,
+    RustlsConnector, TcpConnector, Transport,
+};
+use ureq::{Agent, Timeout};
 
-/// How long a request may take, connection to last byte, unless the caller says.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The most of a response that is read (the same bound `wechat-gate doctor` sets):
-/// a longer or endless one is an error, not a process that grows without end.
+/// The most of a response body that is read: a longer or endless one is an error, not
+/// a process that grows without end.
 pub const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+/// How a [`Client`] connects.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bounds each call, from the first DNS lookup to the last byte of the body.
+    pub timeout: Duration,
+    /// `--resolve` entries.
+    pub overrides: Vec<Override>,
+    /// The local address to connect from.
+    pub source: Option<IpAddr>,
+    /// A PEM file of the only CAs to trust (`--cacert`); `None`: the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
+    /// The `user-agent` header.
+    pub user_agent: String,
 }
 
-impl Response {
-    /// The first header of that name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
+impl Options {
+    /// A `timeout` per call, nothing else changed.
+    pub fn new(timeout: Duration, user_agent: &str) -> Options {
+        Options {
+            timeout,
+            overrides: Vec::new(),
+            source: None,
+            ca_file: None,
+            user_agent: user_agent.to_string(),
+        }
+    }
+}
+
+/// A `--resolve` entry: connections to `host` go to `addr`, whatever the URL's port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub host: String,
+    pub addr: SocketAddr,
+}
+
+/// Parses `HOST=ADDR:PORT` (`[v6]:port` for IPv6).
+pub fn parse_override(text: &str) -> Result<Override, String> {
+    let (host, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--resolve {text}: expected HOST=ADDR:PORT"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("--resolve {text}: {addr} is not ADDR:PORT"))?;
+    if host.is_empty() {
+        return Err(format!("--resolve {text}: no host"));
+    }
+    Ok(Override {
+        host: host.to_ascii_lowercase(),
+        addr,
+    })
+}
+
+#[derive(Debug)]
+struct MappedResolver {
+    overrides: Vec<Override>,
+    default: DefaultResolver,
+}
+
+impl Resolver for MappedResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let host = uri.host().map(|h| h.trim_matches(['[', ']']));
+        let mapped = self
+            .overrides
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .find(|o| host.is_some_and(|h| h.eq_ignore_ascii_case(&o.host)));
+        match mapped {
+            Some(o) => {
+                let mut addrs = self.empty();
+                addrs
+                    .try_push(o.addr)
+                    .map_err(|_| ureq::Error::HostNotFound)?;
+                Ok(addrs)
+            }
+            None => self.default.resolve(uri, config, timeout),
+        }
+    }
+}
+
+/// Opens the TCP connection from a chosen local address, when there is one (else
+/// ureq's own `TcpConnector`, next in the chain, does). ureq has no setting for the
+/// local address, and its TCP transport cannot be made from a socket of ours.
+#[derive(Debug)]
+struct FromSource(Option<IpAddr>);
+
+impl<In: Transport> Connector<In> for FromSource {
+    type Out = Either<In, BoundTcp>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        if let Some(transport) = chained {
+            return Ok(Some(Either::A(transport)));
+        }
+        let Some(source) = self.0 else {
+            return Ok(None);
+        };
+        let target = details
+            .addrs
+            .iter()
+            .find(|a| a.is_ipv4() == source.is_ipv4())
+            .ok_or(ureq::Error::HostNotFound)?;
+        let socket = Socket::new(Domain::for_address(*target), Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        let connected = match details.timeout.not_zero() {
+            Some(within) => socket.connect_timeout(&(*target).into(), *within),
+            None => socket.connect(&(*target).into()),
+        };
+        connected.map_err(|e| io_error(e, details.timeout.reason))?;
+        let stream: TcpStream = socket.into();
+        stream.set_nodelay(true)?;
+        let buffers = LazyBuffers::new(
+            details.config.input_buffer_size(),
+            details.config.output_buffer_size(),
+        );
+        Ok(Some(Either::B(BoundTcp { stream, buffers })))
+    }
+}
+
+/// A TCP connection [`FromSource`] made: one call's, never pooled.
+#[derive(Debug)]
+struct BoundTcp {
+    stream: TcpStream,
+    buffers: LazyBuffers,
+}
+
+impl Transport for BoundTcp {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
     }
 
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = timeout.for_write();
+        self.stream.set_write_timeout(Some(left(timeout)?))?;
+        let output = self
+            .buffers
+            .output()
+            .get(..amount)
+            .ok_or(ureq::Error::ConnectionFailed)?;
+        self.stream
+            .write_all(output)
+            .map_err(|e| io_error(e, timeout.reason))
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let timeout = timeout.for_read();
+        self.stream.set_read_timeout(Some(left(timeout)?))?;
+        let read = loop {
+            match self.stream.read(self.buffers.input_append_buf()) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = read.map_err(|e| io_error(e, timeout.reason))?;
+        self.buffers.input_appended(n);
+        Ok(n > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        false
+    }
+}
+
+/// What is left of `timeout`, or the timeout error when nothing is.
+fn left(timeout: NextTimeout) -> Result<Duration, ureq::Error> {
+    let left: Duration = *timeout.after;
+    if left.is_zero() {
+        return Err(ureq::Error::Timeout(timeout.reason));
+    }
+    Ok(left)
+}
+
+fn io_error(e: std::io::Error, reason: Timeout) -> ureq::Error {
+    match e.kind() {
+        ErrorKind::TimedOut | ErrorKind::WouldBlock => ureq::Error::Timeout(reason),
+        _ => ureq::Error::Io(e),
+    }
+}
+
+/// The roots a `--cacert` file names: every certificate in it.
+fn roots_from(file: &Path) -> Result<RootCerts, String> {
+    let pem = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut certs: Vec<Certificate<'static>> = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => return Err(format!("{}: {e}", file.display())),
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificate in it", file.display()));
+    }
+    Ok(RootCerts::new_with_certs(&certs))
+}
+
+/// A reply of any HTTP status, and how long it took.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub elapsed: Duration,
+}
+
+impl Reply {
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 }
 
-/// An `http://host:port/path?query` URL, split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub target: String,
+/// The client: built once per command, from [`Options`].
+pub struct Client {
+    agent: Agent,
+    overrides: Vec<Override>,
 }
 
-pub fn parse_url(url: &str) -> io::Result<Url> {
-    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{url}: {why}"));
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| bad("only http:// URLs are supported"))?;
-    let (authority, target) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            (h, p.parse::<u16>().map_err(|_| bad("bad port"))?)
-        }
-        _ => (authority, 80),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    Ok(Url {
-        host: host.to_string(),
-        port,
-        target: target.to_string(),
-    })
-}
-
-/// Sends one request and reads the whole response (the connection is closed after),
-/// within [`DEFAULT_TIMEOUT`].
-pub fn request(
-    method: &str,
-    url: &Url,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-    source: Option<IpAddr>,
-) -> io::Result<Response> {
-    request_within(method, url, headers, body, source, DEFAULT_TIMEOUT)
-}
-
-/// [`request`], given up with a `TimedOut` error when the whole response has not come
-/// within `timeout` of the start (a silent server, a trickling or endless body).
-pub fn request_within(
-    method: &str,
-    url: &Url,
-    headers: &[(&str, &[u8])],
-    body: &[u8],
-    source: Option<IpAddr>,
-    timeout: Duration,
-) -> io::Result<Response> {
-    let mut raw = format!(
-        "{method} {} HTTP/1.1\r\nhost: {}:{}\r\nconnection: close\r\n",
-        url.target, url.host, url.port
-    )
-    .into_bytes();
-    for (name, value) in headers {
-        raw.extend_from_slice(name.as_bytes());
-        raw.extend_from_slice(b": ");
-        raw.extend_from_slice(value);
-        raw.extend_from_slice(b"\r\n");
-    }
-    if !body.is_empty() || method == "POST" {
-        raw.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
-    }
-    raw.extend_from_slice(b"\r\n");
-    raw.extend_from_slice(body);
-    let deadline = Instant::now() + timeout;
-    let mut stream = connect_within(&url.host, url.port, source, timeout)?;
-    stream.set_write_timeout(Some(timeout))?;
-    stream.write_all(&raw)?;
-    read_response_by(&mut stream, deadline)
-}
-
-/// Writes `raw` as is and reads the response (within [`DEFAULT_TIMEOUT`]).
-pub fn exchange(host: &str, port: u16, source: Option<IpAddr>, raw: &[u8]) -> io::Result<Response> {
-    let mut stream = connect(host, port, source)?;
-    stream.write_all(raw)?;
-    read_response(&mut stream)
-}
-
-/// Reads one response from `stream` (within [`DEFAULT_TIMEOUT`]).
-pub fn read_response(stream: &mut TcpStream) -> io::Result<Response> {
-    read_response_by(stream, Instant::now() + DEFAULT_TIMEOUT)
-}
-
-/// Reads one response from `stream`, all of it by `deadline` and at most
-/// [`MAX_RESPONSE_BYTES`] of body.
-pub fn read_response_by(stream: &mut TcpStream, deadline: Instant) -> io::Result<Response> {
-    // Stop as soon as the response is complete: waiting for the server to close would
-    // cost Envoy's delayed-close timeout (1 s) on every request.
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16 * 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(timed_out(&buf));
-        }
-        stream.set_read_timeout(Some(left))?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Err(timed_out(&buf))
-            }
-            Err(e) => return Err(e),
+impl Client {
+    /// Fails only on a `--cacert` file that cannot be read or holds no certificate.
+    pub fn new(options: &Options) -> Result<Client, String> {
+        let roots = match &options.ca_file {
+            Some(file) => roots_from(file)?,
+            None => RootCerts::WebPki,
         };
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        skip_interim(&mut buf);
-        if is_complete(&buf) {
-            break;
-        }
-        if buf.len() > MAX_RESPONSE_BYTES + 64 * 1024 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the response is over {MAX_RESPONSE_BYTES} bytes: not read further"),
-            ));
-        }
-    }
-    parse_response(&buf)
-}
-
-fn timed_out(read: &[u8]) -> io::Error {
-    let what = if read.is_empty() {
-        "no answer"
-    } else {
-        "the response did not end"
-    };
-    io::Error::new(io::ErrorKind::TimedOut, format!("{what} in time"))
-}
-
-/// Drops the interim (1xx) answers at the start of `buf`: RFC 9110 §15.2 has a
-/// client read past them to the final one, whether it asked for them or not. (101
-/// is final: nothing here upgrades.)
-fn skip_interim(buf: &mut Vec<u8>) {
-    while buf.starts_with(b"HTTP/1.")
-        && buf.get(8..10) == Some(b" 1")
-        && buf.get(10..12) != Some(b"01")
-    {
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            return;
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(options.timeout))
+            .max_redirects(0)
+            .user_agent(&options.user_agent)
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .build();
+        let resolver = MappedResolver {
+            overrides: options.overrides.clone(),
+            default: DefaultResolver::default(),
         };
-        buf.drain(..end + 4);
+        // ureq's default chain (proxy, TCP, TLS), with the local address first.
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(FromSource(options.source))
+                .chain(TcpConnector::default())
+                .chain(RustlsConnector::default());
+        Ok(Client {
+            agent: Agent::with_parts(config, connector, resolver),
+            overrides: options.overrides.clone(),
+        })
+    }
+
+    /// True when `--resolve` maps `host`.
+    pub fn is_mapped(&self, host: &str) -> bool {
+        self.overrides
+            .iter()
+            .any(|o| o.host.eq_ignore_ascii_case(host))
+    }
+
+    pub fn get(&self, url: &str) -> Result<Reply, String> {
+        let started = Instant::now();
+        let response = self.agent.get(url).call();
+        read(response, started)
+    }
+
+    /// POSTs `body` as `content_type`.
+    pub fn post(&self, url: &str, content_type: &str, body: &[u8]) -> Result<Reply, String> {
+        let started = Instant::now();
+        let response = self
+            .agent
+            .post(url)
+            .header("content-type", content_type)
+            .send(body);
+        read(response, started)
+    }
+
+    pub fn post_json(&self, url: &str, body: &serde_json::Value) -> Result<Reply, String> {
+        self.post(url, "application/json", body.to_string().as_bytes())
     }
 }
 
-/// True when `buf` holds a whole response whose end is known without EOF.
-fn is_complete(buf: &[u8]) -> bool {
-    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let rest = &buf[head_end + 4..];
-    if head.contains("transfer-encoding: chunked") {
-        return dechunk(rest).is_some();
-    }
-    head.split("\r\n")
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .is_some_and(|len| rest.len() >= len)
-}
-
-/// A connection to `host:port`, from `source` when given ([`DEFAULT_TIMEOUT`] to read).
-pub fn connect(host: &str, port: u16, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    connect_within(host, port, source, Duration::from_secs(5))
-}
-
-/// [`connect`], given up after `timeout`.
-fn connect_within(
-    host: &str,
-    port: u16,
-    source: Option<IpAddr>,
-    timeout: Duration,
-) -> io::Result<TcpStream> {
-    let target: SocketAddr = (host, port)
-        .to_socket_addrs()?
-        .find(|a| source.is_none_or(|s| s.is_ipv4() == a.is_ipv4()))
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("cannot resolve {host}")))?;
-    let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
-    if let Some(source) = source {
-        socket.bind(&SocketAddr::new(source, 0).into())?;
-    }
-    socket
-        .connect_timeout(&target.into(), timeout)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                io::Error::new(io::ErrorKind::TimedOut, "no connection in time")
-            }
-            _ => e,
+fn read(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    started: Instant,
+) -> Result<Reply, String> {
+    let mut response = response.map_err(|e| describe(&e))?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(MAX_RESPONSE_BYTES as u64)
+        .read_to_vec()
+        .map_err(|e| match e {
+            ureq::Error::Timeout(_) => "the response did not end in time".to_string(),
+            e => describe(&e),
         })?;
-    let stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(DEFAULT_TIMEOUT))?;
-    Ok(stream)
-}
-
-/// Parses a complete HTTP/1.1 response (content-length, chunked, or until close).
-pub fn parse_response(buf: &[u8]) -> io::Result<Response> {
-    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
-    let head_end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("no complete response head"))?;
-    let head =
-        std::str::from_utf8(&buf[..head_end]).map_err(|_| bad("response head is not UTF-8"))?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let rest = &buf[head_end + 4..];
-    let chunked = headers
-        .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest).ok_or_else(|| bad("bad chunked body"))?
-    } else if let Some(len) = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        rest.get(..len)
-            .ok_or_else(|| bad("body shorter than content-length"))?
-            .to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Response {
+    Ok(Reply {
         status,
-        headers,
         body,
+        elapsed: started.elapsed(),
     })
 }
 
-/// A whole chunked body at the start of `rest`, if it is all there.
-fn dechunk(rest: &[u8]) -> Option<Vec<u8>> {
-    http1::dechunk(rest, usize::MAX)
-        .ok()
-        .flatten()
-        .map(|(body, _)| body)
+/// What went wrong, in words that never include the URL.
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) => match io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+            Some(tls) => format!("TLS: {tls}"),
+            None => format!("connection failed: {io}"),
+        },
+        ureq::Error::Timeout(_) => "no answer in time".to_string(),
+        ureq::Error::HostNotFound => "host not found (DNS)".to_string(),
+        ureq::Error::Tls(why) => format!("TLS: {why}"),
+        ureq::Error::Rustls(why) => format!("TLS: {why}"),
+        ureq::Error::BadUri(_) => "bad URL".to_string(),
+        ureq::Error::BodyExceedsLimit(limit) => {
+            format!("the response is over {limit} bytes: not read further")
+        }
+        ureq::Error::LargeResponseHeader(_, limit) => {
+            format!("the response head is over {limit} bytes: not read further")
+        }
+        other => format!("{other}").chars().take(200).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -303,43 +360,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_split_into_host_port_and_target() {
-        let u = parse_url("http://127.0.0.1:10000/wechat?a=1").expect("url");
-        assert_eq!(
-            (u.host.as_str(), u.port, u.target.as_str()),
-            ("127.0.0.1", 10000, "/wechat?a=1")
-        );
-        let u = parse_url("http://localhost").expect("url");
-        assert_eq!((u.port, u.target.as_str()), (80, "/"));
-        let u = parse_url("http://[::1]:8080/x").expect("url");
-        assert_eq!((u.host.as_str(), u.port), ("::1", 8080));
-        assert!(parse_url("https://x/").is_err());
-    }
-
-    #[test]
-    fn interim_answers_are_read_past_and_101_is_final() {
-        let mut buf = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: x\r\n\r\nHTTP/1.1 200 OK\r\n".to_vec();
-        skip_interim(&mut buf);
-        assert_eq!(buf, b"HTTP/1.1 200 OK\r\n");
-        let mut partial = b"HTTP/1.1 100 Cont".to_vec();
-        skip_interim(&mut partial);
-        assert_eq!(partial, b"HTTP/1.1 100 Cont", "an unfinished head waits");
-        let mut upgrade = b"HTTP/1.1 101 Switching Protocols\r\n\r\n".to_vec();
-        skip_interim(&mut upgrade);
-        assert!(upgrade.starts_with(b"HTTP/1.1 101"));
-    }
-
-    #[test]
-    fn responses_with_length_chunks_or_close() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nx: y\r\n\r\nabcdef")
-            .expect("ok");
-        assert_eq!(
-            (r.status, r.body.as_slice(), r.header("X")),
-            (200, &b"abc"[..], Some("y"))
-        );
-        let r = parse_response(b"HTTP/1.1 401 Unauthorized\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").expect("ok");
-        assert_eq!(r.body, b"abcde");
-        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\nuntil close").expect("ok");
-        assert_eq!(r.body, b"until close");
+    fn overrides_parse_like_curls_resolve() {
+        let o = parse_override("API2.weixin.qq.com=127.0.0.1:8081").expect("valid");
+        assert_eq!(o.host, "api2.weixin.qq.com");
+        assert_eq!(o.addr, "127.0.0.1:8081".parse().expect("addr"));
+        let v6 = parse_override("hk.api.weixin.qq.com=[::1]:9").expect("valid");
+        assert_eq!(v6.addr.port(), 9);
+        for bad in [
+            "api.weixin.qq.com",
+            "=1.2.3.4:1",
+            "h=1.2.3.4",
+            "h=nohost:80",
+        ] {
+            assert!(parse_override(bad).is_err(), "{bad}");
+        }
     }
 }

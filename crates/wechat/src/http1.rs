@@ -8,6 +8,8 @@
 //! response, answering with trailers, a thread per connection so one stalled
 //! request holds up no other), and reading chunked trailers.
 
+pub mod client;
+
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 

@@ -13,13 +13,7 @@ use gate::xml::cdata;
 /// `signature=…&timestamp=…&nonce=…` followed by `extra` pairs, every value encoded.
 pub fn signed_query(token: &str, timestamp: &str, nonce: &str, extra: &[(&str, &str)]) -> String {
     let digest = request_signature(token, timestamp, nonce);
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("signature", as_str(&digest)),
-        ("timestamp", timestamp),
-        ("nonce", nonce),
-    ];
-    pairs.extend_from_slice(extra);
-    encode_query(&pairs)
+    query_signed_by(("signature", as_str(&digest)), timestamp, nonce, extra)
 }
 
 /// WeCom's query: `msg_signature` over the token, timestamp, nonce and `signed` (the
@@ -32,11 +26,17 @@ pub fn wecom_query(
     extra: &[(&str, &str)],
 ) -> String {
     let digest = sign(&[token, timestamp, nonce, signed]);
-    let mut pairs: Vec<(&str, &str)> = vec![
-        ("msg_signature", as_str(&digest)),
-        ("timestamp", timestamp),
-        ("nonce", nonce),
-    ];
+    query_signed_by(("msg_signature", as_str(&digest)), timestamp, nonce, extra)
+}
+
+/// The `signature` pair, `timestamp`, `nonce`, then `extra`, every value encoded.
+fn query_signed_by(
+    signature: (&str, &str),
+    timestamp: &str,
+    nonce: &str,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut pairs = vec![signature, ("timestamp", timestamp), ("nonce", nonce)];
     pairs.extend_from_slice(extra);
     encode_query(&pairs)
 }

@@ -5,12 +5,12 @@ use crate::harness::backend::Backend;
 use crate::harness::config::{gate_config, gated};
 use crate::harness::now;
 use crate::harness::requests::{nonce, LISTED};
-use crate::harness::safe_mode::{encrypt_fresh, push, push_of, safe_config, text_message, AES_KEY};
+use crate::harness::safe_mode::{
+    encrypt_fresh, push, push_of, safe_config, text_message, AES_KEY, CORPID,
+};
 use crate::harness::wechatpy::wechatpy_wecom_encrypt;
 use gate::query::encode_query;
 use serde_json::json;
-
-const CORPID: &str = "ww5afe0e2e0000c0de";
 
 /// The suite's account as a WeCom app, decrypting.
 fn wecom_config() -> serde_json::Value {

@@ -10,7 +10,9 @@ use crate::harness::envoy::Envoy;
 use crate::harness::merged;
 use crate::harness::now;
 use crate::harness::requests::{nonce, text_xml, LISTED, TOKEN};
-use crate::harness::safe_mode::{key, push_of, safe_config, verify_only_config, AES_KEY, APPID};
+use crate::harness::safe_mode::{
+    key, push_of, safe_config, verify_only_config, AES_KEY, APPID, CORPID,
+};
 use gate::query::encode_query;
 use gate::safe_mode::cipher;
 use gate::signature::{as_str, sign};
@@ -18,7 +20,7 @@ use serde_json::json;
 use std::io::{Read, Write};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 fn sig(parts: &[&str]) -> String {
     as_str(&sign(parts)).to_string()
@@ -435,8 +437,6 @@ fn an_open_platform_query_is_used_once_across_authorizers_and_routes() {
 }
 
 // ------------------------------------------------------------------ WeCom handshakes
-
-const CORPID: &str = "ww5afe0e2e0000c0de";
 
 fn wecom_config() -> serde_json::Value {
     gate_config(json!({

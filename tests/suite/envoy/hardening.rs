@@ -270,7 +270,7 @@ fn a_slow_body_one_byte_every_200_ms_is_waited_for_and_delivered() {
         std::thread::sleep(Duration::from_millis(200)); // the client's pace, not a wait
         s.write_all(&[*byte]).expect("a byte");
     }
-    let r = wechat::client::read_response(&mut s).expect("an answer");
+    let r = wechat::http1::client::read_response(&mut s).expect("an answer");
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(backend.bodies(), [body]);
     assert_eq!(envoy.counter("wechat_gate.rejected.body_timeout"), 0);
@@ -308,13 +308,13 @@ fn late_bodies_at_a_workers_start_do_not_talk_a_holding_host_into_streaming() {
     for i in 0..3 {
         let body = format!("<xml><MsgId>{}</MsgId></xml>", 7100 + i);
         let mut s = push_with_late_body(&envoy, &body, Some(Duration::from_millis(150)));
-        let r = wechat::client::read_response(&mut s).expect("an answer");
+        let r = wechat::http1::client::read_response(&mut s).expect("an answer");
         assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     }
     assert_eq!(backend.bodies().len(), 3, "the late pushes are delivered");
     // Then a push whose body never comes: held, answered 408, never sent upstream.
     let mut s = push_with_late_body(&envoy, "<xml><MsgId>7200</MsgId></xml>", None);
-    let r = wechat::client::read_response(&mut s).expect("an answer");
+    let r = wechat::http1::client::read_response(&mut s).expect("an answer");
     assert_eq!(r.status, 408, "{}", r.body_text());
     assert_eq!(
         backend.heads().len(),
@@ -336,7 +336,7 @@ fn a_streaming_host_is_told_by_its_own_byte_count_and_a_stalled_push_stays_off_t
     // At the worker's start a push whose body never comes shows nothing of the host:
     // it waits on its headers, off the backend, and is answered 408.
     let mut s = push_with_late_body(&envoy, "<xml><MsgId>7300</MsgId></xml>", None);
-    let r = wechat::client::read_response(&mut s).expect("an answer");
+    let r = wechat::http1::client::read_response(&mut s).expect("an answer");
     assert_eq!(r.status, 408, "{}", r.body_text());
     assert_eq!(
         backend.heads(),
@@ -348,7 +348,7 @@ fn a_streaming_host_is_told_by_its_own_byte_count_and_a_stalled_push_stays_off_t
     // stream mode, and the push goes on.
     let body = "<xml><MsgId>7301</MsgId></xml>";
     let mut s = push_with_late_body(&envoy, body, Some(Duration::from_millis(150)));
-    let r = wechat::client::read_response(&mut s).expect("an answer");
+    let r = wechat::http1::client::read_response(&mut s).expect("an answer");
     assert_eq!((r.status, r.body_text().as_str()), (200, "success"));
     assert_eq!(backend.bodies(), [body]);
     assert!(wait_until(Duration::from_secs(5), || envoy

@@ -142,7 +142,7 @@ fn a_thousand_stalled_pushes_on_one_worker_are_each_answered_408_and_the_vm_live
     let streams = stalled_pushes(&envoy, STALLED, "stall");
     let mut statuses = BTreeMap::new();
     for mut s in streams {
-        let status = wechat::client::read_response(&mut s)
+        let status = wechat::http1::client::read_response(&mut s)
             .map(|r| r.status.to_string())
             .unwrap_or_else(|e| format!("{:?}", e.kind()));
         *statuses.entry(status).or_insert(0) += 1;
@@ -199,7 +199,7 @@ fn in_stream_mode_stalled_pushes_cannot_starve_the_backend_of_a_verified_push() 
     let delivered = backend.bodies().contains(&valid);
     let mut statuses = BTreeMap::new();
     for mut s in streams {
-        let status = wechat::client::read_response(&mut s)
+        let status = wechat::http1::client::read_response(&mut s)
             .map(|r| r.status.to_string())
             .unwrap_or_else(|e| format!("{:?}", e.kind()));
         *statuses.entry(status).or_insert(0) += 1;

@@ -15,7 +15,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 use wechat::wechat::{open_reply, safe_mode_push};
 
 const APPID: &str = "wx0123456789abcdef";

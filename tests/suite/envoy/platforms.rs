@@ -10,7 +10,7 @@ use crate::harness::config::{gate_config, gated, EnvoyConfig, Gate};
 use crate::harness::envoy::Envoy;
 use crate::harness::mock_api::MockApi;
 use crate::harness::requests::{nonce, signed, LISTED, TOKEN, UNLISTED};
-use crate::harness::safe_mode::{key, AES_KEY, APPID};
+use crate::harness::safe_mode::{key, AES_KEY, APPID, CORPID};
 use crate::harness::wechatpy::{
     open_envelope_with_wechatpy, wechatpy, wechatpy_json_push, wechatpy_wecom_encrypt,
 };
@@ -18,10 +18,8 @@ use crate::harness::{merged, now, wait_until};
 use gate::safe_mode::cipher;
 use serde_json::json;
 use std::time::Duration;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
-/// A CorpID as WeCom shows it.
-const CORPID: &str = "ww5afe0e2e0000c0de";
 /// Open Platform: the authorizers one component serves on one route.
 const AUTHORIZER_A: &str = "wx1111111111111111";
 const AUTHORIZER_B: &str = "wx2222222222222222";

@@ -10,7 +10,7 @@ use crate::harness::now;
 use crate::harness::requests::{fresh, nonce, signed, text_xml, LISTED, TOKEN, UNLISTED};
 use serde_json::json;
 use std::collections::BTreeMap;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 /// What a row sends, from the listed source unless it says otherwise.
 enum Send {

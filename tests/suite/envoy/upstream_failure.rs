@@ -10,7 +10,7 @@ use crate::harness::safe_mode::{push, safe_config, text_message};
 use crate::harness::{closed_port, merged};
 use serde_json::json;
 use std::time::Duration;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 #[test]
 fn a_backend_slower_than_the_route_timeout_yields_success() {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 use wechat::http1::{Connection, Limits, Request};
 
 /// A request as the recording backend saw it.

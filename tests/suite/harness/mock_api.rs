@@ -4,7 +4,7 @@
 use super::process::Listening;
 use serde_json::{json, Value};
 use std::process::Command;
-use wechat::client::{self, Response};
+use wechat::http1::client::{self, Response};
 
 /// A running mock-api, killed (and waited for) when dropped, even by a failed assertion.
 pub struct MockApi {

@@ -5,7 +5,7 @@
 use super::envoy::Envoy;
 use super::now;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 /// The account's token.
 pub const TOKEN: &str = "e2e-token-5d1f";

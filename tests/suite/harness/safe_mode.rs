@@ -8,10 +8,12 @@ use super::{merged, now};
 use gate::safe_mode::cipher::{self, AesKey};
 use gate::signature::{as_str, sign};
 use serde_json::json;
-use wechat::client::Response;
+use wechat::http1::client::Response;
 
 pub const AES_KEY: &str = "GeuKYOtmlo3LsuufAkG+oPBZOZm/L42M6eGR8KhDGgE";
 pub const APPID: &str = "wx5afe0e2e00000001";
+/// A CorpID as WeCom shows it: the suite's WeCom app seals its messages for it.
+pub const CORPID: &str = "ww5afe0e2e0000c0de";
 
 /// The account in safe mode: its AppID, a 16 KiB body limit, one listed source
 /// (127.0.0.2) and `decrypt: true`, with the top-level keys of `extra` set.

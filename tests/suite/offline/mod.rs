@@ -1,6 +1,7 @@
 //! What needs no Envoy: the wechatpy vectors through the gate's own decision,
 //! mock-api over HTTP, the CLI's secrets, and `wechat-gate doctor` against mock-api.
 
+mod cli_https;
 mod cli_secrets;
 mod cli_timeouts;
 pub mod dashboard;

@@ -10,7 +10,6 @@
 mod backups;
 mod egress;
 mod gate;
-pub mod http;
 mod ips;
 mod network;
 pub mod report;
@@ -19,9 +18,13 @@ mod token;
 pub use egress::EgressFormat;
 pub use report::{Check, Report, Status};
 
+use crate::client::{self, Client, Options};
 use ::gate::config::TokenApi;
 use std::time::Duration;
 use ureq::http::Uri;
+
+/// The doctor's `user-agent`.
+const USER_AGENT: &str = concat!("wechat-gate-doctor/", env!("CARGO_PKG_VERSION"));
 
 /// `--token-api`: the configuration's own [`TokenApi`], by the same names (`wecom` is
 /// chosen by `platform`, never by name, so it is not offered).
@@ -112,7 +115,7 @@ impl ApiBase {
 
 /// What every check needs.
 pub struct Doctor {
-    pub http: http::Http,
+    pub http: Client,
     pub api: ApiBase,
     pub appid: String,
     secret: String,
@@ -139,14 +142,18 @@ impl Doctor {
         let overrides = args
             .resolve
             .iter()
-            .map(|r| http::parse_override(r))
+            .map(|r| client::parse_override(r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(UsageError)?;
         if let Some(admin) = &args.gate_admin {
             ApiBase::parse(admin).map_err(|e| UsageError(e.replace("--api", "--gate-admin")))?;
         }
         Ok(Doctor {
-            http: http::Http::new(overrides, Duration::from_secs(args.timeout)),
+            http: Client::new(&Options {
+                overrides,
+                ..Options::new(Duration::from_secs(args.timeout), USER_AGENT)
+            })
+            .map_err(UsageError)?,
             api,
             appid: args.appid.clone(),
             secret,

@@ -63,7 +63,7 @@ pub(super) fn check(d: &Doctor) -> (Check, Option<AccessToken>) {
     }
 }
 
-fn send(d: &Doctor, call: &ApiCall) -> Result<super::http::Reply, String> {
+fn send(d: &Doctor, call: &ApiCall) -> Result<crate::client::Reply, String> {
     let url = d.api.url(&call.path);
     match &call.body {
         Some(body) => {
