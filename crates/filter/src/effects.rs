@@ -7,7 +7,6 @@ use super::host::{log, Body, Headers, Host, Level};
 use super::parking;
 use super::worker::{SharedExchange, Worker};
 use gate::exchange::{self, ByteCount, Effect, Flow, Note, Step};
-use gate::header_map::HeaderMap;
 use gate::park::{NotParked, Outcome, Parcel, ParkStep};
 use gate::rejection::Rejection;
 use gate::request::Sources;
@@ -236,10 +235,6 @@ impl<H: Host> exchange::Proxy for ExchangeProxy<'_, H> {
 
     fn forget(&mut self, table: Table, identity: u64) {
         dedupe::forget(&self.worker.host, table, identity);
-    }
-
-    fn request_headers(&mut self) -> Option<HeaderMap> {
-        self.worker.host.header_map(Headers::Request)
     }
 
     fn route_cluster(&mut self) -> Option<Vec<u8>> {

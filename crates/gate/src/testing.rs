@@ -7,7 +7,6 @@
 
 use crate::config::Config;
 use crate::exchange::Proxy;
-use crate::header_map::HeaderMap;
 use crate::park::{Area, Parcel, ParkStep, SharedData};
 use crate::request::Sources;
 use crate::tables::{self, Entry, Lookup, Seen, Table};
@@ -37,8 +36,6 @@ pub struct FakeProxy {
     pub tables: HashMap<Table, Vec<u8>>,
     /// What the exchange asked, in order (the hostcalls a test may count).
     pub asked: Vec<&'static str>,
-    /// The request's headers as they went upstream (`None`: unreadable).
-    pub upstream_headers: Option<HeaderMap>,
     /// `xds.cluster_name`.
     pub cluster: Option<Vec<u8>>,
     /// The configuration's parking area, in [`FakeProxy::shared`].
@@ -69,13 +66,6 @@ impl FakeProxy {
             reached: true,
             tables: HashMap::new(),
             asked: Vec::new(),
-            upstream_headers: Some(HeaderMap::from_pairs(&[
-                (b":authority", b"backend.example"),
-                (b":path", b"/wechat?signature=s&timestamp=1&nonce=n"),
-                (b":method", b"POST"),
-                (b"content-type", b"text/xml"),
-                (b"x-wechat-gate-verified", b"1"),
-            ])),
             cluster: Some(b"backend".to_vec()),
             area: Area::of(config),
             shared: HashMap::new(),
@@ -146,10 +136,6 @@ impl Proxy for FakeProxy {
                 *shard = value;
             }
         }
-    }
-    fn request_headers(&mut self) -> Option<HeaderMap> {
-        self.asked.push("request_headers");
-        self.upstream_headers.clone()
     }
     fn route_cluster(&mut self) -> Option<Vec<u8>> {
         self.cluster.clone()

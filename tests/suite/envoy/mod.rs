@@ -11,6 +11,7 @@ mod istio;
 mod live_list;
 mod metrics;
 mod one_account_many_instances;
+mod parking;
 mod platforms;
 mod refused_lists;
 mod retries_and_replays;

@@ -33,6 +33,7 @@ mod push;
 mod recorded;
 mod release;
 mod response;
+mod sent;
 #[cfg(test)]
 mod tests;
 
@@ -40,6 +41,7 @@ pub use crate::body::{BodyMode, ByteCount, Observation};
 pub use effect::{unconfigured, Effect, Flow, Level, Note, Step};
 use push::{Reading, VerifiedPush};
 use recorded::Recorded;
+use sent::SentHead;
 
 use crate::config::Config;
 use crate::header_map::HeaderMap;
@@ -79,8 +81,6 @@ pub trait Proxy {
     /// Records `entry` in `table` at `now`, unless its identity is there already.
     fn record(&mut self, table: Table, entry: Entry, now: u64) -> Seen;
     fn forget(&mut self, table: Table, identity: u64);
-    /// The request's headers as they went upstream, the gate's own included.
-    fn request_headers(&mut self) -> Option<HeaderMap>;
     /// The cluster the request was routed to (`xds.cluster_name`).
     fn route_cluster(&mut self) -> Option<Vec<u8>>;
     /// Parks a push Envoy could not deliver in the account's parking area
@@ -142,6 +142,8 @@ pub struct Exchange {
     /// The body as it went upstream, kept while the push may yet be parked
     /// ([`Config::parks`]).
     forwarded_body: Option<Vec<u8>>,
+    /// Its headers as the gate sent them upstream, likewise.
+    sent: Option<SentHead>,
 }
 
 impl Default for Exchange {
@@ -158,6 +160,7 @@ impl Exchange {
             client_gate_headers: Vec::new(),
             authorizer: None,
             forwarded_body: None,
+            sent: None,
         }
     }
 
@@ -180,6 +183,30 @@ impl Exchange {
 
     /// The request's headers.
     pub fn on_request_headers(
+        &mut self,
+        ctx: Circumstances<'_>,
+        headers: &HeaderMap,
+        end_of_stream: bool,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        let step = self.judge_headers(ctx, headers, end_of_stream, proxy);
+        if ctx.config.parks() && matches!(self.stage, Stage::AwaitingBody(_)) {
+            let mut sent = SentHead::of(headers);
+            sent.follow(&step.effects);
+            self.sent = Some(sent);
+        }
+        step
+    }
+
+    /// The request's changes in `step` followed in what may yet be parked.
+    fn follow_sent(&mut self, step: Step) -> Step {
+        if let Some(sent) = self.sent.as_mut() {
+            sent.follow(&step.effects);
+        }
+        step
+    }
+
+    fn judge_headers(
         &mut self,
         ctx: Circumstances<'_>,
         headers: &HeaderMap,

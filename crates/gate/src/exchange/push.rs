@@ -156,6 +156,11 @@ impl Exchange {
         count: ByteCount,
         proxy: &mut impl Proxy,
     ) -> Step {
+        let step = self.probe(ctx, count, proxy);
+        self.follow_sent(step)
+    }
+
+    fn probe(&mut self, ctx: Circumstances<'_>, count: ByteCount, proxy: &mut impl Proxy) -> Step {
         let declared = match &self.stage {
             Stage::AwaitingBody(r) if !r.streaming && !r.body_seen => r.declared,
             _ => return Step::new(Flow::Continue).with(Effect::EndProbe),
@@ -192,6 +197,17 @@ impl Exchange {
 
     /// A part of the request body: `size` bytes so far.
     pub fn on_request_body(
+        &mut self,
+        ctx: Circumstances<'_>,
+        size: usize,
+        end_of_stream: bool,
+        proxy: &mut impl Proxy,
+    ) -> Step {
+        let step = self.request_body(ctx, size, end_of_stream, proxy);
+        self.follow_sent(step)
+    }
+
+    fn request_body(
         &mut self,
         ctx: Circumstances<'_>,
         size: usize,

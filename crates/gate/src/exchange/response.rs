@@ -51,6 +51,7 @@ impl Exchange {
             }
         }
         self.forwarded_body = None;
+        self.sent = None;
         if !(200..300).contains(&status) {
             // Not delivered (or refused by the backend): WeChat's retry, a new query
             // with the same message, must get through. The query itself is used up
@@ -95,21 +96,18 @@ impl Exchange {
         step
     }
 
-    /// What the backend would have got, for parking: the request as it went upstream
-    /// (asked of the proxy now) and the body kept when it was forwarded.
+    /// What the backend would have got, for parking: the headers and the body kept as
+    /// they went upstream, and the route's cluster (asked of the proxy now).
     fn parcel(&mut self, proxy: &mut impl Proxy) -> Parcel {
         let text = |v: Option<&[u8]>| {
             String::from_utf8(v.unwrap_or_default().to_vec()).unwrap_or_default()
         };
-        let headers = proxy.request_headers();
-        let cluster = proxy.route_cluster();
+        let sent = self.sent.take().unwrap_or_default();
         Parcel {
-            cluster: text(cluster.as_deref()),
-            authority: text(headers.as_ref().and_then(|h| h.get(":authority"))),
-            path: text(headers.as_ref().and_then(|h| h.get(":path"))),
-            headers: headers.as_ref().map_or_else(Vec::new, |h| {
-                h.pairs().map(|(n, v)| (n.to_vec(), v.to_vec())).collect()
-            }),
+            cluster: text(proxy.route_cluster().as_deref()),
+            authority: text(sent.get(":authority")),
+            path: text(sent.get(":path")),
+            headers: sent.into_pairs(),
             body: self.forwarded_body.take().unwrap_or_default(),
         }
     }

@@ -71,8 +71,11 @@ fn streaming(config: &Config) -> Circumstances<'_> {
 }
 
 fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> HeaderMap {
-    let mut pairs: Vec<(&[u8], &[u8])> =
-        vec![(b":method", method.as_bytes()), (b":path", path.as_bytes())];
+    let mut pairs: Vec<(&[u8], &[u8])> = vec![
+        (b":authority", b"backend.example"),
+        (b":method", method.as_bytes()),
+        (b":path", path.as_bytes()),
+    ];
     pairs.extend(extra.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())));
     HeaderMap::from_pairs(&pairs)
 }
@@ -723,7 +726,23 @@ fn a_decrypted_push_is_parked_as_the_backend_would_have_had_it_in_plaintext() {
     p.details = Some(b"upstream_response_timeout".to_vec());
     let step = x.on_response_headers(ctx(&c), false, &mut p);
     assert_eq!(parked_counts(&step), [Counter::Parked]);
-    assert_eq!(p.parcels[0].body, message(401).into_bytes());
+    let parcel = &p.parcels[0];
+    assert_eq!(parcel.body, message(401).into_bytes());
+    // As the gate sent it: the path without the safe-mode parameters, the gate's
+    // headers, the plaintext's length.
+    assert!(!parcel.path.contains("msg_signature"), "{}", parcel.path);
+    let header = |name: &str| {
+        parcel
+            .headers
+            .iter()
+            .find(|(n, _)| n == name.as_bytes())
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    assert_eq!(header("x-wechat-gate-decrypted").as_deref(), Some("1"));
+    assert_eq!(
+        header("content-length"),
+        Some(message(401).len().to_string())
+    );
 }
 
 #[test]
