@@ -13,11 +13,11 @@ use super::shared_data::{self, Change};
 use gate::allowlist::CallbackAllowlist;
 use gate::config::{TokenApi, WechatApi};
 use gate::errcodes::{self, Handling};
-use gate::live_list::state::{
-    decode_shared_list, encode_shared_list, FetchPlan, Instance, Next, RefreshState, Step,
-};
-use gate::live_list::wechat_api::{self, ApiFailure};
 use gate::metrics::Counter;
+use gate::token::plan::{Call as Step, FetchPlan, Next};
+use gate::token::shared_list::{decode_shared_list, encode_shared_list};
+use gate::token::state::{Instance, RefreshState};
+use gate::token::wechat_api::{self, ApiFailure};
 use std::time::Duration;
 
 /// The largest API reply read (a callback list is a few KiB).

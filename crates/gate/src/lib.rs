@@ -7,8 +7,9 @@
 //! - [`exchange`]: a request's whole life as a state machine: events in, effects out.
 //! - [`safe_mode`]: the body checks and sealed replies of `encrypt_type=aes`.
 //! - [`dedupe`]: the tables of retries and replays; [`held`]: held pushes' deadlines.
-//! - [`live_list`]: when and how the callback IP list is fetched; [`errcodes`]: what
-//!   WeChat's errcodes mean and ask of the operator (the filter's logs, doctor).
+//! - [`token`]: the access token and the callback IP list kept fresh by a machine of
+//!   the exchange's kind (events in, effects out); [`errcodes`]: what WeChat's errcodes
+//!   mean and ask of the operator (the filter's logs, doctor).
 //! - [`config`], [`query`], [`signature`], [`allowlist`], [`xml`], [`header_map`]:
 //!   the parsers and checks the others use.
 
@@ -31,7 +32,6 @@ pub mod errcodes;
 pub mod exchange;
 pub mod header_map;
 pub mod held;
-pub mod live_list;
 pub mod message;
 pub mod metrics;
 pub mod query;
@@ -39,4 +39,5 @@ pub mod rejection;
 pub mod request;
 pub mod safe_mode;
 pub mod signature;
+pub mod token;
 pub mod xml;
