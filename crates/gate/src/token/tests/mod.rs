@@ -1,11 +1,14 @@
 //! The token machine's tests: the shared state's rules ([`state`]), the fetching
 //! worker's walk ([`plan`]), the shared list ([`shared_list`]), and the machine itself
-//! driven through a fake host.
+//! driven through a fake host ([`machine`]).
 
 use super::state::Instance;
 use super::wechat_api::{AccessToken, ApiFailure, CallbackIps};
 use crate::allowlist::parse_block;
 
+mod failures;
+mod fake;
+mod machine;
 mod plan;
 mod shared_list;
 mod state;
