@@ -5,7 +5,7 @@ use super::dedupe;
 use super::proxy::{self, Body, Headers};
 use super::worker::{SharedExchange, Worker};
 use gate::dedupe::{Entry, Seen, Table};
-use gate::exchange::{self, ByteCount, Context as Now, Effect, Exchange, Flow, Level, Note, Step};
+use gate::exchange::{self, ByteCount, Context as Now, Effect, Exchange, Flow, Note, Step};
 use gate::request::Sources;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -193,13 +193,11 @@ fn say(note: &Note) {
             return;
         }
     }
-    let level = match note.level() {
-        Level::Debug => log::Level::Debug,
-        Level::Info => log::Level::Info,
-        Level::Warn => log::Level::Warn,
-        Level::Error => log::Level::Error,
-    };
-    log::log!(level, "{}", note.line(source_for_log));
+    log::log!(
+        proxy::log_level(note.level()),
+        "{}",
+        note.line(source_for_log)
+    );
 }
 
 fn source_for_log() -> String {

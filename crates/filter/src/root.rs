@@ -124,7 +124,7 @@ impl Context for GateRoot {
         let Some(live) = self.live.as_mut() else {
             return;
         };
-        if live.on_response(call_id, body_size, proxy::now_unix(), &self.worker.metrics) {
+        if live.on_response(call_id, body_size, proxy::now(), &self.worker.metrics) {
             self.install_live_list();
         }
         self.worker.metrics.flush();
@@ -154,12 +154,18 @@ impl RootContext for GateRoot {
             }
         };
         log::info!("wechat-gate configured: {}", config.summary());
+        // Defined again only when the account's name changed (Envoy hands back the ids
+        // of names it knows, so this is cheap either way).
+        let metrics = match &self.worker.config {
+            Some(old) if old.name == config.name => self.worker.metrics.clone(),
+            _ => Rc::new(Metrics::define(&config.name)),
+        };
         let admission = match &config.source.wechat_api {
             Some(api) => {
                 let mut live = LiveList::new(api.clone());
                 // A list other workers (or the previous configuration) already fetched
                 // is used at once: a reconfigured filter does not start blind.
-                live.pick_up_shared_list();
+                live.pick_up_shared_list(&metrics);
                 let admission = AdmissionCell::awaiting_live_list(
                     config.source.allow.clone(),
                     live.list_key().to_string(),
@@ -171,12 +177,6 @@ impl RootContext for GateRoot {
                 self.live = None;
                 AdmissionCell::fixed(config.source.allow.clone())
             }
-        };
-        // Defined again only when the account's name changed (Envoy hands back the ids
-        // of names it knows, so this is cheap either way).
-        let metrics = match &self.worker.config {
-            Some(old) if old.name == config.name => self.worker.metrics.clone(),
-            _ => Rc::new(Metrics::define(&config.name)),
         };
         // Only the configuration is new: held pushes, what was learnt and the clock
         // go on in the worker's state.
@@ -197,7 +197,7 @@ impl RootContext for GateRoot {
         }
         let backlog = self.deliver_deadlines();
         if let Some(live) = self.live.as_mut() {
-            if live.on_tick(now, &self.worker.metrics) {
+            if live.on_tick(proxy::now(), &self.worker.metrics) {
                 self.install_live_list();
             }
         }

@@ -384,6 +384,17 @@ pub fn start_logging() {
     }));
 }
 
+/// The `log` crate's level for a note of the core's.
+pub fn log_level(level: gate::exchange::Level) -> log::Level {
+    use gate::exchange::Level;
+    match level {
+        Level::Debug => log::Level::Debug,
+        Level::Info => log::Level::Info,
+        Level::Warn => log::Level::Warn,
+        Level::Error => log::Level::Error,
+    }
+}
+
 struct HostLog;
 
 static HOST_LOG: HostLog = HostLog;
