@@ -3,8 +3,9 @@
 //!
 //! This crate is the proxy-wasm adapter: it gathers inputs, hands them to the pure
 //! [`gate`] crate (every decision; no proxy-wasm, no I/O) and carries out what comes
-//! back. [`proxy`] makes every hostcall; [`shared_data`] is the one compare-and-swap
-//! loop; [`root`] and [`http`] turn callbacks into events and effects into hostcalls;
+//! back. [`proxy`] makes every hostcall; [`shared_data`] is the retry tables'
+//! compare-and-swap loop; [`root`] and [`http`] turn callbacks into events and effects
+//! into hostcalls, [`live_list`] likewise for the token machine ([`gate::token`]);
 //! [`worker`] is what they share. It is the only crate that names proxy-wasm.
 
 // Nothing a request carries may make the filter panic: no unwrap, expect, panic or
