@@ -18,7 +18,7 @@ pub(super) const LIST_REPLY: &str = r#"{"ip_list":["1.2.3.4","10.0.0.0/24"]}"#;
 /// A `wechat_api` with two upstreams (`wechat_api`, `wechat_api_dr`), timeout 1 s
 /// (a lease of 6 × 2 × 1 + 5 = 17 s), and the keys of `extra` set.
 pub(super) fn api(extra: serde_json::Value) -> WechatApi {
-    let mut wechat_api = serde_json::json!({
+    let base = json!({
         "secret": SECRET,
         "timeout_ms": 1000,
         "upstreams": [
@@ -26,16 +26,7 @@ pub(super) fn api(extra: serde_json::Value) -> WechatApi {
             {"cluster": "wechat_api_dr", "authority": "api2.weixin.qq.com"}
         ]
     });
-    if let (Some(w), Some(e)) = (wechat_api.as_object_mut(), extra.as_object()) {
-        w.extend(e.clone());
-    }
-    let json = serde_json::json!({"path": "/w", "appid": "wx0123456789abcdef", "token": "t",
-        "source": {"wechat_api": wechat_api}});
-    crate::config::parse(json.to_string().as_bytes(), &|_| None)
-        .expect("config")
-        .source
-        .wechat_api
-        .expect("wechat_api")
+    super::wechat_api("wx0123456789abcdef", base, extra)
 }
 
 /// The proxy: its shared data and clock.

@@ -5,6 +5,7 @@
 use super::state::Instance;
 use super::wechat_api::{AccessToken, ApiFailure, CallbackIps};
 use crate::allowlist::parse_block;
+use crate::config::WechatApi;
 
 mod failures;
 mod fake;
@@ -41,4 +42,23 @@ pub(super) fn inst(refresh: u64, settings: u64) -> Instance {
         refresh_seconds: refresh,
         settings,
     }
+}
+
+/// The `source.wechat_api` of account `appid`, compiled from `base` with the keys of
+/// `extra` set.
+pub(super) fn wechat_api(
+    appid: &str,
+    mut base: serde_json::Value,
+    extra: serde_json::Value,
+) -> WechatApi {
+    if let (Some(w), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+        w.extend(e.clone());
+    }
+    let json = serde_json::json!({"path": "/w", "appid": appid, "token": "t",
+        "source": {"wechat_api": base}});
+    crate::config::parse(json.to_string().as_bytes(), &|_| None)
+        .expect("config")
+        .source
+        .wechat_api
+        .expect("wechat_api")
 }

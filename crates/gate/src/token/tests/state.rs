@@ -1,5 +1,4 @@
-use super::{inst, token};
-use crate::config::WechatApi;
+use super::{inst, token, wechat_api};
 use crate::token::state::*;
 
 #[test]
@@ -112,20 +111,11 @@ fn backoff_is_capped_at_each_instances_own_interval() {
 
 #[test]
 fn the_settings_fingerprint_is_stable_and_covers_every_fetch_setting() {
-    let api = |extra: serde_json::Value| -> WechatApi {
-        let mut wechat_api = serde_json::json!({
+    let api = |extra| {
+        let base = serde_json::json!({
             "secret": "s3cret", "upstreams": [{"cluster": "c", "authority": "a"}]
         });
-        if let (Some(w), Some(e)) = (wechat_api.as_object_mut(), extra.as_object()) {
-            w.extend(e.clone());
-        }
-        let json = serde_json::json!({"path": "/w", "appid": "wx1", "token": "t",
-            "source": {"wechat_api": wechat_api}});
-        crate::config::parse(json.to_string().as_bytes(), &|_| None)
-            .expect("config")
-            .source
-            .wechat_api
-            .expect("wechat_api")
+        wechat_api("wx1", base, extra)
     };
     let base = settings_fingerprint(&api(serde_json::json!({})));
     // A fixed value (SHA-1 of the length-prefixed fields, checked with Python's
