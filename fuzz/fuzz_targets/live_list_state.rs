@@ -98,10 +98,19 @@ fuzz_target!(|i: Input| {
     }
     // One fetch, walked through the replies given.
     let upstreams = usize::from(i.upstreams % 8);
-    let have = state.usable_token(now).is_some();
-    let (mut plan, mut call) = FetchPlan::start(upstreams, have, state.may_force_token(now));
+    walk(
+        upstreams,
+        state.usable_token(now).is_some(),
+        state.may_force_token(now),
+        &i.replies,
+    );
+});
+
+/// One fetch's walk across `upstreams`, with `replies` in turn.
+fn walk(upstreams: usize, have: bool, force_allowed: bool, replies: &[Reply]) {
+    let (mut plan, mut call) = FetchPlan::start(upstreams, have, force_allowed);
     let list = br#"{"ip_list": ["1.2.3.4", "10.0.0.0/16"]}"#;
-    for (calls, reply) in i.replies.iter().enumerate() {
+    for (calls, reply) in replies.iter().enumerate() {
         assert!(calls < 64, "a fetch walks a bounded number of calls");
         assert!(plan.upstream() < upstreams.max(1));
         let next = match (call, reply) {
@@ -133,4 +142,4 @@ fuzz_target!(|i: Input| {
             Next::Done(_) | Next::GaveUp(_) => break,
         }
     }
-});
+}
