@@ -1,4 +1,4 @@
-//! The live list's shared state (`live_list::state`): the `RefreshState` and the
+//! The refresh's shared state (`token::state`, `token::plan`): the `RefreshState` and the
 //! published list as any worker (of any version) may have left them in shared data,
 //! decoded the way the host does, then driven through every transition with any
 //! clock and reply. Nothing panics (overflow included); a lease is never in the past
@@ -6,10 +6,10 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use gate::live_list::state::{
-    backoff_seconds, decode_shared_list, FetchPlan, Instance, Next, RefreshState, Step,
-};
-use gate::live_list::wechat_api::{parse_callback_ip_reply, AccessToken, ApiFailure};
+use gate::token::plan::{Call, FetchPlan, Next};
+use gate::token::shared_list::decode_shared_list;
+use gate::token::state::{backoff_seconds, Instance, RefreshState};
+use gate::token::wechat_api::{parse_callback_ip_reply, AccessToken, ApiFailure};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
@@ -98,39 +98,48 @@ fuzz_target!(|i: Input| {
     }
     // One fetch, walked through the replies given.
     let upstreams = usize::from(i.upstreams % 8);
-    let have = state.usable_token(now).is_some();
-    let (mut plan, mut step) = FetchPlan::start(upstreams, have, state.may_force_token(now));
+    walk(
+        upstreams,
+        state.usable_token(now).is_some(),
+        state.may_force_token(now),
+        &i.replies,
+    );
+});
+
+/// One fetch's walk across `upstreams`, with `replies` in turn.
+fn walk(upstreams: usize, have: bool, force_allowed: bool, replies: &[Reply]) {
+    let (mut plan, mut call) = FetchPlan::start(upstreams, have, force_allowed);
     let list = br#"{"ip_list": ["1.2.3.4", "10.0.0.0/16"]}"#;
-    for (calls, reply) in i.replies.iter().enumerate() {
+    for (calls, reply) in replies.iter().enumerate() {
         assert!(calls < 64, "a fetch walks a bounded number of calls");
         assert!(plan.upstream() < upstreams.max(1));
-        let next = match (step, reply) {
-            (Step::Token { .. }, Reply::Token(r) | Reply::List(r)) => {
+        let next = match (call, reply) {
+            (Call::Token { .. }, Reply::Token(r) | Reply::List(r)) => {
                 let result = r
                     .map(|()| AccessToken {
                         value: "T".into(),
                         expires_in: 7200,
                     })
                     .map_err(failure);
-                plan.after_token(step, &result)
+                plan.after_token(call, &result)
             }
-            (Step::List { .. }, Reply::Token(r) | Reply::List(r)) => {
+            (Call::List { .. }, Reply::Token(r) | Reply::List(r)) => {
                 let result = match r {
                     Ok(()) => parse_callback_ip_reply(Some(200), list),
                     Err(code) => Err(failure(*code)),
                 };
-                plan.after_list(step, result)
+                plan.after_list(call, result)
             }
-            (Step::Token { .. }, Reply::Transport) => {
-                plan.after_token(step, &Err(ApiFailure::Transport))
+            (Call::Token { .. }, Reply::Transport) => {
+                plan.after_token(call, &Err(ApiFailure::Transport))
             }
-            (Step::List { .. }, Reply::Transport) => {
-                plan.after_list(step, Err(ApiFailure::Transport))
+            (Call::List { .. }, Reply::Transport) => {
+                plan.after_list(call, Err(ApiFailure::Transport))
             }
         };
         match next {
-            Next::Call(s) => step = s,
+            Next::Call(c) => call = c,
             Next::Done(_) | Next::GaveUp(_) => break,
         }
     }
-});
+}

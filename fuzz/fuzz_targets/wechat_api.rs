@@ -1,4 +1,4 @@
-//! WeChat API replies (`live_list::wechat_api`): `stable_token`/`token`/`gettoken`
+//! WeChat API replies (`token::wechat_api`): `stable_token`/`token`/`gettoken`
 //! and `getcallbackip`, for any status and body. A token never shows in `Debug`; a
 //! list is never empty, never longer than `MAX_ENTRIES`, and never has an entry
 //! broader than the bound (`/16`, `/48`).
@@ -6,7 +6,7 @@
 
 use arbitrary::Arbitrary;
 use gate::allowlist::CallbackAllowlist;
-use gate::live_list::wechat_api::{
+use gate::token::wechat_api::{
     advice, parse_callback_ip_reply, parse_token_reply, too_broad, ApiFailure, MAX_ENTRIES,
 };
 use libfuzzer_sys::fuzz_target;

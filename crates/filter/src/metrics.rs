@@ -74,16 +74,6 @@ impl<H: Host> Metrics<H> {
             let _ = self.host.record_metric(id, value);
         }
     }
-
-    /// A fetch of the live list succeeded with `entries` entries at `now`.
-    pub fn refresh_ok(&self, entries: usize, now: i64) {
-        self.count(Counter::RefreshOk);
-        self.set(Gauge::AllowlistEntries, u64::try_from(entries).unwrap_or(0));
-        self.set(
-            Gauge::AllowlistLastSuccessUnix,
-            u64::try_from(now).unwrap_or(0),
-        );
-    }
 }
 
 /// Defines one metric; `None` (logged) if the host refuses.

@@ -133,7 +133,13 @@ impl<H: Host> GateRoot<H> {
             return;
         };
         let (host, metrics) = (&self.worker.host, &self.worker.metrics);
-        if live.on_response(host, call_id, body_size, host.unix_seconds(), metrics) {
+        if live.on_response(
+            host,
+            call_id,
+            body_size,
+            host.now().unwrap_or_default(),
+            metrics,
+        ) {
             self.install_live_list();
         }
         self.worker.metrics.flush();
@@ -166,12 +172,18 @@ impl<H: Host> GateRoot<H> {
             }
         };
         log!(host, Info, "wechat-gate configured: {}", config.summary());
+        // Defined again only when the account's name changed (Envoy hands back the ids
+        // of names it knows, so this is cheap either way).
+        let metrics = match &self.worker.config {
+            Some(old) if old.name == config.name => self.worker.metrics.clone(),
+            _ => Rc::new(Metrics::define(host.clone(), &config.name)),
+        };
         let admission = match &config.source.wechat_api {
             Some(api) => {
                 let mut live = LiveList::new(api.clone());
                 // A list other workers (or the previous configuration) already fetched
                 // is used at once: a reconfigured filter does not start blind.
-                live.pick_up_shared_list(&host);
+                live.pick_up_shared_list(&host, &metrics);
                 let admission = AdmissionCell::awaiting_live_list(
                     config.source.allow.clone(),
                     live.list_key().to_string(),
@@ -183,12 +195,6 @@ impl<H: Host> GateRoot<H> {
                 self.live = None;
                 AdmissionCell::fixed(config.source.allow.clone())
             }
-        };
-        // Defined again only when the account's name changed (Envoy hands back the ids
-        // of names it knows, so this is cheap either way).
-        let metrics = match &self.worker.config {
-            Some(old) if old.name == config.name => self.worker.metrics.clone(),
-            _ => Rc::new(Metrics::define(host.clone(), &config.name)),
         };
         // A call out for the same area is still answered here; another area (the
         // account renamed, or parking's bounds changed) starts afresh.
@@ -218,7 +224,8 @@ impl<H: Host> GateRoot<H> {
         }
         let backlog = self.deliver_deadlines();
         if let Some(live) = self.live.as_mut() {
-            if live.on_tick(&self.worker.host, now, &self.worker.metrics) {
+            let clock = self.worker.host.now().unwrap_or_default();
+            if live.on_tick(&self.worker.host, clock, &self.worker.metrics) {
                 self.install_live_list();
             }
         }

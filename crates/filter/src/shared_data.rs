@@ -1,5 +1,6 @@
 //! Read-modify-write of one shared-data value with compare-and-swap, written once:
-//! the retry tables, the live list's refresh state and its lease all go through it.
+//! the retry tables, the longest tolerance and parking go through it. (The token
+//! machine, `gate::token`, reads and writes its values itself, with the same rule.)
 //!
 //! A set on a key that does not exist yet succeeds whatever CAS is passed, so two
 //! workers could both "create" a value; [`update`] therefore seeds a missing key
@@ -8,7 +9,7 @@
 use super::host::{Host, Refused, Shared};
 
 /// A CAS value no stored entry carries: a set with it succeeds only on a missing key.
-const ONLY_IF_ABSENT: u32 = u32::MAX;
+pub const ONLY_IF_ABSENT: u32 = u32::MAX;
 
 /// What a change makes of the value it was shown.
 pub enum Change<R> {
@@ -21,11 +22,6 @@ pub enum Change<R> {
 /// The value under `key` (`None` if missing or the host refuses).
 pub fn read(host: &impl Host, key: &str) -> Option<Vec<u8>> {
     host.get_shared(key).ok()?.value
-}
-
-/// Overwrites the value under `key`, whatever it is.
-pub fn overwrite(host: &impl Host, key: &str, value: &[u8]) {
-    let _ = host.set_shared(key, value, None);
 }
 
 /// Reads `key` (seeded with `seed` if it is missing), lets `change` decide, and

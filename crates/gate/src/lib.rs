@@ -11,8 +11,9 @@
 //! - [`tables`]: the retry table (WeChat's retries) and the replay table (used
 //!   queries).
 //! - [`park`]: pushes answered `success` for want of a backend, kept and redelivered.
-//! - [`live_list`]: when and how the callback IP list is fetched; [`errcodes`]: what
-//!   WeChat's errcodes mean and ask of the operator (the filter's logs, doctor).
+//! - [`token`]: the access token and the callback IP list kept fresh by a machine of
+//!   the exchange's kind (events in, effects out); [`errcodes`]: what WeChat's errcodes
+//!   mean and ask of the operator (the filter's logs, doctor).
 //! - [`config`], [`query`], [`signature`], [`allowlist`], [`message`], [`xml`],
 //!   [`header_map`], [`metrics`]: the parsers, checks and names the others use.
 //! - `testing` (the `testing` feature): the fake proxy the exchange is tested
@@ -36,7 +37,6 @@ pub mod config;
 pub mod errcodes;
 pub mod exchange;
 pub mod header_map;
-pub mod live_list;
 pub mod message;
 pub mod metrics;
 pub mod park;
@@ -48,4 +48,5 @@ pub mod signature;
 pub mod tables;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod token;
 pub mod xml;

@@ -3,8 +3,8 @@
 
 use super::report::{Check, Status};
 use super::{egress, failed, CallError, Doctor};
-use gate::live_list::wechat_api::{callback_ip_call, parse_callback_ip_reply, CallbackIps};
 use gate::query::encode_query;
+use gate::token::wechat_api::{callback_ip_call, parse_callback_ip_reply, CallbackIps};
 use serde_json::json;
 
 /// The callback IP check, and the entries (for comparing with a running gate).

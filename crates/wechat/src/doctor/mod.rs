@@ -212,7 +212,7 @@ enum CallError {
     /// No HTTP reply at all (DNS, connection, TLS, timeout).
     NoReply(String),
     /// A reply that is not what was asked for (an errcode, say).
-    Api(::gate::live_list::wechat_api::ApiFailure),
+    Api(::gate::token::wechat_api::ApiFailure),
 }
 
 /// The failed check `name` of a call to `endpoint`.
@@ -230,10 +230,10 @@ fn failed(name: &'static str, endpoint: &str, e: CallError) -> Check {
 /// `errcode N (errmsg)`, and the meaning and next step when the table knows the code.
 fn explain_failure(
     check: Check,
-    failure: &::gate::live_list::wechat_api::ApiFailure,
+    failure: &::gate::token::wechat_api::ApiFailure,
     what_failed: &str,
 ) -> Check {
-    use ::gate::live_list::wechat_api::ApiFailure;
+    use ::gate::token::wechat_api::ApiFailure;
     match failure {
         ApiFailure::Errcode { code, message } => match ::gate::errcodes::lookup(*code) {
             Some(e) => Check {

@@ -4,8 +4,8 @@
 
 use super::report::{Check, Status};
 use super::{failed, progress, CallError, Doctor};
-use gate::live_list::wechat_api::ApiFailure;
 use gate::query::encode_query;
+use gate::token::wechat_api::ApiFailure;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -5,7 +5,7 @@
 use super::report::{Check, Status};
 use super::{failed, CallError, Doctor};
 use gate::config::TokenApi;
-use gate::live_list::wechat_api::{
+use gate::token::wechat_api::{
     classic_token_call, parse_token_reply, stable_token_call, wecom_token_call, AccessToken,
     ApiCall,
 };
