@@ -402,7 +402,7 @@ class MockApi:
 
 
 def gate_config(park_off):
-    """The gate's configuration: parking as by default (`park` left out), or off."""
+    """The gate's configuration: parking sized for the soak's rate, or off."""
     config = {
         "name": ACCOUNT,
         "path": "/wechat",
@@ -428,6 +428,10 @@ def gate_config(park_off):
     }
     if park_off:
         config["park"] = {"max_messages": 0}
+    else:
+        # Sized as docs/operating.md says: the push rate times the longest outage to
+        # carry (150/s for the default 24 s down stretch is some 3,600 pushes).
+        config["park"] = {"max_messages": 10000}
     return config
 
 
@@ -436,6 +440,8 @@ def cluster(name, port):
         "name": name,
         "type": "STATIC",
         "connect_timeout": "1s",
+        # As the shipped envoy.yaml: the route's retries during a restart all at once.
+        "circuit_breakers": {"thresholds": [{"max_retries": 1000}]},
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {

@@ -25,8 +25,9 @@
 //!
 //! **Bounds**: at most `park.max_messages` pushes, and at most [`Limits::max_bytes`]
 //! bytes of records: 64 × `max_body_bytes` (the room for 64 pushes of the largest
-//! size a push may have; 4 MiB with the default 64 KiB, some 2,000 typical pushes of
-//! a couple of KiB), but never under 1 MiB nor over 64 MiB. A push that finds the
+//! size a push may have), but never under 8 MiB (with the default 64 KiB: 8 MiB,
+//! some 4,000 typical pushes of a couple of KiB, more than the default 1,000) nor
+//! over 64 MiB. A push that finds the
 //! area full, or parking off (`max_messages: 0`), is not parked: the caller answers
 //! it as under `on_upstream_failure: pass`, so WeChat's own retries carry it
 //! ([`Outcome::Pass`]).
@@ -59,8 +60,9 @@ use std::fmt;
 pub const MAX_MESSAGES: u32 = crate::config::MAX_PARK_MAX_MESSAGES;
 /// The byte bound is room for this many pushes of `max_body_bytes`...
 pub const BODIES_IN_BYTE_BOUND: u64 = 64;
-/// ...but never less than this...
-pub const MIN_MAX_BYTES: u64 = 1 << 20;
+/// ...but never less than this (room for the default 1,000 pushes of several KiB,
+/// so that with ordinary pushes the count, not the bytes, is what fills up)...
+pub const MIN_MAX_BYTES: u64 = 8 << 20;
 /// ...nor more than this.
 pub const MAX_MAX_BYTES: u64 = 64 << 20;
 /// A redelivery call's timeout: WeChat's own 5 s, what a backend answers a push in.

@@ -252,17 +252,14 @@ fn a_lower_max_messages_applies_at_once_a_higher_one_once_the_area_is_empty() {
 }
 
 #[test]
-fn the_byte_bound_is_sixty_four_bodies_within_one_and_sixty_four_mib() {
+fn the_byte_bound_is_sixty_four_bodies_within_eight_and_sixty_four_mib() {
     let bytes = |extra: &str| {
         let json = format!(r#"{{"token": "t", "source": {{"mode": "off"}}{extra}}}"#);
         Limits::of(&config::parse(json.as_bytes(), &|_| None).expect("valid")).max_bytes
     };
-    assert_eq!(
-        bytes(""),
-        64 * 65_536,
-        "4 MiB with the default max_body_bytes"
-    );
-    assert_eq!(bytes(r#", "max_body_bytes": 100"#), 1 << 20);
+    assert_eq!(bytes(""), 8 << 20, "8 MiB with the default max_body_bytes");
+    assert_eq!(bytes(r#", "max_body_bytes": 100"#), 8 << 20);
+    assert_eq!(bytes(r#", "max_body_bytes": 262144"#), 64 * 262_144);
     assert_eq!(bytes(r#", "max_body_bytes": 500000"#), 64 * 500_000);
     assert_eq!(bytes(r#", "max_body_bytes": 10000000"#), 64 << 20);
     let json = r#"{"token": "t", "source": {"mode": "off"}, "park": {"max_messages": 9, "max_seconds": 60}}"#;
