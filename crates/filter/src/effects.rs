@@ -3,7 +3,7 @@
 //! [`ExchangeProxy`], the proxy as the exchange asks it. No decision is made here.
 
 use super::dedupe;
-use super::host::{log, Body, Headers, Host, Level};
+use super::host::{level_of, log, Body, Headers, Host};
 use super::parking;
 use super::worker::{SharedExchange, Worker};
 use gate::exchange::{self, ByteCount, Effect, Flow, Note, Step};
@@ -151,22 +151,12 @@ pub fn say(host: &impl Host, note: &Note) {
             return;
         }
     }
-    let level = level(note.level());
+    let level = level_of(note.level());
     if host.logs(level) {
         let _ = host.log(
             level,
             format_args!("{}", note.line(|| source_for_log(host))),
         );
-    }
-}
-
-/// The host's log level for the core's.
-pub fn level(level: exchange::Level) -> Level {
-    match level {
-        exchange::Level::Debug => Level::Debug,
-        exchange::Level::Info => Level::Info,
-        exchange::Level::Warn => Level::Warn,
-        exchange::Level::Error => Level::Error,
     }
 }
 

@@ -8,8 +8,7 @@
 //!
 //! [`Turn`]: gate::token::Turn
 
-use super::effects::level;
-use super::host::{Body, Headers, Host, Refused};
+use super::host::{level_of, Body, Headers, Host, Refused};
 use super::metrics::Metrics;
 use super::shared_data;
 use gate::allowlist::CallbackAllowlist;
@@ -86,7 +85,7 @@ impl LiveList {
                     Effect::Count(counter) => metrics.count(counter),
                     Effect::Gauge(gauge, value) => metrics.set(gauge, value),
                     Effect::Note(note) => {
-                        let level = level(note.level());
+                        let level = level_of(note.level());
                         if host.logs(level) {
                             let _ = host.log(level, format_args!("{note}"));
                         }

@@ -3,7 +3,7 @@
 //! redeliverer run from its tick, its calls made and their answers handed back. Every
 //! decision is the core's (`gate::park`); nothing is decided here.
 
-use super::host::{Headers, Host};
+use super::host::{level_of, Headers, Host};
 use super::metrics::Metrics;
 use super::shared_data::{self, Change};
 use gate::config::Config;
@@ -124,7 +124,7 @@ pub fn carry_out_counted<H: Host>(effect: Effect, host: &H, metrics: &Metrics<H>
         Effect::Count(counter) => metrics.count(counter),
         Effect::Set(gauge, value) => metrics.set(gauge, value),
         Effect::Note(note) => {
-            let level = super::effects::level(note.level());
+            let level = level_of(note.level());
             if host.logs(level) {
                 let _ = host.log(level, format_args!("wechat-gate parking: {note}"));
             }

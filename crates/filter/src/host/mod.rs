@@ -190,6 +190,16 @@ pub trait Host: Clone {
     }
 }
 
+/// The host's log level for a line of the core's (a note's level).
+pub fn level_of(level: gate::exchange::Level) -> Level {
+    match level {
+        gate::exchange::Level::Debug => Level::Debug,
+        gate::exchange::Level::Info => Level::Info,
+        gate::exchange::Level::Warn => Level::Warn,
+        gate::exchange::Level::Error => Level::Error,
+    }
+}
+
 /// Logs through a [`Host`] at a [`Level`] (`log!(host, Warn, "…", …)`), formatting
 /// the line, and evaluating its arguments (hostcalls among them), only if the host
 /// logs at that level. A line the host refuses is dropped.
