@@ -1423,7 +1423,7 @@ def render(args, soak, report, started, wall, envoy_version, commit, api_calls):
     lines.append(f"- date: {started:%Y-%m-%d %H:%M} UTC; wechat-gate {commit}; {envoy_version}")
     flags = f"--seconds {args.seconds} --rate {args.rate:g} --down-seconds {args.down_seconds:g}" + (
         " --park-off" if args.park_off else "")
-    lines.append(f"- command: `bench/soak.py {flags}`; parking {'off (park.max_messages 0)' if args.park_off else 'on (the defaults)'}; "
+    lines.append(f"- command: `bench/soak.py {flags}`; parking {'off (park.max_messages 0)' if args.park_off else 'on (park.max_messages 10000)'}; "
                  f"{wall:.0f} s in all, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
     lines.append(f"- requests: {total} through Envoy `--concurrency 2` ({total / args.seconds:.0f} req/s over "
                  f"{args.seconds} s of load, WeChat's next tries and probes included); driver saturated {soak.saturated} times")
