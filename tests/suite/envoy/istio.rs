@@ -6,6 +6,7 @@
 //! works there; a token and key rotation through ECDS under traffic loses nothing.
 
 use crate::harness::backend::{Backend, RawBackend, Reply};
+use crate::harness::config::publish;
 use crate::harness::envoy::{wasm_path, Envoy};
 use crate::harness::mock_api::MockApi;
 use crate::harness::requests::{nonce, signed, text_xml};
@@ -117,13 +118,6 @@ resources:
         value: '{value}'
 "#
     )
-}
-
-/// Writes the ECDS file as Envoy expects a watched file to change: by a rename.
-fn publish(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).expect("write ecds");
-    std::fs::rename(&tmp, path).expect("rename ecds");
 }
 
 fn bootstrap(ecds_path: &Path, backend: u16, module: u16, api: u16) -> String {
@@ -244,13 +238,7 @@ impl Mesh {
     /// `keys`) and waits until Envoy has taken it and the gate answers a handshake
     /// signed with `signer`, the token it now trusts first.
     fn reconfigure(&self, tokens: &[&str], keys: &[&str], signer: &str) {
-        let reloads = || {
-            self.envoy
-                .admin_text("/stats?filter=extension_config_discovery")
-                .lines()
-                .filter_map(|l| l.strip_suffix_reload())
-                .sum::<u64>()
-        };
+        let reloads = || self.envoy.ecds_reloads();
         let before = reloads();
         let v = self.version.get() + 1;
         self.version.set(v);
@@ -275,19 +263,6 @@ impl Mesh {
             "ECDS version {v} is not in force:\n{}",
             self.envoy.log_text()
         );
-    }
-}
-
-trait ReloadCount {
-    fn strip_suffix_reload(&self) -> Option<u64>;
-}
-
-impl ReloadCount for str {
-    /// `extension_config_discovery.<name>.config_reload: N` → N.
-    fn strip_suffix_reload(&self) -> Option<u64> {
-        let (name, n) = self.split_once(": ")?;
-        name.ends_with(".config_reload")
-            .then(|| n.trim().parse().ok())?
     }
 }
 

@@ -12,17 +12,22 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wechat::http1::client::Response;
 use wechat::http1::{Connection, Limits, Request};
 
-/// A request as the recording backend saw it.
+/// A request as the recording backend saw it, and when.
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub method: String,
     pub url: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it had been read to its end.
+    pub read_at: Instant,
+    /// When its answer began to be written (after the reply's delay); `None` while
+    /// it is being served.
+    pub answered_at: Option<Instant>,
 }
 
 impl Recorded {
@@ -105,7 +110,16 @@ impl Backend {
     /// A backend that starts answering `success` on `port` (one a test kept free, to
     /// play a backend that comes back after a restart).
     pub fn start_on(port: u16) -> Backend {
-        Backend::on(bind(port), |_| Reply::success())
+        Backend::replying_on(port, |_| Reply::success())
+    }
+
+    /// A backend that starts answering as `reply` says on `port` (see
+    /// [`Backend::start_on`]).
+    pub fn replying_on(
+        port: u16,
+        reply: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Backend {
+        Backend::on(bind(port), reply)
     }
 
     fn on(
@@ -121,10 +135,20 @@ impl Backend {
                 url: request.target.clone(),
                 headers: request.headers.clone(),
                 body: request.body.clone(),
+                read_at: Instant::now(),
+                answered_at: None,
             };
             let answer = reply(&recorded);
-            r.lock().expect("records").push(recorded);
+            let number = {
+                let mut records = r.lock().expect("records");
+                records.push(recorded);
+                records.len() - 1
+            };
             std::thread::sleep(answer.delay);
+            // Before the answer goes: whatever its caller does next comes after this.
+            if let Some(done) = r.lock().expect("records").get_mut(number) {
+                done.answered_at = Some(Instant::now());
+            }
             conn.write_response(answer.status, &[], &answer.body, request.keep_alive)
         });
         Backend {

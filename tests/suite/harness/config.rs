@@ -1,10 +1,13 @@
 //! Envoy configs: the one builder (`EnvoyConfig`: gates, filters, clusters, the VM's
-//! environment, workers), the suite's account (`gate_config`), and the shipped demo
-//! config on free ports.
+//! environment, workers, the shipped retries, gates delivered by ECDS), the suite's
+//! account (`gate_config`), and the shipped demo config on free ports.
 
 use super::envoy::{wasm_path, Envoy};
-use super::{merged, MANIFEST_DIR};
+use super::{merged, scratch_dir, wait_until, MANIFEST_DIR};
 use serde_json::json;
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The demo's default EncodingAESKey (envoy/run-demo.sh).
 pub const DEMO_AES_KEY: &str = "wechatGateDemoEncodingAESKey0123456789abcde";
@@ -86,27 +89,47 @@ impl Gate {
 
     fn filter_yaml(&self, env_keys: &[String]) -> String {
         format!(
-            r#"
-          - name: {name}
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
-              config:
-                name: {name}
-                root_id: {name}
-                allow_on_headers_stop_iteration: {hold}
-                vm_config:
-                  vm_id: wechat_gate
-                  runtime: envoy.wasm.runtime.v8
-                  code: {{ local: {{ filename: "{wasm}" }} }}
-                  environment_variables: {{ host_env_keys: [{keys}] }}
-                configuration:
-                  "@type": type.googleapis.com/google.protobuf.StringValue
-                  value: '{config}'"#,
+            "\n          - name: {name}\n            typed_config:\n{typed}",
+            name = self.name,
+            typed = indented(&self.typed_config_yaml(env_keys), 14),
+        )
+    }
+
+    /// The filter's `typed_config` (the Wasm filter's), unindented.
+    fn typed_config_yaml(&self, env_keys: &[String]) -> String {
+        format!(
+            r#""@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+config:
+  name: {name}
+  root_id: {name}
+  allow_on_headers_stop_iteration: {hold}
+  vm_config:
+    vm_id: wechat_gate
+    runtime: envoy.wasm.runtime.v8
+    code: {{ local: {{ filename: "{wasm}" }} }}
+    environment_variables: {{ host_env_keys: [{keys}] }}
+  configuration:
+    "@type": type.googleapis.com/google.protobuf.StringValue
+    value: '{config}'"#,
             name = self.name,
             hold = self.hold_headers,
             wasm = wasm_path().display(),
             keys = env_keys.join(", "),
             config = self.config.replace('\'', "''"),
+        )
+    }
+
+    /// The filter in the chain as ECDS delivers it, from the file `path`.
+    fn discovered_yaml(&self, path: &Path) -> String {
+        format!(
+            r#"
+          - name: {name}
+            config_discovery:
+              config_source:
+                path_config_source: {{ path: "{path}" }}
+              type_urls: ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]"#,
+            name = self.name,
+            path = path.display(),
         )
     }
 
@@ -134,6 +157,10 @@ pub struct EnvoyConfig {
     clusters: Vec<(String, u16)>,
     workers: u32,
     backend_trailers: bool,
+    /// The route's retries and the backend's circuit breakers of envoy/envoy.yaml.
+    shipped_retries: bool,
+    /// The gates come by ECDS from files in this directory (see [`Ecds`]).
+    ecds: Option<PathBuf>,
     log_levels: [&'static str; 2],
 }
 
@@ -154,6 +181,8 @@ impl EnvoyConfig {
             clusters: Vec::new(),
             workers: 1,
             backend_trailers: false,
+            shipped_retries: false,
+            ecds: None,
             log_levels: super::envoy::DEFAULT_LOG_LEVELS,
         }
     }
@@ -204,6 +233,31 @@ impl EnvoyConfig {
         self
     }
 
+    /// The backend's route retries a refused connection as the shipped configs do
+    /// (envoy/envoy.yaml's `retry_policy`, and its backend cluster's
+    /// `circuit_breakers`, taken from there).
+    pub fn shipped_retries(mut self) -> Self {
+        self.shipped_retries = true;
+        self
+    }
+
+    /// Starts Envoy with its gates delivered by ECDS (a watched file per gate, as a
+    /// control plane or Istio's agent delivers a filter), so that the test can
+    /// reconfigure them while it runs.
+    pub fn start_discovered(mut self) -> (Envoy, Ecds) {
+        let dir = scratch_dir("ecds");
+        let ecds = Ecds {
+            dir: dir.clone(),
+            env_keys: self.env_keys.clone(),
+            version: Cell::new(1),
+        };
+        for gate in &self.gates {
+            ecds.write(gate);
+        }
+        self.ecds = Some(dir);
+        (self.start(), ecds)
+    }
+
     pub fn start(self) -> Envoy {
         match self.try_start() {
             Ok(e) => e,
@@ -228,7 +282,10 @@ impl EnvoyConfig {
         let mut filters: String = self
             .gates
             .iter()
-            .map(|g| g.filter_yaml(&self.env_keys))
+            .map(|g| match &self.ecds {
+                Some(dir) => g.discovered_yaml(&Ecds::path_in(dir, g)),
+                None => g.filter_yaml(&self.env_keys),
+            })
             .collect();
         filters.push_str(&self.filters);
         let unguarded = if self.gates.is_empty() {
@@ -242,12 +299,111 @@ impl EnvoyConfig {
                 typed_per_filter_config:{disabled}"#
             )
         };
+        let (retries, breakers) = match self.shipped_retries {
+            true => (
+                shipped_block("retry_policy", 14),
+                shipped_block("circuit_breakers", 4),
+            ),
+            false => (String::new(), String::new()),
+        };
         let mut clusters = cluster_yaml("backend", self.backend_port, self.backend_trailers);
+        clusters.push_str(&breakers);
         for (name, port) in &self.clusters {
             clusters.push_str(&cluster_yaml(name, *port, false));
         }
-        bootstrap(&filters, &unguarded, &clusters)
+        let yaml = bootstrap(&filters, &retries, &unguarded, &clusters);
+        match self.ecds {
+            // A subscription needs the node named.
+            Some(_) => format!("node: {{ id: e2e, cluster: e2e }}\n{yaml}"),
+            None => yaml,
+        }
     }
+}
+
+/// Gates delivered by ECDS, each from its own file (one resource per subscription),
+/// written as Envoy expects a watched file to change: by a rename.
+pub struct Ecds {
+    dir: PathBuf,
+    env_keys: Vec<String>,
+    version: Cell<u32>,
+}
+
+impl Ecds {
+    fn path_in(dir: &Path, gate: &Gate) -> PathBuf {
+        dir.join(format!("{}.yaml", gate.name))
+    }
+
+    fn write(&self, gate: &Gate) {
+        let typed = gate.typed_config_yaml(&self.env_keys);
+        let text = format!(
+            "version_info: \"{version}\"\nresources:\n\
+             - \"@type\": type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig\n  \
+             name: {name}\n  typed_config:\n{typed}\n",
+            version = self.version.get(),
+            name = gate.name,
+            typed = indented(&typed, 4),
+        );
+        publish(&Ecds::path_in(&self.dir, gate), &text);
+    }
+
+    /// Delivers `gate` (a new configuration of the gate of its name) and waits until Envoy has
+    /// taken it (its `extension_config_discovery` counts one more reload).
+    pub fn reconfigure(&self, envoy: &Envoy, gate: &Gate) {
+        let before = envoy.ecds_reloads();
+        self.version.set(self.version.get() + 1);
+        self.write(gate);
+        let took = wait_until(Duration::from_secs(10), || envoy.ecds_reloads() > before);
+        assert!(
+            took.is_some(),
+            "Envoy did not take ECDS version {}:\n{}",
+            self.version.get(),
+            envoy.log_text()
+        );
+    }
+}
+
+impl Drop for Ecds {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Writes an ECDS file as Envoy expects a watched file to change: by a rename.
+pub fn publish(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write ecds");
+    std::fs::rename(&tmp, path).expect("rename ecds");
+}
+
+/// `text`'s lines, each indented by `by` spaces.
+fn indented(text: &str, by: usize) -> String {
+    let pad = " ".repeat(by);
+    text.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The block of envoy/envoy.yaml under its first key `key` (the key's line and the
+/// lines indented under it), starting with a new line, indented by `by` spaces.
+fn shipped_block(key: &str, by: usize) -> String {
+    let demo = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/envoy.yaml"))
+        .expect("envoy/envoy.yaml");
+    let depth = |l: &str| l.len() - l.trim_start().len();
+    let mut lines = demo
+        .lines()
+        .skip_while(|l| l.trim_start() != format!("{key}:"));
+    let first = lines
+        .next()
+        .unwrap_or_else(|| panic!("envoy/envoy.yaml has no {key}"));
+    let at = depth(first);
+    let block: Vec<&str> = std::iter::once(first)
+        .chain(lines.take_while(|l| depth(l) > at && !l.trim().is_empty()))
+        .map(|l| &l[at..])
+        .collect();
+    format!("\n{}", indented(&block.join("\n"), by))
 }
 
 fn cluster_yaml(name: &str, port: u16, trailers: bool) -> String {
@@ -287,7 +443,7 @@ pub fn shipped_stats_config() -> String {
     demo[start..end].to_string()
 }
 
-fn bootstrap(filters: &str, unguarded: &str, clusters: &str) -> String {
+fn bootstrap(filters: &str, retries: &str, unguarded: &str, clusters: &str) -> String {
     let stats = shipped_stats_config();
     format!(
         r#"{stats}
@@ -307,7 +463,7 @@ static_resources:
           route_config:
             virtual_hosts:
             - name: all
-              domains: ["*"]
+              domains: ["*"]{retries}
               routes:{unguarded}
               - match: {{ prefix: "/" }}
                 route: {{ cluster: backend, timeout: 5s }}

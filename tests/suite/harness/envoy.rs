@@ -213,6 +213,19 @@ impl Envoy {
             .unwrap_or(0)
     }
 
+    /// The filter configurations Envoy has taken from ECDS since it started (every
+    /// `extension_config_discovery.<filter>.config_reload`, summed).
+    pub fn ecds_reloads(&self) -> u64 {
+        self.admin_text("/stats?filter=extension_config_discovery")
+            .lines()
+            .filter_map(|l| {
+                let (name, n) = l.split_once(": ")?;
+                name.ends_with(".config_reload")
+                    .then(|| n.trim().parse::<u64>().ok())?
+            })
+            .sum()
+    }
+
     /// Waits until the gate has handed Envoy its counts. A worker keeps them and
     /// flushes them when its last open stream ends, and from its tick (at least once a
     /// second) while streams stay open: so the event waited for is Envoy's own
