@@ -200,7 +200,11 @@ impl<H: Host> GateRoot<H> {
         // account renamed, or parking's bounds changed) starts afresh.
         let area = gate::park::Area::of(&config);
         if self.redelivery.as_ref().is_none_or(|r| r.area() != &area) {
-            let id = host.random16().map_or(0, |r| {
+            // Unique among the proxy's redeliverers: random, else the clock's
+            // nanoseconds beside this root context's id.
+            let fallback = u64::from(host.now().unwrap_or_default().subsec_nanos()) << 32
+                | u64::from(self.context_id);
+            let id = host.random16().map_or(fallback, |r| {
                 u64::from_le_bytes(r[..8].try_into().unwrap_or_default())
             });
             self.redelivery = Some(Redelivery::new(&config, id));
