@@ -6,6 +6,7 @@
 mod live_list;
 mod metrics;
 mod notes;
+mod parking;
 mod reconfigure;
 mod refused_effects;
 mod tick_budget;
@@ -149,6 +150,7 @@ impl Gate {
         let path = format!("/wechat?{}", signed_query(&n.to_string(), &[]));
         let length = body.len().to_string();
         let id = self.open(&[
+            (":authority", "gate.example"),
             (":method", "POST"),
             (":path", &path),
             ("content-type", "text/xml"),
@@ -191,6 +193,12 @@ impl Gate {
         let size = stream.request_body.len() as u64;
         let total = count(HEADER_BYTES + size);
         stream.properties.insert("request.total_size".into(), total);
+    }
+
+    /// The response's headers reach the filter.
+    pub fn response_headers(&mut self, id: u32, end_of_stream: bool) -> Flow {
+        self.host.enter(id);
+        self.stream(id).on_http_response_headers(end_of_stream)
     }
 
     /// The stream ends (`on_log`, then the context goes).
