@@ -2,6 +2,7 @@
 //! newest Envoy tested): each test starts its own Envoy on free ports and stops it,
 //! so tests run in parallel.
 
+mod adversarial_parking;
 mod adversarial_platforms;
 mod adversarial_round3;
 mod backend_headers;
