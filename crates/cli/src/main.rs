@@ -304,7 +304,7 @@ fn run(cli: Cli) -> Result<bool, Box<dyn std::error::Error>> {
         }
         Command::Doctor(args) => {
             let json = args.json;
-            let report = doctor::Doctor::new(args)?.run();
+            let report = doctor::run(args)?;
             if json {
                 print!("{}", report.to_json());
             } else {

@@ -1,11 +1,13 @@
 //! What needs no Envoy: the wechatpy vectors through the gate's own decision,
-//! mock-api over HTTP, the CLI's secrets, and `wechat-gate doctor` against mock-api.
+//! mock-api over HTTP, the CLI's secrets, and `wechat-gate doctor` against mock-api
+//! and a fake API-role gate.
 
 mod cli_https;
 mod cli_secrets;
 mod cli_timeouts;
 pub mod dashboard;
 mod doctor;
+mod doctor_gate_api;
 mod mock_api;
 mod readme;
 mod vectors;

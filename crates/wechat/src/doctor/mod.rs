@@ -2,7 +2,8 @@
 //! needs from it, and says what to do about each problem: the access token (and what
 //! its errcode means), the callback IP list (and whether a running gate holds the same),
 //! the API's own addresses (as a ready egress rule), WeChat's view of the callback URL
-//! (DNS and ping), and which backup API domains answer.
+//! (DNS and ping), and which backup API domains answer. With `--gate-api URL`, an
+//! API-role gate instead, from where a backend runs (no AppSecret needed).
 //!
 //! The AppSecret comes from the environment only; neither it nor the access token is
 //! ever printed (every line goes through `report::Redactor`). Native only.
@@ -10,6 +11,7 @@
 mod backups;
 mod egress;
 mod gate;
+mod gate_api;
 mod ips;
 mod network;
 pub mod report;
@@ -44,9 +46,9 @@ fn token_api_parser() -> impl clap::builder::TypedValueParser<Value = TokenApi> 
 /// The command line of `wechat-gate doctor`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DoctorArgs {
-    /// The account's AppID.
-    #[arg(long)]
-    pub appid: String,
+    /// The account's AppID (not needed with --gate-api).
+    #[arg(long, required_unless_present = "gate_api")]
+    pub appid: Option<String>,
     /// The environment variable that holds the AppSecret.
     #[arg(long, value_name = "NAME", default_value = "WECHAT_APPSECRET")]
     pub secret_env: String,
@@ -61,6 +63,11 @@ pub struct DoctorArgs {
     /// The gate's account name in its stats, when it serves several.
     #[arg(long, value_name = "NAME", requires = "gate_admin")]
     pub gate_account: Option<String>,
+    /// An API-role gate's URL, its `path` included (e.g.
+    /// http://127.0.0.1:10001/wechat-api/mp): check it end to end with a harmless call,
+    /// as a backend would (no AppSecret needed; WeChat's own checks are not run).
+    #[arg(long, value_name = "URL")]
+    pub gate_api: Option<String>,
     /// Print the API's addresses as an egress rule in this format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub egress: Option<EgressFormat>,
@@ -134,28 +141,45 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// Runs what `args` ask for: an API-role gate's checks (`--gate-api`), else WeChat's.
+pub fn run(args: DoctorArgs) -> Result<Report, UsageError> {
+    match &args.gate_api {
+        Some(url) => gate_api::run(&http_client(&args)?, url),
+        None => Ok(Doctor::new(args)?.run()),
+    }
+}
+
+/// The client for `--timeout` and `--resolve`.
+fn http_client(args: &DoctorArgs) -> Result<Client, UsageError> {
+    let overrides = args
+        .resolve
+        .iter()
+        .map(|r| client::parse_override(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(UsageError)?;
+    Client::new(&Options {
+        overrides,
+        ..Options::new(Duration::from_secs(args.timeout), USER_AGENT)
+    })
+    .map_err(UsageError)
+}
+
 impl Doctor {
     pub fn new(args: DoctorArgs) -> Result<Doctor, UsageError> {
+        let appid = args
+            .appid
+            .clone()
+            .ok_or_else(|| UsageError("--appid is required (or --gate-api URL)".into()))?;
         let secret = crate::secret_env::read(&args.secret_env, "the AppSecret", "--secret-env")
             .map_err(|e| UsageError(e.to_string()))?;
         let api = ApiBase::parse(&args.api).map_err(UsageError)?;
-        let overrides = args
-            .resolve
-            .iter()
-            .map(|r| client::parse_override(r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(UsageError)?;
         if let Some(admin) = &args.gate_admin {
             ApiBase::parse(admin).map_err(|e| UsageError(e.replace("--api", "--gate-admin")))?;
         }
         Ok(Doctor {
-            http: Client::new(&Options {
-                overrides,
-                ..Options::new(Duration::from_secs(args.timeout), USER_AGENT)
-            })
-            .map_err(UsageError)?,
+            http: http_client(&args)?,
             api,
-            appid: args.appid.clone(),
+            appid,
             secret,
             args,
         })
