@@ -288,34 +288,146 @@ fn the_demo_keeps_forged_spoofed_and_lookalike_requests_from_backend_py() {
     assert!(health[0].contains("gate={}"), "{}", health[0]);
 }
 
-/// Every value of `key: N` in `text`.
-fn numbers_after(text: &str, key: &str) -> Vec<u64> {
-    text.lines()
-        .filter_map(|l| {
-            l.split_once(key)?
-                .1
-                .trim_start_matches(['"', ':', ' '])
-                .split(|c: char| !c.is_ascii_digit())
-                .next()?
-                .parse()
-                .ok()
+/// One listener of a shipped config: its name, address, buffer limit and gates.
+struct ShippedListener {
+    name: String,
+    address: String,
+    buffer_limit: Option<i64>,
+    /// Each wechat-gate filter: `allow_on_headers_stop_iteration` and its JSON config.
+    gates: Vec<(bool, serde_json::Value)>,
+}
+
+impl ShippedListener {
+    fn is_api(&self) -> bool {
+        self.gates.iter().any(|(_, c)| c["role"] == "api")
+    }
+
+    /// The largest body a gate on this listener accepts (stated, else the role's
+    /// default: 64 KiB for callbacks, 12 MiB for the API role).
+    fn max_body_bytes(&self) -> i64 {
+        let of = |c: &serde_json::Value| {
+            c["max_body_bytes"]
+                .as_i64()
+                .unwrap_or(if c["role"] == "api" {
+                    12 * 1024 * 1024
+                } else {
+                    65_536
+                })
+        };
+        self.gates.iter().map(|(_, c)| of(c)).max().unwrap_or(0)
+    }
+}
+
+/// The listeners of envoy/`file`, read as YAML.
+fn shipped_listeners(file: &str) -> Vec<ShippedListener> {
+    use yaml_rust2::YamlLoader;
+    let text = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/{file}")).expect(file);
+    let docs = YamlLoader::load_from_str(&text).expect("YAML");
+    let listeners = docs[0]["static_resources"]["listeners"]
+        .as_vec()
+        .expect("static listeners");
+    listeners
+        .iter()
+        .map(|l| {
+            let mut gates = Vec::new();
+            for chain in l["filter_chains"].as_vec().into_iter().flatten() {
+                for filter in chain["filters"].as_vec().into_iter().flatten() {
+                    let http = filter["typed_config"]["http_filters"].as_vec();
+                    for f in http.into_iter().flatten() {
+                        let config = &f["typed_config"]["config"];
+                        if let Some(json) = config["configuration"]["value"].as_str() {
+                            let hold = config["allow_on_headers_stop_iteration"].as_bool();
+                            let value = serde_json::from_str(json).expect("a gate's JSON");
+                            gates.push((hold == Some(true), value));
+                        }
+                    }
+                }
+            }
+            ShippedListener {
+                name: l["name"].as_str().unwrap_or_default().to_string(),
+                address: l["address"]["socket_address"]["address"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                buffer_limit: l["per_connection_buffer_limit_bytes"].as_i64(),
+                gates,
+            }
         })
         .collect()
 }
 
+const SHIPPED: [&str; 2] = ["envoy.yaml", "envoy-wechat.yaml"];
+
 #[test]
 fn every_shipped_envoy_yaml_buffers_more_than_its_gates_accept() {
-    for file in ["envoy.yaml", "envoy-wechat.yaml"] {
-        let text = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/{file}")).expect(file);
-        let limits = numbers_after(&text, "per_connection_buffer_limit_bytes");
-        let bodies = numbers_after(&text, "\"max_body_bytes\"");
-        assert!(!limits.is_empty(), "{file} states no buffer limit");
-        assert!(!bodies.is_empty(), "{file} states no max_body_bytes");
-        let (limit, body) = (limits.iter().min(), bodies.iter().max());
+    for file in SHIPPED {
+        let listeners = shipped_listeners(file);
         assert!(
-            body < limit,
-            "{file}: max_body_bytes {body:?} >= buffer limit {limit:?}"
+            listeners.iter().any(|l| !l.gates.is_empty()),
+            "{file}: no gate"
         );
+        for l in listeners.iter().filter(|l| !l.gates.is_empty()) {
+            let limit = l
+                .buffer_limit
+                .unwrap_or_else(|| panic!("{file}: listener {} states no buffer limit", l.name));
+            let body = l.max_body_bytes();
+            assert!(
+                body < limit,
+                "{file}: listener {}: max_body_bytes {body} >= buffer limit {limit}",
+                l.name
+            );
+        }
+    }
+}
+
+/// Loopback or a private (RFC 1918 / ULA) address: never 0.0.0.0, never public.
+fn is_internal(address: &str) -> bool {
+    let host = address.split('/').next().unwrap_or_default();
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => a.is_loopback() || a.is_private(),
+        Ok(std::net::IpAddr::V6(a)) => a.is_loopback() || (a.segments()[0] & 0xfe00) == 0xfc00,
+        Err(_) => false,
+    }
+}
+
+/// The API role is on a listener of its own, internal only (address and callers),
+/// its headers held for the body, with a buffer above its max_body_bytes: never
+/// on the public listener WeChat's pushes reach.
+#[test]
+fn the_api_role_is_on_an_internal_listener_of_its_own_that_buffers_its_bodies() {
+    for file in SHIPPED {
+        let listeners = shipped_listeners(file);
+        let api: Vec<_> = listeners.iter().filter(|l| l.is_api()).collect();
+        assert_eq!(api.len(), 1, "{file}: one API listener");
+        for l in api {
+            assert!(
+                l.gates.iter().all(|(_, c)| c["role"] == "api"),
+                "{file}: {} mixes the API role with callback gates",
+                l.name
+            );
+            assert!(
+                is_internal(&l.address),
+                "{file}: {} on {}",
+                l.name,
+                l.address
+            );
+            for (hold, c) in &l.gates {
+                assert!(hold, "{file}: allow_on_headers_stop_iteration");
+                let callers = c["callers"].as_array().expect("callers");
+                assert!(!callers.is_empty(), "{file}: callers");
+                for caller in callers {
+                    let caller = caller.as_str().unwrap_or_default();
+                    assert!(is_internal(caller), "{file}: caller {caller}");
+                }
+            }
+            let limit = l.buffer_limit.unwrap_or(0);
+            assert!(
+                limit > l.max_body_bytes() && l.max_body_bytes() >= 10 * 1024 * 1024,
+                "{file}: {}: buffer {limit}, max_body_bytes {}",
+                l.name,
+                l.max_body_bytes()
+            );
+        }
     }
 }
 

@@ -12,13 +12,15 @@ use std::time::Duration;
 /// The demo's default EncodingAESKey (envoy/run-demo.sh).
 pub const DEMO_AES_KEY: &str = "wechatGateDemoEncodingAESKey0123456789abcde";
 
-/// The shipped demo config (envoy/envoy.yaml) on free ports, with the built .wasm,
+/// The shipped demo config (envoy/envoy.yaml) on free ports (the API role's listener
+/// too: `Envoy::port` is the first, the callback listener), with the built .wasm,
 /// its backend on `backend_port` and WeChat's API stand-in on `api_port`.
 pub fn shipped_demo_yaml(backend_port: u16, api_port: u16) -> String {
     std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/envoy.yaml"))
         .expect("envoy/envoy.yaml")
         .replace("port_value: 9901", "port_value: 0")
         .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 10001", "port_value: 0")
         .replace("port_value: 8080", &format!("port_value: {backend_port}"))
         .replace("port_value: 8081", &format!("port_value: {api_port}"))
         .replace(
