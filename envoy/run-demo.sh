@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: backend.py on 127.0.0.1:8080, `wechat-gate mock-api` (WeChat's API
 # stand-in) on 127.0.0.1:8081 and Envoy with the gate on 127.0.0.1:10000 (admin
-# 127.0.0.1:9901). With WECHAT_APPID and WECHAT_APPSECRET set, the gate uses WeChat's
+# 127.0.0.1:9901), and the API role (backends call WeChat through the gate, holding no
+# secret) on 127.0.0.1:10001, loopback only. With WECHAT_APPID and WECHAT_APPSECRET set, the gate uses WeChat's
 # real API instead (envoy/envoy-wechat.yaml) and no mock-api is started.
 # Ctrl-C stops everything.
 set -euo pipefail
@@ -23,9 +24,9 @@ else
 fi
 APPID=${WECHAT_APPID:-wx0123456789abcdef}
 
-for port in 8080 8081 10000 9901; do
+for port in 8080 8081 10000 10001 9901; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "make run: port $port on 127.0.0.1 is already in use (the demo uses 8080, 8081, 10000 and 9901)" >&2
+    echo "make run: port $port on 127.0.0.1 is already in use (the demo uses 8080, 8081, 10000, 10001 and 9901)" >&2
     exit 1
   fi
 done
@@ -63,6 +64,21 @@ The other platforms, on the same Envoy (same token and key):
   SECRET_HINT="export WECHAT_APPSECRET=$WECHAT_APPSECRET"
   DOCTOR="$CLI doctor --appid wx0123456789abcdef --api http://127.0.0.1:8081 --gate-admin http://127.0.0.1:9901"
 fi
+# The API role (docs/api-role.md): what a backend sends, with no AppSecret and no token.
+GATE_API=http://127.0.0.1:10001/wechat-api/mp
+PY=python3
+[ -x .venv/bin/python ] && PY=.venv/bin/python
+API_EXAMPLES="
+The API role on $GATE_API (loopback only): WeChat's API with no AppSecret, no token.
+  curl -s $GATE_API/cgi-bin/get_api_domain_ip                        # WeChat's answer: the gate added the real token
+  curl -s '$GATE_API/cgi-bin/user/info?openid=o_demo_1&lang=zh_CN'   # a user's profile, the same way
+  curl -s $GATE_API/cgi-bin/token                                    # a stand-in, never WeChat's token
+  curl -s '$GATE_API/wechat-gate/jssdk-config?url=https%3A%2F%2Fexample.com%2Fpage'   # a signed JS-SDK config
+  $CLI doctor --gate-api $GATE_API   # the gate checked end to end from here
+  $PY -c 'from wechatpy import WeChatClient
+c = WeChatClient(\"$APPID\", None, access_token=\"stand-in\")   # wechatpy 1.8: no AppSecret
+c.API_BASE_URL = \"$GATE_API/cgi-bin/\"
+print(c.user.get(\"o_demo_1\"))'"
 # Envoy's own log at warn; the gate's lines (one per rejection, list refreshes) at debug.
 "$ENVOY" -c "$CONFIG" --use-dynamic-base-id --log-level warn --component-log-level wasm:debug &
 ENVOY_PID=$!
@@ -94,6 +110,7 @@ Try, in another shell (the CLI reads secrets from the environment, never from ar
   $DOCTOR
                                            # token, lists, network: what the gate needs from WeChat's API
 ${PLATFORMS:-}
+$API_EXAMPLES
 
 Ctrl-C stops them all.
 TXT
