@@ -99,6 +99,12 @@ pub struct RefreshState {
     /// A refused list (see `wechat_api::ApiFailure::TooBroad`) was logged in this
     /// failure streak: the next refusals are counted, not logged again.
     pub refusal_logged: bool,
+    /// The API role's token fetch (`crate::api::token`): one per proxy at a time,
+    /// apart from the list's lease.
+    pub token_lease_until: i64,
+    /// When the API role's last token fetch failed, and what callers are told.
+    pub token_failed_at: i64,
+    pub token_failure: Option<String>,
 }
 
 impl fmt::Debug for RefreshState {
