@@ -172,11 +172,18 @@ impl Call {
         let enc = |v: &str| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string();
         let (mut out, drop): (String, &[&str]) = match self.target.kind {
             Kind::Secret => (
-                format!("appid={}&secret={}", enc(&api.appid), enc(api.secret.expose())),
+                format!(
+                    "appid={}&secret={}",
+                    enc(&api.appid),
+                    enc(api.secret.expose())
+                ),
                 &["appid", "secret", "access_token"],
             ),
             _ => (
-                format!("access_token={}", enc(self.sent_with.as_deref().unwrap_or(""))),
+                format!(
+                    "access_token={}",
+                    enc(self.sent_with.as_deref().unwrap_or(""))
+                ),
                 &["access_token"],
             ),
         };

@@ -27,11 +27,36 @@ pub enum Refusal {
 
 /// Every refusal: status, errcode, what the caller is told.
 const TABLE: &[(Refusal, u32, i64, &str)] = &[
-    (Refusal::BadPath, 400, 94000, "the path is not one the gate sends to WeChat"),
-    (Refusal::NotACaller, 403, 94030, "this address is not in the gate's callers"),
-    (Refusal::NoSuchEndpoint, 404, 94040, "no such endpoint of the gate's"),
-    (Refusal::TooLarge, 413, 94130, "the body is larger than max_body_bytes"),
-    (Refusal::Unreachable, 502, 95020, "WeChat could not be reached"),
+    (
+        Refusal::BadPath,
+        400,
+        94000,
+        "the path is not one the gate sends to WeChat",
+    ),
+    (
+        Refusal::NotACaller,
+        403,
+        94030,
+        "this address is not in the gate's callers",
+    ),
+    (
+        Refusal::NoSuchEndpoint,
+        404,
+        94040,
+        "no such endpoint of the gate's",
+    ),
+    (
+        Refusal::TooLarge,
+        413,
+        94130,
+        "the body is larger than max_body_bytes",
+    ),
+    (
+        Refusal::Unreachable,
+        502,
+        95020,
+        "WeChat could not be reached",
+    ),
     (Refusal::NoToken, 503, 95030, "no access token to be had"),
     (
         Refusal::TimedOut,

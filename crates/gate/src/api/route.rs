@@ -26,7 +26,9 @@ pub enum Route {
     /// A token request: answered with [`super::STAND_IN_TOKEN`].
     StandIn,
     /// The JS-SDK signature for the page `url` (decoded).
-    Jssdk { url: String },
+    Jssdk {
+        url: String,
+    },
     Call(Target),
 }
 

@@ -107,7 +107,13 @@ pub fn jssdk_signature(ticket: &str, nonce: &str, timestamp: i64, url: &str) -> 
 }
 
 /// The gate's jssdk-config answer: what `wx.config` needs for page `url`.
-pub fn jssdk_answer(appid: &str, ticket: &Ticket, nonce: &str, timestamp: i64, url: &str) -> Answer {
+pub fn jssdk_answer(
+    appid: &str,
+    ticket: &Ticket,
+    nonce: &str,
+    timestamp: i64,
+    url: &str,
+) -> Answer {
     let url = url.split('#').next().unwrap_or(url);
     let body = serde_json::json!({
         "errcode": 0,

@@ -45,7 +45,10 @@ pub fn decide(state: &RefreshState, now: i64, refused: Option<&str>, since: i64)
         return TokenNow::Wait;
     }
     if state.token_failure.is_some()
-        && now < state.token_failed_at.saturating_add(FAILED_FETCH_HOLD_SECONDS)
+        && now
+            < state
+                .token_failed_at
+                .saturating_add(FAILED_FETCH_HOLD_SECONDS)
     {
         return TokenNow::Fail(failure);
     }
@@ -60,7 +63,12 @@ pub fn lease_seconds(api: &WechatApi) -> i64 {
 }
 
 /// The state with the token lease taken at `now`, and the refused token dropped.
-pub fn leased(state: &RefreshState, api: &WechatApi, now: i64, refused: Option<&str>) -> RefreshState {
+pub fn leased(
+    state: &RefreshState,
+    api: &WechatApi,
+    now: i64,
+    refused: Option<&str>,
+) -> RefreshState {
     let mut next = if refused.is_some() && state.token.as_deref() == refused {
         state.without_token()
     } else {

@@ -73,7 +73,12 @@ pub(super) fn compile(
     };
     let api = match raw.wechat_api {
         Some(w) => compile_wechat_api(w, env, platform, appid.clone(), "wechat_api")?,
-        None => return Err(ConfigError::new("wechat_api", "is required in the API role")),
+        None => {
+            return Err(ConfigError::new(
+                "wechat_api",
+                "is required in the API role",
+            ))
+        }
     };
     let callers = compile_callers(raw.callers)?;
     let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_API_MAX_BODY_BYTES);

@@ -268,7 +268,13 @@ fn compile_source(
     let wechat_api = match raw.wechat_api {
         Some(mut api) => {
             let appid = wechat_api_appid(api.appid.take(), appid, platform)?;
-            Some(compile_wechat_api(api, env, platform, appid, "source.wechat_api")?)
+            Some(compile_wechat_api(
+                api,
+                env,
+                platform,
+                appid,
+                "source.wechat_api",
+            )?)
         }
         None => None,
     };

@@ -13,8 +13,8 @@ mod raw;
 #[cfg(test)]
 mod tests;
 
-pub use api::ApiConfig;
 use crate::allowlist::CallbackAllowlist;
+pub use api::ApiConfig;
 use serde::Deserialize;
 use std::fmt;
 
@@ -343,8 +343,8 @@ pub fn parse_plugin(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Plugin, ConfigError> {
     match raw::read_plugin(strict(json)?)? {
-        raw::RawPlugin::Callback(raw) => compile::config(raw, env).map(Plugin::Callback),
-        raw::RawPlugin::Api(raw) => api::compile(raw, env).map(Plugin::Api),
+        raw::RawPlugin::Callback(raw) => compile::config(*raw, env).map(Plugin::Callback),
+        raw::RawPlugin::Api(raw) => api::compile(*raw, env).map(Plugin::Api),
     }
 }
 

@@ -70,15 +70,15 @@ pub(super) struct RawSafeMode {
 /// Which role the JSON configures (`role`: `callback`, the default, or `api`), and
 /// the rest of it read for that role.
 pub(super) enum RawPlugin {
-    Callback(RawConfig),
-    Api(RawApi),
+    Callback(Box<RawConfig>),
+    Api(Box<RawApi>),
 }
 
 pub(super) fn read_plugin(json: Strict) -> Result<RawPlugin, ConfigError> {
     let mut f = Fields::of(json.0, "")?;
     match f.take::<String>("role")?.as_deref() {
-        None | Some("callback") => read_callback(f).map(RawPlugin::Callback),
-        Some("api") => read_api(f).map(RawPlugin::Api),
+        None | Some("callback") => read_callback(f).map(|r| RawPlugin::Callback(Box::new(r))),
+        Some("api") => read_api(f).map(|r| RawPlugin::Api(Box::new(r))),
         Some(_) => Err(ConfigError::new(
             "role",
             "must be \"callback\" (the default) or \"api\"",
@@ -92,7 +92,10 @@ fn read_api(mut f: Fields) -> Result<RawApi, ConfigError> {
         platform: f.take("platform")?,
         path: f.take("path")?,
         appid: f.take("appid")?,
-        wechat_api: f.object("wechat_api")?.map(read_api_wechat_api).transpose()?,
+        wechat_api: f
+            .object("wechat_api")?
+            .map(read_api_wechat_api)
+            .transpose()?,
         callers: f.list("callers")?,
         max_body_bytes: f.take("max_body_bytes")?,
     };
