@@ -52,7 +52,8 @@ fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
     );
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2, "callback_check": 0})
+        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2, "callback_check": 0,
+               "refused_token": 4})
     );
     let out = api.finish();
     assert_secrets_not_printed(&out, &[t1, t2]);
@@ -79,7 +80,7 @@ fn a_shared_token_opens_both_ip_lists(api: &MockApi) -> String {
     t1
 }
 
-/// `force_refresh` issues a new token; the old one, or none, gets 40001.
+/// `force_refresh` issues a new token; the old one gets 40001, none 41001.
 fn force_refresh_replaces_the_token(api: &MockApi, t1: &str) -> String {
     let forced = api.stable_token(APPID, SECRET, true);
     let t2 = token_of(&forced);
@@ -96,11 +97,9 @@ fn force_refresh_replaces_the_token(api: &MockApi, t1: &str) -> String {
         40001
     );
     assert!(api.callback_ips(&t2)["ip_list"].is_array());
-    assert_eq!(errcode_of(&api.get("/cgi-bin/getcallbackip")), 40001);
-    assert_eq!(
-        errcode_of(&api.get("/cgi-bin/getcallbackip?access_token=")),
-        40001
-    );
+    let missing = json!({"errcode": 41001, "errmsg": "access_token missing"});
+    assert_eq!(api.get("/cgi-bin/getcallbackip"), missing);
+    assert_eq!(api.get("/cgi-bin/getcallbackip?access_token="), missing);
     t2
 }
 
@@ -178,7 +177,8 @@ fn classic_token_replaces_the_previous_one_on_every_call() {
     );
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 1, "token": 6, "getcallbackip": 3, "get_api_domain_ip": 0, "callback_check": 0})
+        json!({"stable_token": 1, "token": 6, "getcallbackip": 3, "get_api_domain_ip": 0, "callback_check": 0,
+               "refused_token": 1})
     );
     let out = api.finish();
     assert_secrets_not_printed(&out, &[t1, t2]);
