@@ -9,21 +9,21 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const APPID: &str = "wxTEST";
-const SECRET: &str = "SECRET";
+pub(super) const APPID: &str = "wxTEST";
+pub(super) const SECRET: &str = "SECRET";
 
 /// mock-api for the account `APPID`, with `extra` flags.
-fn start(extra: &[&str]) -> MockApi {
+pub(super) fn start(extra: &[&str]) -> MockApi {
     MockApi::start(SECRET, &[&["--appid", APPID][..], extra].concat())
 }
 
-fn errcode_of(reply: &Value) -> i64 {
+pub(super) fn errcode_of(reply: &Value) -> i64 {
     reply["errcode"]
         .as_i64()
         .unwrap_or_else(|| panic!("no errcode in {reply}"))
 }
 
-fn assert_secrets_not_printed(out: &str, tokens: &[String]) {
+pub(super) fn assert_secrets_not_printed(out: &str, tokens: &[String]) {
     assert_eq!(out.lines().count(), 1, "only the listening line: {out:?}");
     assert!(!out.contains(SECRET), "the secret was printed");
     for t in tokens {
@@ -277,7 +277,7 @@ fn garbage_answers_a_non_json_200_first() {
 }
 
 /// Sends `raw` and reads until the server closes: what came back, or the read error.
-fn raw_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(super) fn raw_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(raw)?;
