@@ -122,6 +122,16 @@ impl MockApi {
         );
     }
 
+    /// Makes `token` (another mock-api's) the current one here, as WeChat's backup domain
+    /// honours the tokens of its primary.
+    pub fn set_token(&self, token: &str) {
+        let body = json!({ "access_token": token }).to_string();
+        assert_eq!(
+            self.json("POST", "/__token", body.as_bytes()),
+            json!({"ok": true})
+        );
+    }
+
     /// The bodies custom/send and WeCom's message/send received, in order:
     /// `[{"endpoint": "custom_send"|"wecom_message_send", "body": {…}}]`.
     pub fn messages(&self) -> Vec<Value> {

@@ -153,13 +153,23 @@ fn refuse_closes_connections_before_reading() {
 fn a_backup_answers_when_the_primary_is_stopped() {
     let primary = start(&[]);
     let backup = start(&[]);
-    token_of(&primary.stable_token(APPID, SECRET, false));
+    let token = token_of(&primary.stable_token(APPID, SECRET, false));
+    assert_eq!(errcode_of(&user_info(&backup, &token)), 40001);
+    backup.set_token(&token);
     let port = primary.port;
     primary.finish();
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "nothing listens where the primary was"
     );
-    let token = token_of(&backup.stable_token(APPID, SECRET, false));
-    assert_eq!(user_info(&backup, &token)["subscribe"], 1);
+    assert_eq!(
+        user_info(&backup, &token)["subscribe"],
+        1,
+        "the primary's token"
+    );
+    assert_eq!(token_of(&backup.stable_token(APPID, SECRET, false)), token);
+    let r = backup
+        .call("POST", "/__token", br#"{"access_token":""}"#)
+        .expect("a response");
+    assert_eq!(r.status, 400);
 }

@@ -5,6 +5,7 @@ use super::http::{Outcome, Request};
 use super::routes::{bad_request, ok, reply};
 use super::state::{new_token_value, now_ms, Faults, Shared};
 use super::{media, validate_ips};
+use serde::Deserialize;
 use serde_json::json;
 
 pub(super) fn handle(shared: &Shared, req: &Request) -> Outcome {
@@ -15,6 +16,7 @@ pub(super) fn handle(shared: &Shared, req: &Request) -> Outcome {
         ("POST" | "PUT", "/__callback_ips") => set_callback_ips(shared, req),
         ("POST" | "PUT", "/__faults") => set_faults(shared, req),
         ("POST", "/__rotate_token") => rotate_token(shared),
+        ("POST" | "PUT", "/__token") => set_token(shared, req),
         ("POST", "/__expire_token") => {
             if let Some(token) = shared.lock().token.as_mut() {
                 token.expires_at = now_ms();
@@ -64,4 +66,24 @@ fn rotate_token(shared: &Shared) -> Outcome {
         .lock()
         .install_token(value, now_ms(), shared.token_ttl_ms);
     ok(&json!({ "ok": true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetToken {
+    access_token: String,
+}
+
+/// Makes a token another mock-api issued the current one here (for its lifetime here),
+/// as WeChat's backup domain honours the tokens of its primary.
+fn set_token(shared: &Shared, req: &Request) -> Outcome {
+    match serde_json::from_slice::<SetToken>(&req.body) {
+        Ok(SetToken { access_token }) if !access_token.is_empty() => {
+            shared
+                .lock()
+                .install_token(access_token, now_ms(), shared.token_ttl_ms);
+            ok(&json!({ "ok": true }))
+        }
+        _ => bad_request("the body must be {\"access_token\": \"…\"}"),
+    }
 }

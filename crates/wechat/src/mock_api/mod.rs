@@ -30,7 +30,9 @@
 //! - `GET|POST /__callback_ips`: the getcallbackip list.
 //! - `POST /__rotate_token`: a new token, as if another party had fetched one; the old one
 //!   gets 40001. `POST /__expire_token`: the current token expires now (42001 until a new
-//!   one is fetched). Both answer `{"ok": true}` and never show a token.
+//!   one is fetched). `POST /__token` with `{"access_token": …}`: that token (another
+//!   mock-api's, say: a backup domain honours its primary's) is the current one here.
+//!   All three answer `{"ok": true}` and never show a token.
 //! - `POST /__media[?filename=NAME][&size=N]`: stores the raw body (or N bytes of a fixed
 //!   pattern, byte i = i % 251) as media, with the request's content type; answers
 //!   `{"media_id": …}` for media/get.
