@@ -112,6 +112,7 @@ fn fault_message(code: i64, peer: Option<IpAddr>) -> String {
         40013 => "invalid appid",
         40125 => "invalid appsecret",
         40164 => return not_in_whitelist(peer),
+        41001 => "access_token missing",
         42001 => "access_token expired",
         45009 => "reach max api daily quota limit",
         45011 => "api minute-quota reach limit mustslower retry next minute",
@@ -146,19 +147,16 @@ fn not_in_whitelist(peer: Option<IpAddr>) -> String {
 /// unexpired. A refusal is counted as `refused_token`.
 pub(super) fn check_access_token(state: &mut State, req: &Request) -> Result<(), Outcome> {
     let token = req.query("access_token").filter(|t| !t.is_empty());
-    let refusal = match (&state.token, token) {
-        (_, None) => errcode(41001, "access_token missing"),
+    let code = match (&state.token, token) {
+        (_, None) => 41001,
         (Some(current), Some(token)) if token == current.value => {
             if now_ms() < current.expires_at {
                 return Ok(());
             }
-            errcode(42001, "access_token expired")
+            42001
         }
-        _ => errcode(
-            40001,
-            "invalid credential, access_token is invalid or not latest",
-        ),
+        _ => 40001,
     };
     state.count("refused_token");
-    Err(refusal)
+    Err(errcode(code, &fault_message(code, req.peer)))
 }
