@@ -1,6 +1,6 @@
 //! One worker's part in the API role: see [`super`].
 
-use crate::host::{Body, Headers, Host};
+use crate::host::{log, Body, Headers, Host};
 use crate::metrics::Metrics;
 use crate::shared_data::{self, Change};
 use gate::api::call::{Call, Next, Reply};
@@ -467,12 +467,23 @@ impl<H: Host> ApiDesk<H> {
                 Err(_) => Change::Keep(()),
             }
         });
+        let name = &self.config.name;
         if let Some(detail) = &failure {
-            crate::host::log!(
+            log!(
                 self.host,
                 Warn,
-                "wechat-gate API role: no access token for {}: {detail}",
-                self.config.name
+                "wechat-gate API role: no access token for {name}: {detail}"
+            );
+        }
+        if token.as_ref().is_some_and(|(_, forced)| *forced) {
+            let today = self.shared_state().forced_today;
+            log!(
+                self.host,
+                Warn,
+                "wechat-gate API role: WeChat handed back the token it had refused for {name}; \
+                 forced a new one with stable_token force_refresh ({today} today; WeChat \
+                 allows 20 a day, the gate asks at most {})",
+                gate::token::state::FORCE_REFRESH_PER_DAY
             );
         }
         *self.state.fetch.borrow_mut() = None;
