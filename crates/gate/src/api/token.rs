@@ -41,7 +41,10 @@ pub fn decide(state: &RefreshState, now: i64, refused: Option<&str>, since: i64)
     if state.token_failure.is_some() && state.token_failed_at >= since {
         return TokenNow::Fail(failure);
     }
-    if now < state.token_lease_until {
+    // Another worker fetches a token: the API role's fetch, or the live list's while
+    // it has none (it stores the token before it asks for the list).
+    let list_fetching = now < state.lease_until && state.usable_token(now).is_none();
+    if now < state.token_lease_until || list_fetching {
         return TokenNow::Wait;
     }
     if state.token_failure.is_some()

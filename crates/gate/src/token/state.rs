@@ -143,9 +143,10 @@ impl RefreshState {
         self.last_failure_unix.saturating_add(secs(delay))
     }
 
-    /// A fetch is due for `instance` and nobody holds the lease.
+    /// A fetch is due for `instance` and nobody holds the lease (nor the API role's
+    /// token lease: its token is the one the list is fetched with).
     pub fn is_due(&self, now: i64, instance: &Instance) -> bool {
-        now >= self.lease_until && now >= self.next_due(instance)
+        now >= self.lease_until && now >= self.token_lease_until && now >= self.next_due(instance)
     }
 
     /// The state with the lease taken until `now + lease_seconds`.
