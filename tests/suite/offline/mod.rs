@@ -1,6 +1,6 @@
 //! What needs no Envoy: the wechatpy vectors through the gate's own decision,
-//! mock-api over HTTP, the CLI's secrets, and `wechat-gate doctor` against mock-api
-//! and a fake API-role gate.
+//! mock-api over HTTP (the callback role's calls, the API role's calls and faults), the
+//! CLI's secrets, and `wechat-gate doctor` against mock-api and a fake API-role gate.
 
 mod cli_https;
 mod cli_secrets;
@@ -9,5 +9,7 @@ pub mod dashboard;
 mod doctor;
 mod doctor_gate_api;
 mod mock_api;
+mod mock_api_calls;
+mod mock_api_faults;
 mod readme;
 mod vectors;

@@ -7,11 +7,9 @@
 use super::report::{Check, Redactor, Report, Status};
 use super::{explain_failure, ApiBase, UsageError};
 use crate::client::Client;
+use gate::api::STAND_IN_TOKEN;
 use gate::token::wechat_api::ApiFailure;
 use serde_json::{json, Value};
-
-/// What the gate's token endpoints hand out: visibly not WeChat's.
-pub const STAND_IN_TOKEN: &str = "WECHAT_GATE_STAND_IN_NOT_A_WECHAT_TOKEN";
 
 /// The token endpoints the gate answers itself: OA and Mini Program, then WeCom.
 const TOKEN_PATHS: [&str; 2] = [
