@@ -551,3 +551,102 @@ fn the_demos_printed_commands_for_every_platform_pass_their_gates() {
         open[0]
     );
 }
+
+// ---------------------------------------------------------------- the API role
+
+/// The port of the demo's API-role listener (`wechat_api_role`), read from the admin.
+fn api_port(envoy: &Envoy) -> u16 {
+    let v: serde_json::Value =
+        serde_json::from_str(&envoy.admin_text("/listeners?format=json")).expect("listeners");
+    let listener = v["listener_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|l| l["name"] == "wechat_api_role")
+        .unwrap_or_else(|| panic!("no wechat_api_role listener: {v}"));
+    let port = listener["local_address"]["socket_address"]["port_value"].as_u64();
+    port.and_then(|p| u16::try_from(p).ok()).expect("a port")
+}
+
+/// The API role's commands `make run` prints (envoy/run-demo.sh's `API_EXAMPLES`), as
+/// bash renders them with the gate on `port`: one string per command.
+fn printed_api_commands(port: u16) -> Vec<String> {
+    let script = std::fs::read_to_string(format!("{MANIFEST_DIR}/envoy/run-demo.sh"))
+        .expect("envoy/run-demo.sh");
+    let assignment = script
+        .lines()
+        .skip_while(|l| !l.starts_with("API_EXAMPLES=\""))
+        .take_while(|l| !l.starts_with("# Envoy's own log"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        assignment.contains("curl"),
+        "run-demo.sh prints the API role's commands"
+    );
+    let python = crate::harness::wechatpy::python().display().to_string();
+    let render = format!(
+        "GATE_API=http://127.0.0.1:{port}/wechat-api/mp; APPID=wx0123456789abcdef; \
+         CLI={}; PY={python}\n{assignment}\nprintf %s \"$API_EXAMPLES\"",
+        env!("CARGO_BIN_EXE_wechat-gate")
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &render])
+        .output()
+        .expect("bash");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A command starts on an indented line; a line that is not indented continues it.
+    let mut commands: Vec<String> = Vec::new();
+    for line in text.lines() {
+        match (line.strip_prefix("  "), commands.last_mut()) {
+            (Some(start), _) => commands.push(start.to_string()),
+            (None, Some(open)) if !line.is_empty() => {
+                open.push('\n');
+                open.push_str(line);
+            }
+            _ => {}
+        }
+    }
+    commands
+}
+
+/// Every command `make run` prints for the API role works, as typed, against the
+/// shipped demo config: WeChat's answers with no token sent, the stand-in, a signed
+/// JS-SDK config, doctor --gate-api, wechatpy with no AppSecret; and no token leaks.
+#[test]
+fn the_demos_printed_api_role_commands_work_with_no_secret() {
+    let demo = Demo::start();
+    let commands = printed_api_commands(api_port(&demo.envoy));
+    assert!(commands.len() >= 6, "{commands:?}");
+    for command in &commands {
+        let out = std::process::Command::new("bash")
+            .args(["-c", command])
+            .current_dir(MANIFEST_DIR)
+            .env_remove("WECHAT_APPSECRET")
+            .output()
+            .expect("bash");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{command}\n{stdout}{stderr}");
+        assert!(
+            !stdout.contains("MOCK_"),
+            "a token reached the caller: {stdout}"
+        );
+        let expect = if command.contains("/cgi-bin/token") {
+            "WECHAT_GATE_STAND_IN_NOT_A_WECHAT_TOKEN"
+        } else if command.contains("jssdk-config") {
+            "\"signature\""
+        } else if command.contains("doctor") {
+            "all checks passed"
+        } else if command.contains("user") {
+            "o_demo_1"
+        } else {
+            "ip_list"
+        };
+        assert!(stdout.contains(expect), "{command}\n{stdout}{stderr}");
+    }
+    let counts = demo.envoy.counters();
+    assert!(
+        counts.get("wechat_gate.api_stand_in").copied().unwrap_or(0) >= 2,
+        "{counts:?}"
+    );
+}
