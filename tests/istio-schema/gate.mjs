@@ -10,6 +10,9 @@ const visibleFrom = (res, ns) => {
   return to.includes("*") || (to.includes(".") && res.metadata?.namespace === ns) || to.includes(ns);
 };
 
+/** The plugin's WeChat API settings: `source.wechat_api`, or the API role's `wechat_api`. */
+const wechatApi = (plugin) => plugin.spec?.pluginConfig?.source?.wechat_api ?? plugin.spec?.pluginConfig?.wechat_api;
+
 /**
  * What keeps each `source.wechat_api.upstreams` entry from reaching WeChat over TLS: its
  * cluster must be a ServiceEntry's `outbound|PORT||HOST` for an HTTP port (the gate speaks
@@ -17,8 +20,8 @@ const visibleFrom = (res, ns) => {
  */
 export function upstreamProblems(plugin, resources) {
   const ns = plugin.metadata?.namespace;
-  const upstreams = plugin.spec?.pluginConfig?.source?.wechat_api?.upstreams ?? [];
-  if (upstreams.length === 0) return ["pluginConfig has no source.wechat_api.upstreams"];
+  const upstreams = wechatApi(plugin)?.upstreams ?? [];
+  if (upstreams.length === 0) return ["pluginConfig has no source.wechat_api.upstreams (API role: wechat_api.upstreams)"];
   const entries = resources.filter((r) => r.kind === "ServiceEntry" && visibleFrom(r, ns));
   const rules = resources.filter((r) => r.kind === "DestinationRule" && visibleFrom(r, ns));
   return upstreams.flatMap(({ cluster, authority }) => {
@@ -83,7 +86,7 @@ export function bootstrap(plugin, wasm) {
     name: "envoy.filters.http.router",
     typed_config: { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" },
   };
-  const clusters = (spec.pluginConfig?.source?.wechat_api?.upstreams ?? []).map(({ cluster }) => ({
+  const clusters = (wechatApi(plugin)?.upstreams ?? []).map(({ cluster }) => ({
     name: cluster,
     type: "STATIC",
     connect_timeout: "1s",

@@ -14,7 +14,9 @@ const ISTIO_DIR = path.resolve(import.meta.dirname, "../../envoy/istio");
 const manifests = fs.readdirSync(ISTIO_DIR).filter((f) => /\.ya?ml$/.test(f)).sort();
 const byFile = manifests.map((f) => documents(fs.readFileSync(path.join(ISTIO_DIR, f), "utf8"), f));
 const all = byFile.flat();
-const plugin = all.find((r) => r.kind === "WasmPlugin");
+const plugin = all.find((r) => r.kind === "WasmPlugin" && r.spec?.pluginConfig?.role !== "api");
+// The API role's WasmPlugins (api-wasmplugin.yaml): the backend's sidecar, an egress gateway.
+const apiPlugins = all.filter((r) => r.kind === "WasmPlugin" && r.spec?.pluginConfig?.role === "api");
 // Stand-ins for the three secrets the WasmPlugin takes from the proxy's environment.
 const SECRETS = {
   WECHAT_TOKEN: "istio-check-token",
@@ -23,7 +25,8 @@ const SECRETS = {
 };
 
 test("envoy/istio/ has the manifests the README walks through", () => {
-  for (const f of ["wasmplugin.yaml", "serviceentry.yaml", "destinationrule.yaml", "virtualservice.yaml", "gateway.yaml"]) {
+  for (const f of ["wasmplugin.yaml", "serviceentry.yaml", "destinationrule.yaml", "virtualservice.yaml", "gateway.yaml",
+    "api-wasmplugin.yaml", "api-serviceentry.yaml", "api-egress.yaml", "api-authorizationpolicy.yaml"]) {
     assert.ok(manifests.includes(f), `envoy/istio/${f} is missing`);
   }
 });
@@ -114,3 +117,39 @@ test("the gate refuses to start without the secrets from the proxy's environment
   assert.ok(!ok, "envoy --mode validate accepted the gate without WECHAT_APPSECRET");
   assert.match(log, /wechat-gate refused its/);
 });
+
+// The API role (docs/api-role.md, "Istio"): never on the ingress gateway, its upstreams the
+// TLS-originating clusters visible from its own namespace, its pluginConfig run by the gate.
+test("the API role's WasmPlugins: the sidecar's outbound path or an egress gateway, never the ingress", () => {
+  assert.equal(apiPlugins.length, 2, "api-wasmplugin.yaml has the sidecar and the egress gateway variants");
+  for (const p of apiPlugins) {
+    const where = `${p.metadata.namespace}/${p.metadata.name}`;
+    assert.notEqual(p.metadata.namespace, plugin.metadata.namespace, `${where} shares the ingress gateway's namespace`);
+    assert.notEqual(p.spec.selector?.matchLabels?.istio, "ingressgateway", `${where} selects the ingress gateway`);
+    assert.deepEqual(p.spec.match.map((m) => m.mode), ["CLIENT"], `${where}: match mode CLIENT`);
+    assert.equal(p.spec.phase, "STATS", `${where}: after Istio's authorization`);
+    assert.ok(p.spec.pluginConfig.callers?.length > 0, `${where}: callers`);
+    assert.deepEqual(upstreamProblems(p, all), [], where);
+  }
+});
+
+test("the egress gateway's AuthorizationPolicy names the callers on the gate's host", () => {
+  const policy = all.find((r) => r.kind === "AuthorizationPolicy");
+  assert.ok(policy, "no AuthorizationPolicy in envoy/istio/");
+  const egress = apiPlugins.find((p) => p.spec.selector?.matchLabels?.istio === "egressgateway");
+  assert.equal(policy.metadata.namespace, egress.metadata.namespace);
+  assert.deepEqual(policy.spec.selector, egress.spec.selector);
+  const rule = policy.spec.rules[0];
+  assert.equal(policy.spec.action, "DENY");
+  assert.ok(rule.from[0].source.notPrincipals.every((p) => p.startsWith("cluster.local/ns/")));
+  assert.ok(rule.to[0].operation.hosts.includes("wechat-api.internal"));
+});
+
+for (const [i, label] of ["sidecar", "egress gateway"].entries()) {
+  test(`Envoy 1.40 loads the gate with the API role's pluginConfig (${label})`, () => {
+    const { envoy, wasm } = envoyAndWasm();
+    const { ok, log } = envoyValidate(envoy, bootstrap(apiPlugins[i], wasm), SECRETS);
+    assert.ok(ok, `envoy --mode validate refused the API role's filter:\n${log}`);
+    assert.match(log, /wechat-gate configured: API role for official_account/, "the gate did not report its configuration");
+  });
+}

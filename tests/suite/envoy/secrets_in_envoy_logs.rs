@@ -194,6 +194,7 @@ fn the_shipped_configs_warn_against_the_router_debug_log() {
         "envoy/envoy.yaml",
         "envoy/envoy-wechat.yaml",
         "envoy/istio/wasmplugin.yaml",
+        "envoy/istio/api-wasmplugin.yaml",
     ] {
         let text = std::fs::read_to_string(format!("{}/{file}", crate::harness::MANIFEST_DIR))
             .unwrap_or_else(|e| panic!("{file}: {e}"));

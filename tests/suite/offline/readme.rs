@@ -1,4 +1,5 @@
-//! The README is the front door: its minimal configuration is one the gate accepts, and
+//! The README is the front door: its minimal configuration (and the API role's, with
+//! docs/api-role.md's) is one the gate accepts, and
 //! every link into docs/ lands on a file and a heading that exist.
 
 use crate::harness::MANIFEST_DIR;
@@ -28,6 +29,36 @@ fn the_readmes_minimal_configuration_is_accepted() {
     let config = gate::config::parse(json.as_bytes(), &env)
         .unwrap_or_else(|e| panic!("the README's configuration is refused: {e}"));
     assert!(config.safe_mode.is_some());
+}
+
+/// The README's API-role configuration, and the one in docs/api-role.md's Envoy
+/// listener, are accepted as the API role.
+#[test]
+fn the_api_role_configurations_in_the_docs_are_accepted() {
+    let env = |name: &str| (name == "WECHAT_APPSECRET").then(|| "secret-value".to_string());
+    let readme = read("README.md");
+    let section = readme
+        .split("## Backends that hold no secret: the API role")
+        .nth(1)
+        .expect("the README has the API role's section");
+    let json = section
+        .split("```json")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("a JSON block");
+    let doc = read("docs/api-role.md");
+    let listener = doc
+        .split("value: |")
+        .nth(1)
+        .and_then(|s| s.split("- name: envoy.filters.http.router").next())
+        .expect("docs/api-role.md's listener has a configuration");
+    for (what, json) in [("README.md", json), ("docs/api-role.md", listener)] {
+        match gate::config::parse_plugin(json.as_bytes(), &env) {
+            Ok(gate::config::Plugin::Api(api)) => assert_eq!(api.path, "/wechat-api/mp"),
+            Ok(_) => panic!("{what}: not the API role"),
+            Err(e) => panic!("{what}: the API role's configuration is refused: {e}"),
+        }
+    }
 }
 
 /// GitHub's anchor for a heading: lowercased, punctuation dropped, spaces as `-`.
