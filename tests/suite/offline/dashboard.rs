@@ -89,7 +89,8 @@ fn the_dashboard_loads_and_graphs_only_what_the_gate_exports() {
     let used = metrics_used(&d);
     let unknown: Vec<&String> = used.difference(&exported).collect();
     assert!(unknown.is_empty(), "not metrics of the gate: {unknown:?}");
-    // It graphs what the issue asks for: outcomes, reasons, the list, replays, retries.
+    // It graphs what the issues ask for: outcomes, reasons, the list, replays, retries,
+    // and the API role's calls by outcome, tokens, tickets, retries and failovers.
     for needed in [
         "wechat_gate_forwarded",
         "wechat_gate_rejected_total",
@@ -97,6 +98,13 @@ fn the_dashboard_loads_and_graphs_only_what_the_gate_exports() {
         "wechat_gate_allowlist_refresh_failed",
         "wechat_gate_replayed",
         "wechat_gate_deduplicated",
+        // The API role's row.
+        "wechat_gate_api_calls_total",
+        "wechat_gate_token_fetches",
+        "wechat_gate_token_forced",
+        "wechat_gate_ticket_hits",
+        "wechat_gate_api_token_retried",
+        "wechat_gate_api_failed_over",
     ] {
         assert!(used.contains(needed), "{needed}");
     }
