@@ -1,0 +1,374 @@
+//! The API role through the host: a call made from its own HTTP context with the
+//! shared token; a call that waits while the root context's tick fetches the token
+//! under the lease, then is sent by the root and answered on its own context; two
+//! workers sharing one fetch; a refused token fetched once more and the call sent
+//! again. (The decisions are the core's, `gate::api`.) No secret or token is logged.
+
+use super::NOW;
+use crate::api::http::ApiHttp;
+use crate::host::fake::{Call, FakeHost, Reply};
+use crate::root::GateRoot;
+use gate::api::Outcome;
+use gate::exchange::Flow;
+use gate::metrics::Counter;
+use gate::token::state::RefreshState;
+use std::collections::BTreeMap;
+
+const SECRET: &str = "s3cret-app-secret-VALUE";
+const APPID: &str = "wx0123456789abcdef";
+const REAL: &str = "REAL_ACCESS_TOKEN_1";
+const NEW: &str = "NEW_ACCESS_TOKEN_2";
+/// The shared refresh state of the account (its token), as `ApiDesk` keys it.
+const STATE_KEY: &str = "wechat_gate.wx0123456789abcdef.callback_ip.state";
+const USER_INFO: &str = r#"{"subscribe":1,"openid":"o1","nickname":"n"}"#;
+
+fn config() -> String {
+    format!(
+        r#"{{"role": "api", "path": "/wechat-api/mp", "name": "mp", "appid": "{APPID}",
+            "wechat_api": {{"secret": "{SECRET}", "upstreams": [
+                {{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}}]}},
+            "callers": ["10.0.0.0/8"]}}"#
+    )
+}
+
+/// One worker: a root context configured for the API role on a (shared) fake host,
+/// and its callers' HTTP contexts.
+struct Worker {
+    host: FakeHost,
+    root: GateRoot<FakeHost>,
+    root_id: u32,
+    streams: BTreeMap<u32, ApiHttp<FakeHost>>,
+    last_id: u32,
+}
+
+impl Worker {
+    fn on(host: &FakeHost, root_id: u32) -> Worker {
+        host.state().roots.push(root_id);
+        let mut root = GateRoot::new(root_id, host.clone());
+        host.enter(root_id);
+        assert!(root.on_vm_start());
+        host.state().plugin_configuration = config().into_bytes();
+        host.enter(root_id);
+        assert!(root.on_configure(), "refused: {:?}", host.state().logs);
+        assert!(root.api_desk().is_some(), "configured for the API role");
+        Worker {
+            host: host.clone(),
+            root,
+            root_id,
+            streams: BTreeMap::new(),
+            last_id: root_id * 10_000,
+        }
+    }
+
+    /// A caller's `GET path` (no body) from a listed address: its context's id.
+    fn get(&mut self, path: &str) -> u32 {
+        self.last_id += 1;
+        let id = self.last_id;
+        {
+            let mut stream = self.host.stream(id);
+            stream.request_headers = vec![
+                (":method".into(), "GET".into()),
+                (":path".into(), path.into()),
+                (":authority".into(), "gate.internal".into()),
+            ];
+            let properties = &mut stream.properties;
+            properties.insert("source.address".into(), b"10.1.2.3:40000".to_vec());
+        }
+        let desk = self.root.api_desk().expect("an API desk");
+        self.streams.insert(id, ApiHttp::new(id, desk));
+        self.host.enter(id);
+        let flow = self.stream(id).on_http_request_headers(true);
+        assert_eq!(flow, Flow::Pause, "the gate answers the caller itself");
+        id
+    }
+
+    fn tick(&mut self) {
+        self.host.enter(self.root_id);
+        self.root.on_tick();
+    }
+
+    /// The host hands WeChat's reply to call `call_id` to the context that made it.
+    fn reply(&mut self, call_id: u32, status: u32, body: &str) {
+        let context = {
+            let mut state = self.host.state();
+            let headers = vec![
+                (":status".to_string(), status.to_string()),
+                ("content-type".to_string(), "application/json".to_string()),
+            ];
+            state.call_reply = (headers, body.as_bytes().to_vec());
+            state.calls[call_id as usize - 1].context
+        };
+        self.host.enter(context);
+        if context == self.root_id {
+            self.root.on_http_call_response(call_id, body.len());
+        } else {
+            self.stream(context)
+                .on_http_call_response(call_id, body.len());
+        }
+    }
+
+    fn stream(&mut self, id: u32) -> &mut ApiHttp<FakeHost> {
+        self.streams.get_mut(&id).expect("an open stream")
+    }
+
+    fn replies(&self, id: u32) -> Vec<Reply> {
+        self.host.stream(id).replies.clone()
+    }
+}
+
+fn calls(host: &FakeHost) -> Vec<Call> {
+    host.state().calls.clone()
+}
+
+/// The id of the last call made.
+fn last_call(host: &FakeHost) -> u32 {
+    u32::try_from(host.state().calls.len()).expect("few calls")
+}
+
+fn path_of(call: &Call) -> String {
+    let path = call.headers.iter().find(|(n, _)| n == ":path");
+    path.map(|(_, p)| p.clone()).unwrap_or_default()
+}
+
+fn token_fetches(host: &FakeHost) -> usize {
+    let calls = calls(host);
+    let fetches = calls
+        .iter()
+        .filter(|c| path_of(c) == "/cgi-bin/stable_token");
+    fetches.count()
+}
+
+/// The access token a call to WeChat carries (decoded).
+fn token_sent(call: &Call) -> Option<String> {
+    let path = path_of(call);
+    gate::api::route::query_value(path.split_once('?')?.1, "access_token")
+}
+
+fn token_reply(token: &str) -> String {
+    format!(r#"{{"access_token":"{token}","expires_in":7200}}"#)
+}
+
+/// The account's token in shared data, as another worker (or the callback role)
+/// fetched it.
+fn share_token(host: &FakeHost, token: &str) {
+    let state = RefreshState {
+        token: Some(token.into()),
+        token_valid_until: NOW + 7000,
+        ..RefreshState::default()
+    };
+    let bytes = serde_json::to_vec(&state).expect("json");
+    host.state().shared.insert(STATE_KEY.into(), (bytes, 1));
+}
+
+fn shared_token(host: &FakeHost) -> Option<String> {
+    let state = host.state();
+    let (bytes, _) = state.shared.get(STATE_KEY)?;
+    serde_json::from_slice::<RefreshState>(bytes).ok()?.token
+}
+
+fn answered(host: &FakeHost, outcome: Outcome) -> i64 {
+    host.metric(&Counter::ApiCall(outcome).name("mp"))
+}
+
+fn assert_nothing_secret_logged(host: &FakeHost) {
+    let state = host.state();
+    assert!(
+        !state.logs.is_empty(),
+        "the configuration at least is logged"
+    );
+    for (_, line) in &state.logs {
+        for secret in [SECRET, REAL, NEW] {
+            assert!(!line.contains(secret), "{secret} logged: {line}");
+        }
+    }
+}
+
+#[test]
+fn a_call_with_the_shared_token_is_made_from_its_own_context() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    share_token(&host, REAL);
+    let id = w.get("/wechat-api/mp/cgi-bin/user/info?openid=o1&access_token=STAND_IN&lang=zh_CN");
+    let sent = calls(&host);
+    assert_eq!(sent.len(), 1, "no token fetch");
+    let call = &sent[0];
+    assert_eq!(call.context, id, "made by the caller's own context");
+    assert_eq!(call.cluster, "wechat_api");
+    assert_eq!(token_sent(call).as_deref(), Some(REAL));
+    let path = path_of(call);
+    assert!(
+        path.starts_with("/cgi-bin/user/info?") && path.ends_with("&openid=o1&lang=zh_CN"),
+        "{path}"
+    );
+    assert!(w.replies(id).is_empty());
+
+    w.reply(1, 200, USER_INFO);
+    let replies = w.replies(id);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        (replies[0].status, replies[0].body.as_slice()),
+        (200, USER_INFO.as_bytes())
+    );
+    assert!(replies[0]
+        .headers
+        .contains(&("content-type".into(), "application/json".into())));
+    assert_eq!(answered(&host, Outcome::Answered), 1);
+    assert_nothing_secret_logged(&host);
+}
+
+#[test]
+fn a_call_waits_while_the_tick_fetches_the_token_then_the_root_sends_it() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    let id = w.get("/wechat-api/mp/cgi-bin/user/info?openid=o1");
+    assert!(
+        calls(&host).is_empty(),
+        "no call from the HTTP context without a token"
+    );
+    assert_eq!(host.state().tick_period, Some(crate::api::desk::BUSY_TICK));
+
+    w.tick();
+    let sent = calls(&host);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].context, path_of(&sent[0]).as_str()),
+        (1, "/cgi-bin/stable_token")
+    );
+    let body: serde_json::Value =
+        serde_json::from_slice(sent[0].body.as_deref().expect("a body")).expect("json");
+    assert_eq!(
+        (body["appid"].as_str(), body["force_refresh"].as_bool()),
+        (Some(APPID), Some(false))
+    );
+    w.tick();
+    assert_eq!(
+        calls(&host).len(),
+        1,
+        "the fetch is under way: no second one"
+    );
+
+    w.reply(1, 200, &token_reply(REAL));
+    assert_eq!(shared_token(&host).as_deref(), Some(REAL));
+    let sent = calls(&host);
+    assert_eq!(sent.len(), 2, "the waiting call is sent at once");
+    assert_eq!(sent[1].context, 1, "by the root context");
+    assert_eq!(token_sent(&sent[1]).as_deref(), Some(REAL));
+    assert!(w.replies(id).is_empty());
+
+    w.reply(2, 200, USER_INFO);
+    let replies = w.replies(id);
+    assert_eq!(replies.len(), 1, "answered on the caller's context");
+    assert_eq!(
+        (replies[0].status, replies[0].body.as_slice()),
+        (200, USER_INFO.as_bytes())
+    );
+    assert_eq!(
+        host.state().current,
+        1,
+        "the root context acts for itself again"
+    );
+    assert_eq!(host.metric(&Counter::TokenFetches.name("mp")), 1);
+    assert_nothing_secret_logged(&host);
+}
+
+#[test]
+fn two_workers_share_one_token_fetch() {
+    let host = FakeHost::at(NOW);
+    let mut a = Worker::on(&host, 1);
+    let mut b = Worker::on(&host, 2);
+    let on_a = a.get("/wechat-api/mp/cgi-bin/user/info?openid=a");
+    let on_b = b.get("/wechat-api/mp/cgi-bin/user/info?openid=b");
+    a.tick();
+    b.tick();
+    b.tick();
+    assert_eq!(token_fetches(&host), 1, "b waits for a's fetch");
+    assert_eq!(calls(&host).len(), 1);
+
+    a.reply(1, 200, &token_reply(REAL));
+    assert_eq!(calls(&host).len(), 2, "a sends its call");
+    b.tick();
+    let sent = calls(&host);
+    assert_eq!(sent.len(), 3, "b sends its call with a's token");
+    assert_eq!(token_fetches(&host), 1);
+    assert_eq!(
+        (sent[2].context, token_sent(&sent[2]).as_deref()),
+        (2, Some(REAL))
+    );
+
+    a.reply(2, 200, USER_INFO);
+    b.reply(3, 200, USER_INFO);
+    assert_eq!(a.replies(on_a).len(), 1);
+    assert_eq!(b.replies(on_b).len(), 1);
+    assert_nothing_secret_logged(&host);
+}
+
+#[test]
+fn a_refused_token_is_fetched_once_more_and_the_call_sent_again() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    share_token(&host, REAL);
+    let id = w.get("/wechat-api/mp/cgi-bin/user/info?openid=o1");
+    assert_eq!(token_sent(&calls(&host)[0]).as_deref(), Some(REAL));
+
+    w.reply(
+        1,
+        200,
+        r#"{"errcode":40001,"errmsg":"invalid credential, access_token is invalid or not latest"}"#,
+    );
+    assert!(
+        w.replies(id).is_empty(),
+        "the caller does not see the refusal"
+    );
+    assert_eq!(calls(&host).len(), 1, "no call with the refused token");
+    w.tick();
+    assert_eq!(token_fetches(&host), 1);
+    assert_eq!(
+        shared_token(&host),
+        None,
+        "the refused token is dropped under the lease"
+    );
+    w.reply(last_call(&host), 200, &token_reply(NEW));
+    assert_eq!(shared_token(&host).as_deref(), Some(NEW));
+    w.tick();
+    let sent = calls(&host);
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert_eq!(token_fetches(&host), 1, "one refetch");
+    assert_eq!(token_sent(&sent[2]).as_deref(), Some(NEW));
+
+    w.reply(3, 200, USER_INFO);
+    let replies = w.replies(id);
+    assert_eq!(replies.len(), 1, "only the second answer");
+    assert_eq!(replies[0].body, USER_INFO.as_bytes());
+    assert_eq!(host.metric(&Counter::ApiTokenRetried.name("mp")), 1);
+    assert_eq!(answered(&host, Outcome::Answered), 1);
+    assert_nothing_secret_logged(&host);
+}
+
+#[test]
+fn the_refused_token_handed_back_is_forced_once() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    share_token(&host, REAL);
+    let id = w.get("/wechat-api/mp/cgi-bin/user/info?openid=o1");
+    w.reply(
+        1,
+        200,
+        r#"{"errcode":42001,"errmsg":"access_token expired"}"#,
+    );
+    w.tick();
+    w.reply(last_call(&host), 200, &token_reply(REAL));
+    let forced = calls(&host).last().cloned().expect("a call");
+    let body: serde_json::Value =
+        serde_json::from_slice(forced.body.as_deref().expect("a body")).expect("json");
+    assert_eq!(body["force_refresh"], true);
+    w.reply(last_call(&host), 200, &token_reply(NEW));
+    assert_eq!(host.metric(&Counter::TokenForced.name("mp")), 1);
+    let sent = calls(&host);
+    assert_eq!(
+        token_sent(sent.last().expect("a call")).as_deref(),
+        Some(NEW)
+    );
+    w.reply(last_call(&host), 200, USER_INFO);
+    assert_eq!(w.replies(id).len(), 1);
+    assert_nothing_secret_logged(&host);
+}
