@@ -62,24 +62,54 @@ impl Worker {
 
     /// A caller's `GET path` (no body) from a listed address: its context's id.
     fn get(&mut self, path: &str) -> u32 {
+        let id = self.open("GET", path, &[], "10.1.2.3:40000");
+        assert_eq!(
+            self.headers(id, true),
+            Flow::Pause,
+            "the gate answers itself"
+        );
+        id
+    }
+
+    /// A caller's `POST path` with `body`, its headers then its body handed over
+    /// (a host that holds the headers for the body): its context's id.
+    fn post(&mut self, path: &str, content_type: &str, body: &[u8]) -> u32 {
+        let length = body.len().to_string();
+        let headers = [("content-type", content_type), ("content-length", &length)];
+        let id = self.open("POST", path, &headers, "10.1.2.3:40000");
+        self.host.stream(id).request_body = body.to_vec();
+        assert_eq!(self.headers(id, false), Flow::Pause, "waits for the body");
+        self.host.enter(id);
+        let flow = self.stream(id).on_http_request_body(body.len(), true);
+        assert_eq!(flow, Flow::Pause);
+        id
+    }
+
+    /// A new stream with these request headers from `source`: its id.
+    fn open(&mut self, method: &str, path: &str, extra: &[(&str, &str)], source: &str) -> u32 {
         self.last_id += 1;
         let id = self.last_id;
         {
             let mut stream = self.host.stream(id);
             stream.request_headers = vec![
-                (":method".into(), "GET".into()),
+                (":method".into(), method.into()),
                 (":path".into(), path.into()),
                 (":authority".into(), "gate.internal".into()),
             ];
+            let extra = extra.iter().map(|(n, v)| (n.to_string(), v.to_string()));
+            stream.request_headers.extend(extra);
             let properties = &mut stream.properties;
-            properties.insert("source.address".into(), b"10.1.2.3:40000".to_vec());
+            properties.insert("source.address".into(), source.as_bytes().to_vec());
+            properties.insert("request.total_size".into(), 200u64.to_le_bytes().to_vec());
         }
         let desk = self.root.api_desk().expect("an API desk");
         self.streams.insert(id, ApiHttp::new(id, desk));
-        self.host.enter(id);
-        let flow = self.stream(id).on_http_request_headers(true);
-        assert_eq!(flow, Flow::Pause, "the gate answers the caller itself");
         id
+    }
+
+    fn headers(&mut self, id: u32, end_of_stream: bool) -> Flow {
+        self.host.enter(id);
+        self.stream(id).on_http_request_headers(end_of_stream)
     }
 
     fn tick(&mut self) {
@@ -105,6 +135,15 @@ impl Worker {
             self.stream(context)
                 .on_http_call_response(call_id, body.len());
         }
+    }
+
+    /// The stream ends (`on_log`, then the context goes).
+    fn end(&mut self, id: u32) {
+        self.host.enter(id);
+        if let Some(mut http) = self.streams.remove(&id) {
+            http.on_log();
+        }
+        self.host.stream(id).gone = true;
     }
 
     fn stream(&mut self, id: u32) -> &mut ApiHttp<FakeHost> {
@@ -371,4 +410,163 @@ fn the_refused_token_handed_back_is_forced_once() {
     w.reply(last_call(&host), 200, USER_INFO);
     assert_eq!(w.replies(id).len(), 1);
     assert_nothing_secret_logged(&host);
+}
+
+#[test]
+fn a_body_goes_to_wechat_byte_for_byte_with_its_content_type() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    share_token(&host, REAL);
+    let body: Vec<u8> = b"--b\r\nContent-Disposition: form-data; name=\"media\"\r\n\r\n"
+        .iter()
+        .copied()
+        .chain(0..=255u8)
+        .collect();
+    let id = w.post(
+        "/wechat-api/mp/cgi-bin/media/upload?type=image",
+        "multipart/form-data; boundary=b",
+        &body,
+    );
+    let sent = calls(&host);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body.as_deref(), Some(body.as_slice()));
+    let header = |name: &str| {
+        sent[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(header(":method").as_deref(), Some("POST"));
+    assert_eq!(
+        header("content-type").as_deref(),
+        Some("multipart/form-data; boundary=b")
+    );
+    assert_eq!(
+        header("content-length"),
+        None,
+        "only content-type is passed on"
+    );
+    w.reply(1, 200, r#"{"type":"image","media_id":"m","created_at":1}"#);
+    assert_eq!(w.replies(id).len(), 1);
+}
+
+#[test]
+fn the_gate_answers_token_requests_strangers_and_large_bodies_itself() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    let stand_in =
+        w.get("/wechat-api/mp/cgi-bin/token?grant_type=client_credential&appid=x&secret=y");
+    let reply = &w.replies(stand_in)[0];
+    assert_eq!(reply.status, 200);
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).expect("json");
+    assert_eq!(body["access_token"], gate::api::STAND_IN_TOKEN);
+    w.end(stand_in);
+    assert_eq!(host.metric(&Counter::ApiStandIn.name("mp")), 1);
+
+    let stranger = w.open(
+        "GET",
+        "/wechat-api/mp/cgi-bin/user/info",
+        &[],
+        "192.0.2.1:5000",
+    );
+    assert_eq!(w.headers(stranger, true), Flow::Pause);
+    assert_eq!(w.replies(stranger)[0].status, 403);
+
+    let huge = (12 * 1024 * 1024 + 1).to_string();
+    let large = w.open(
+        "POST",
+        "/wechat-api/mp/cgi-bin/media/upload",
+        &[("content-length", &huge)],
+        "10.0.0.1:1",
+    );
+    assert_eq!(w.headers(large, false), Flow::Pause);
+    assert_eq!(w.replies(large)[0].status, 413);
+
+    let other = w.open(
+        "GET",
+        "/wechat-api/mpx/cgi-bin/user/info",
+        &[],
+        "192.0.2.1:5000",
+    );
+    assert_eq!(
+        w.headers(other, true),
+        Flow::Continue,
+        "not this instance's"
+    );
+    assert!(calls(&host).is_empty(), "WeChat is not called");
+    for id in [stranger, large, other] {
+        w.end(id);
+    }
+    assert_eq!(answered(&host, Outcome::Refused), 2);
+}
+
+#[test]
+fn a_failed_fetch_answers_the_waiting_calls_with_wechats_advice() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    let id = w.get("/wechat-api/mp/cgi-bin/user/info?openid=o1");
+    w.tick();
+    w.reply(
+        1,
+        200,
+        r#"{"errcode":40164,"errmsg":"invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist"}"#,
+    );
+    let replies = w.replies(id);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status, 503);
+    let body: serde_json::Value = serde_json::from_slice(&replies[0].body).expect("json");
+    assert_eq!(body["errcode"], 95030);
+    let errmsg = body["errmsg"].as_str().expect("errmsg");
+    assert!(
+        errmsg.contains("40164") && errmsg.contains("203.0.113.7"),
+        "{errmsg}"
+    );
+    assert_eq!(
+        calls(&host).len(),
+        1,
+        "WeChat is not called without a token"
+    );
+    assert_eq!(answered(&host, Outcome::Unanswered), 1);
+    // A new call within the hold-off is answered at once, with no fetch.
+    let again = w.get("/wechat-api/mp/cgi-bin/user/info?openid=o2");
+    assert_eq!(w.replies(again)[0].status, 503);
+    w.tick();
+    assert_eq!(calls(&host).len(), 1);
+    assert!(host.logged("203.0.113.7") > 0, "the operator is told");
+    assert_nothing_secret_logged(&host);
+}
+
+#[test]
+fn a_ticket_is_fetched_once_then_answered_from_the_cache() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    share_token(&host, REAL);
+    let first = w.get("/wechat-api/mp/cgi-bin/ticket/getticket?type=jsapi");
+    let ticket = r#"{"errcode":0,"errmsg":"ok","ticket":"JSAPI_TICKET","expires_in":7200}"#;
+    w.reply(1, 200, ticket);
+    assert_eq!(w.replies(first)[0].body, ticket.as_bytes());
+
+    let page =
+        "/wechat-api/mp/wechat-gate/jssdk-config?url=https%3A%2F%2Fexample.com%2Fp%3Fa%3D1%23frag";
+    let jssdk = w.get(page);
+    let second = w.get("/wechat-api/mp/cgi-bin/ticket/getticket?type=jsapi");
+    assert_eq!(calls(&host).len(), 1, "both from the cache");
+    w.end(second);
+    assert_eq!(host.metric(&Counter::TicketHits.name("mp")), 2);
+    let body: serde_json::Value = serde_json::from_slice(&w.replies(second)[0].body).expect("json");
+    assert_eq!(body["ticket"], "JSAPI_TICKET");
+    let body: serde_json::Value = serde_json::from_slice(&w.replies(jssdk)[0].body).expect("json");
+    let (nonce, timestamp) = (
+        body["nonceStr"].as_str().expect("nonce"),
+        body["timestamp"].as_i64().expect("ts"),
+    );
+    let url = "https://example.com/p?a=1";
+    assert_eq!(body["url"], url);
+    assert_eq!(body["appId"], APPID);
+    assert_eq!(timestamp, NOW);
+    assert_eq!(
+        body["signature"].as_str(),
+        Some(gate::api::ticket::jssdk_signature("JSAPI_TICKET", nonce, timestamp, url).as_str())
+    );
 }
