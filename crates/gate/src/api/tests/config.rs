@@ -160,3 +160,22 @@ fn no_refusal_and_no_debug_shows_the_secret() {
     assert!(!format!("{c:?}").contains(SECRET));
     assert!(!c.summary().contains(SECRET));
 }
+
+#[test]
+fn wecom_takes_its_token_from_gettoken_and_token_api_wecom_says_so() {
+    let mut v = super::on("wecom");
+    v["wechat_api"]["token_api"] = json!("wecom");
+    assert_eq!(
+        parse(&v).expect("\"wecom\" accepted").api.token_api,
+        TokenApi::Wecom
+    );
+    for other in ["stable", "classic"] {
+        v["wechat_api"]["token_api"] = json!(other);
+        assert_eq!(refused(&v).field, "wechat_api.token_api", "{other}");
+    }
+    let mut v = base();
+    v["wechat_api"]["token_api"] = json!("wecom");
+    assert_eq!(refused(&v).field, "wechat_api.token_api");
+    v["wechat_api"]["token_api"] = json!("classic");
+    assert_eq!(parse(&v).expect("classic").api.token_api, TokenApi::Classic);
+}
