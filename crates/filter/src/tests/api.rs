@@ -570,3 +570,60 @@ fn a_ticket_is_fetched_once_then_answered_from_the_cache() {
         Some(gate::api::ticket::jssdk_signature("JSAPI_TICKET", nonce, timestamp, url).as_str())
     );
 }
+
+#[test]
+fn jssdk_config_without_a_cached_ticket_fetches_it_and_signs_with_it() {
+    let host = FakeHost::at(NOW);
+    let mut w = Worker::on(&host, 1);
+    share_token(&host, REAL);
+    let id = w.get("/wechat-api/mp/wechat-gate/jssdk-config?url=https%3A%2F%2Fexample.com%2Fp");
+    let sent = calls(&host);
+    assert_eq!(sent.len(), 1);
+    let path = path_of(&sent[0]);
+    assert!(path.starts_with("/cgi-bin/ticket/getticket?"), "{path}");
+    assert_eq!(token_sent(&sent[0]).as_deref(), Some(REAL));
+    let ticket = r#"{"errcode":0,"errmsg":"ok","ticket":"JSAPI_TICKET","expires_in":7200}"#;
+    w.reply(1, 200, ticket);
+    let replies = w.replies(id);
+    assert_eq!(replies.len(), 1);
+    let body: serde_json::Value = serde_json::from_slice(&replies[0].body).expect("json");
+    let nonce = body["nonceStr"].as_str().expect("a nonce");
+    let url = "https://example.com/p";
+    let signature = gate::api::ticket::jssdk_signature("JSAPI_TICKET", nonce, NOW, url);
+    assert_eq!(body["signature"].as_str(), Some(signature.as_str()));
+    assert!(!String::from_utf8_lossy(&replies[0].body).contains("JSAPI_TICKET"));
+    w.end(id);
+    assert_eq!(host.metric(&Counter::TicketFetches.name("mp")), 1);
+    let cached = w.get("/wechat-api/mp/cgi-bin/ticket/getticket?type=jsapi");
+    assert_eq!(calls(&host).len(), 1, "the ticket was cached");
+    assert_eq!(w.replies(cached).len(), 1);
+}
+
+#[test]
+fn a_call_that_waits_longer_than_a_fetch_may_take_is_answered_503() {
+    let host = FakeHost::at(NOW);
+    let mut a = Worker::on(&host, 1);
+    let mut b = Worker::on(&host, 2);
+    a.get("/wechat-api/mp/cgi-bin/user/info?openid=a");
+    a.tick();
+    assert_eq!(
+        token_fetches(&host),
+        1,
+        "a holds the lease; its fetch is never answered"
+    );
+    let id = b.get("/wechat-api/mp/cgi-bin/user/info?openid=b");
+    b.tick();
+    assert!(b.replies(id).is_empty(), "b waits for a's fetch");
+    let api = gate::config::parse_plugin(config().as_bytes(), &|_| None).expect("valid");
+    let gate::config::Plugin::Api(api) = api else {
+        panic!("the API role");
+    };
+    let lease = gate::api::token::lease_seconds(&api.api);
+    host.advance(std::time::Duration::from_secs(
+        u64::try_from(lease).expect("positive") + 2,
+    ));
+    b.tick();
+    let replies = b.replies(id);
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].status, 503);
+}
