@@ -327,3 +327,28 @@ fn neither_a_call_nor_its_request_shows_a_token_or_the_secret() {
         assert!(!text.contains(SECRET), "{text}");
     }
 }
+
+#[test]
+fn a_users_oauth_calls_go_as_the_caller_wrote_them_and_are_never_retried() {
+    let c = config();
+    for p in ["/sns/userinfo", "/sns/auth", "/sns/oauth2/refresh_token"] {
+        let query = "access_token=USER_TOKEN&openid=o1&lang=zh_CN";
+        let mut call = call_for(&c, "GET", &format!("/wechat-api/mp{p}?{query}"), None);
+        assert!(!call.needs_token(), "{p}");
+        let out = call.request(&c.api, None).expect("an upstream");
+        assert_eq!(path(&out), format!("{p}?{query}"));
+        assert!(!format!("{out:?}{}", path(&out)).contains(REAL));
+        assert!(!path(&out).contains(SECRET));
+        // WeChat refusing the user's token is the caller's to handle: passed on.
+        let refused = Reply {
+            status: Some(200),
+            content_type: Some("application/json".into()),
+            disposition: None,
+            body: br#"{"errcode":40001,"errmsg":"invalid credential"}"#.to_vec(),
+        };
+        match call.on_reply(&c.api, &refused, 1_700_000_000) {
+            Next::Answer { answer, .. } => assert_eq!(answer.outcome, Outcome::Errcode),
+            other => panic!("{p}: {other:?}"),
+        }
+    }
+}
