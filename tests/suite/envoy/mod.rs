@@ -5,6 +5,9 @@
 mod adversarial_parking;
 mod adversarial_platforms;
 mod adversarial_round3;
+mod api_faults;
+mod api_sdks;
+mod api_tokens;
 mod backend_headers;
 mod hardening;
 mod hostile_input;
