@@ -9,21 +9,21 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-const APPID: &str = "wxTEST";
-const SECRET: &str = "SECRET";
+pub(super) const APPID: &str = "wxTEST";
+pub(super) const SECRET: &str = "SECRET";
 
 /// mock-api for the account `APPID`, with `extra` flags.
-fn start(extra: &[&str]) -> MockApi {
+pub(super) fn start(extra: &[&str]) -> MockApi {
     MockApi::start(SECRET, &[&["--appid", APPID][..], extra].concat())
 }
 
-fn errcode_of(reply: &Value) -> i64 {
+pub(super) fn errcode_of(reply: &Value) -> i64 {
     reply["errcode"]
         .as_i64()
         .unwrap_or_else(|| panic!("no errcode in {reply}"))
 }
 
-fn assert_secrets_not_printed(out: &str, tokens: &[String]) {
+pub(super) fn assert_secrets_not_printed(out: &str, tokens: &[String]) {
     assert_eq!(out.lines().count(), 1, "only the listening line: {out:?}");
     assert!(!out.contains(SECRET), "the secret was printed");
     for t in tokens {
@@ -52,7 +52,8 @@ fn stable_token_is_shared_until_forced_and_guards_the_ip_lists() {
     );
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2, "callback_check": 0})
+        json!({"stable_token": 8, "token": 0, "getcallbackip": 5, "get_api_domain_ip": 2, "callback_check": 0,
+               "refused_token": 4})
     );
     let out = api.finish();
     assert_secrets_not_printed(&out, &[t1, t2]);
@@ -79,7 +80,7 @@ fn a_shared_token_opens_both_ip_lists(api: &MockApi) -> String {
     t1
 }
 
-/// `force_refresh` issues a new token; the old one, or none, gets 40001.
+/// `force_refresh` issues a new token; the old one gets 40001, none 41001.
 fn force_refresh_replaces_the_token(api: &MockApi, t1: &str) -> String {
     let forced = api.stable_token(APPID, SECRET, true);
     let t2 = token_of(&forced);
@@ -96,11 +97,9 @@ fn force_refresh_replaces_the_token(api: &MockApi, t1: &str) -> String {
         40001
     );
     assert!(api.callback_ips(&t2)["ip_list"].is_array());
-    assert_eq!(errcode_of(&api.get("/cgi-bin/getcallbackip")), 40001);
-    assert_eq!(
-        errcode_of(&api.get("/cgi-bin/getcallbackip?access_token=")),
-        40001
-    );
+    let missing = json!({"errcode": 41001, "errmsg": "access_token missing"});
+    assert_eq!(api.get("/cgi-bin/getcallbackip"), missing);
+    assert_eq!(api.get("/cgi-bin/getcallbackip?access_token="), missing);
     t2
 }
 
@@ -178,7 +177,8 @@ fn classic_token_replaces_the_previous_one_on_every_call() {
     );
     assert_eq!(
         api.calls(),
-        json!({"stable_token": 1, "token": 6, "getcallbackip": 3, "get_api_domain_ip": 0, "callback_check": 0})
+        json!({"stable_token": 1, "token": 6, "getcallbackip": 3, "get_api_domain_ip": 0, "callback_check": 0,
+               "refused_token": 1})
     );
     let out = api.finish();
     assert_secrets_not_printed(&out, &[t1, t2]);
@@ -277,7 +277,7 @@ fn garbage_answers_a_non_json_200_first() {
 }
 
 /// Sends `raw` and reads until the server closes: what came back, or the read error.
-fn raw_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(super) fn raw_exchange(port: u16, raw: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(raw)?;

@@ -1,5 +1,5 @@
 //! What needs no Envoy: the wechatpy vectors through the gate's own decision,
-//! mock-api over HTTP, the CLI's secrets, and `wechat-gate doctor` against mock-api.
+//! mock-api over HTTP (the callback role's calls, the API role's calls and faults), the CLI's secrets, and `wechat-gate doctor` against mock-api.
 
 mod cli_https;
 mod cli_secrets;
@@ -7,5 +7,7 @@ mod cli_timeouts;
 pub mod dashboard;
 mod doctor;
 mod mock_api;
+mod mock_api_calls;
+mod mock_api_faults;
 mod readme;
 mod vectors;

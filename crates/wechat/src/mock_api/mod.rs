@@ -1,33 +1,79 @@
 //! `wechat-gate mock-api`: a local stand-in for WeChat's API server
-//! (api.weixin.qq.com), to exercise the filter's live callback IP list without WeChat.
+//! (api.weixin.qq.com, and WeCom's qyapi.weixin.qq.com), for the filter's live callback
+//! IP list and its API role, without WeChat.
 //!
-//! It answers `POST /cgi-bin/stable_token`, `GET /cgi-bin/token`,
-//! `GET /cgi-bin/getcallbackip`, `GET /cgi-bin/get_api_domain_ip` and
-//! `POST /cgi-bin/callback/check` with WeChat's reply shapes and errcodes (HTTP 200 even
-//! for errors, as WeChat does), and can inject faults into those calls: delays, dropped
-//! connections, non-JSON bodies, errcodes (for the first N calls, or for every call to
-//! one endpoint), and a callback URL that WeChat cannot resolve or reach.
-//! `/__calls`, `/__callback_ips` and `/__faults` inspect and steer it while it runs.
+//! WeChat's endpoints, with WeChat's reply shapes and errcodes (HTTP 200 even for errors,
+//! as WeChat does):
+//! - tokens (`tokens`): `POST /cgi-bin/stable_token` (the current token while it lives;
+//!   `force_refresh` issues a new one), `GET /cgi-bin/token` (a new one every call),
+//!   WeCom's `GET /cgi-bin/gettoken`. A new token makes the previous one 40001.
+//! - the callback role's (`callback`): `GET /cgi-bin/getcallbackip`,
+//!   `GET /cgi-bin/get_api_domain_ip`, `POST /cgi-bin/callback/check`.
+//! - the API role's (`calls`, `media`): `GET /cgi-bin/user/info`,
+//!   `POST /cgi-bin/message/custom/send`, `POST /cgi-bin/media/upload` (multipart,
+//!   field `media`, 10 MiB at most), `GET /cgi-bin/media/get`,
+//!   `GET /cgi-bin/ticket/getticket`, `GET /sns/jscode2session`,
+//!   `GET /sns/oauth2/access_token`, WeCom's `POST /cgi-bin/message/send`.
+//!
+//! Every call that carries `access_token` gets: 41001 when it is missing or empty, 40001
+//! when it is not the current token (a rotated one, say), 42001 when the current one has
+//! expired. Those answers are counted as `refused_token` in `/__calls`.
+//!
+//! Controls (never counted, never faulted except by `refuse`):
+//! - `GET /__calls`: calls per endpoint (the callback role's five always, the others once
+//!   called: `gettoken`, `user_info`, `custom_send`, `media_upload`, `media_get`,
+//!   `getticket_jsapi`, `getticket_wx_card`, `getticket`, `jscode2session`,
+//!   `oauth2_access_token`, `wecom_message_send`), `refused_token` (token refusals
+//!   answered) and `refused_connections` (connections closed by `refuse`), once non-zero.
+//! - `GET /__messages`: `[{"endpoint": "custom_send"|"wecom_message_send", "body": …}]`, in
+//!   the order received (the body as JSON).
+//! - `GET|POST /__callback_ips`: the getcallbackip list.
+//! - `POST /__rotate_token`: a new token, as if another party had fetched one; the old one
+//!   gets 40001. `POST /__expire_token`: the current token expires now (42001 until a new
+//!   one is fetched). `POST /__token` with `{"access_token": …}`: that token (another
+//!   mock-api's, say: a backup domain honours its primary's) is the current one here.
+//!   All three answer `{"ok": true}` and never show a token.
+//! - `POST /__media[?filename=NAME][&size=N]`: stores the raw body (or N bytes of a fixed
+//!   pattern, byte i = i % 251) as media, with the request's content type; answers
+//!   `{"media_id": …}` for media/get.
+//! - `POST /__faults`: replaces every fault with a JSON object of these (all optional):
+//!   `fail` N + `errcode` E (the first N calls answer E, default -1), `delay_ms`, `drop` N
+//!   (closed with no response), `garbage` N (a 200 that is not JSON), `hang` N (read in
+//!   full, then never answered: the connection stays open until the client gives up),
+//!   `refuse` N (the next N connections are closed before a byte is read, control calls
+//!   included), `stale_stable` N (the next N non-forced stable_token calls hand back the
+//!   token the current one replaced), per endpoint `{"name": N}`: `hangs` (never
+//!   answered), `busy` (errcode -1 for the first N), and `{"name": errcode}`: `errcodes`
+//!   (every call), `unreachable` and `no_dns` (callback/check), `ticket_expires_in` (7200).
+//!   Faulted calls count as calls; the faults of all calls come before the per-endpoint
+//!   ones, in the order hang, drop, garbage, fail, hangs, busy, errcodes.
 //!
 //! The HTTP/1.1 server (`http`) is a small one of its own rather than a library's, so
 //! that a "dropped" call can really close its connection with no byte of response,
-//! keep-alive or not. Each connection has its own thread, so a delayed call holds up no
-//! other caller. The endpoints are in `routes`.
+//! keep-alive or not, and a hung one can stay open. Each connection has its own thread,
+//! so a delayed call holds up no other caller. Stopping the process closes the listener:
+//! a second mock-api can stand in as the backup domain.
 //!
 //! The AppSecret comes from the environment (`WECHAT_APPSECRET`, or the variable
 //! `--secret-env` names). Neither it nor any access token is ever printed or logged.
 
+mod callback;
+mod calls;
+mod controls;
 mod http;
+mod media;
+mod multipart;
 mod routes;
+mod state;
+mod tokens;
 
 use gate::allowlist::parse_block;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use state::{Faults, Shared, State};
 use std::io::{self, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The command line of `wechat-gate mock-api`.
 #[derive(clap::Args, Clone)]
@@ -83,10 +129,9 @@ pub fn run(args: MockApiArgs) -> Result<(), String> {
         appid: args.appid,
         secret,
         token_ttl_ms: args.token_ttl.saturating_mul(1000),
-        state: Mutex::new(State {
-            token: None,
+        state: Mutex::new(State::new(
             callback_ips,
-            faults: Faults {
+            Faults {
                 fail: args.fail,
                 errcode: args.fail_errcode,
                 delay_ms: args.delay_ms,
@@ -94,8 +139,7 @@ pub fn run(args: MockApiArgs) -> Result<(), String> {
                 garbage: args.garbage,
                 ..Faults::default()
             },
-            calls: Calls::default(),
-        }),
+        )),
     });
     {
         let mut out = io::stdout().lock();
@@ -105,20 +149,30 @@ pub fn run(args: MockApiArgs) -> Result<(), String> {
     }
     for stream in listener.incoming() {
         match stream {
-            Ok(stream) => {
-                let shared = Arc::clone(&shared);
-                // A thread that cannot be started drops (closes) its connection.
-                let _ = thread::Builder::new()
-                    .name("mock-api-conn".into())
-                    .spawn(move || {
-                        http::serve_connection(stream, &|req| routes::handle(&shared, req))
-                    });
-            }
+            Ok(stream) => serve(&shared, stream),
             // Out of file descriptors and the like: let connections drain a moment.
             Err(_) => thread::sleep(Duration::from_millis(50)),
         }
     }
     Err("the listener stopped".into())
+}
+
+/// One connection on its own thread, unless `refuse` closes it first.
+fn serve(shared: &Arc<Shared>, stream: TcpStream) {
+    {
+        let mut state = shared.lock();
+        if state.faults.refuse > 0 {
+            state.faults.refuse -= 1;
+            state.count("refused_connections");
+            // Dropped unread: closed before a byte of the request is read.
+            return;
+        }
+    }
+    let shared = Arc::clone(shared);
+    // A thread that cannot be started drops (closes) its connection.
+    let _ = thread::Builder::new()
+        .name("mock-api-conn".into())
+        .spawn(move || http::serve_connection(stream, &|req| routes::handle(&shared, req)));
 }
 
 fn validate_ips(entries: &[String]) -> Result<Vec<String>, String> {
@@ -130,176 +184,4 @@ fn validate_ips(entries: &[String]) -> Result<Vec<String>, String> {
                 .map_err(|bad| bad.to_string())
         })
         .collect()
-}
-
-// ---------------------------------------------------------------------------------
-// State
-
-struct Shared {
-    appid: String,
-    secret: String,
-    token_ttl_ms: u64,
-    state: Mutex<State>,
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-struct State {
-    /// The one current token: issuing a new one invalidates the previous.
-    token: Option<Token>,
-    callback_ips: Vec<String>,
-    faults: Faults,
-    calls: Calls,
-}
-
-struct Token {
-    value: String,
-    /// Unix milliseconds.
-    expires_at: u64,
-}
-
-/// What goes wrong, as set by the flags or `POST /__faults` (which replaces them all).
-#[derive(Deserialize)]
-#[serde(default, deny_unknown_fields)]
-struct Faults {
-    /// The first `fail` calls (any endpoint) answer `errcode`.
-    fail: u64,
-    errcode: i64,
-    delay_ms: u64,
-    drop: u64,
-    garbage: u64,
-    /// Every call to these endpoints answers this errcode, until the faults change.
-    errcodes: BTreeMap<Endpoint, i64>,
-    /// `callback/check`: WeChat's pings to the callback URL's addresses are all lost.
-    unreachable: bool,
-    /// `callback/check`: the callback URL's domain resolves to nothing.
-    no_dns: bool,
-}
-
-impl Default for Faults {
-    fn default() -> Self {
-        Faults {
-            fail: 0,
-            errcode: -1,
-            delay_ms: 0,
-            drop: 0,
-            garbage: 0,
-            errcodes: BTreeMap::new(),
-            unreachable: false,
-            no_dns: false,
-        }
-    }
-}
-
-#[derive(Serialize, Default)]
-struct Calls {
-    stable_token: u64,
-    token: u64,
-    getcallbackip: u64,
-    get_api_domain_ip: u64,
-    callback_check: u64,
-    /// WeCom's token endpoint; shown once it has been called.
-    #[serde(skip_serializing_if = "is_zero")]
-    gettoken: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-/// WeChat's endpoints, named as in `/__calls` and `/__faults`' `errcodes`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum Endpoint {
-    StableToken,
-    Token,
-    #[serde(rename = "getcallbackip")]
-    CallbackIp,
-    #[serde(rename = "get_api_domain_ip")]
-    ApiDomainIp,
-    CallbackCheck,
-    /// WeCom's `GET /cgi-bin/gettoken?corpid=&corpsecret=`.
-    #[serde(rename = "gettoken")]
-    WecomToken,
-}
-
-enum Fault {
-    Drop,
-    Garbage,
-    Fail(i64),
-}
-
-impl State {
-    /// Counts a call to `endpoint` and takes the fault it gets, if any.
-    fn take_fault(&mut self, endpoint: Endpoint) -> Option<Fault> {
-        let calls = &mut self.calls;
-        let counter = match endpoint {
-            Endpoint::StableToken => &mut calls.stable_token,
-            Endpoint::Token => &mut calls.token,
-            Endpoint::CallbackIp => &mut calls.getcallbackip,
-            Endpoint::ApiDomainIp => &mut calls.get_api_domain_ip,
-            Endpoint::CallbackCheck => &mut calls.callback_check,
-            Endpoint::WecomToken => &mut calls.gettoken,
-        };
-        *counter = counter.saturating_add(1);
-        let faults = &mut self.faults;
-        if faults.drop > 0 {
-            faults.drop -= 1;
-            Some(Fault::Drop)
-        } else if faults.garbage > 0 {
-            faults.garbage -= 1;
-            Some(Fault::Garbage)
-        } else if faults.fail > 0 {
-            faults.fail -= 1;
-            Some(Fault::Fail(faults.errcode))
-        } else {
-            faults
-                .errcodes
-                .get(&endpoint)
-                .map(|code| Fault::Fail(*code))
-        }
-    }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-const TOKEN_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// `MOCK_` and 64 random URL-safe characters.
-fn new_token_value() -> Option<String> {
-    let mut bytes = [0u8; 64];
-    getrandom::getrandom(&mut bytes).ok()?;
-    let mut value = String::with_capacity(69);
-    value.push_str("MOCK_");
-    for b in bytes {
-        value.push(char::from(*TOKEN_ALPHABET.get(usize::from(b & 63))?));
-    }
-    Some(value)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_url_safe_and_distinct() {
-        let a = new_token_value().expect("random");
-        let b = new_token_value().expect("random");
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 69);
-        assert!(a.starts_with("MOCK_"));
-        assert!(a
-            .bytes()
-            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-    }
 }
