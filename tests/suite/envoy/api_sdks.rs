@@ -53,14 +53,12 @@ fn text(v: &Value) -> String {
 
 /// The mock got one custom message to OPENID saying `content`.
 fn assert_message(rig: &Rig, content: &str) {
-    let messages = rig.mock(OFFICIAL).get("/__messages");
+    let messages = rig.mock(OFFICIAL).messages();
     let found: Vec<&Value> = messages
-        .as_array()
-        .expect("/__messages is a list")
         .iter()
         .filter(|m| m["body"]["text"]["content"] == content)
         .collect();
-    assert_eq!(found.len(), 1, "{messages}");
+    assert_eq!(found.len(), 1, "{messages:?}");
     assert_eq!(found[0]["endpoint"], "custom_send");
     assert_eq!(found[0]["body"]["touser"], OPENID);
 }
@@ -101,7 +99,7 @@ fn wechatpy_without_a_secret_sends_reads_uploads_downloads_and_signs() {
         config["signature"], got["wechatpy_signature"],
         "the gate's JS-SDK signature is wechatpy's over the same ticket, nonce, timestamp, url"
     );
-    ok("oauth2", &got["oauth"]);
+    assert_eq!(got["oauth"]["openid"], "oMockoauth-code-e2e", "{got}");
     let calls = rig.mock(OFFICIAL).calls();
     for endpoint in [
         "user_info",
@@ -221,12 +219,15 @@ fn a_mini_program_exchanges_js_codes_through_both_sdks_without_a_token() {
     ])
     .unwrap_or_else(|e| panic!("wechatpy code_to_session: {e}\n{}", rig.envoy.log_text()));
     ok("code_to_session", &py["session"]);
-    assert!(py["session"]["openid"].is_string(), "{py}");
+    assert_eq!(py["session"]["openid"], "oMockjscode-from-wechatpy", "{py}");
     let node = node_sdk(&["mini", &prefix, MINI.appid, "jscode-from-node"])
         .unwrap_or_else(|e| panic!("wechat-api jscode2session: {e}"));
     assert_eq!(node["session"]["status"], 200, "{node}");
     ok("jscode2session", &node["session"]["data"]);
-    assert!(node["session"]["data"]["openid"].is_string(), "{node}");
+    assert_eq!(
+        node["session"]["data"]["openid"], "oMockjscode-from-node",
+        "{node}"
+    );
     let calls = rig.mock(MINI).calls();
     assert_eq!(calls["jscode2session"], 2, "{calls}");
     // jscode2session carries the AppSecret, not a token: none was fetched for it.
@@ -256,9 +257,10 @@ fn wecom_hands_out_a_stand_in_for_gettoken_and_sends_messages() {
     ])
     .unwrap_or_else(|e| panic!("wechatpy.enterprise: {e}\n{}", rig.envoy.log_text()));
     ok("message/send", &got["send"]);
-    let messages = rig.mock(WECOM).get("/__messages");
-    assert_eq!(messages[0]["endpoint"], "wecom_message_send", "{messages}");
-    assert_eq!(messages[0]["body"]["touser"], "zhangsan", "{messages}");
+    let messages = rig.mock(WECOM).messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    assert_eq!(messages[0]["endpoint"], "wecom_message_send");
+    assert_eq!(messages[0]["body"]["touser"], "zhangsan");
     let calls = rig.mock(WECOM).calls();
     assert_eq!(
         calls["gettoken"], 1,

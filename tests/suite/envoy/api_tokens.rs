@@ -100,7 +100,7 @@ fn a_token_rotated_at_wechat_mid_traffic_is_invisible_to_callers() {
                     assert_answered(&r);
                     // Rotated once, by the thread whose call is the 40th.
                     if n == 40 && rotated.fetch_add(1, Ordering::SeqCst) == 0 {
-                        rig.mock(OFFICIAL).json("POST", "/__rotate_token", b"");
+                        rig.mock(OFFICIAL).rotate_token();
                     }
                 }
             });
@@ -118,17 +118,15 @@ fn a_token_rotated_at_wechat_mid_traffic_is_invisible_to_callers() {
     );
     // Every message arrived exactly once: a call refused for its token was not executed,
     // and was sent again once.
-    let messages = rig.mock(OFFICIAL).get("/__messages");
-    let mut contents: Vec<String> = messages
-        .as_array()
-        .expect("a list")
+    let messages = rig.mock(OFFICIAL).messages();
+    let mut contents: Vec<&str> = messages
         .iter()
-        .filter_map(|m| m["body"]["text"]["content"].as_str().map(str::to_string))
+        .filter_map(|m| m["body"]["text"]["content"].as_str())
         .collect();
-    contents.sort();
+    contents.sort_unstable();
     contents.dedup();
-    assert_eq!(contents.len(), 120, "{messages}");
-    assert_eq!(messages.as_array().map(Vec::len), Some(120));
+    assert_eq!(contents.len(), 120, "{messages:?}");
+    assert_eq!(messages.len(), 120, "no message twice");
     wait_counter(&rig, "wechat_gate.api_token_retried", 1);
     let counters = rig.envoy.counters();
     assert_eq!(
@@ -156,7 +154,7 @@ fn a_stale_stable_token_forces_a_refresh_and_the_call_succeeds() {
     // WeChat replaces the token the gate holds, and its next normal stable_token answer
     // hands back the one it replaced: only force_refresh gets a good one.
     mock.set_faults(json!({"stale_stable": 1}));
-    mock.json("POST", "/__rotate_token", b"");
+    mock.rotate_token();
     assert_answered(&rig.get(&user_info()));
     let calls = mock.calls();
     assert_eq!(
@@ -186,7 +184,7 @@ fn a_stale_stable_token_forces_a_refresh_and_the_call_succeeds() {
 fn an_expired_token_is_fetched_again_and_the_call_retried_once() {
     let rig = rig(OFFICIAL, json!({}));
     assert_answered(&rig.get(&user_info()));
-    rig.mock(OFFICIAL).json("POST", "/__expire_token", b"");
+    rig.mock(OFFICIAL).expire_token();
     assert_answered(&rig.get(&user_info()));
     let calls = rig.mock(OFFICIAL).calls();
     assert_eq!(calls["user_info"], 3, "{calls}");
