@@ -72,7 +72,8 @@ def mini(base, appid, js_code):
 
 
 def wecom(base, corpid, agent_id, user):
-    c = WeComClient(corpid, None, access_token=PLACEHOLDER)
+    # An empty secret, not None: the enterprise client keys its token cache on secret[:10].
+    c = WeComClient(corpid, "", access_token=PLACEHOLDER)
     c.API_BASE_URL = base + "cgi-bin/"
     return {"send": c.message.send_text(int(agent_id), user, "hello from wechatpy.enterprise")}
 

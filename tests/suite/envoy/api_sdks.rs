@@ -6,7 +6,7 @@
 //! signs a JS-SDK config; for a Mini Program each exchanges a js_code; wechatpy's
 //! enterprise client sends a WeCom message.
 
-use crate::harness::api::{rig, Account, Rig, MINI, OFFICIAL, STAND_IN, WECOM};
+use crate::harness::api::{rig, stat, Account, Rig, MINI, OFFICIAL, STAND_IN, WECOM};
 use crate::harness::node_sdk::node_sdk;
 use crate::harness::scratch_dir;
 use crate::harness::wechatpy::wechatpy_api;
@@ -115,23 +115,23 @@ fn wechatpy_without_a_secret_sends_reads_uploads_downloads_and_signs() {
     assert_eq!(calls["token"], 0, "{calls}");
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.token_fetches"),
-        Some(&1),
+        stat(&counters, "wechat_gate.token_fetches"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.ticket_fetches"),
-        Some(&1),
+        stat(&counters, "wechat_gate.ticket_fetches"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.ticket_hits"),
-        Some(&1),
+        stat(&counters, "wechat_gate.ticket_hits"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.api_calls.answered"),
-        Some(&7),
+        stat(&counters, "wechat_gate.api_calls.answered"),
+        7,
         "{counters:?}"
     );
     assert_clean(&rig, OFFICIAL, &got.to_string());
@@ -195,13 +195,13 @@ fn node_wechat_api_runs_on_the_stand_in_token() {
     assert_eq!(calls["getticket_jsapi"], 1, "{calls}");
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.api_stand_in"),
-        Some(&1),
+        stat(&counters, "wechat_gate.api_stand_in"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.ticket_hits"),
-        Some(&2),
+        stat(&counters, "wechat_gate.ticket_hits"),
+        2,
         "{counters:?}"
     );
     assert_clean(&rig, OFFICIAL, &got.to_string());
@@ -269,8 +269,8 @@ fn wecom_hands_out_a_stand_in_for_gettoken_and_sends_messages() {
     assert_eq!(calls["wecom_message_send"], 1, "{calls}");
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.api_stand_in"),
-        Some(&1),
+        stat(&counters, "wechat_gate.api_stand_in"),
+        1,
         "{counters:?}"
     );
     assert_clean(&rig, WECOM, &got.to_string());

@@ -3,7 +3,9 @@
 //! a stale stable_token answer forcing a refresh, an expired token, WeChat busy, and one
 //! token per proxy for a callback instance and an api instance of the same account.
 
-use crate::harness::api::{assert_answered, builder, custom_text, json_of, rig, Rig, OFFICIAL};
+use crate::harness::api::{
+    assert_answered, builder, custom_text, json_of, rig, stat, Rig, OFFICIAL,
+};
 use crate::harness::config::Gate;
 use crate::harness::requests::TOKEN;
 use crate::harness::wait_until;
@@ -73,13 +75,13 @@ fn four_workers_and_two_hundred_calls_fetch_one_token() {
     assert_eq!(busy, 4, "the calls were spread over the four workers");
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.token_fetches"),
-        Some(&1),
+        stat(&counters, "wechat_gate.token_fetches"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.api_calls.answered"),
-        Some(&200),
+        stat(&counters, "wechat_gate.api_calls.answered"),
+        200,
         "{counters:?}"
     );
 }
@@ -130,18 +132,18 @@ fn a_token_rotated_at_wechat_mid_traffic_is_invisible_to_callers() {
     wait_counter(&rig, "wechat_gate.api_token_retried", 1);
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.token_fetches"),
-        Some(&2),
+        stat(&counters, "wechat_gate.token_fetches"),
+        2,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.token_forced"),
-        None,
+        stat(&counters, "wechat_gate.token_forced"),
+        0,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.api_calls.answered"),
-        Some(&120),
+        stat(&counters, "wechat_gate.api_calls.answered"),
+        120,
         "{counters:?}"
     );
 }
@@ -164,18 +166,18 @@ fn a_stale_stable_token_forces_a_refresh_and_the_call_succeeds() {
     assert_eq!(calls["stable_token"], 3, "first, stale, forced: {calls}");
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.token_forced"),
-        Some(&1),
+        stat(&counters, "wechat_gate.token_forced"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.api_token_retried"),
-        Some(&1),
+        stat(&counters, "wechat_gate.api_token_retried"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.api_calls.answered"),
-        Some(&2),
+        stat(&counters, "wechat_gate.api_calls.answered"),
+        2,
         "{counters:?}"
     );
 }
@@ -191,13 +193,13 @@ fn an_expired_token_is_fetched_again_and_the_call_retried_once() {
     assert_eq!(calls["stable_token"], 2, "{calls}");
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.api_token_retried"),
-        Some(&1),
+        stat(&counters, "wechat_gate.api_token_retried"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.token_forced"),
-        None,
+        stat(&counters, "wechat_gate.token_forced"),
+        0,
         "{counters:?}"
     );
 }
@@ -220,18 +222,18 @@ fn wechat_busy_is_answered_as_wechat_said_and_not_repeated() {
     assert_eq!(calls["custom_send"], 2, "{calls}");
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.api_calls.errcode"),
-        Some(&1),
+        stat(&counters, "wechat_gate.api_calls.errcode"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.api_calls.answered"),
-        Some(&1),
+        stat(&counters, "wechat_gate.api_calls.answered"),
+        1,
         "{counters:?}"
     );
     assert_eq!(
-        counters.get("wechat_gate.api_token_retried"),
-        None,
+        stat(&counters, "wechat_gate.api_token_retried"),
+        0,
         "{counters:?}"
     );
 }
@@ -278,8 +280,8 @@ fn a_callback_instance_and_an_api_instance_of_one_account_share_one_token() {
     );
     let counters = rig.envoy.counters();
     assert_eq!(
-        counters.get("wechat_gate.token_fetches"),
-        Some(&1),
+        stat(&counters, "wechat_gate.token_fetches"),
+        1,
         "{counters:?}"
     );
     assert_eq!(rig.envoy.counter("wechat_gate.api_calls.answered"), 20);

@@ -377,6 +377,11 @@ pub fn assert_hidden(secrets: &[(&str, &str)], texts: &[(&str, &str)]) {
     }
 }
 
+/// The stat `name` in `counters` (see [`Envoy::counters`]); 0 if not defined.
+pub fn stat(counters: &std::collections::BTreeMap<String, u64>, name: &str) -> u64 {
+    counters.get(name).copied().unwrap_or(0)
+}
+
 /// A response as text: status line, headers and body.
 pub fn response_text(r: &Response) -> String {
     let headers: Vec<String> = r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
