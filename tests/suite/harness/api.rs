@@ -300,7 +300,10 @@ impl Rig {
         )
     }
 
-    /// What the sink saw must hold no secret and no body; in hold mode, nothing at all.
+    /// What the sink saw must hold none of `secrets` (the AppSecret, real tokens) and no
+    /// body; in hold mode, nothing at all. (In stream mode a call with a body sends its
+    /// head there first: the caller's own request line, with whatever placeholder or
+    /// stand-in `access_token` the caller put in it, never the real one.)
     pub fn assert_sink_untouched(&self, secrets: &[&str]) {
         let heads = self.sink.heads();
         if !super::config::streaming() {
@@ -315,10 +318,6 @@ impl Rig {
             self.sink.bodies()
         );
         for head in &heads {
-            assert!(
-                !head.to_ascii_lowercase().contains("access_token"),
-                "a token reached the route's cluster: {head}"
-            );
             for s in secrets {
                 assert!(!head.contains(s), "a secret reached the route's cluster");
             }
