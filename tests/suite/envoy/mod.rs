@@ -5,6 +5,7 @@
 mod adversarial_parking;
 mod adversarial_platforms;
 mod adversarial_round3;
+mod api_calls;
 mod api_faults;
 mod api_sdks;
 mod api_tokens;
