@@ -7,6 +7,7 @@ mod adversarial_platforms;
 mod adversarial_round3;
 mod api_calls;
 mod api_faults;
+mod api_hostile;
 mod api_sdks;
 mod api_tokens;
 mod backend_headers;
