@@ -4,8 +4,8 @@
 //! and the real tokens in no response, log line, route or `/config_dump`.
 
 use crate::harness::api::{
-    assert_answered, assert_hidden, assert_refusal, custom_text, response_text, rig, stat, Rig,
-    OFFICIAL, OUTSIDER,
+    assert_answered, assert_hidden, assert_refusal, builder, custom_text, response_text, rig, stat,
+    Rig, OFFICIAL, OUTSIDER,
 };
 use crate::harness::mock_api::MockApi;
 use crate::harness::wait_until;
@@ -211,11 +211,15 @@ fn a_body_over_max_body_bytes_is_refused_413_and_one_at_the_limit_sent() {
 
 /// Every kind of call and refusal, the token rotated and a failover on the way: the
 /// secret and each real token WeChat issued are in no response (headers or body), no
-/// line of Envoy's log (the gate's at debug), nothing the route's cluster got, and not
+/// line of Envoy's log (the gate's at trace), nothing the route's cluster got, and not
 /// in `/config_dump`.
 #[test]
 fn the_secret_and_the_real_tokens_are_in_no_response_log_route_or_dump() {
-    let mut rig = rig(OFFICIAL, json!({"wechat_api": {"timeout_ms": 1000}}));
+    // The gate's own lines at every level (Envoy's other components at info).
+    let mut rig = builder()
+        .account(OFFICIAL, json!({"wechat_api": {"timeout_ms": 1000}}))
+        .log_levels("info", "wasm:trace")
+        .start();
     let mut seen: Vec<Response> = Vec::new();
     let p = OFFICIAL.path;
     seen.push(rig.get(&format!("{p}/cgi-bin/token?grant_type=client_credential")));

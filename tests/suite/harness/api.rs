@@ -138,12 +138,13 @@ impl Upstreams {
 }
 
 /// A rig being built: accounts (each an api-role gate with `extra` set), other gates,
-/// workers, the sink's route.
+/// workers, the sink's route, log levels.
 pub struct RigBuilder {
     accounts: Vec<(Account, Value)>,
     gates: Vec<Gate>,
     workers: u32,
     route_prefix: Option<&'static str>,
+    log_levels: Option<[&'static str; 2]>,
 }
 
 impl RigBuilder {
@@ -160,6 +161,12 @@ impl RigBuilder {
 
     pub fn workers(mut self, workers: u32) -> Self {
         self.workers = workers;
+        self
+    }
+
+    /// Envoy's log levels (default: the suite's, `info` and `wasm:debug`).
+    pub fn log_levels(mut self, level: &'static str, components: &'static str) -> Self {
+        self.log_levels = Some([level, components]);
         self
     }
 
@@ -181,6 +188,9 @@ impl RigBuilder {
             .route_prefix(prefix)
             .buffer_limit(BUFFER_LIMIT)
             .workers(self.workers);
+        if let Some([level, components]) = self.log_levels {
+            config = config.log_levels(level, components);
+        }
         for gate in self.gates {
             config = config.gate(gate);
         }
@@ -240,6 +250,7 @@ pub fn builder() -> RigBuilder {
         gates: Vec::new(),
         workers: 1,
         route_prefix: None,
+        log_levels: None,
     }
 }
 
