@@ -24,6 +24,7 @@
 )]
 
 mod admission;
+mod api;
 mod dedupe;
 mod effects;
 mod host;

@@ -4,6 +4,7 @@
 //! proxy-wasm SDK's `RootContext` hands its callbacks to these (`sdk`).
 
 use super::admission::AdmissionCell;
+use super::api::desk::{ApiDesk, DeskState, BUSY_TICK};
 use super::dedupe;
 use super::effects::{carry_out, request_total_size, ExchangeProxy};
 use super::host::{log, Host};
@@ -23,6 +24,8 @@ pub struct GateRoot<H: Host> {
     live: Option<LiveList>,
     /// This root context's part in redelivering its account's parked pushes.
     redelivery: Option<Redelivery>,
+    /// The API role (`"role": "api"`), when configured so.
+    api: Option<Rc<ApiDesk<H>>>,
 }
 
 impl<H: Host> GateRoot<H> {
@@ -32,6 +35,7 @@ impl<H: Host> GateRoot<H> {
             worker: Rc::new(Worker::unconfigured(host)),
             live: None,
             redelivery: None,
+            api: None,
         }
     }
 
@@ -122,6 +126,12 @@ impl<H: Host> GateRoot<H> {
 
     /// The reply to an HTTP call this root context made.
     pub fn on_http_call_response(&mut self, call_id: u32, body_size: usize) {
+        if let Some(api) = &self.api {
+            if api.on_root_reply(call_id, body_size) {
+                api.metrics.flush();
+                return;
+            }
+        }
         let (host, metrics) = (&self.worker.host, &self.worker.metrics);
         if let Some(redelivery) = self.redelivery.as_mut() {
             if redelivery.on_response(call_id, host, metrics) {
@@ -164,13 +174,15 @@ impl<H: Host> GateRoot<H> {
         let _ = host.follow_log_level();
         let raw = host.plugin_configuration().unwrap_or_default();
         let env = |name: &str| host.env(name);
-        let config = match config::parse(&raw, &env) {
-            Ok(config) => config,
+        let config = match config::parse_plugin(&raw, &env) {
+            Ok(config::Plugin::Callback(config)) => config,
+            Ok(config::Plugin::Api(api)) => return self.configure_api(api),
             Err(e) => {
                 log!(host, Error, "wechat-gate refused its {e}");
                 return false;
             }
         };
+        self.api = None;
         log!(host, Info, "wechat-gate configured: {}", config.summary());
         // Defined again only when the account's name changed (Envoy hands back the ids
         // of names it knows, so this is cheap either way).
@@ -220,7 +232,43 @@ impl<H: Host> GateRoot<H> {
         true
     }
 
+    /// The API role's configuration: its desk (the calls waiting on this worker go on
+    /// under it), and the tick.
+    fn configure_api(&mut self, config: config::ApiConfig) -> bool {
+        let host = self.worker.host.clone();
+        log!(host, Info, "wechat-gate configured: {}", config.summary());
+        let metrics = match &self.api {
+            Some(old) if old.config.name == config.name => old.metrics.clone(),
+            _ => Rc::new(Metrics::define(host.clone(), &config.name)),
+        };
+        let state = self
+            .api
+            .as_ref()
+            .map_or_else(|| Rc::new(DeskState::default()), |d| d.state());
+        self.live = None;
+        self.api = Some(Rc::new(ApiDesk::new(
+            self.worker.clone(),
+            config,
+            metrics,
+            self.context_id,
+            state,
+        )));
+        self.worker.tick_every(body::tick_period(false, false));
+        true
+    }
+
     pub fn on_tick(&mut self) {
+        if let Some(api) = &self.api {
+            api.on_tick();
+            api.metrics.flush();
+            let period = if api.busy() {
+                BUSY_TICK
+            } else {
+                body::tick_period(false, false)
+            };
+            self.worker.tick_every(period);
+            return;
+        }
         let now = self.worker.host.unix_seconds();
         if self.worker.state.clock.replace(now) != now {
             // Once a second, however fast the tick: one shared-data read.
@@ -251,5 +299,10 @@ impl<H: Host> GateRoot<H> {
     /// A stream's HTTP context (one without configuration fails closed).
     pub fn create_http_context(&self, context_id: u32) -> GateHttp<H> {
         GateHttp::new(context_id, self.worker.clone())
+    }
+
+    /// The API role's desk, when this instance is configured for it.
+    pub fn api_desk(&self) -> Option<Rc<ApiDesk<H>>> {
+        self.api.clone()
     }
 }

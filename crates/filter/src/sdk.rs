@@ -2,6 +2,7 @@
 //! [`GateRoot`] or [`GateHttp`] as it is, and the [`Flow`] they answer turned into
 //! the SDK's [`Action`]. Nothing else here.
 
+use super::api::http::ApiHttp;
 use super::host::wasm::ProxyWasm;
 use super::http::GateHttp;
 use super::root::GateRoot;
@@ -43,7 +44,10 @@ impl RootContext for GateRoot<ProxyWasm> {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         // The SDK panics on `None`; a context without configuration fails closed instead.
-        Some(Box::new(GateRoot::create_http_context(self, context_id)))
+        match self.api_desk() {
+            Some(desk) => Some(Box::new(ApiHttp::new(context_id, desk))),
+            None => Some(Box::new(GateRoot::create_http_context(self, context_id))),
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -52,6 +56,40 @@ impl RootContext for GateRoot<ProxyWasm> {
 }
 
 impl Context for GateHttp<ProxyWasm> {}
+
+impl Context for ApiHttp<ProxyWasm> {
+    fn on_http_call_response(
+        &mut self,
+        call_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        ApiHttp::on_http_call_response(self, call_id, body_size)
+    }
+}
+
+impl HttpContext for ApiHttp<ProxyWasm> {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        action(ApiHttp::on_http_request_headers(self, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(ApiHttp::on_http_request_body(
+            self,
+            body_size,
+            end_of_stream,
+        ))
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        action(ApiHttp::on_http_request_trailers(self))
+    }
+
+    fn on_log(&mut self) {
+        ApiHttp::on_log(self)
+    }
+}
 
 impl HttpContext for GateHttp<ProxyWasm> {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -34,6 +34,7 @@
 )]
 
 pub mod allowlist;
+pub mod api;
 pub mod body;
 pub mod config;
 pub mod errcodes;

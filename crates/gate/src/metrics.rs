@@ -10,6 +10,7 @@
 //! `wechat_gate.rejected_total.account=.=wx1;.;reason=.=signature;.;` becomes
 //! `wechat_gate_rejected_total{account="wx1",reason="signature"}`.
 
+use crate::api::Outcome;
 use crate::rejection::Reason;
 use crate::request::SourceOutcome;
 
@@ -23,6 +24,8 @@ macro_rules! counters {
         pub enum Counter {
             $($variant,)*
             Rejected(Reason),
+            /// An API-role call, by what it came to.
+            ApiCall(Outcome),
         }
 
         /// [`Counter`]'s plain variants, fieldless: `event as usize` is the place.
@@ -40,6 +43,9 @@ macro_rules! counters {
                 match self {
                     $(Counter::$variant => Event::$variant as usize,)*
                     Counter::Rejected(reason) => PLAIN.len() + reason as usize,
+                    Counter::ApiCall(outcome) => {
+                        PLAIN.len() + Reason::ALL.len() + outcome_index(outcome)
+                    }
                 }
             }
 
@@ -48,6 +54,7 @@ macro_rules! counters {
                 match self {
                     $(Counter::$variant => $name,)*
                     Counter::Rejected(_) => "rejected_total",
+                    Counter::ApiCall(_) => "api_calls_total",
                 }
             }
         }
@@ -78,6 +85,38 @@ counters! {
     ParkExpired => "park_expired";
     // Not parked (no room, or it cannot be): answered as under `pass`.
     ParkFull => "park_full";
+    // The API role (`gate::api`): stand-in tokens handed out, calls sent again after
+    // WeChat refused the token, calls sent to the next upstream.
+    ApiStandIn => "api_stand_in";
+    ApiTokenRetried => "api_token_retried";
+    ApiFailedOver => "api_failed_over";
+    // Access tokens fetched from WeChat (either role), and stable_token's forced ones.
+    TokenFetches => "token_fetches";
+    TokenForced => "token_forced";
+    // Tickets answered from the shared cache, and fetched from WeChat.
+    TicketHits => "ticket_hits";
+    TicketFetches => "ticket_fetches";
+}
+
+/// Every API-call outcome, in the order of their counters.
+const OUTCOMES: [Outcome; 4] = [
+    Outcome::Answered,
+    Outcome::Errcode,
+    Outcome::Refused,
+    Outcome::Unanswered,
+];
+
+fn outcome_index(outcome: Outcome) -> usize {
+    OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0)
+}
+
+fn outcome_name(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Answered => "answered",
+        Outcome::Errcode => "errcode",
+        Outcome::Refused => "refused",
+        Outcome::Unanswered => "unanswered",
+    }
 }
 
 /// Declares [`Gauge`] with its names in one row per variant.
@@ -115,6 +154,7 @@ impl Counter {
             .iter()
             .copied()
             .chain(Reason::ALL.iter().map(|r| Counter::Rejected(*r)))
+            .chain(OUTCOMES.iter().map(|o| Counter::ApiCall(*o)))
     }
 
     /// The counter's name in Envoy's stats for `account` (`wasmcustom.` is Envoy's
@@ -127,6 +167,11 @@ impl Counter {
                 "wechat_gate.{}.{account}{}",
                 self.stem(),
                 tag("reason", reason.name())
+            ),
+            Counter::ApiCall(outcome) => format!(
+                "wechat_gate.{}.{account}{}",
+                self.stem(),
+                tag("outcome", outcome_name(outcome))
             ),
             _ => format!("wechat_gate.{}.{account}", self.stem()),
         }
@@ -186,6 +231,9 @@ mod tests {
                 "{stem}"
             );
         }
+        assert!(names.contains(
+            &"wechat_gate.api_calls_total.account=.=wx1;.;outcome=.=unanswered;.;".to_string()
+        ));
         assert_eq!(
             Gauge::ParkedNow.name("mp"),
             "wechat_gate.parked_now.account=.=mp;.;"

@@ -101,7 +101,7 @@ fn compile_park(raw: Option<RawPark>) -> Result<Park, ConfigError> {
 /// The metrics' account name: given (1 to 64 letters, digits, `_` or `-`: a bounded
 /// label value that cannot break the tags encoded around it), else the AppID, else
 /// the path with every other character as `_`, else `default`.
-fn compile_name(
+pub(super) fn compile_name(
     name: Option<String>,
     appid: Option<&str>,
     path: Option<&str>,
@@ -266,7 +266,16 @@ fn compile_source(
     }
     let allow = CallbackAllowlist::from_blocks(blocks);
     let wechat_api = match raw.wechat_api {
-        Some(api) => Some(compile_wechat_api(api, env, platform, appid)?),
+        Some(mut api) => {
+            let appid = wechat_api_appid(api.appid.take(), appid, platform)?;
+            Some(compile_wechat_api(
+                api,
+                env,
+                platform,
+                appid,
+                "source.wechat_api",
+            )?)
+        }
         None => None,
     };
     if wechat_api.is_none() && raw.when_unavailable.is_some() {
@@ -327,17 +336,20 @@ fn wechat_api_appid(
     })
 }
 
-fn compile_wechat_api(
+/// `wechat_api` (the callback role's `source.wechat_api`, the API role's `wechat_api`:
+/// `field` names which) for the account `appid`.
+pub(super) fn compile_wechat_api(
     raw: RawWechatApi,
     env: &dyn Fn(&str) -> Option<String>,
     platform: Platform,
-    account: Option<&str>,
+    appid: String,
+    field: &str,
 ) -> Result<WechatApi, ConfigError> {
-    let appid = wechat_api_appid(raw.appid, account, platform)?;
+    let at = |name: &str| format!("{field}.{name}");
     let token_api = match (platform, raw.token_api) {
         (Platform::Wecom, Some(_)) => {
             return Err(ConfigError::new(
-                "source.wechat_api.token_api",
+                at("token_api"),
                 "does not apply to platform \"wecom\": WeCom's token comes from gettoken",
             ))
         }
@@ -345,26 +357,26 @@ fn compile_wechat_api(
         (_, chosen) => chosen.unwrap_or(TokenApi::Stable),
     };
     let secret = match raw.secret {
-        Some(s) => resolve_secret("source.wechat_api.secret", s, env)?,
-        None => return Err(ConfigError::new("source.wechat_api.secret", "is required")),
+        Some(s) => resolve_secret(&at("secret"), s, env)?,
+        None => return Err(ConfigError::new(at("secret"), "is required")),
     };
     let upstreams = raw.upstreams.unwrap_or_default();
     if upstreams.is_empty() {
         return Err(ConfigError::new(
-            "source.wechat_api.upstreams",
+            at("upstreams"),
             "needs at least one {\"cluster\", \"authority\"}",
         ));
     }
     for (i, u) in upstreams.iter().enumerate() {
         if u.cluster.is_empty() {
             return Err(ConfigError::new(
-                format!("source.wechat_api.upstreams[{i}].cluster"),
+                at(&format!("upstreams[{i}].cluster")),
                 "is empty",
             ));
         }
         if u.authority.is_empty() {
             return Err(ConfigError::new(
-                format!("source.wechat_api.upstreams[{i}].authority"),
+                at(&format!("upstreams[{i}].authority")),
                 "is empty",
             ));
         }
@@ -372,14 +384,14 @@ fn compile_wechat_api(
     let refresh_seconds = raw.refresh_seconds.unwrap_or(DEFAULT_REFRESH_SECONDS);
     if refresh_seconds == 0 {
         return Err(ConfigError::new(
-            "source.wechat_api.refresh_seconds",
+            at("refresh_seconds"),
             "must be at least 1",
         ));
     }
     let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err(ConfigError::new(
-            "source.wechat_api.timeout_ms",
+            at("timeout_ms"),
             format!("must be between 1 and {MAX_TIMEOUT_MS}"),
         ));
     }

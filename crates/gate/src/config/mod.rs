@@ -5,6 +5,7 @@
 //! strings or `{"env": "NAME"}`, resolved here through the lookup the caller passes
 //! (inside Envoy: the VM's environment), and are never printed by `Debug`.
 
+pub mod api;
 mod compile;
 #[cfg(test)]
 mod park_tests;
@@ -13,6 +14,7 @@ mod raw;
 mod tests;
 
 use crate::allowlist::CallbackAllowlist;
+pub use api::ApiConfig;
 use serde::Deserialize;
 use std::fmt;
 
@@ -327,14 +329,36 @@ pub const MAX_PARK_MAX_MESSAGES: u32 = 10_000;
 /// messages), and a backend down longer needs an operator, not a queue.
 pub const MAX_PARK_MAX_SECONDS: u64 = 86_400;
 
-/// Parses and validates a configuration. `env` looks up environment variables
+/// What one filter instance is configured as: `role` `callback` (the default) or
+/// `api` ([`ApiConfig`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plugin {
+    Callback(Config),
+    Api(ApiConfig),
+}
+
+/// Parses and validates a configuration of either role.
+pub fn parse_plugin(
+    json: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plugin, ConfigError> {
+    match raw::read_plugin(strict(json)?)? {
+        raw::RawPlugin::Callback(raw) => compile::config(*raw, env).map(Plugin::Callback),
+        raw::RawPlugin::Api(raw) => api::compile(*raw, env).map(Plugin::Api),
+    }
+}
+
+/// Parses and validates a configuration of the callback role. `env` looks up environment variables
 /// (inside Envoy: `std::env::var` over the VM's `environment_variables`).
 pub fn parse(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    compile::config(deserialize(json)?, env)
+    match parse_plugin(json, env)? {
+        Plugin::Callback(config) => Ok(config),
+        Plugin::Api(_) => Err(ConfigError::new("role", "is \"api\", not a callback")),
+    }
 }
 
 /// The JSON itself, strictly: errors name the field (`source.allow[1]`).
-fn deserialize(json: &[u8]) -> Result<raw::RawConfig, ConfigError> {
+fn strict(json: &[u8]) -> Result<raw::Strict, ConfigError> {
     if json.iter().all(u8::is_ascii_whitespace) {
         return Err(ConfigError::new(
             "",
@@ -350,5 +374,5 @@ fn deserialize(json: &[u8]) -> Result<raw::RawConfig, ConfigError> {
             format!("trailing characters after the JSON object: {e}"),
         )
     })?;
-    raw::read(value)
+    Ok(value)
 }

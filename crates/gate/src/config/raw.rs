@@ -25,6 +25,17 @@ pub(super) struct RawConfig {
     pub(super) park: Option<RawPark>,
 }
 
+/// The API role's JSON shape (`"role": "api"`).
+pub(super) struct RawApi {
+    pub(super) name: Option<String>,
+    pub(super) platform: Option<Platform>,
+    pub(super) path: Option<String>,
+    pub(super) appid: Option<String>,
+    pub(super) wechat_api: Option<RawWechatApi>,
+    pub(super) callers: Option<Vec<String>>,
+    pub(super) max_body_bytes: Option<u64>,
+}
+
 pub(super) struct RawSource {
     pub(super) mode: Option<SourceMode>,
     pub(super) allow: Option<Vec<String>>,
@@ -56,8 +67,58 @@ pub(super) struct RawSafeMode {
 /// names the field it is in (`source.allow[1]`). serde_json parses; the walk is here
 /// rather than in `serde_path_to_error`, which wraps every type's deserializer and
 /// was a tenth of the `.wasm`.
-pub(super) fn read(json: Strict) -> Result<RawConfig, ConfigError> {
+/// Which role the JSON configures (`role`: `callback`, the default, or `api`), and
+/// the rest of it read for that role.
+pub(super) enum RawPlugin {
+    Callback(Box<RawConfig>),
+    Api(Box<RawApi>),
+}
+
+pub(super) fn read_plugin(json: Strict) -> Result<RawPlugin, ConfigError> {
     let mut f = Fields::of(json.0, "")?;
+    match f.take::<String>("role")?.as_deref() {
+        None | Some("callback") => read_callback(f).map(|r| RawPlugin::Callback(Box::new(r))),
+        Some("api") => read_api(f).map(|r| RawPlugin::Api(Box::new(r))),
+        Some(_) => Err(ConfigError::new(
+            "role",
+            "must be \"callback\" (the default) or \"api\"",
+        )),
+    }
+}
+
+fn read_api(mut f: Fields) -> Result<RawApi, ConfigError> {
+    let raw = RawApi {
+        name: f.take("name")?,
+        platform: f.take("platform")?,
+        path: f.take("path")?,
+        appid: f.take("appid")?,
+        wechat_api: f
+            .object("wechat_api")?
+            .map(read_api_wechat_api)
+            .transpose()?,
+        callers: f.list("callers")?,
+        max_body_bytes: f.take("max_body_bytes")?,
+    };
+    f.done()?;
+    Ok(raw)
+}
+
+/// The API role's `wechat_api`: the account is `appid`, and nothing is refreshed on
+/// a schedule, so neither `appid` nor `refresh_seconds` is a field of it.
+fn read_api_wechat_api(mut f: Fields) -> Result<RawWechatApi, ConfigError> {
+    let raw = RawWechatApi {
+        appid: None,
+        secret: f.take("secret")?,
+        token_api: f.take("token_api")?,
+        upstreams: f.list("upstreams")?,
+        refresh_seconds: None,
+        timeout_ms: f.take("timeout_ms")?,
+    };
+    f.done()?;
+    Ok(raw)
+}
+
+fn read_callback(mut f: Fields) -> Result<RawConfig, ConfigError> {
     let raw = RawConfig {
         name: f.take("name")?,
         platform: f.take("platform")?,

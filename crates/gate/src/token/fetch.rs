@@ -6,13 +6,12 @@ use super::note::Note;
 use super::plan::{Call, FetchPlan, Next};
 use super::shared_list::{decode_shared_list, encode_shared_list};
 use super::state::RefreshState;
-use super::turn::{Ask, Cas, Effect, Outgoing, Shared, Slot, Turn};
+use super::turn::{Ask, Cas, Effect, Shared, Slot, Turn};
 use super::txn::Txn;
 use super::wechat_api::{self, ApiCall, ApiFailure, CallbackIps};
 use super::{Clock, Fetch, Refresh, Waiting, MAX_REPLY_BYTES};
 use crate::config::TokenApi;
 use crate::metrics::Counter;
-use std::time::Duration;
 
 impl Refresh {
     /// Reads the shared list; then, from a tick, tries the lease.
@@ -143,20 +142,7 @@ impl Refresh {
         let Some(upstream) = self.api.upstreams.get(call.upstream()) else {
             return self.call_failed(call, ApiFailure::Transport);
         };
-        let mut headers = vec![
-            (":method", api_call.method.to_string()),
-            (":path", api_call.path),
-            (":authority", upstream.authority.clone()),
-        ];
-        if api_call.body.is_some() {
-            headers.push(("content-type", "application/json".to_string()));
-        }
-        let outgoing = Outgoing {
-            cluster: upstream.cluster.clone(),
-            headers,
-            body: api_call.body,
-            timeout: Duration::from_millis(self.api.timeout_ms),
-        };
+        let outgoing = api_call.to(upstream, self.api.timeout_ms);
         self.waiting = Waiting::Dispatch;
         Turn::asking(Ask::Dispatch(outgoing))
     }
@@ -224,11 +210,17 @@ impl Refresh {
                 let result = wechat_api::parse_token_reply(status, body);
                 let next = fetch.plan.after_token(call, &result);
                 match result {
-                    Ok(token) => self.transact(Txn::KeepToken {
-                        token,
-                        forced: force,
-                        next,
-                    }),
+                    Ok(token) => {
+                        turn.push(Effect::Count(Counter::TokenFetches));
+                        if force {
+                            turn.push(Effect::Count(Counter::TokenForced));
+                        }
+                        turn.then(self.transact(Txn::KeepToken {
+                            token,
+                            forced: force,
+                            next,
+                        }))
+                    }
                     Err(failure) => {
                         turn.note(self.call_note(call, failure));
                         turn.then(self.advance(next))

@@ -99,6 +99,12 @@ pub struct RefreshState {
     /// A refused list (see `wechat_api::ApiFailure::TooBroad`) was logged in this
     /// failure streak: the next refusals are counted, not logged again.
     pub refusal_logged: bool,
+    /// The API role's token fetch (`crate::api::token`): one per proxy at a time,
+    /// apart from the list's lease.
+    pub token_lease_until: i64,
+    /// When the API role's last token fetch failed, and what callers are told.
+    pub token_failed_at: i64,
+    pub token_failure: Option<String>,
 }
 
 impl fmt::Debug for RefreshState {
@@ -137,9 +143,10 @@ impl RefreshState {
         self.last_failure_unix.saturating_add(secs(delay))
     }
 
-    /// A fetch is due for `instance` and nobody holds the lease.
+    /// A fetch is due for `instance` and nobody holds the lease (nor the API role's
+    /// token lease: its token is the one the list is fetched with).
     pub fn is_due(&self, now: i64, instance: &Instance) -> bool {
-        now >= self.lease_until && now >= self.next_due(instance)
+        now >= self.lease_until && now >= self.token_lease_until && now >= self.next_due(instance)
     }
 
     /// The state with the lease taken until `now + lease_seconds`.

@@ -17,6 +17,26 @@ pub struct ApiCall {
     pub body: Option<Vec<u8>>,
 }
 
+impl ApiCall {
+    /// The call as sent through `upstream`, given up after `timeout_ms`.
+    pub fn to(self, upstream: &crate::config::Upstream, timeout_ms: u64) -> super::Outgoing {
+        let mut headers = vec![
+            (":method", self.method.to_string()),
+            (":path", self.path),
+            (":authority", upstream.authority.clone()),
+        ];
+        if self.body.is_some() {
+            headers.push(("content-type", "application/json".to_string()));
+        }
+        super::Outgoing {
+            cluster: upstream.cluster.clone(),
+            headers,
+            body: self.body,
+            timeout: std::time::Duration::from_millis(timeout_ms),
+        }
+    }
+}
+
 /// `POST /cgi-bin/stable_token`: shares one token among all callers, 10,000 calls/min.
 pub fn stable_token_call(appid: &str, secret: &str, force_refresh: bool) -> ApiCall {
     let body = serde_json::json!({

@@ -19,7 +19,11 @@ fn the_first_tick_takes_the_lease_and_fetches_a_token_then_the_list() {
     let (_, call) = w.calls.last().expect("call");
     assert_eq!(call.header(":authority"), Some("api.weixin.qq.com"));
     assert_eq!(call.header("content-type"), Some("application/json"));
-    assert_eq!(w.ok(&mut proxy, TOKEN_REPLY), []);
+    // The token fetch is counted (token_fetches, either role's).
+    assert_eq!(
+        w.ok(&mut proxy, TOKEN_REPLY),
+        [Effect::Count(Counter::TokenFetches)]
+    );
     assert_eq!(proxy.state(&w.refresh).usable_token(T0), Some(TOKEN));
     assert_eq!(
         w.last_path(),
