@@ -198,6 +198,12 @@ fn no_token_to_be_had_is_a_503_with_wechats_advice_and_no_call() {
         );
         assert_eq!(rig.mock(OFFICIAL).count("user_info"), 0);
         assert_eq!(rig.envoy.counter("wechat_gate.api_calls.unanswered"), 1);
+        let log = rig.envoy.log_text();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("no access token for mp") && l.contains(&code.to_string())),
+            "{code}: no log line says why there is no token"
+        );
     }
 }
 

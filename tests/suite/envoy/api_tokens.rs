@@ -180,6 +180,12 @@ fn a_stale_stable_token_forces_a_refresh_and_the_call_succeeds() {
         2,
         "{counters:?}"
     );
+    // Operators see the forced refresh, counted against WeChat's 20 a day.
+    let forced = "forced a new one with stable_token force_refresh (1 today";
+    assert!(
+        rig.envoy.log_text().lines().any(|l| l.contains(forced)),
+        "no log line for the forced refresh"
+    );
 }
 
 #[test]
