@@ -1,7 +1,8 @@
 //! The API role against callers that do odd things with the query, the body's framing
 //! and the prefix: every `access_token` (however spelled) and every `appid`/`secret` on
-//! the sns calls is the gate's, a chunked body arrives byte for byte, and a path that
-//! only starts like the prefix is not the gate's.
+//! the sns calls is the gate's, a chunked body arrives byte for byte, a path that only
+//! starts like the prefix is not the gate's, a forged x-forwarded-for makes no caller,
+//! and a token fetch that hangs does not fail the call.
 
 use crate::harness::api::{
     assert_answered, custom_text, json_of, rig, stat, CALLER, MINI, OFFICIAL,
@@ -97,4 +98,37 @@ fn a_path_that_only_starts_like_the_prefix_is_not_the_gates() {
     assert!(!heads[0].contains("access_token"), "{}", heads[0]);
     assert_eq!(rig.mock(OFFICIAL).count("custom_send"), 0);
     assert_eq!(rig.envoy.counter("wechat_gate.api_calls.refused"), 0);
+}
+
+#[test]
+fn a_forwarded_for_header_does_not_make_an_outsider_a_caller() {
+    let rig = rig(OFFICIAL, json!({}));
+    let target = format!("{}/cgi-bin/user/info?openid=o1", OFFICIAL.path);
+    for forged in ["127.0.0.1", "127.0.0.1, 127.0.0.1", "10.1.2.3"] {
+        let r = rig.envoy.send(
+            "GET",
+            &target,
+            &[
+                ("x-forwarded-for", forged.as_bytes()),
+                ("x-real-ip", b"127.0.0.1"),
+            ],
+            b"",
+            crate::harness::api::OUTSIDER,
+        );
+        crate::harness::api::assert_refusal(&r, 403, 94030);
+    }
+    assert_eq!(rig.mock(OFFICIAL).count("user_info"), 0);
+}
+
+#[test]
+fn a_token_fetch_that_hangs_is_given_up_and_the_call_still_answered() {
+    let rig = rig(OFFICIAL, json!({"wechat_api": {"timeout_ms": 1000}}));
+    // The primary reads the first stable_token call and never answers it: a token
+    // fetch is no call of the caller's, so the gate may ask again (the next upstream).
+    let primary = rig.mock(OFFICIAL);
+    primary.set_faults(json!({"hangs": {"stable_token": 1}}));
+    let r = rig.get(&format!("{}/cgi-bin/user/info?openid=o1", OFFICIAL.path));
+    let calls = (primary.calls(), rig.upstreams(OFFICIAL).backup.calls());
+    assert_eq!(r.status, 200, "{}: {calls:?}", r.body_text());
+    assert_answered(&r);
 }
