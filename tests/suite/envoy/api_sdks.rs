@@ -209,7 +209,11 @@ fn node_wechat_api_runs_on_the_stand_in_token() {
 
 #[test]
 fn a_mini_program_exchanges_js_codes_through_both_sdks_without_a_token() {
-    let rig = rig(MINI, json!({}));
+    // The Mini Program's gate is a second instance beside the official account's.
+    let rig = crate::harness::api::builder()
+        .account(OFFICIAL, json!({}))
+        .account(MINI, json!({}))
+        .start();
     let prefix = prefix_url(&rig, MINI);
     let py = wechatpy_api(&[
         "mini",
@@ -232,6 +236,12 @@ fn a_mini_program_exchanges_js_codes_through_both_sdks_without_a_token() {
     assert_eq!(calls["jscode2session"], 2, "{calls}");
     // jscode2session carries the AppSecret, not a token: none was fetched for it.
     assert_eq!(calls["stable_token"], 0, "{calls}");
+    let other = rig.mock(OFFICIAL).calls();
+    assert_eq!(
+        other.get("jscode2session"),
+        None,
+        "the other account's WeChat: {other}"
+    );
     assert_clean(&rig, MINI, &format!("{py}{node}"));
 }
 
