@@ -87,6 +87,10 @@ def main() -> None:
                  "appid": "wxc", "source": {"mode": "off"},
                  "safe_mode": {"encoding_aes_key": ["abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG", {"env": "KEY"}]}},
     }
+    configs["api"] = {"role": "api", "path": "/wechat-api/mp", "platform": "mini_program", "appid": "wx1",
+                      "wechat_api": {"secret": {"env": "SECRET"},
+                                     "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]},
+                      "callers": ["10.0.0.0/8", "::1"], "max_body_bytes": 1048576}
     for name, c in configs.items():
         write("config", f"hand-{name}", json.dumps(c).encode())
 

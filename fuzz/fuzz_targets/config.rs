@@ -1,5 +1,5 @@
-//! The plugin configuration (`gate::config::parse`) with an environment lookup: any
-//! bytes give a `Config` or an error naming a field, and neither `Debug` nor the
+//! The plugin configuration (`gate::config::parse_plugin`, either role) with an
+//! environment lookup: any bytes give a configuration or an error naming a field, and neither `Debug` nor the
 //! start-up summary shows a secret that came from the environment.
 #![no_main]
 
@@ -19,16 +19,20 @@ fn env(name: &str) -> Option<String> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    match config::parse(data, &env) {
+    match config::parse_plugin(data, &env) {
         Ok(c) => {
-            let shown = format!("{c:?} {}", c.summary());
+            let summary = match &c {
+                config::Plugin::Callback(c) => c.summary(),
+                config::Plugin::Api(c) => c.summary(),
+            };
+            let shown = format!("{c:?} {summary}");
             let given = String::from_utf8_lossy(data);
             if !given.contains(SECRET) {
                 assert!(!shown.contains(SECRET), "a secret shows: {shown}");
             }
             assert!(!shown.contains(KEY) || given.contains(KEY), "{shown}");
             // Parsing is a function of the bytes and the environment.
-            assert_eq!(config::parse(data, &env).ok(), Some(c));
+            assert_eq!(config::parse_plugin(data, &env).ok(), Some(c));
         }
         Err(e) => {
             let _ = e.to_string();
