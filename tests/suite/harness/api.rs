@@ -204,10 +204,8 @@ impl RigBuilder {
                     account.config(extra.clone()),
                 ))
                 .cluster(&main, primary.port)
-                .cluster(&dr, backup.port);
-            if !config_has_env(&self.accounts, account) {
-                config = config.vm_env(account.secret_env, account.secret);
-            }
+                .cluster(&dr, backup.port)
+                .vm_env(account.secret_env, account.secret);
             upstreams.push(Upstreams {
                 primary: Some(primary),
                 backup,
@@ -220,15 +218,6 @@ impl RigBuilder {
             upstreams,
         }
     }
-}
-
-/// Whether an earlier account of `accounts` already set `account`'s secret variable.
-fn config_has_env(accounts: &[(Account, Value)], account: &Account) -> bool {
-    let first = accounts
-        .iter()
-        .position(|(a, _)| a.secret_env == account.secret_env);
-    let this = accounts.iter().position(|(a, _)| a.name == account.name);
-    first != this
 }
 
 /// Envoy with api-role gates, their mocks and the sink.
