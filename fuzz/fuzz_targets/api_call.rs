@@ -51,7 +51,11 @@ fuzz_target!(|input: Input| {
     };
     assert!(input.caller, "a call for an address outside callers");
     assert!(target.path.starts_with('/') && target.path.bytes().all(is_path_byte));
-    assert!(target.path.split('/').skip(1).all(|s| !s.is_empty() && s != "." && s != ".."));
+    assert!(target
+        .path
+        .split('/')
+        .skip(1)
+        .all(|s| !s.is_empty() && s != "." && s != ".."));
     let kind = target.kind;
     let mut call = Call::new(target, None);
     let (mut retried, mut failed_over) = (0, 0);
@@ -62,7 +66,10 @@ fuzz_target!(|input: Input| {
         assert!(out.cluster == "a" || out.cluster == "b");
         let path = out.header(":path").unwrap_or_default();
         let (_, query) = path.split_once('?').unwrap_or((path, ""));
-        let keys: Vec<&str> = query.split('&').map(|p| p.split('=').next().unwrap_or(p)).collect();
+        let keys: Vec<&str> = query
+            .split('&')
+            .map(|p| p.split('=').next().unwrap_or(p))
+            .collect();
         match kind {
             Kind::Secret => {
                 assert!(query.starts_with("appid=wx0123456789abcdef&secret=app%2Dsecret%2D123"));
@@ -77,7 +84,14 @@ fuzz_target!(|input: Input| {
         assert!(!format!("{call:?}{out:?}").contains(TOKEN));
         let reply = Reply {
             status,
-            content_type: Some(if json { "application/json" } else { "text/plain" }.into()),
+            content_type: Some(
+                if json {
+                    "application/json"
+                } else {
+                    "text/plain"
+                }
+                .into(),
+            ),
             disposition: None,
             body,
         };
