@@ -51,6 +51,7 @@ unit:
 E2E_RUNS ?= 1.40.0:hold 1.40.0:stream 1.36.4:stream
 e2e: build
 	@scripts/ensure-wechatpy.sh >/dev/null
+	@scripts/ensure-node-sdk.sh >/dev/null
 	@set -e; for run in $(if $(ENVOY_VERSION)$(ENVOY_BIN),$(or $(ENVOY_VERSION),given):$(or $(BODY_MODE),hold),$(E2E_RUNS)); do \
 	  v=$${run%%:*}; mode=$${run##*:}; \
 	  ENVOY_BIN="$$(ENVOY_VERSION=$$v scripts/ensure-envoy.sh --pinned)"; \

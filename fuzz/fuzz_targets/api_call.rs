@@ -1,7 +1,8 @@
 //! The API role (`gate::api`): any method, `:path` and caller through `route`, then any
 //! sequence of replies through the call. A call goes only to a configured upstream and
 //! only to a plain WeChat path (no `..`, no empty segment, no `%`), with exactly one
-//! `access_token` (the gate's) or the gate's `appid` and `secret`; a refused token is
+//! `access_token` (the gate's) or the gate's `appid` and `secret` (a user's OAuth
+//! calls: the caller's query as it is); a refused token is
 //! retried at most once; a call is failed over only while upstreams are left; the
 //! token never shows in `Debug`.
 #![no_main]
@@ -57,6 +58,7 @@ fuzz_target!(|input: Input| {
         .skip(1)
         .all(|s| !s.is_empty() && s != "." && s != ".."));
     let kind = target.kind;
+    let caller_query = target.query.clone();
     let mut call = Call::new(target, None);
     let (mut retried, mut failed_over) = (0, 0);
     for (status, json, body) in input.replies {
@@ -71,6 +73,8 @@ fuzz_target!(|input: Input| {
             .map(|p| p.split('=').next().unwrap_or(p))
             .collect();
         match kind {
+            // A user's own token: sent as the caller wrote it.
+            Kind::Caller => assert_eq!(query, caller_query),
             Kind::Secret => {
                 assert!(query.starts_with("appid=wx0123456789abcdef&secret=app%2Dsecret%2D123"));
                 assert_eq!(keys.iter().filter(|k| **k == "secret").count(), 1);

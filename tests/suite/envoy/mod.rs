@@ -5,6 +5,11 @@
 mod adversarial_parking;
 mod adversarial_platforms;
 mod adversarial_round3;
+mod api_calls;
+mod api_faults;
+mod api_hostile;
+mod api_sdks;
+mod api_tokens;
 mod backend_headers;
 mod hardening;
 mod hostile_input;

@@ -164,6 +164,11 @@ pub struct EnvoyConfig {
     /// The gates come by ECDS from files in this directory (see [`Ecds`]).
     ecds: Option<PathBuf>,
     log_levels: [&'static str; 2],
+    /// The prefix of the route to the backend (`/` unless set).
+    route_prefix: String,
+    /// `per_connection_buffer_limit_bytes` of the listener and every cluster (Envoy's
+    /// default, 1 MiB, unless set).
+    buffer_limit: Option<u32>,
 }
 
 /// One gate, `wechat_gate` with `config`, in front of the backend on `backend_port`.
@@ -186,6 +191,8 @@ impl EnvoyConfig {
             shipped_retries: false,
             ecds: None,
             log_levels: super::envoy::DEFAULT_LOG_LEVELS,
+            route_prefix: "/".to_string(),
+            buffer_limit: None,
         }
     }
 
@@ -226,6 +233,20 @@ impl EnvoyConfig {
     /// Envoy's `--log-level` and `--component-log-level` (default: `info`, `wasm:debug`).
     pub fn log_levels(mut self, level: &'static str, components: &'static str) -> Self {
         self.log_levels = [level, components];
+        self
+    }
+
+    /// Routes only paths under `prefix` to the backend (an API-role listener's route is
+    /// the gate's `path`); Envoy answers 404 to the others.
+    pub fn route_prefix(mut self, prefix: &str) -> Self {
+        self.route_prefix = prefix.to_string();
+        self
+    }
+
+    /// `per_connection_buffer_limit_bytes` on the listener and every cluster, as the
+    /// shipped API-role configs set it (16 MiB: above the API role's max_body_bytes).
+    pub fn buffer_limit(mut self, bytes: u32) -> Self {
+        self.buffer_limit = Some(bytes);
         self
     }
 
@@ -308,12 +329,23 @@ impl EnvoyConfig {
             ),
             false => (String::new(), String::new()),
         };
+        let limit = self
+            .buffer_limit
+            .map(|n| format!("\n    per_connection_buffer_limit_bytes: {n}"))
+            .unwrap_or_default();
         let mut clusters = cluster_yaml("backend", self.backend_port, self.backend_trailers);
+        clusters.push_str(&limit);
         clusters.push_str(&breakers);
         for (name, port) in &self.clusters {
             clusters.push_str(&cluster_yaml(name, *port, false));
+            clusters.push_str(&limit);
         }
-        let yaml = bootstrap(&filters, &retries, &unguarded, &clusters);
+        let route = Route {
+            prefix: &self.route_prefix,
+            retries: &retries,
+            unguarded: &unguarded,
+        };
+        let yaml = bootstrap(&filters, &route, &limit, &clusters);
         match self.ecds {
             // A subscription needs the node named.
             Some(_) => format!("node: {{ id: e2e, cluster: e2e }}\n{yaml}"),
@@ -445,8 +477,21 @@ pub fn shipped_stats_config() -> String {
     demo[start..end].to_string()
 }
 
-fn bootstrap(filters: &str, retries: &str, unguarded: &str, clusters: &str) -> String {
+/// The listener's one virtual host: its retries, the `/unguarded` route, and the
+/// prefix routed to the backend.
+struct Route<'a> {
+    prefix: &'a str,
+    retries: &'a str,
+    unguarded: &'a str,
+}
+
+fn bootstrap(filters: &str, route: &Route, listener_limit: &str, clusters: &str) -> String {
     let stats = shipped_stats_config();
+    let Route {
+        prefix,
+        retries,
+        unguarded,
+    } = route;
     format!(
         r#"{stats}
 admin:
@@ -454,7 +499,7 @@ admin:
 static_resources:
   listeners:
   - name: main
-    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}
+    address: {{ socket_address: {{ address: 127.0.0.1, port_value: 0 }} }}{listener_limit}
     filter_chains:
     - filters:
       - name: envoy.filters.network.http_connection_manager
@@ -467,7 +512,7 @@ static_resources:
             - name: all
               domains: ["*"]{retries}
               routes:{unguarded}
-              - match: {{ prefix: "/" }}
+              - match: {{ prefix: "{prefix}" }}
                 route: {{ cluster: backend, timeout: 5s }}
           http_filters:{filters}
           - name: envoy.filters.http.router

@@ -192,7 +192,8 @@ impl Envoy {
     }
 
     /// The value of the filter's stat `name` (`wechat_gate.forwarded`,
-    /// `wechat_gate.rejected.signature`, `wechat_gate.allowlist.entries`), summed over
+    /// `wechat_gate.rejected.signature`, `wechat_gate.allowlist.entries`,
+    /// `wechat_gate.api_calls.answered`), summed over
     /// every account; 0 if not defined.
     pub fn counter(&self, name: &str) -> u64 {
         self.counters().get(name).copied().unwrap_or(0)
@@ -322,6 +323,11 @@ fn short_name(full: &str) -> Option<(String, String)> {
         ("wechat_gate.rejected_total", Some(reason)) => {
             format!("wechat_gate.rejected.{}", reason.strip_suffix(";.;")?)
         }
+        // The API role's calls by outcome: `wechat_gate.api_calls.answered`.
+        ("wechat_gate.api_calls_total", _) => format!(
+            "wechat_gate.api_calls.{}",
+            rest.strip_prefix("outcome=.=")?.strip_suffix(";.;")?
+        ),
         (family, _) => family.to_string(),
     };
     Some((account.to_string(), name))

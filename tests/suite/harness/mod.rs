@@ -1,5 +1,7 @@
 //! The suite's one harness: every helper a test module needs, written once.
 //!
+//! - `api`: the API role's rig (accounts, their mock-apis, the sink), refusals, secrets.
+//! - `node_sdk`: npm's wechat-api, the SDK that fetches the gate's stand-in token.
 //! - `config`: the Envoy config builder, the suite's account, the shipped demo config.
 //! - `envoy`: the Envoy process.
 //! - `backend`: the recording backend, the CGI-style and raw-HTTP backends, backend.py.
@@ -10,11 +12,13 @@
 //! - `vectors`: tests/data/wechat_vectors.json.
 //! - `process`: child processes killed on drop, and the banner that names their port.
 
+pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod envoy;
 pub mod mock_api;
+pub mod node_sdk;
 pub mod process;
 pub mod requests;
 pub mod safe_mode;

@@ -157,3 +157,20 @@ pub fn open_envelope_with_wechatpy(
         envelope,
     )
 }
+
+/// wechatpy pointed at the gate's API role (tests/data/wechatpy_api_bridge.py) with
+/// `args`: what it got, as JSON, or its error.
+pub fn wechatpy_api(args: &[&str]) -> Result<serde_json::Value, String> {
+    let bridge = PathBuf::from(MANIFEST_DIR).join("tests/data/wechatpy_api_bridge.py");
+    let out = Command::new(python())
+        .arg(bridge)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_str(&stdout).map_err(|e| format!("not JSON ({e}): {stdout}"))
+}

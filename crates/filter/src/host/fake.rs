@@ -46,6 +46,8 @@ pub struct Reply {
 /// An HTTP call the filter made (its id is its place in [`State::calls`] plus one).
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The context that made it, to which the host hands its reply.
+    pub context: u32,
     pub cluster: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
@@ -366,7 +368,9 @@ impl Host for FakeHost {
         _timeout: Duration,
     ) -> Result<u32, Refused> {
         let mut state = self.state();
+        let context = state.current;
         state.calls.push(Call {
+            context,
             cluster: cluster.to_string(),
             headers: headers
                 .iter()

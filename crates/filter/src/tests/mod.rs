@@ -3,6 +3,7 @@
 //! VM) and the streams a test opens, each driven as Envoy would, with the host acting
 //! on the context whose callback runs.
 
+mod api;
 mod live_list;
 mod metrics;
 mod notes;

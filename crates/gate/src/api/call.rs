@@ -119,7 +119,7 @@ impl Call {
     }
 
     pub fn needs_token(&self) -> bool {
-        self.target.kind != Kind::Secret
+        !matches!(self.target.kind, Kind::Secret | Kind::Caller)
     }
 
     /// The ticket the call is for, which the cache may answer.
@@ -170,6 +170,9 @@ impl Call {
     /// AppSecret; whatever the caller sent for those is dropped.
     fn query(&self, api: &WechatApi) -> String {
         let enc = |v: &str| utf8_percent_encode(v, NON_ALPHANUMERIC).to_string();
+        if self.target.kind == Kind::Caller {
+            return self.target.query.clone();
+        }
         let (mut out, drop): (String, &[&str]) = match self.target.kind {
             Kind::Secret => (
                 format!(

@@ -50,6 +50,10 @@ pub enum Kind {
     Token,
     /// `appid` and `secret` in the query (`/sns/jscode2session`, `/sns/oauth2/…`).
     Secret,
+    /// The caller's own credentials: a user's OAuth token (`/sns/userinfo`,
+    /// `/sns/auth`) or refresh token. Sent as the caller wrote it; the account's
+    /// token is neither added nor refreshed for it.
+    Caller,
     /// A ticket: answered from the shared cache when it holds one, else a
     /// [`Kind::Token`] call whose ticket is cached.
     Ticket(TicketType),
@@ -57,6 +61,8 @@ pub enum Kind {
 
 /// The paths WeChat wants the AppSecret on instead of a token.
 const SECRET_PATHS: &[&str] = &["/sns/jscode2session", "/sns/oauth2/access_token"];
+/// The paths whose `access_token` is a user's, not the account's (网页授权).
+const CALLER_PATHS: &[&str] = &["/sns/userinfo", "/sns/auth", "/sns/oauth2/refresh_token"];
 
 /// A byte of a plain path: what WeChat's API paths are made of.
 pub fn is_path_byte(b: u8) -> bool {
@@ -92,6 +98,8 @@ pub fn route(config: &ApiConfig, method: &str, path: &[u8], caller: Option<IpAdd
     }
     let kind = if SECRET_PATHS.contains(&rest) {
         Kind::Secret
+    } else if CALLER_PATHS.contains(&rest) {
+        Kind::Caller
     } else if rest == "/cgi-bin/ticket/getticket" && method == "GET" {
         TicketType::of_query(&query).map_or(Kind::Token, Kind::Ticket)
     } else {

@@ -174,11 +174,13 @@ impl TokenFetch {
                     self.force = true;
                     FetchStep::Again
                 } else {
-                    FetchStep::Failed(
-                        "WeChat hands back the token it refused, and no forced refresh is \
-                         left today (stable_token allows 20, 30 s apart)"
-                            .into(),
-                    )
+                    FetchStep::Failed(format!(
+                        "WeChat hands back the token it refused, and the gate may not force \
+                             a new one now (it asks stable_token's force_refresh at most {} \
+                             times a day, {} s apart)",
+                        crate::token::state::FORCE_REFRESH_PER_DAY,
+                        crate::token::state::FORCE_REFRESH_EVERY_SECONDS
+                    ))
                 }
             }
             Ok(token) => FetchStep::Store {

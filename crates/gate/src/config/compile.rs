@@ -347,13 +347,19 @@ pub(super) fn compile_wechat_api(
 ) -> Result<WechatApi, ConfigError> {
     let at = |name: &str| format!("{field}.{name}");
     let token_api = match (platform, raw.token_api) {
+        (Platform::Wecom, None | Some(TokenApi::Wecom)) => TokenApi::Wecom,
         (Platform::Wecom, Some(_)) => {
             return Err(ConfigError::new(
                 at("token_api"),
                 "does not apply to platform \"wecom\": WeCom's token comes from gettoken",
             ))
         }
-        (Platform::Wecom, None) => TokenApi::Wecom,
+        (_, Some(TokenApi::Wecom)) => {
+            return Err(ConfigError::new(
+                at("token_api"),
+                "\"wecom\" is platform \"wecom\"'s gettoken: use \"stable\" or \"classic\"",
+            ))
+        }
         (_, chosen) => chosen.unwrap_or(TokenApi::Stable),
     };
     let secret = match raw.secret {

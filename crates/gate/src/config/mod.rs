@@ -135,8 +135,8 @@ pub enum WhenUnavailable {
 pub enum TokenApi {
     Stable,
     Classic,
-    /// WeCom's `gettoken` (corpid, corpsecret): set by `platform: wecom`, not by name.
-    #[serde(skip)]
+    /// WeCom's `gettoken` (corpid, corpsecret): set by `platform: wecom` (which may
+    /// also name it), on no other platform.
     Wecom,
 }
 
