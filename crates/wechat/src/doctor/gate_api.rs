@@ -7,6 +7,7 @@
 use super::report::{Check, Redactor, Report, Status};
 use super::{explain_failure, ApiBase, UsageError};
 use crate::client::Client;
+use gate::api::refusal::Refusal;
 use gate::api::STAND_IN_TOKEN;
 use gate::token::wechat_api::ApiFailure;
 use serde_json::{json, Value};
@@ -50,17 +51,31 @@ fn refusal(status: u16, body: &Value) -> Option<(i64, String)> {
     (status != 200 && errmsg.starts_with("wechat-gate:")).then(|| (code, errmsg.to_string()))
 }
 
-/// What to do about each of the gate's refusals (README, "the API role's refusals").
+/// Every refusal of the gate's (its status and errcode come from the gate's own table).
+const REFUSALS: [Refusal; 7] = [
+    Refusal::BadPath,
+    Refusal::NotACaller,
+    Refusal::NoSuchEndpoint,
+    Refusal::TooLarge,
+    Refusal::Unreachable,
+    Refusal::NoToken,
+    Refusal::TimedOut,
+];
+
+/// What to do about the gate's refusal `code` (docs/api-role.md, "The gate's own refusals").
 fn refusal_advice(code: i64) -> &'static str {
-    match code {
-        94030 => "this host's address is not in the instance's `callers`: add it (as the gate sees it, after any load balancer) or call from a host that is",
-        94000 => "the gate will not send this path to WeChat: check the URL (the instance's `path`, then WeChat's path)",
-        94040 => "no such endpoint of the gate's under this path",
-        94130 => "the body is over the instance's max_body_bytes",
-        95020 => "the gate reached none of its upstreams: check the proxy's egress to WeChat's API (doctor --appid … --egress shows the addresses)",
-        95030 => "the gate has no access token: the errmsg above names WeChat's errcode and what to do (40164: add the proxy's egress IP to the IP whitelist; 89503: the admin must confirm the IP; 40125/40013: the AppSecret or AppID)",
-        95040 => "WeChat did not answer in the instance's timeout_ms; the call was not repeated",
-        _ => "see the gate's log (wasm component)",
+    let Some(refusal) = REFUSALS.into_iter().find(|r| r.errcode() == code) else {
+        return "see the gate's log (wasm component)";
+    };
+    // Exhaustive: a refusal the gate adds must be given its advice here (and in REFUSALS).
+    match refusal {
+        Refusal::NotACaller => "this host's address is not in the instance's `callers`: add it (as the gate sees it, after any load balancer) or call from a host that is",
+        Refusal::BadPath => "the gate will not send this path to WeChat: check the URL (the instance's `path`, then WeChat's path)",
+        Refusal::NoSuchEndpoint => "no such endpoint of the gate's under this path",
+        Refusal::TooLarge => "the body is over the instance's max_body_bytes",
+        Refusal::Unreachable => "the gate reached none of its upstreams: check the proxy's egress to WeChat's API (doctor --appid … --egress shows the addresses)",
+        Refusal::NoToken => "the gate has no access token: the errmsg above names WeChat's errcode and what to do (40164: add the proxy's egress IP to the IP whitelist; 89503: the admin must confirm the IP; 40125/40013: the AppSecret or AppID)",
+        Refusal::TimedOut => "WeChat did not answer in the instance's timeout_ms; the call was not repeated",
     }
 }
 
@@ -174,4 +189,30 @@ fn read_check(http: &Client, base: &ApiBase) -> Check {
     let check = Check::new(NAME, Status::Fail, "");
     explain_failure(check, &failure, &format!("{what}: HTTP {status}, WeChat's answer"))
         .advise("WeChat refused the gate's call: the gate holds a token, but this account may not call this API")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_of_the_gates_has_its_own_advice() {
+        let fallback = refusal_advice(0);
+        let mut codes: Vec<i64> = REFUSALS.iter().map(|r| r.errcode()).collect();
+        for code in &codes {
+            assert_ne!(refusal_advice(*code), fallback, "{code}");
+        }
+        codes.dedup();
+        assert_eq!(codes.len(), REFUSALS.len());
+        assert!(refusal_advice(94030).contains("callers"));
+    }
+
+    #[test]
+    fn only_the_gates_own_errmsg_is_a_refusal() {
+        let gate = json!({"errcode": 94030, "errmsg": "wechat-gate: not a caller"});
+        assert_eq!(refusal(403, &gate).map(|r| r.0), Some(94030));
+        let wechat = json!({"errcode": 40001, "errmsg": "invalid credential"});
+        assert_eq!(refusal(200, &wechat), None);
+        assert_eq!(refusal(200, &gate), None, "a 200 is WeChat's answer");
+    }
 }
