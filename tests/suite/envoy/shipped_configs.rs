@@ -1,6 +1,7 @@
 //! The configs the project ships: every envoy/*.yaml validates, the Istio
-//! EnvoyFilter's filter loads, and the demo config (`make run`) serves backend.py
-//! and the CLI.
+//! EnvoyFilter's filter loads, the demo config (`make run`) serves backend.py and the
+//! CLI, and the API role sits on an internal listener of its own whose printed
+//! commands work with no secret.
 
 use crate::harness::backend::{Backend, BackendPy};
 use crate::harness::cli::{cli, Ran};
