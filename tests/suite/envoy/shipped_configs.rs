@@ -651,3 +651,28 @@ fn the_demos_printed_api_role_commands_work_with_no_secret() {
         "{counts:?}"
     );
 }
+
+/// The demo's API role answers only on its own listener and only its `callers`: on the
+/// public listener (WeChat's) the path is nobody's but backend.py's (its 404, no stand-in),
+/// and another address gets the gate's 403.
+#[test]
+fn the_demos_api_role_is_not_on_the_public_listener_and_refuses_other_callers() {
+    let demo = Demo::start();
+    let token = "/wechat-api/mp/cgi-bin/token";
+    let public = demo.envoy.send("GET", token, &[], b"", "127.0.0.1");
+    assert_eq!(public.status, 404, "{}", public.body_text());
+    assert!(!public.body_text().contains("STAND_IN"));
+    let url = wechat::http1::client::Url {
+        host: "127.0.0.1".into(),
+        port: api_port(&demo.envoy),
+        target: "/wechat-api/mp/cgi-bin/get_api_domain_ip".into(),
+    };
+    let outsider = "127.0.0.2".parse().ok();
+    let r = wechat::http1::client::request("GET", &url, &[], b"", outsider).expect("an answer");
+    assert_eq!(r.status, 403, "{}", r.body_text());
+    assert!(
+        r.body_text().contains("\"errcode\":94030"),
+        "{}",
+        r.body_text()
+    );
+}
