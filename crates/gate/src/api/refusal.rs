@@ -74,6 +74,19 @@ impl Refusal {
             .map_or((500, 95000, "internal"), |(_, s, c, m)| (*s, *c, *m))
     }
 
+    /// The refusal whose errcode is `code` (doctor reads the gate's answers by it).
+    pub fn of_errcode(code: i64) -> Option<Refusal> {
+        TABLE
+            .iter()
+            .find(|(_, _, c, _)| *c == code)
+            .map(|(r, ..)| *r)
+    }
+
+    /// Every refusal, in the table's order.
+    pub fn all() -> impl Iterator<Item = Refusal> {
+        TABLE.iter().map(|(r, ..)| *r)
+    }
+
     pub fn status(self) -> u32 {
         self.row().0
     }

@@ -51,23 +51,12 @@ fn refusal(status: u16, body: &Value) -> Option<(i64, String)> {
     (status != 200 && errmsg.starts_with("wechat-gate:")).then(|| (code, errmsg.to_string()))
 }
 
-/// Every refusal of the gate's (its status and errcode come from the gate's own table).
-const REFUSALS: [Refusal; 7] = [
-    Refusal::BadPath,
-    Refusal::NotACaller,
-    Refusal::NoSuchEndpoint,
-    Refusal::TooLarge,
-    Refusal::Unreachable,
-    Refusal::NoToken,
-    Refusal::TimedOut,
-];
-
 /// What to do about the gate's refusal `code` (docs/api-role.md, "The gate's own refusals").
 fn refusal_advice(code: i64) -> &'static str {
-    let Some(refusal) = REFUSALS.into_iter().find(|r| r.errcode() == code) else {
+    let Some(refusal) = Refusal::of_errcode(code) else {
         return "see the gate's log (wasm component)";
     };
-    // Exhaustive: a refusal the gate adds must be given its advice here (and in REFUSALS).
+    // Exhaustive: a refusal the gate adds must be given its advice here.
     match refusal {
         Refusal::NotACaller => "this host's address is not in the instance's `callers`: add it (as the gate sees it, after any load balancer) or call from a host that is",
         Refusal::BadPath => "the gate will not send this path to WeChat: check the URL (the instance's `path`, then WeChat's path)",
@@ -198,12 +187,12 @@ mod tests {
     #[test]
     fn every_refusal_of_the_gates_has_its_own_advice() {
         let fallback = refusal_advice(0);
-        let mut codes: Vec<i64> = REFUSALS.iter().map(|r| r.errcode()).collect();
+        let mut codes: Vec<i64> = Refusal::all().map(|r| r.errcode()).collect();
         for code in &codes {
             assert_ne!(refusal_advice(*code), fallback, "{code}");
         }
         codes.dedup();
-        assert_eq!(codes.len(), REFUSALS.len());
+        assert_eq!(codes.len(), Refusal::all().count());
         assert!(refusal_advice(94030).contains("callers"));
     }
 
