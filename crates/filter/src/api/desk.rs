@@ -192,18 +192,31 @@ impl<H: Host> ApiDesk<H> {
         };
         let now = self.now();
         let next = call.borrow_mut().on_reply(&self.config.api, &reply, now);
+        let name = &self.config.name;
         match next {
             Next::Answer { answer, ticket } => {
                 if let (Some(t), Some(ty)) = (ticket, call.borrow().ticket()) {
                     self.store_ticket(ty, &t);
                 }
+                if answer.outcome == gate::api::Outcome::Unanswered {
+                    let body = String::from_utf8_lossy(&answer.body);
+                    let call = call.borrow();
+                    log!(
+                        host,
+                        Warn,
+                        "wechat-gate API role {name}: {call:?}: {} {body}",
+                        answer.status
+                    );
+                }
                 self.answer(ctx, answer, from_root);
             }
             Next::NewToken => {
+                log!(host, Info, "wechat-gate API role {name}: WeChat refused the access token; getting another and sending the call once more");
                 self.metrics.count(Counter::ApiTokenRetried);
                 self.with_token(ctx, call, now, from_root);
             }
             Next::FailOver => {
+                log!(host, Debug, "wechat-gate API role {name}: an upstream failed before the call was sent; the next one");
                 self.metrics.count(Counter::ApiFailedOver);
                 if call.borrow().needs_token() {
                     self.with_token(ctx, call, now, from_root);
