@@ -19,6 +19,11 @@ fn shard_key(table: Table, identity: u64) -> String {
 
 /// Looks `entry` up at `now`; when it is new, records it.
 pub fn record(host: &impl Host, table: Table, entry: Entry, now: u64) -> Seen {
+    if cfg!(feature = "attribution-no-replay-table") && table == Table::Replay
+        || cfg!(feature = "attribution-no-retry-table") && table == Table::Retry
+    {
+        return Seen::New { evicted: false };
+    }
     let key = shard_key(table, entry.identity);
     shared_data::update(
         host,

@@ -54,19 +54,28 @@ fn apply<H: Host>(
             let _ = host.send_response(status, &[("content-type", content_type)], &body);
         }
         Effect::Reject(rejection) => reject(host, &rejection),
-        Effect::RemoveRequestHeader(name) => host
-            .remove_header(Headers::Request, &name)
-            .map_err(|_| "a client-sent header could not be removed")?,
+        Effect::RemoveRequestHeader(name) => {
+            #[cfg(feature = "attribution-twice-header-writes")]
+            let _ = host.remove_header(Headers::Request, &name);
+            host.remove_header(Headers::Request, &name)
+                .map_err(|_| "a client-sent header could not be removed")?
+        }
         Effect::RemoveRequestTrailer(name) => {
             host.remove_header(Headers::RequestTrailers, &name)
                 .map_err(|_| "a client-sent trailer could not be removed")?
         }
-        Effect::SetRequestHeader(name, value) => host
-            .set_header(Headers::Request, name.as_bytes(), value.as_bytes())
-            .map_err(|_| "the gate's headers could not be set")?,
-        Effect::ReplaceRequestBody(body) => host
-            .replace_body(Body::Request, &body)
-            .map_err(|_| "the body could not be set")?,
+        Effect::SetRequestHeader(name, value) => {
+            #[cfg(feature = "attribution-twice-header-writes")]
+            let _ = host.set_header(Headers::Request, name.as_bytes(), value.as_bytes());
+            host.set_header(Headers::Request, name.as_bytes(), value.as_bytes())
+                .map_err(|_| "the gate's headers could not be set")?
+        }
+        Effect::ReplaceRequestBody(body) => {
+            #[cfg(feature = "attribution-twice-body-replace")]
+            let _ = host.replace_body(Body::Request, &body);
+            host.replace_body(Body::Request, &body)
+                .map_err(|_| "the body could not be set")?
+        }
         // The response is the backend's or Envoy's own: if the host refuses a change
         // there is nothing safer to do, so it goes as it is.
         Effect::SetResponseHeader(name, value) => {
@@ -174,6 +183,9 @@ pub struct ExchangeProxy<'a, H: Host> {
 
 impl<H: Host> exchange::Proxy for ExchangeProxy<'_, H> {
     fn source_address(&mut self) -> Option<Vec<u8>> {
+        if cfg!(feature = "attribution-no-source-address") {
+            return Some(b"127.0.0.1:1".to_vec());
+        }
         self.worker.host.property(&["source", "address"])
     }
 
@@ -193,6 +205,8 @@ impl<H: Host> exchange::Proxy for ExchangeProxy<'_, H> {
     }
 
     fn request_body(&mut self, size: usize) -> Option<Vec<u8>> {
+        #[cfg(feature = "attribution-twice-body")]
+        let _ = std::hint::black_box(self.worker.host.body(Body::Request, size));
         self.worker.host.body(Body::Request, size)
     }
 

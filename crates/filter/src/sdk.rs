@@ -109,10 +109,16 @@ impl HttpContext for GateHttp<ProxyWasm> {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if cfg!(feature = "attribution-no-response-side") {
+            return Action::Continue;
+        }
         action(GateHttp::on_http_response_headers(self, end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if cfg!(feature = "attribution-no-response-side") {
+            return Action::Continue;
+        }
         action(GateHttp::on_http_response_body(
             self,
             body_size,
@@ -121,10 +127,16 @@ impl HttpContext for GateHttp<ProxyWasm> {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if cfg!(feature = "attribution-no-response-side") {
+            return Action::Continue;
+        }
         action(GateHttp::on_http_response_trailers(self))
     }
 
     fn on_log(&mut self) {
+        if cfg!(feature = "attribution-no-response-side") {
+            return;
+        }
         GateHttp::on_log(self)
     }
 }

@@ -14,7 +14,13 @@
 //! ```text
 //! wg-bench load --connect 127.0.0.1:PORT --uris FILE [-c 16] [--method POST]
 //!               [--body FILE] [--header 'name: value']... [--rps R] [--log-file F]
+//!               [--unique MARKER [--unique-base N]]
 //! ```
+//!
+//! `--unique MARKER`: every occurrence of MARKER in the body becomes request k's number
+//! (N + k, zero-padded to MARKER's length, its last digits if longer), so that each
+//! request carries a body of its own of the same length (the attribution bench gives
+//! every push a MsgId of its own this way).
 //!
 //! Prints one JSON line: `done` (requests attempted), `2xx` … `5xx`, `errored` (no
 //! complete response), `connects`, `retries` (requests sent again because the server
@@ -38,6 +44,8 @@ struct Options {
     conns: usize,
     method: String,
     body: Vec<u8>,
+    /// `--unique`: the marker in the body, and the number of request 0.
+    unique: Option<(Vec<u8>, u64)>,
     headers: Vec<String>,
     rps: Option<f64>,
     log_file: Option<String>,
@@ -50,6 +58,7 @@ fn options(args: &[String]) -> Result<Options, String> {
         conns: 16,
         method: "GET".into(),
         body: Vec::new(),
+        unique: None,
         headers: Vec::new(),
         rps: None,
         log_file: None,
@@ -75,6 +84,15 @@ fn options(args: &[String]) -> Result<Options, String> {
                 o.body = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
             }
             "--header" => o.headers.push(value()?),
+            "--unique" => {
+                let base = o.unique.as_ref().map_or(0, |u| u.1);
+                o.unique = Some((value()?.into_bytes(), base));
+            }
+            "--unique-base" => {
+                let base = value()?.parse().map_err(|_| "--unique-base: a number")?;
+                let marker = o.unique.take().map(|u| u.0).unwrap_or_default();
+                o.unique = Some((marker, base));
+            }
             "--rps" => o.rps = Some(value()?.parse().map_err(|_| "--rps: a number")?),
             "--log-file" => o.log_file = Some(value()?),
             other => return Err(format!("unknown argument {other}")),
@@ -87,8 +105,8 @@ fn options(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-/// The bytes of the request for one URI file line.
-fn request(o: &Options, uri: &str) -> Vec<u8> {
+/// The bytes of the request for one URI file line (request number `k`).
+fn request(o: &Options, uri: &str, k: usize) -> Vec<u8> {
     let with_body = o.method != "GET" && o.method != "HEAD";
     let mut r = format!(
         "{} {} HTTP/1.1\r\nhost: {}\r\n",
@@ -106,9 +124,29 @@ fn request(o: &Options, uri: &str) -> Vec<u8> {
     r.push_str("\r\n");
     let mut bytes = r.into_bytes();
     if with_body {
-        bytes.extend_from_slice(&o.body);
+        match &o.unique {
+            Some((marker, base)) if !marker.is_empty() => {
+                bytes.extend_from_slice(&unique_body(&o.body, marker, base + k as u64))
+            }
+            _ => bytes.extend_from_slice(&o.body),
+        }
     }
     bytes
+}
+
+/// `body` with every `marker` replaced by `n`, zero-padded to the marker's length.
+fn unique_body(body: &[u8], marker: &[u8], n: u64) -> Vec<u8> {
+    let digits = format!("{n:0width$}", width = marker.len());
+    let digits = &digits.as_bytes()[digits.len() - marker.len()..];
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some(i) = rest.windows(marker.len()).position(|w| w == marker) {
+        out.extend_from_slice(&rest[..i]);
+        out.extend_from_slice(digits);
+        rest = &rest[i + marker.len()..];
+    }
+    out.extend_from_slice(rest);
+    out
 }
 
 /// A URI file line may be a whole URL (as h2load takes them): its path.
@@ -211,7 +249,7 @@ impl<'a> Run<'a> {
                 c.served = 0;
                 self.connects += 1;
             }
-            c.out = request(self.o, &self.o.uris[self.next]);
+            c.out = request(self.o, &self.o.uris[self.next], self.next);
             c.written = 0;
             c.inp.clear();
             c.current = Some((self.next, now));

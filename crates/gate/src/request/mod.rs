@@ -169,6 +169,8 @@ fn check(
     // 1. Method.
     let method = method_of(req)?;
     // 2. Query.
+    #[cfg(feature = "attribution-twice-query")]
+    let _ = std::hint::black_box(parse_query(std::hint::black_box(query)));
     let q = parse_query(query).map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
     let signed = read_signed(&q, method, config)?;
     // 3. Source.

@@ -81,12 +81,22 @@ impl fmt::Display for DecryptError {
 
 /// Decrypts an `Encrypt` value into the message, checking padding, length and appid.
 pub fn decrypt(key: &AesKey, appid: &str, encrypt: &str) -> Result<Vec<u8>, DecryptError> {
+    #[cfg(feature = "attribution-twice-base64")]
+    let _ = std::hint::black_box(LENIENT.decode(std::hint::black_box(encrypt).trim()));
     let mut data = LENIENT
         .decode(encrypt.trim())
         .map_err(|_| DecryptError::NotBase64)?;
     if data.is_empty() || data.len() % 16 != 0 {
         return Err(DecryptError::BadLength);
     }
+    #[cfg(feature = "attribution-twice-aes")]
+    let _ = std::hint::black_box(
+        Decryptor::new(&key.0.into(), &key.iv().into())
+            .decrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut std::hint::black_box(
+                data.clone(),
+            ))
+            .map(|plain| plain.len()),
+    );
     let plain = Decryptor::new(&key.0.into(), &key.iv().into())
         .decrypt_padded_mut::<aes::cipher::block_padding::NoPadding>(&mut data)
         .map_err(|_| DecryptError::BadLength)?;

@@ -75,6 +75,13 @@ fn check_msg_signature(
         }
     };
     let token = config.token.get(index).ok_or_else(mismatch)?;
+    #[cfg(feature = "attribution-twice-sha1")]
+    let _ = std::hint::black_box(sign(std::hint::black_box(&[
+        token.expose(),
+        parts[0],
+        parts[1],
+        parts[2],
+    ])));
     let expected = sign(&[token.expose(), parts[0], parts[1], parts[2]]);
     if !signature_matches(&expected, safe.msg_signature.as_bytes()) {
         return Err(mismatch());
