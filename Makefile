@@ -62,7 +62,7 @@ e2e: build
 clean:
 	cargo clean
 
-.PHONY: bench bench-micro bench-deps
+.PHONY: bench bench-micro bench-deps bench-attribution
 
 ## bench: Envoy CPU/request, latency, peak req/s, memory and start-up with and without the
 ## gate (and Lua, ext_authz), plus the micro-benchmarks; prints a table and writes
@@ -73,6 +73,16 @@ bench: build bench-deps
 ## bench-micro: only the criterion micro-benchmarks (crates/gate/benches/core.rs), natively
 bench-micro:
 	CARGO_TARGET_DIR=$(CURDIR)/bench/target/micro CARGO_PROFILE_RELEASE_PANIC=unwind cargo bench -p gate --bench core
+
+## bench-attribution: where a push's time goes: builds of the gate that each remove or
+## repeat one step (crates/filter's `attribution-*` features, only for this), interleaved
+## with the full gate and noop-wasm, plus the API role against a plain route; writes the
+## section "Where a push's time goes" of bench/results.md. About 12 minutes on 2 cores.
+## ATTRIBUTION_ARGS passes more (e.g. --rounds 3, --groups push, --no-write).
+bench-attribution: build bench-deps
+	cargo build --release --target wasm32-wasip1 -p noop-wasm --quiet
+	cargo build --release -p wechat-gate-bench --quiet
+	python3 bench/attribution.py $(ATTRIBUTION_ARGS)
 
 # `wg-bench load` (bench/tools) drives the load, built by bench/run.py; taskset
 # (util-linux) pins the processes.

@@ -536,10 +536,11 @@ def one_request(port, req, timeout=5):
     return http_request(port, req["method"], signed_paths(req, 1)[0], body, timeout=timeout)
 
 
-def load(port, req, n, conns, rps=None, log_file=None):
+def load(port, req, n, conns, rps=None, log_file=None, extra=None):
     """n requests of `req`'s workload over HTTP/1.1 on `conns` keep-alive connections
     (`wg-bench load`, on the load core), every request with a signed query of its own;
-    `rps`: a fixed total rate instead of as fast as Envoy answers. Returns the summary
+    `rps`: a fixed total rate instead of as fast as Envoy answers; `extra`: more
+    `wg-bench load` arguments (e.g. `--unique`). Returns the summary
     (`done`, `2xx` … `5xx`, `errored`, `failed` as h2load counts it, `rps`, `connects`).
 
     Not h2load: its URI list (`-i FILE`) starts again at the first URI for every client
@@ -558,6 +559,7 @@ def load(port, req, n, conns, rps=None, log_file=None):
         args += ["--rps", str(rps)]
     if log_file:
         args += ["--log-file", str(log_file)]
+    args += extra or []
     if LOAD_CPU is not None:
         args = ["taskset", "-c", LOAD_CPU] + args
     p = subprocess.run(args, capture_output=True, text=True)
