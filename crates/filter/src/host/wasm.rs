@@ -394,7 +394,7 @@ mod attribution {
     pub fn cached_now() -> Option<Duration> {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed);
         let last = LAST.load(Ordering::Relaxed);
-        (calls % 64 != 0 && last != 0).then(|| Duration::from_nanos(last))
+        (!calls.is_multiple_of(64) && last != 0).then(|| Duration::from_nanos(last))
     }
 
     pub fn keep_now(nanos: u64) {
