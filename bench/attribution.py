@@ -6,7 +6,7 @@ this table, interleaved round by round with the full gate and noop-wasm, every r
 path-checked as `make bench` does; plus the API role against a plain Envoy route to the
 same mock-api.
 
-  python3 bench/attribution.py [--rounds 7] [--requests 8000] [--groups push,safe,api]
+  python3 bench/attribution.py [--rounds 7] [--requests 8000] [--passes 4] [--groups push,safe,api]
       [--no-build] [--no-write]
 
 Groups, each its own interleaved run on fresh Envoys every round:
@@ -124,18 +124,26 @@ def run_group(envoy_bin, up, group, wasm, args):
             for e in envoys.values():
                 R.load(e.port, req, args.rewarm, 16, extra=unique_args(args.rewarm))
             R.settle(envoys.values())
-            for n in names[r % len(names):] + names[: r % len(names)]:
-                e = envoys[n]
-                s = "noop-wasm" if n == "noop-wasm" else setup
-                before = R.path_snapshot(e, up)
-                extra = unique_args(args.requests)
-                t0 = R.cpu_ns(e.pid)
-                res = R.load(e.port, req, args.requests, 16, extra=extra)
-                t1 = R.cpu_ns(e.pid)
-                strayed = R.path_problems_settled(s, workload, args.requests, before, e, up)
-                if not R.as_expected(res, "2xx", args.requests) or strayed:
-                    raise SystemExit(f"{group} / {n}: unexpected answers {res} {strayed}")
-                cpu[n].append((t1 - t0) / 1e3 / args.requests)
+            # `--passes` short runs per build, the builds in turn, so that every build's
+            # figure spans the whole round and drift on the machine hits them alike.
+            n_pass = args.requests // args.passes
+            spent = {n: 0 for n in names}
+            for p in range(args.passes):
+                k = (r * args.passes + p) % len(names)
+                for n in names[k:] + names[:k]:
+                    e = envoys[n]
+                    s = "noop-wasm" if n == "noop-wasm" else setup
+                    before = R.path_snapshot(e, up)
+                    extra = unique_args(n_pass)
+                    t0 = R.cpu_ns(e.pid)
+                    res = R.load(e.port, req, n_pass, 16, extra=extra)
+                    t1 = R.cpu_ns(e.pid)
+                    strayed = R.path_problems_settled(s, workload, n_pass, before, e, up)
+                    if not R.as_expected(res, "2xx", n_pass) or strayed:
+                        raise SystemExit(f"{group} / {n}: unexpected answers {res} {strayed}")
+                    spent[n] += t1 - t0
+            for n in names:
+                cpu[n].append(spent[n] / 1e3 / (n_pass * args.passes))
             R.log(f"{group} round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {cpu[n][-1]:.1f}" for n in names))
     finally:
         for e in envoys.values():
@@ -238,11 +246,11 @@ def render(results, args, load_before, load_after, started, minutes):
     out.append(f"- date: {started} (the run took {minutes:.1f} min); wechat-gate {git_describe()}; "
                f"machine load (1/5/15-min load average) {load_before} before, {load_after} after")
     out.append(f"- command: `make bench-attribution` (`python3 bench/attribution.py --rounds {args.rounds} "
-               f"--requests {args.requests}`)")
+               f"--requests {args.requests} --passes {args.passes}`)")
     out.append("- method: each build (`crates/filter`'s `attribution-*` cargo features, off by default: they exist "
                "only for this table) in its own Envoy (`--concurrency 1`, core 0; load and upstream on core 1), "
-               "beside noop-wasm and the full gate, interleaved round by round (order rotated, fresh Envoys "
-               "every round, warmed up), every run path-checked (`forwarded` +n and no other counter, the "
+               "beside noop-wasm and the full gate, interleaved round by round (fresh Envoys every round, "
+               "warmed up; within a round the builds take turns in short passes, the order rotated), every run path-checked (`forwarded` +n and no other counter, the "
                "upstream got n verified). `no`: the step removed, the row is full − build; `twice`: the step "
                "done a second time (its result thrown away), the row is build − full. Each figure is the median "
                "of the per-round differences (µs of Envoy CPU per push), with the lowest and highest in brackets.")
@@ -251,10 +259,11 @@ def render(results, args, load_before, load_after, started, minutes):
             continue
         cpu = results[group]
         full, noop = cpu["full"], cpu["noop-wasm"]
+        n_run = args.requests // args.passes * args.passes
         title = ("The defaults (`dedupe_seconds` 15, replay table on, hold mode), every push a fresh signed query "
                  "and a MsgId of its own" if group == "push" else
                  "Safe mode, 0.5 KiB, decrypted (`make bench`'s `wechat-gate-safe`: hold mode, `dedupe_seconds` 0)")
-        out += ["", f"**{title}** ({args.rounds} rounds × {args.requests} pushes per build):", "",
+        out += ["", f"**{title}** ({args.rounds} rounds × {n_run} pushes per build, in {args.passes} passes):", "",
                 "| step | build | how | µs per push (min … max) |", "|---|---|---|---|"]
         out.append(f"| the full gate, Envoy CPU per push | default | | {statistics.median(full):.1f} "
                    f"({min(full):.1f} … {max(full):.1f}) |")
@@ -293,6 +302,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--requests", type=int, default=8000)
+    ap.add_argument("--passes", type=int, default=4, help="short runs per build and round, the builds in turn")
     ap.add_argument("--rewarm", type=int, default=2000)
     ap.add_argument("--api-requests", type=int, default=4000)
     ap.add_argument("--api-rate", type=int, default=500)
