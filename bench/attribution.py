@@ -20,9 +20,9 @@ Groups, each its own interleaved run on fresh Envoys every round:
   /cgi-bin/user/info?access_token=…` proxied to the same mock-api): Envoy CPU per call
   and latency at a fixed rate.
 
-A row's figure is the median over rounds of the per-round difference: the full gate
-minus the build without the step (`no`), or the build with it twice minus the full gate
-(`twice`); the spread is the lowest and highest of those differences. Writes the
+A row's figure is the median of the per-pass differences (every pass of every round):
+the full gate minus the build without the step (`no`), or the build with it twice minus
+the full gate (`twice`); the spread is their interquartile range. Writes the
 section "Where a push's time goes" of bench/results.md (replacing it) unless --no-write.
 """
 import argparse
@@ -99,7 +99,7 @@ def unique_args(n):
 
 def run_group(envoy_bin, up, group, wasm, args):
     """One interleaved run: noop-wasm, the full gate and one build per row, fresh Envoys
-    every round; {build: [µs per push, per round]}."""
+    every round; {build: [µs per push, per pass]} (the passes of every round in order)."""
     setup, workload, rows = GROUPS[group]
     names = ["noop-wasm", "full"] + [f for f, _, _ in rows]
     cpu = {n: [] for n in names}
@@ -127,7 +127,6 @@ def run_group(envoy_bin, up, group, wasm, args):
             # `--passes` short runs per build, the builds in turn, so that every build's
             # figure spans the whole round and drift on the machine hits them alike.
             n_pass = args.requests // args.passes
-            spent = {n: 0 for n in names}
             for p in range(args.passes):
                 k = (r * args.passes + p) % len(names)
                 for n in names[k:] + names[:k]:
@@ -141,10 +140,9 @@ def run_group(envoy_bin, up, group, wasm, args):
                     strayed = R.path_problems_settled(s, workload, n_pass, before, e, up)
                     if not R.as_expected(res, "2xx", n_pass) or strayed:
                         raise SystemExit(f"{group} / {n}: unexpected answers {res} {strayed}")
-                    spent[n] += t1 - t0
-            for n in names:
-                cpu[n].append(spent[n] / 1e3 / (n_pass * args.passes))
-            R.log(f"{group} round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {cpu[n][-1]:.1f}" for n in names))
+                    cpu[n].append((t1 - t0) / 1e3 / n_pass)
+            R.log(f"{group} round {r + 1}/{args.rounds}: " + ", ".join(
+                f"{n} {statistics.median(cpu[n][-args.passes:]):.1f}" for n in names))
     finally:
         for e in envoys.values():
             e.stop()
@@ -237,8 +235,14 @@ def git_describe():
                           text=True).stdout.strip()
 
 
-def spread(xs):
-    return f"{statistics.median(xs):+.1f} ({min(xs):+.1f} … {max(xs):+.1f})"
+def quartiles(xs):
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], statistics.median(xs), q[2]
+
+
+def spread(xs, sign="+"):
+    lo, mid, hi = quartiles(xs)
+    return f"{mid:{sign}.1f} ({lo:{sign}.1f} … {hi:{sign}.1f})"
 
 
 def render(results, args, load_before, load_after, started, minutes):
@@ -252,8 +256,9 @@ def render(results, args, load_before, load_after, started, minutes):
                "beside noop-wasm and the full gate, interleaved round by round (fresh Envoys every round, "
                "warmed up; within a round the builds take turns in short passes, the order rotated), every run path-checked (`forwarded` +n and no other counter, the "
                "upstream got n verified). `no`: the step removed, the row is full − build; `twice`: the step "
-               "done a second time (its result thrown away), the row is build − full. Each figure is the median "
-               "of the per-round differences (µs of Envoy CPU per push), with the lowest and highest in brackets.")
+               "done a second time (its result thrown away), the row is build − full, each difference taken "
+               "within one pass. Each figure is the median over every pass of every round (µs of Envoy CPU per "
+               "push), with the interquartile range in brackets; API role: per round.")
     for group, (setup, workload, rows) in GROUPS.items():
         if group not in results:
             continue
@@ -263,10 +268,9 @@ def render(results, args, load_before, load_after, started, minutes):
         title = ("The defaults (`dedupe_seconds` 15, replay table on, hold mode), every push a fresh signed query "
                  "and a MsgId of its own" if group == "push" else
                  "Safe mode, 0.5 KiB, decrypted (`make bench`'s `wechat-gate-safe`: hold mode, `dedupe_seconds` 0)")
-        out += ["", f"**{title}** ({args.rounds} rounds × {n_run} pushes per build, in {args.passes} passes):", "",
-                "| step | build | how | µs per push (min … max) |", "|---|---|---|---|"]
-        out.append(f"| the full gate, Envoy CPU per push | default | | {statistics.median(full):.1f} "
-                   f"({min(full):.1f} … {max(full):.1f}) |")
+        out += ["", f"**{title}** ({args.rounds} rounds × {args.passes} passes × {n_run // args.passes} pushes per build):", "",
+                "| step | build | how | µs per push (interquartile range) |", "|---|---|---|---|"]
+        out.append(f"| the full gate, Envoy CPU per push | default | | {spread(full, '')} |")
         out.append(f"| the full gate − noop-wasm | default | | {spread([a - b for a, b in zip(full, noop)])} |")
         for f, what, how in rows:
             d = [a - b for a, b in zip(full, cpu[f])] if how == "no" else [b - a for a, b in zip(full, cpu[f])]
@@ -278,11 +282,11 @@ def render(results, args, load_before, load_after, started, minutes):
                 f"real token) against a plain Envoy route to the same mock-api (`GET /cgi-bin/user/info?access_token=…`), "
                 f"{args.rounds} rounds × {args.api_requests} calls over 16 connections; latency at "
                 f"{args.api_rate} calls/s over 4 connections, p50 / p99 medians over rounds:", "",
-                "| route | Envoy CPU per call (µs, min … max) | latency p50 / p99 (µs) |", "|---|---|---|"]
+                "| route | Envoy CPU per call (µs, interquartile range) | latency p50 / p99 (µs) |", "|---|---|---|"]
         for n, label in (("plain", "plain route"), ("api-role", "API role")):
             p50 = statistics.median(x[0] for x in lat[n])
             p99 = statistics.median(x[1] for x in lat[n])
-            out.append(f"| {label} | {statistics.median(cpu[n]):.1f} ({min(cpu[n]):.1f} … {max(cpu[n]):.1f}) | "
+            out.append(f"| {label} | {spread(cpu[n], '')} | "
                        f"{p50:.0f} / {p99:.0f} |")
         dp50 = statistics.median(a[0] - b[0] for a, b in zip(lat["api-role"], lat["plain"]))
         out.append(f"| API role − plain | {spread(d)} | {dp50:+.0f} (p50, median of per-round differences) |")
