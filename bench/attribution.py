@@ -250,7 +250,7 @@ def render(results, args, load_before, load_after, started, minutes):
     out.append(f"- date: {started} (the run took {minutes:.1f} min); wechat-gate {git_describe()}; "
                f"machine load (1/5/15-min load average) {load_before} before, {load_after} after")
     out.append(f"- command: `make bench-attribution` (`python3 bench/attribution.py --rounds {args.rounds} "
-               f"--requests {args.requests} --passes {args.passes}`)")
+               f"--requests {args.requests} --passes {args.passes}{' --no-build' if args.no_build else ''}`)")
     out.append("- method: each build (`crates/filter`'s `attribution-*` cargo features, off by default: they exist "
                "only for this table) in its own Envoy (`--concurrency 1`, core 0; load and upstream on core 1), "
                "beside noop-wasm and the full gate, interleaved round by round (fresh Envoys every round, "
