@@ -77,7 +77,7 @@ bench-micro:
 ## bench-attribution: where a push's time goes: builds of the gate that each remove or
 ## repeat one step (crates/filter's `attribution-*` features, only for this), interleaved
 ## with the full gate and noop-wasm, plus the API role against a plain route; writes the
-## section "Where a push's time goes" of bench/results.md. About 12 minutes on 2 cores.
+## section "Where a push's time goes" of bench/results.md. About 20 minutes on 2 cores.
 ## ATTRIBUTION_ARGS passes more (e.g. --rounds 3, --groups push, --no-write).
 bench-attribution: build bench-deps
 	cargo build --release --target wasm32-wasip1 -p noop-wasm --quiet

@@ -6,7 +6,7 @@ this table, interleaved round by round with the full gate and noop-wasm, every r
 path-checked as `make bench` does; plus the API role against a plain Envoy route to the
 same mock-api.
 
-  python3 bench/attribution.py [--rounds 7] [--requests 8000] [--passes 4] [--groups push,safe,api]
+  python3 bench/attribution.py [--rounds 10] [--requests 12000] [--passes 6] [--groups push,safe,api]
       [--no-build] [--no-write]
 
 Groups, each its own interleaved run on fresh Envoys every round:
@@ -304,9 +304,9 @@ def write_section(text):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--requests", type=int, default=8000)
-    ap.add_argument("--passes", type=int, default=4, help="short runs per build and round, the builds in turn")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--requests", type=int, default=12000)
+    ap.add_argument("--passes", type=int, default=6, help="short runs per build and round, the builds in turn")
     ap.add_argument("--rewarm", type=int, default=2000)
     ap.add_argument("--api-requests", type=int, default=4000)
     ap.add_argument("--api-rate", type=int, default=500)
