@@ -245,6 +245,13 @@ def spread(xs, sign="+"):
     return f"{mid:{sign}.1f} ({lo:{sign}.1f} … {hi:{sign}.1f})"
 
 
+def stderr(xs):
+    """The standard error of a median, from the interquartile range (a normal's σ is
+    IQR / 1.349; the median's error is 1.2533 σ / √n): robust to the bursts."""
+    lo, _, hi = quartiles(xs)
+    return 1.2533 * (hi - lo) / 1.349 / len(xs) ** 0.5
+
+
 def render(results, args, load_before, load_after, started, minutes):
     out = [SECTION, ""]
     out.append(f"- date: {started} (the run took {minutes:.1f} min); wechat-gate {git_describe()}; "
@@ -258,7 +265,9 @@ def render(results, args, load_before, load_after, started, minutes):
                "upstream got n verified). `no`: the step removed, the row is full − build; `twice`: the step "
                "done a second time (its result thrown away), the row is build − full, each difference taken "
                "within one pass. Each figure is the median over every pass of every round (µs of Envoy CPU per "
-               "push), with the interquartile range in brackets; API role: per round.")
+               "push), with the interquartile range in brackets and the standard error of the median estimated "
+               "from it (1.2533 × IQR / 1.349 / √n); API role: per round. Raw figures: "
+               "`bench/out/attribution/raw.json`.")
     for group, (setup, workload, rows) in GROUPS.items():
         if group not in results:
             continue
@@ -269,12 +278,14 @@ def render(results, args, load_before, load_after, started, minutes):
                  "and a MsgId of its own" if group == "push" else
                  "Safe mode, 0.5 KiB, decrypted (`make bench`'s `wechat-gate-safe`: hold mode, `dedupe_seconds` 0)")
         out += ["", f"**{title}** ({args.rounds} rounds × {args.passes} passes × {n_run // args.passes} pushes per build):", "",
-                "| step | build | how | µs per push (interquartile range) |", "|---|---|---|---|"]
-        out.append(f"| the full gate, Envoy CPU per push | default | | {spread(full, '')} |")
-        out.append(f"| the full gate − noop-wasm | default | | {spread([a - b for a, b in zip(full, noop)])} |")
+                "| step | build | how | µs per push (interquartile range) | ≈ s.e. of the median |",
+                "|---|---|---|---|---|"]
+        d_noop = [a - b for a, b in zip(full, noop)]
+        out.append(f"| the full gate, Envoy CPU per push | default | | {spread(full, '')} | {stderr(full):.1f} |")
+        out.append(f"| the full gate − noop-wasm | default | | {spread(d_noop)} | {stderr(d_noop):.1f} |")
         for f, what, how in rows:
             d = [a - b for a, b in zip(full, cpu[f])] if how == "no" else [b - a for a, b in zip(full, cpu[f])]
-            out.append(f"| {what} | `{f}` | {how} | {spread(d)} |")
+            out.append(f"| {what} | `{f}` | {how} | {spread(d)} | {stderr(d):.1f} |")
     if "api" in results:
         cpu, lat = results["api"]
         d = [a - b for a, b in zip(cpu["api-role"], cpu["plain"])]
@@ -340,6 +351,7 @@ def main():
     finally:
         R.PROCS.stop_all()
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    (WASM_DIR / "raw.json").write_text(json.dumps(results, indent=1))
     text = render(results, args, load_before, load_after, started, (time.monotonic() - t_start) / 60)
     print(text)
     if not args.no_write:
