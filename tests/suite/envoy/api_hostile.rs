@@ -2,7 +2,8 @@
 //! and the prefix: every `access_token` (however spelled) and every `appid`/`secret` on
 //! the sns calls is the gate's, a chunked body arrives byte for byte, a path that only
 //! starts like the prefix is not the gate's, a forged x-forwarded-for makes no caller,
-//! and a token fetch that hangs does not fail the call.
+//! a token fetch that hangs does not fail the call, and callers whose bodies stall send
+//! nothing to WeChat and hold up no one.
 
 use crate::harness::api::{
     assert_answered, custom_text, json_of, rig, stat, CALLER, MINI, OFFICIAL,
@@ -131,4 +132,34 @@ fn a_token_fetch_that_hangs_is_given_up_and_the_call_still_answered() {
     let calls = (primary.calls(), rig.upstreams(OFFICIAL).backup.calls());
     assert_eq!(r.status, 200, "{}: {calls:?}", r.body_text());
     assert_answered(&r);
+}
+
+#[test]
+fn callers_whose_bodies_stall_reach_no_one_and_hold_up_no_call() {
+    use std::io::Write;
+    let rig = rig(OFFICIAL, json!({}));
+    let target = format!("{}/cgi-bin/message/custom/send", OFFICIAL.path);
+    // 64 calls that send their headers and 10 of their 100 bytes of body, then stall.
+    let stalled: Vec<std::net::TcpStream> = (0..64)
+        .map(|_| {
+            let mut c =
+                std::net::TcpStream::connect(("127.0.0.1", rig.envoy.port)).expect("connect");
+            let head = format!(
+                "POST {target} HTTP/1.1\r\nhost: gate\r\ncontent-type: application/json\r\n\
+                 content-length: 100\r\n\r\n{{\"touser\":"
+            );
+            c.write_all(head.as_bytes()).expect("write");
+            c
+        })
+        .collect();
+    // A whole call meanwhile is answered by WeChat at once.
+    let body = custom_text("o1", "through the stalled crowd");
+    assert_answered(&rig.post_json(&target, &body));
+    let mock = rig.mock(OFFICIAL);
+    assert_eq!(mock.count("custom_send"), 1, "{}", mock.calls());
+    assert_eq!(mock.messages().len(), 1);
+    // The stalled calls reached neither WeChat nor (with a body) the route's cluster.
+    rig.assert_sink_untouched(&[]);
+    drop(stalled);
+    assert_eq!(mock.count("custom_send"), 1, "{}", mock.calls());
 }

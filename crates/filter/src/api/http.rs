@@ -96,31 +96,17 @@ impl<H: Host> ApiHttp<H> {
     }
 
     pub fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Flow {
-        let Some(call) = self.call.clone() else {
-            return Flow::Continue;
-        };
-        if self.started {
-            return Flow::Pause;
-        }
-        let desk = self.desk.clone();
-        desk.body_came(self.context_id);
-        let max = usize::try_from(desk.config.max_body_bytes).unwrap_or(usize::MAX);
-        if body_size > max {
-            return self.refuse(Refusal::TooLarge);
-        }
-        if !end_of_stream {
-            return Flow::Pause;
-        }
-        let body = desk.host.body(Body::Request, body_size).unwrap_or_default();
-        call.borrow_mut().set_body(body);
-        self.started = true;
-        desk.start(self.context_id, &call, false);
-        self.busy_tick();
-        Flow::Pause
+        self.on_body(Some(body_size), end_of_stream)
     }
 
     /// Trailers end the request: the body as buffered.
     pub fn on_http_request_trailers(&mut self) -> Flow {
+        self.on_body(None, true)
+    }
+
+    /// Body came (`size`: Envoy's count of it so far; `None`: trailers, the body as
+    /// buffered): held until its end, then the call starts.
+    fn on_body(&mut self, size: Option<usize>, end: bool) -> Flow {
         let Some(call) = self.call.clone() else {
             return Flow::Continue;
         };
@@ -130,10 +116,14 @@ impl<H: Host> ApiHttp<H> {
         let desk = self.desk.clone();
         desk.body_came(self.context_id);
         let max = usize::try_from(desk.config.max_body_bytes).unwrap_or(usize::MAX);
-        let body = desk
-            .host
-            .body(Body::Request, max.saturating_add(1))
-            .unwrap_or_default();
+        if size.is_some_and(|n| n > max) {
+            return self.refuse(Refusal::TooLarge);
+        }
+        if !end {
+            return Flow::Pause;
+        }
+        let wanted = size.unwrap_or(max.saturating_add(1));
+        let body = desk.host.body(Body::Request, wanted).unwrap_or_default();
         if body.len() > max {
             return self.refuse(Refusal::TooLarge);
         }
