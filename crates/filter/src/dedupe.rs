@@ -11,8 +11,8 @@ const ATTEMPTS: usize = 8;
 /// Shard `n` of a table lives at `<prefix>.<n>`; the prefix names the layout's version.
 fn shard_key(table: Table, identity: u64) -> String {
     let prefix = match table {
-        Table::Retry => "wechat_gate.dedupe.v3",
-        Table::Replay => "wechat_gate.replay.v2",
+        Table::Retry => "wechat_gate.dedupe.v4",
+        Table::Replay => "wechat_gate.replay.v3",
     };
     format!("{prefix}.{}", table.shape().shard_of(identity))
 }

@@ -80,6 +80,9 @@ pub struct State {
     pub calls: Vec<Call>,
     /// The reply to the HTTP call being answered: its headers and body.
     pub call_reply: (Vec<(String, String)>, Vec<u8>),
+    /// Every hostcall made, in order, each as `name detail` (what a push costs the
+    /// host: `tests::cost`).
+    pub hostcalls: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -107,6 +110,7 @@ impl FakeHost {
                 logs: Vec::new(),
                 calls: Vec::new(),
                 call_reply: (Vec::new(), Vec::new()),
+                hostcalls: Vec::new(),
             })),
             notes_said: Rc::default(),
         }
@@ -114,6 +118,16 @@ impl FakeHost {
 
     pub fn state(&self) -> RefMut<'_, State> {
         self.state.borrow_mut()
+    }
+
+    /// Notes a hostcall in [`State::hostcalls`].
+    fn called(&self, name: &str, detail: impl fmt::Display) {
+        self.state().hostcalls.push(format!("{name} {detail}"));
+    }
+
+    /// The hostcalls made since the last time this was asked.
+    pub fn take_hostcalls(&self) -> Vec<String> {
+        std::mem::take(&mut self.state().hostcalls)
     }
 
     /// Makes `context_id` the context hostcalls act on, as the host does before a
@@ -204,6 +218,7 @@ impl FakeHost {
 
 impl Host for FakeHost {
     fn header_map(&self, map: Headers) -> Option<HeaderMap> {
+        self.called("header_map", format_args!("{map:?}"));
         let headers = self.read_headers(map)?;
         let pairs: Vec<(&[u8], &[u8])> = headers
             .iter()
@@ -213,20 +228,30 @@ impl Host for FakeHost {
     }
 
     fn header(&self, map: Headers, name: &str) -> Option<Vec<u8>> {
+        self.called("header", format_args!("{map:?} {name}"));
         let headers = self.read_headers(map)?;
         let found = headers.into_iter().find(|(n, _)| n == name);
         found.map(|(_, v)| v.into_bytes())
     }
 
     fn set_header(&self, map: Headers, name: &[u8], value: &[u8]) -> Result<(), Refused> {
+        self.called(
+            "set_header",
+            format_args!("{map:?} {}", String::from_utf8_lossy(name)),
+        );
         self.write_header(map, name, Some(value))
     }
 
     fn remove_header(&self, map: Headers, name: &[u8]) -> Result<(), Refused> {
+        self.called(
+            "remove_header",
+            format_args!("{map:?} {}", String::from_utf8_lossy(name)),
+        );
         self.write_header(map, name, None)
     }
 
     fn body(&self, which: Body, size: usize) -> Option<Vec<u8>> {
+        self.called("body", format_args!("{which:?}"));
         let mut body = match which {
             Body::CallResponse => self.state().call_reply.1.clone(),
             Body::Request => self.current()?.request_body.clone(),
@@ -237,6 +262,7 @@ impl Host for FakeHost {
     }
 
     fn replace_body(&self, which: Body, value: &[u8]) -> Result<(), Refused> {
+        self.called("replace_body", format_args!("{which:?}"));
         let mut stream = self.current().ok_or(REFUSED)?;
         match which {
             Body::Request => stream.request_body = value.to_vec(),
@@ -247,6 +273,7 @@ impl Host for FakeHost {
     }
 
     fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self.called("property", path.join("."));
         self.current()?.properties.get(&path.join(".")).cloned()
     }
 
@@ -256,6 +283,7 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), Refused> {
+        self.called("send_response", status);
         let mut stream = self.current().ok_or(REFUSED)?;
         stream.replies.push(Reply {
             status,
@@ -269,11 +297,13 @@ impl Host for FakeHost {
     }
 
     fn resume_request(&self) -> Result<(), Refused> {
+        self.called("resume_request", "");
         self.current().ok_or(REFUSED)?.resumed += 1;
         Ok(())
     }
 
     fn act_on(&self, context_id: u32) -> Result<(), Refused> {
+        self.called("act_on", context_id);
         let mut state = self.state();
         let live = state.streams.get(&context_id).is_some_and(|s| !s.gone);
         if live || state.roots.contains(&context_id) {
@@ -292,19 +322,23 @@ impl Host for FakeHost {
     }
 
     fn now(&self) -> Result<Duration, Refused> {
+        self.called("now", "");
         Ok(self.state().now)
     }
 
     fn random16(&self) -> Option<[u8; 16]> {
+        self.called("random16", "");
         Some([7; 16])
     }
 
     fn set_tick_period(&self, period: Duration) -> Result<(), Refused> {
+        self.called("set_tick_period", format_args!("{period:?}"));
         self.state().tick_period = Some(period);
         Ok(())
     }
 
     fn get_shared(&self, key: &str) -> Result<Shared, Refused> {
+        self.called("get_shared", key);
         let state = self.state();
         Ok(match state.shared.get(key) {
             Some((value, cas)) => Shared {
@@ -317,6 +351,7 @@ impl Host for FakeHost {
 
     /// As proxy-wasm-cpp-host: no CAS (or a missing key) always writes.
     fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Refused> {
+        self.called("set_shared", format_args!("{key} ({} bytes)", value.len()));
         let mut state = self.state();
         let stored = state.shared.get(key).map(|(_, cas)| *cas);
         if let (Some(stored), Some(cas)) = (stored, cas) {
@@ -347,6 +382,7 @@ impl Host for FakeHost {
     }
 
     fn increment_metric(&self, id: u32, by: i64) -> Result<(), Refused> {
+        self.called("increment_metric", id);
         let mut state = self.state();
         let metric = state.metrics.get_mut(id as usize).ok_or(REFUSED)?;
         metric.value += by;
@@ -354,6 +390,7 @@ impl Host for FakeHost {
     }
 
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Refused> {
+        self.called("record_metric", id);
         let mut state = self.state();
         let metric = state.metrics.get_mut(id as usize).ok_or(REFUSED)?;
         metric.value = i64::try_from(value).expect("a small gauge");
@@ -367,6 +404,7 @@ impl Host for FakeHost {
         body: Option<&[u8]>,
         _timeout: Duration,
     ) -> Result<u32, Refused> {
+        self.called("dispatch_http_call", cluster);
         let mut state = self.state();
         let context = state.current;
         state.calls.push(Call {
@@ -391,6 +429,7 @@ impl Host for FakeHost {
     }
 
     fn log(&self, level: Level, message: fmt::Arguments<'_>) -> Result<(), Refused> {
+        self.called("log", level);
         self.state().logs.push((level, message.to_string()));
         Ok(())
     }

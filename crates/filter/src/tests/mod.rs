@@ -4,6 +4,7 @@
 //! on the context whose callback runs.
 
 mod api;
+mod cost;
 mod live_list;
 mod metrics;
 mod notes;

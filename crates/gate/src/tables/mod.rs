@@ -104,12 +104,6 @@ pub struct Entry {
     pub expires_at: u64,
 }
 
-/// A shard's stored value, decoded as far as it goes.
-struct Shard {
-    floor: u32,
-    entries: Vec<(u64, u32, u32)>,
-}
-
 fn secs(t: u64) -> u32 {
     u32::try_from(t).unwrap_or(u32::MAX)
 }
@@ -118,84 +112,118 @@ fn be<const N: usize>(bytes: Option<&[u8]>) -> Option<[u8; N]> {
     bytes?.try_into().ok()
 }
 
-impl Shard {
-    /// Decodes a stored value; a damaged tail (not a whole entry) is ignored. Only
-    /// this layout is ever read: the host's keys carry its version.
-    fn decode(stored: &[u8]) -> Shard {
-        let floor = be::<4>(stored.get(..4)).map_or(0, u32::from_be_bytes);
-        let entries = stored
-            .get(FLOOR_BYTES..)
-            .unwrap_or_default()
-            .chunks_exact(ENTRY_BYTES)
-            .filter_map(|e| {
-                Some((
-                    u64::from_be_bytes(be(e.get(..8))?),
-                    u32::from_be_bytes(be(e.get(8..12))?),
-                    u32::from_be_bytes(be(e.get(12..))?),
-                ))
-            })
-            .collect();
-        Shard { floor, entries }
+/// One stored entry, read where it lies (no copy of the shard is decoded: a push
+/// reads its shard once, in place, and writes the new value in one go).
+#[derive(Clone, Copy)]
+struct Stored<'a>(&'a [u8]);
+
+impl Stored<'_> {
+    fn identity(self) -> u64 {
+        be::<8>(self.0.get(..8)).map_or(0, u64::from_be_bytes)
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut value = Vec::with_capacity(FLOOR_BYTES + self.entries.len() * ENTRY_BYTES);
-        value.extend_from_slice(&self.floor.to_be_bytes());
-        value.extend_from_slice(&[0; 4]);
-        for (id, stamp, expires) in &self.entries {
-            value.extend_from_slice(&id.to_be_bytes());
-            value.extend_from_slice(&stamp.to_be_bytes());
-            value.extend_from_slice(&expires.to_be_bytes());
-        }
-        value
+    fn stamp(self) -> u32 {
+        be::<4>(self.0.get(8..12)).map_or(0, u32::from_be_bytes)
     }
+
+    fn expires_at(self) -> u32 {
+        be::<4>(self.0.get(12..16)).map_or(0, u32::from_be_bytes)
+    }
+}
+
+/// A shard's floor (0 when the value is too short to have one).
+fn floor_of(stored: &[u8]) -> u32 {
+    be::<4>(stored.get(..4)).map_or(0, u32::from_be_bytes)
+}
+
+/// A shard's whole entries; a damaged tail (not a whole entry) is ignored. Only
+/// this layout is ever read: the host's keys carry its version.
+fn entries(stored: &[u8]) -> impl Iterator<Item = Stored<'_>> {
+    stored
+        .get(FLOOR_BYTES..)
+        .unwrap_or_default()
+        .chunks_exact(ENTRY_BYTES)
+        .map(Stored)
+}
+
+/// A shard value: `floor`, then `kept` as they are, then `added`.
+fn encode<'a>(
+    floor: u32,
+    kept: impl Iterator<Item = Stored<'a>>,
+    count: usize,
+    added: Option<Entry>,
+) -> Vec<u8> {
+    let mut value = Vec::with_capacity(FLOOR_BYTES + (count + 1) * ENTRY_BYTES);
+    value.extend_from_slice(&floor.to_be_bytes());
+    value.extend_from_slice(&[0; 4]);
+    for entry in kept {
+        value.extend_from_slice(entry.0);
+    }
+    if let Some(e) = added {
+        value.extend_from_slice(&e.identity.to_be_bytes());
+        value.extend_from_slice(&secs(e.stamp).to_be_bytes());
+        value.extend_from_slice(&secs(e.expires_at).to_be_bytes());
+    }
+    value
 }
 
 /// Looks `entry.identity` up in a shard's stored value at `now` (Unix seconds);
 /// when it is not there (or has expired), returns the value that records `entry`.
 pub fn check_and_record(stored: &[u8], entry: Entry, now: u64, shape: Shape) -> Lookup {
-    let mut shard = Shard::decode(stored);
     let now = secs(now);
-    shard.entries.retain(|&(_, _, expires)| expires > now);
-    if shard.entries.iter().any(|&(id, _, _)| id == entry.identity) {
-        return Lookup::Duplicate;
+    let live = |e: &Stored<'_>| e.expires_at() > now;
+    let mut count = 0usize;
+    for e in entries(stored).filter(live) {
+        if e.identity() == entry.identity {
+            return Lookup::Duplicate;
+        }
+        count += 1;
     }
+    let mut floor = floor_of(stored);
     let stamp = secs(entry.stamp);
-    if stamp <= shard.floor {
+    if stamp <= floor {
         return Lookup::TooOld;
     }
-    shard
-        .entries
-        .push((entry.identity, stamp, secs(entry.expires_at)));
-    let mut evicted = false;
-    while shard.entries.len() > shape.capacity {
-        // Full: the entry with the oldest stamp goes (the earliest recorded among equals).
-        let Some((oldest, stamp)) = shard
-            .entries
-            .iter()
+    // Full: the entries with the oldest stamps make room (the earliest recorded
+    // among equals, the new entry last), and the floor rises to the newest stamp
+    // dropped. One place is normally wanted; more when the shape has shrunk.
+    let excess = (count + 1).saturating_sub(shape.capacity);
+    let mut dropped = vec![false; if excess > 0 { count + 1 } else { 0 }];
+    for _ in 0..excess {
+        let candidates = entries(stored)
+            .filter(live)
+            .map(Stored::stamp)
+            .chain(std::iter::once(stamp))
             .enumerate()
-            .min_by_key(|&(i, &(_, stamp, _))| (stamp, i))
-            .map(|(i, &(_, stamp, _))| (i, stamp))
-        else {
+            .filter(|(i, _)| !dropped.get(*i).copied().unwrap_or(true));
+        let Some((i, oldest)) = candidates.min_by_key(|&(i, stamp)| (stamp, i)) else {
             break;
         };
-        shard.entries.remove(oldest);
-        shard.floor = shard.floor.max(stamp);
-        evicted = true;
+        if let Some(d) = dropped.get_mut(i) {
+            *d = true;
+        }
+        floor = floor.max(oldest);
     }
+    let is_dropped = |i: usize| dropped.get(i).copied().unwrap_or(false);
+    let kept = entries(stored)
+        .filter(live)
+        .enumerate()
+        .filter(|&(i, _)| !is_dropped(i))
+        .map(|(_, e)| e);
+    let added = (!is_dropped(count)).then_some(entry);
     Lookup::New {
-        value: shard.encode(),
-        evicted,
+        value: encode(floor, kept, count, added),
+        evicted: excess > 0,
     }
 }
 
 /// The shard value without `identity`: something whose forward failed is forgotten,
 /// so that WeChat's retry reaches the backend. `None` when it was not there.
 pub fn forget(stored: &[u8], identity: u64) -> Option<Vec<u8>> {
-    let mut shard = Shard::decode(stored);
-    let before = shard.entries.len();
-    shard.entries.retain(|&(id, _, _)| id != identity);
-    (shard.entries.len() != before).then(|| shard.encode())
+    let count = entries(stored).count();
+    entries(stored).find(|e| e.identity() == identity)?;
+    let kept = entries(stored).filter(|e| e.identity() != identity);
+    Some(encode(floor_of(stored), kept, count, None))
 }
 
 #[cfg(test)]
@@ -327,6 +355,120 @@ mod tests {
                 look(damaged, msg(7, 1001), 1001),
                 Lookup::New { .. }
             ));
+        }
+    }
+
+    /// The table as first written (each shard decoded into a list, changed, encoded
+    /// again): the reference the in-place reading must agree with, byte for byte.
+    mod model {
+        use super::super::{be, secs, Entry, Lookup, Shape, ENTRY_BYTES, FLOOR_BYTES};
+
+        fn decode(stored: &[u8]) -> (u32, Vec<(u64, u32, u32)>) {
+            let floor = be::<4>(stored.get(..4)).map_or(0, u32::from_be_bytes);
+            let entries = stored
+                .get(FLOOR_BYTES..)
+                .unwrap_or_default()
+                .chunks_exact(ENTRY_BYTES)
+                .map(|e| {
+                    (
+                        u64::from_be_bytes(be(e.get(..8)).unwrap()),
+                        u32::from_be_bytes(be(e.get(8..12)).unwrap()),
+                        u32::from_be_bytes(be(e.get(12..)).unwrap()),
+                    )
+                })
+                .collect();
+            (floor, entries)
+        }
+
+        fn encode(floor: u32, entries: &[(u64, u32, u32)]) -> Vec<u8> {
+            let mut value = floor.to_be_bytes().to_vec();
+            value.extend_from_slice(&[0; 4]);
+            for (id, stamp, expires) in entries {
+                value.extend_from_slice(&id.to_be_bytes());
+                value.extend_from_slice(&stamp.to_be_bytes());
+                value.extend_from_slice(&expires.to_be_bytes());
+            }
+            value
+        }
+
+        pub fn check_and_record(stored: &[u8], entry: Entry, now: u64, shape: Shape) -> Lookup {
+            let (mut floor, mut entries) = decode(stored);
+            let now = secs(now);
+            entries.retain(|&(_, _, expires)| expires > now);
+            if entries.iter().any(|&(id, _, _)| id == entry.identity) {
+                return Lookup::Duplicate;
+            }
+            let stamp = secs(entry.stamp);
+            if stamp <= floor {
+                return Lookup::TooOld;
+            }
+            entries.push((entry.identity, stamp, secs(entry.expires_at)));
+            let mut evicted = false;
+            while entries.len() > shape.capacity {
+                let (oldest, stamp) = entries
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|&(i, &(_, stamp, _))| (stamp, i))
+                    .map(|(i, &(_, stamp, _))| (i, stamp))
+                    .unwrap();
+                entries.remove(oldest);
+                floor = floor.max(stamp);
+                evicted = true;
+            }
+            Lookup::New {
+                value: encode(floor, &entries),
+                evicted,
+            }
+        }
+
+        pub fn forget(stored: &[u8], identity: u64) -> Option<Vec<u8>> {
+            let (floor, mut entries) = decode(stored);
+            let before = entries.len();
+            entries.retain(|&(id, _, _)| id != identity);
+            (entries.len() != before).then(|| encode(floor, &entries))
+        }
+    }
+
+    #[test]
+    fn the_in_place_reading_agrees_with_the_decoded_model_byte_for_byte() {
+        // A small deterministic generator: few identities and close stamps, so that
+        // duplicates, expiries, evictions and floors all happen; shapes that shrink
+        // under a stored value too (more than one entry must go).
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for capacity in [0, 1, 2, 3, 8] {
+            let mut stored: Vec<u8> = Vec::new();
+            for step in 0..20_000u64 {
+                let shape = Shape {
+                    shards: 1,
+                    capacity: if next(50) == 0 {
+                        next(4) as usize
+                    } else {
+                        capacity
+                    },
+                };
+                let now = 1000 + step / 20;
+                if next(5) == 0 {
+                    let id = next(24);
+                    assert_eq!(forget(&stored, id), model::forget(&stored, id));
+                    if let Some(v) = forget(&stored, id) {
+                        stored = v;
+                    }
+                    continue;
+                }
+                let stamp = now - next(30);
+                let entry = at(next(24), stamp, stamp + 1 + next(40));
+                let got = check_and_record(&stored, entry, now, shape);
+                assert_eq!(got, model::check_and_record(&stored, entry, now, shape));
+                if let Lookup::New { value, .. } = got {
+                    stored = value;
+                }
+            }
         }
     }
 

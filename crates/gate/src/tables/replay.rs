@@ -6,14 +6,15 @@
 use super::{be, Entry, Shape};
 use crate::signature::HexDigest;
 
-/// Used signed queries: 1,024 × 256 = 262,144 (4 MiB), each kept for the longest
+/// Used signed queries: 8,192 × 32 = 262,144 (4 MiB), each kept for the longest
 /// `timestamp_tolerance_seconds` of the proxy's gates ([`longest_tolerance`]) + 6 s
 /// after its timestamp. At the default 300 s that
 /// holds about 850 pushes/s sustained (262,144 / 306 s); a worker reads and writes one
-/// 4 KiB shard per push.
+/// shard of at most 520 bytes per push (small shards: a push's cost does not grow
+/// with what the table holds).
 pub const SHAPE: Shape = Shape {
-    shards: 1024,
-    capacity: 256,
+    shards: 8192,
+    capacity: 32,
 };
 
 /// A verified signed query (`signature`, `timestamp`, `nonce`), for the replay

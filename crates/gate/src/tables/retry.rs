@@ -5,10 +5,11 @@
 
 use super::{Entry, Shape};
 
-/// Recently forwarded messages: 64 × 256 = 16,384 in the window (256 KiB).
+/// Recently forwarded messages: 1,024 × 32 = 32,768 in the window (512 KiB), each
+/// kept `dedupe_seconds`; a push reads and writes one shard of at most 520 bytes.
 pub const SHAPE: Shape = Shape {
-    shards: 64,
-    capacity: 256,
+    shards: 1024,
+    capacity: 32,
 };
 
 /// The entry of a message whose identity is `identity`, forwarded at `now` (Unix
