@@ -9,7 +9,7 @@ use gate::tables::{self, replay, Entry, Lookup, Seen, Table};
 const ATTEMPTS: usize = 8;
 
 /// Shard `n` of a table lives at `<prefix>.<n>`; the prefix names the layout's version.
-fn shard_key(table: Table, identity: u64) -> String {
+pub(crate) fn shard_key(table: Table, identity: u64) -> String {
     let prefix = match table {
         Table::Retry => "wechat_gate.dedupe.v4",
         Table::Replay => "wechat_gate.replay.v3",

@@ -88,7 +88,7 @@ fn apply<H: Host>(
             let _ = host.replace_body(Body::Response, &body);
         }
         Effect::Hold { for_ms } => {
-            let deadline = host.unix_millis().saturating_add(for_ms);
+            let deadline = worker.deadline_after(for_ms);
             held.release(context_id);
             held.hold(context_id, exchange.clone(), deadline);
         }

@@ -42,10 +42,9 @@ impl<H: Host> GateRoot<H> {
     /// Delivers the deadline to the held pushes whose body has not arrived in time,
     /// then looks at the probed pushes (their byte counts), acting on at most
     /// `ANSWERS_PER_TICK` of them in all (see `gate::held`); true if more are due.
-    fn deliver_deadlines(&self) -> bool {
+    fn deliver_deadlines(&self, now_ms: u64) -> bool {
         let worker = &self.worker;
         let host = &worker.host;
-        let now_ms = host.unix_millis();
         let late = worker.state.held.expired(
             now_ms,
             body::deadlines_per_tick(!worker.state.probes.is_empty()),
@@ -269,14 +268,16 @@ impl<H: Host> GateRoot<H> {
             self.worker.tick_every(period);
             return;
         }
-        let now = self.worker.host.unix_seconds();
+        let clock = self.worker.host.now().unwrap_or_default();
+        let now = i64::try_from(clock.as_secs()).unwrap_or(0);
+        let now_ms = u64::try_from(clock.as_millis()).unwrap_or(0);
+        self.worker.state.clock_ms.set(now_ms);
         if self.worker.state.clock.replace(now) != now {
             // Once a second, however fast the tick: one shared-data read.
             self.follow_longest_tolerance();
         }
-        let backlog = self.deliver_deadlines();
+        let backlog = self.deliver_deadlines(now_ms);
         if let Some(live) = self.live.as_mut() {
-            let clock = self.worker.host.now().unwrap_or_default();
             if live.on_tick(&self.worker.host, clock, &self.worker.metrics) {
                 self.install_live_list();
             }

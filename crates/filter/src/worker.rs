@@ -49,6 +49,9 @@ pub struct WorkerState {
     body_mode: Cell<BodyModeLearner>,
     /// Unix seconds as of the last tick (a hostcall less per request).
     pub clock: Cell<i64>,
+    /// Unix milliseconds as of the last tick (0: no tick yet), for held pushes'
+    /// deadlines (another hostcall less per held push).
+    pub clock_ms: Cell<u64>,
     /// The longest `timestamp_tolerance_seconds` of the proxy's gates, read from
     /// shared data on configure and once a second from the tick.
     pub longest_tolerance: Cell<u64>,
@@ -144,6 +147,22 @@ impl<H: Host> Worker<H> {
         if open == 0 {
             self.metrics.flush();
         }
+    }
+
+    /// The Unix ms at which a push held now is `for_ms` overdue, by the tick's
+    /// clock: a deadline is delivered by the first tick at or after it, so one tick
+    /// period is added to the last tick's time. A push held at t is answered between
+    /// t + `for_ms` and one period later, as with the host's clock read per push (a
+    /// tick that comes late makes it early by as much). The host's clock before the
+    /// first tick.
+    pub fn deadline_after(&self, for_ms: u64) -> u64 {
+        let period = self.state.tick_period.get().unwrap_or_default();
+        let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        match self.state.clock_ms.get() {
+            0 => self.host.unix_millis(),
+            t => t.saturating_add(period_ms),
+        }
+        .saturating_add(for_ms)
     }
 
     /// Unix seconds: the tick's clock, or the host's before the first tick.

@@ -251,7 +251,8 @@ fn count(bytes: u64) -> Vec<u8> {
     bytes.to_le_bytes().to_vec()
 }
 
-/// Just past a held push's deadline.
+/// Just past a held push's deadline, whenever it was held: a deadline is set by the
+/// tick's clock and one tick period (at most a second) later (`Worker::deadline_after`).
 pub fn past_the_deadline() -> Duration {
-    Duration::from_millis(gate::body::BODY_DEADLINE_MS + 1)
+    Duration::from_millis(gate::body::BODY_DEADLINE_MS + 1000 + 1)
 }
