@@ -11,6 +11,7 @@ use crate::config::Platform;
 use crate::xml::{self, ElementError};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 
 /// How a body is written.
@@ -44,12 +45,14 @@ impl Format {
 }
 
 /// The root's fields in order: each name with its text, or `None` for one that holds
-/// structure of its own (nested elements, an object, an array, null).
+/// structure of its own (nested elements, an object, an array, null). An XML
+/// message borrows its names and text from the body it was read from (nothing is
+/// copied to spot a retry); [`Message::into_owned`] keeps one beyond its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub struct Message<'b> {
     /// The XML root element's name; `None` for JSON (one object).
-    root: Option<String>,
-    fields: Vec<(String, Option<String>)>,
+    root: Option<Cow<'b, str>>,
+    fields: Vec<(Cow<'b, str>, Option<Cow<'b, str>>)>,
 }
 
 /// Why a body that reads is still no push of its platform's.
@@ -76,20 +79,38 @@ impl fmt::Display for NotAPush {
     }
 }
 
-impl Message {
+impl<'b> Message<'b> {
     /// Reads a body of either format.
-    pub fn read(body: &[u8], format: Format) -> Result<Message, ElementError> {
+    pub fn read(body: &'b [u8], format: Format) -> Result<Message<'b>, ElementError> {
         match format {
             Format::Xml => {
                 #[cfg(feature = "attribution-twice-xml")]
                 let _ = std::hint::black_box(xml::fields(std::hint::black_box(body)));
                 let fields = xml::fields(body)?;
                 Ok(Message {
-                    root: Some(fields.root().to_string()),
-                    fields: fields.into_pairs(),
+                    root: Some(Cow::Borrowed(fields.root())),
+                    fields: fields
+                        .into_children()
+                        .into_iter()
+                        .map(|(name, text)| (Cow::Borrowed(name), text))
+                        .collect(),
                 })
             }
             Format::Json => read_json(body),
+        }
+    }
+
+    /// The same message, owning what it holds (kept beyond the body it was read
+    /// from).
+    pub fn into_owned(self) -> Message<'static> {
+        let owned = |c: Cow<'b, str>| Cow::<'static, str>::Owned(c.into_owned());
+        Message {
+            root: self.root.map(owned),
+            fields: self
+                .fields
+                .into_iter()
+                .map(|(name, text)| (owned(name), text.map(owned)))
+                .collect(),
         }
     }
 
@@ -212,7 +233,7 @@ impl<'de> Deserialize<'de> for Members {
     }
 }
 
-fn read_json(body: &[u8]) -> Result<Message, ElementError> {
+fn read_json(body: &[u8]) -> Result<Message<'static>, ElementError> {
     let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     let Members(members) = serde_json::from_slice(body).map_err(|_| ElementError::Malformed)?;
     let fields = members
@@ -224,7 +245,7 @@ fn read_json(body: &[u8]) -> Result<Message, ElementError> {
                 Value::Bool(b) => Some(b.to_string()),
                 Value::Null | Value::Array(_) | Value::Object(_) => None,
             };
-            (name, text)
+            (Cow::Owned(name), text.map(Cow::Owned))
         })
         .collect();
     Ok(Message { root: None, fields })

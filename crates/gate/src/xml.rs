@@ -2,6 +2,7 @@
 //! children and their text (`Encrypt`, `MsgId`, …), and the CDATA the gate writes.
 //! Not a general XML parser, and strict about what it accepts.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why an element could not be read.
@@ -30,21 +31,19 @@ impl fmt::Display for ElementError {
 /// message cannot add one.
 pub struct Fields<'b> {
     root: &'b str,
-    children: Vec<(&'b str, Option<String>)>,
+    children: Vec<(&'b str, Option<Cow<'b, str>>)>,
 }
 
-impl Fields<'_> {
+impl<'b> Fields<'b> {
     /// The root element's name (`xml` in every WeChat message).
-    pub fn root(&self) -> &str {
+    pub fn root(&self) -> &'b str {
         self.root
     }
 
-    /// The children, owned.
-    pub fn into_pairs(self) -> Vec<(String, Option<String>)> {
+    /// The children: names and text borrowed from the body (a text is copied only
+    /// when it comes in several pieces).
+    pub fn into_children(self) -> Vec<(&'b str, Option<Cow<'b, str>>)> {
         self.children
-            .into_iter()
-            .map(|(n, v)| (n.to_string(), v))
-            .collect()
     }
 
     /// The text of the one child called `name`; `Ok(None)` if there is none.
@@ -67,7 +66,8 @@ pub fn fields(body: &[u8]) -> Result<Fields<'_>, ElementError> {
     let mut r = Reader { rest: text };
     r.skip_prolog()?;
     let (root, self_closed) = r.open_tag()?.ok_or(ElementError::Malformed)?;
-    let mut children = Vec::new();
+    // A WeChat message has a dozen fields or so: one allocation for most.
+    let mut children = Vec::with_capacity(16);
     if !self_closed {
         loop {
             r.skip_space_and_comments()?;
@@ -76,7 +76,7 @@ pub fn fields(body: &[u8]) -> Result<Fields<'_>, ElementError> {
             }
             let (name, self_closed) = r.open_tag()?.ok_or(ElementError::Malformed)?;
             let value = if self_closed {
-                Some(String::new())
+                Some(Cow::Borrowed(""))
             } else {
                 r.content(name)?
             };
@@ -205,17 +205,18 @@ impl<'b> Reader<'b> {
     }
 
     /// The content of `<name>` up to its closing tag: its text, or `None` when it
-    /// holds elements (skipped whole, however deep).
-    fn content(&mut self, name: &str) -> Result<Option<String>, ElementError> {
-        let mut text = String::new();
+    /// holds elements (skipped whole, however deep). Borrowed from the body when it
+    /// is one piece (one CDATA section or one run of plain text, as WeChat writes).
+    fn content(&mut self, name: &str) -> Result<Option<Cow<'b, str>>, ElementError> {
+        let mut text: Cow<'b, str> = Cow::Borrowed("");
         let mut nested = false;
         loop {
             let at = self.rest.find('<').ok_or(ElementError::Malformed)?;
             let plain = self.rest.get(..at).ok_or(ElementError::Malformed)?;
-            text.push_str(plain.trim());
+            add(&mut text, plain.trim());
             self.rest = self.rest.get(at..).ok_or(ElementError::Malformed)?;
             if self.eat("<![CDATA[") {
-                text.push_str(self.skip_past("]]>")?);
+                add(&mut text, self.skip_past("]]>")?);
             } else if self.eat("<!--") {
                 self.skip_past("-->")?;
             } else if self.close_tag(name)? {
@@ -232,10 +233,15 @@ impl<'b> Reader<'b> {
     }
 }
 
-/// What makes a message the same message when WeChat sends it again: the account
-/// (`ToUserName`) and `MsgId`, or for an event (no `MsgId`) `FromUserName`,
-/// `CreateTime`, `Event` and `EventKey`. Returned as a 64-bit digest; `None` when
-/// the body carries neither (or is malformed), and then nothing is deduplicated.
+/// `piece` added to the end of `text`, which stays borrowed while it is one piece.
+fn add<'b>(text: &mut Cow<'b, str>, piece: &'b str) {
+    if text.is_empty() {
+        *text = Cow::Borrowed(piece);
+    } else if !piece.is_empty() {
+        text.to_mut().push_str(piece);
+    }
+}
+
 /// `text` inside CDATA; a `]]>` in it is split across two sections, as XML requires.
 pub fn cdata(text: &str) -> String {
     format!("<![CDATA[{}]]>", text.replace("]]>", "]]]]><![CDATA[>"))

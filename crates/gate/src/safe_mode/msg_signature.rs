@@ -15,7 +15,7 @@ pub struct SealedPush {
     /// be recorded against replays before anything is decrypted, so that a used one
     /// is a replay whatever it carries.
     pub query_verified_by_body: Option<QueryUse>,
-    pub(super) outer: Message,
+    pub(super) outer: Message<'static>,
     pub(super) encrypt: String,
     /// Which of the rotated tokens verified `msg_signature`.
     pub(super) token: usize,
@@ -31,7 +31,8 @@ pub fn verify(
     config: &Config,
 ) -> Result<SealedPush, Rejection> {
     let outer = Message::read(body, format)
-        .map_err(|e| Rejection::new(Reason::Malformed, format!("the body {e}")))?;
+        .map_err(|e| Rejection::new(Reason::Malformed, format!("the body {e}")))?
+        .into_owned();
     let encrypt = envelope::encrypt_of(&outer)
         .map_err(|e| Rejection::new(Reason::Malformed, e.to_string()))?;
     let (token, digest) = check_msg_signature(config, query, &encrypt)?;

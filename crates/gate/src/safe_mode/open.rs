@@ -20,7 +20,7 @@ pub struct Opened {
     pub decrypted: bool,
     /// The decrypted message, so verified (with or without handing it on); `None`
     /// without a key, when nothing in it can be read.
-    pub message: Option<Message>,
+    pub message: Option<Message<'static>>,
     /// Which of the rotated keys opened it (0: current): the reply is sealed with it.
     pub key: usize,
     /// Which of the rotated tokens verified `msg_signature`.
@@ -106,7 +106,7 @@ fn decrypt_with_any(
 /// `msg_signature` (a WeCom handshake's `echostr`, posted as a push under the
 /// handshake's query; text; JSON to an Official Account; `<xml/>`, `{}`, another
 /// document) is refused, never handed to the backend as a verified message.
-fn read_plaintext(config: &Config, plaintext: &[u8]) -> Result<Message, Rejection> {
+fn read_plaintext(config: &Config, plaintext: &[u8]) -> Result<Message<'static>, Rejection> {
     let message =
         Message::read(plaintext, Format::on(config.platform, plaintext)).map_err(|_| {
             Rejection::new(
@@ -127,7 +127,7 @@ fn read_plaintext(config: &Config, plaintext: &[u8]) -> Result<Message, Rejectio
             ),
         )
     })?;
-    Ok(message)
+    Ok(message.into_owned())
 }
 
 /// Open Platform: a decrypted message that names its accounts must name this
