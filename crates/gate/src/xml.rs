@@ -123,6 +123,18 @@ impl<'b> Reader<'b> {
         Ok(skipped)
     }
 
+    /// Skips up to and including `end` (a search for one character, which is
+    /// cheaper than for a string).
+    fn skip_past_char(&mut self, end: char) -> Result<&'b str, ElementError> {
+        let at = self.rest.find(end).ok_or(ElementError::Malformed)?;
+        let skipped = self.rest.get(..at).ok_or(ElementError::Malformed)?;
+        self.rest = self
+            .rest
+            .get(at + end.len_utf8()..)
+            .ok_or(ElementError::Malformed)?;
+        Ok(skipped)
+    }
+
     fn skip_space_and_comments(&mut self) -> Result<(), ElementError> {
         loop {
             self.rest = self.rest.trim_start();
@@ -153,13 +165,14 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         self.rest = after;
-        let tag = self.skip_past(">")?;
+        let tag = self.skip_past_char('>')?;
         let (tag, self_closed) = match tag.strip_suffix('/') {
             Some(t) => (t, true),
             None => (tag, false),
         };
         let name = tag.split(char::is_whitespace).next().unwrap_or_default();
-        if name.is_empty() || name.contains(['<', '&', '"', '\'', '=']) {
+        let not_in_a_name = |b: &u8| matches!(b, b'<' | b'&' | b'"' | b'\'' | b'=');
+        if name.is_empty() || name.as_bytes().iter().any(not_in_a_name) {
             return Err(ElementError::Malformed);
         }
         Ok(Some((name, self_closed)))
@@ -191,7 +204,7 @@ impl<'b> Reader<'b> {
             } else if self.eat("<!--") {
                 self.skip_past("-->")?;
             } else if self.eat("</") {
-                self.skip_past(">")?;
+                self.skip_past_char('>')?;
                 depth -= 1;
             } else if let Some((_, self_closed)) = self.open_tag()? {
                 if !self_closed {
