@@ -79,11 +79,6 @@ impl Exchange {
             declared: body::declared_length(push.declared),
         };
         let mut first = Vec::new();
-        // A safe-mode body is replaced: its length is set once known (hold), or it
-        // goes on chunked (stream).
-        if reading.plan.safe.is_some() {
-            first.push(Effect::RemoveRequestHeader(b"content-length".to_vec()));
-        }
         self.stage = Stage::AwaitingBody(reading);
         if push.end_of_stream {
             let mut step = self.on_whole_body(ctx, 0, proxy);
@@ -130,6 +125,11 @@ impl Exchange {
             return Ok(effects);
         };
         reading.streaming = true;
+        if reading.plan.safe.is_some() {
+            // A safe-mode body is replaced, so it goes on chunked. (Held, its
+            // headers wait and the new length is set with the body: `release`.)
+            effects.push(Effect::RemoveRequestHeader(b"content-length".to_vec()));
+        }
         let openid = if reading.sender_from_message(ctx.config) {
             None
         } else {
