@@ -62,12 +62,9 @@ SAFE_ROWS = [
     ("attribution-twice-body-replace", "re-encoding the body (the plaintext handed to Envoy: `proxy_set_buffer_bytes`)", "twice"),
 ]
 GROUPS = {
-    "push": ("wechat-gate-hold", "post", PUSH_ROWS),
+    "push": ("wechat-gate-defaults", "unique", PUSH_ROWS),
     "safe": ("wechat-gate-safe", "aes512", SAFE_ROWS),
 }
-# The post body's MsgId, replaced per request by a number of its own.
-MSGID = "1234567890123456"
-UNIQUE = iter(range(10**15, 10**16, 1))
 
 
 def build_all(features):
@@ -87,14 +84,6 @@ def build_all(features):
         out[f or "full"] = dst
     subprocess.run([str(R.ROOT / "scripts/shrink-wasm.sh"), str(R.GATE_WASM)], check=True)
     return out
-
-
-def unique_args(n):
-    """`wg-bench load` arguments giving each of n pushes a MsgId of its own."""
-    base = next(UNIQUE)
-    for _ in range(n):
-        next(UNIQUE)
-    return ["--unique", MSGID, "--unique-base", str(base)]
 
 
 def run_group(envoy_bin, up, group, wasm, args):
@@ -122,7 +111,7 @@ def run_group(envoy_bin, up, group, wasm, args):
                 if problems:
                     raise SystemExit(f"{n}: {problems}")
             for e in envoys.values():
-                R.load(e.port, req, args.rewarm, 16, extra=unique_args(args.rewarm))
+                R.load(e.port, req, args.rewarm, 16)
             R.settle(envoys.values())
             # `--passes` short runs per build, the builds in turn, so that every build's
             # figure spans the whole round and drift on the machine hits them alike.
@@ -133,9 +122,8 @@ def run_group(envoy_bin, up, group, wasm, args):
                     e = envoys[n]
                     s = "noop-wasm" if n == "noop-wasm" else setup
                     before = R.path_snapshot(e, up)
-                    extra = unique_args(n_pass)
                     t0 = R.cpu_ns(e.pid)
-                    res = R.load(e.port, req, n_pass, 16, extra=extra)
+                    res = R.load(e.port, req, n_pass, 16)
                     t1 = R.cpu_ns(e.pid)
                     strayed = R.path_problems_settled(s, workload, n_pass, before, e, up)
                     if not R.as_expected(res, "2xx", n_pass) or strayed:

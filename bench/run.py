@@ -6,6 +6,8 @@ Setups (one Envoy each, all forwarding to the same fast upstream process):
   passthrough        no filter
   noop-wasm          a proxy-wasm module that does nothing (bench/noop-wasm)
   wechat-gate        the filter, static allowlist, dedupe_seconds 0 (decides on the headers)
+  wechat-gate-bare   the same with timestamp_tolerance_seconds 0 too (no table at all)
+  wechat-gate-defaults  the filter with the defaults (dedupe 15 s, replay table), hold mode
   wechat-gate-hold   the filter reading the body, held (allow_on_headers_stop_iteration)
   wechat-gate-stream the filter reading the body, streamed (no such flag)
   wechat-gate-live   the filter, allowlist = the live callback IP list from mock-api
@@ -16,8 +18,9 @@ Setups (one Envoy each, all forwarding to the same fast upstream process):
   wechat-gate-safe-stream  the same in stream mode
 
 Workloads: verified POST (forwarded), GET handshake, forged POST (401), a verified POST
-without MsgId (forwarded; the body-reading setups' workload), and safe-mode POSTs of
-0.5 KiB and 8 KiB. Every request carries a signed query of its own (the gate answers a
+without MsgId (forwarded; the body-reading setups' workload), the verified POST with a
+MsgId of its own per push (the defaults' workload), and safe-mode POSTs of 0.5 KiB and
+8 KiB. Every request carries a signed query of its own (the gate answers a
 reused one itself), and every run is checked to have taken the path it is meant to
 measure (the gate's counters, what the upstream received). bench/README.md explains
 every choice.
@@ -73,6 +76,7 @@ WORKLOADS = {
     "get": "GET handshake",
     "forged": "forged POST (401)",
     "anon": "verified POST, no MsgId (forwarded)",
+    "unique": "verified POST, defaults, every push unique (forwarded)",
     "aes512": "safe-mode POST 0.5 KiB",
     "aes8k": "safe-mode POST 8 KiB",
 }
@@ -80,6 +84,11 @@ PLAIN = ["post", "get", "forged"]
 SAFE = ["aes512", "aes8k"]
 # The token a workload's queries are signed with (the forged POST: another one).
 FORGED_TOKEN = "not-the-token"
+# The verified POST's MsgId (`wg-bench gen`): in the "unique" workload every push gets a
+# number of its own in its place (same length), so that the defaults' duplicate
+# suppression finds nothing to suppress.
+MSGID = "1234567890123456"
+UNIQUE = iter(range(10**15, 10**16))
 
 
 def log(msg):
@@ -157,6 +166,7 @@ GATE_PLUGIN = {"allow_on_headers_stop_iteration": True}
 
 # The setups that read every push's body, and the mode each must settle in.
 BODY_MODE = {
+    "wechat-gate-defaults": "hold",
     "wechat-gate-hold": "hold",
     "wechat-gate-stream": "stream",
     "wechat-gate-safe": "hold",
@@ -192,6 +202,14 @@ def gate_config(**extra):
     return c
 
 
+# wechat-gate-defaults: nothing but what a push needs, every table as by default
+# (duplicate suppression 15 s, the replay table); sent pushes with MsgIds of their own.
+DEFAULTS_CONFIG = {"path": "/wechat", "token": TOKEN, "source": {"allow": ["127.0.0.1"]}}
+# wechat-gate-bare: no freshness check, so no replay table, and no duplicate suppression:
+# the gate decides on the headers alone and keeps no table.
+BARE = {"timestamp_tolerance_seconds": 0}
+
+
 def config_accepted(config):
     """Whether this build of wechat-gate accepts a configuration (its own parser, natively)."""
     p = subprocess.run([str(WG_BENCH), "check-config", json.dumps(config)], capture_output=True, text=True)
@@ -225,6 +243,10 @@ def envoy_config(setup, ports):
         filters = [wasm_filter("noop", NOOP_WASM)]
     elif setup == "wechat-gate":
         filters = [wasm_filter("wechat_gate", GATE_WASM, gate_config(), GATE_PLUGIN)]
+    elif setup == "wechat-gate-bare":
+        filters = [wasm_filter("wechat_gate", GATE_WASM, gate_config(**BARE), GATE_PLUGIN)]
+    elif setup == "wechat-gate-defaults":
+        filters = [wasm_filter("wechat_gate", GATE_WASM, DEFAULTS_CONFIG, GATE_PLUGIN)]
     elif setup == "wechat-gate-live":
         cfg = {
             "path": "/wechat",
@@ -482,6 +504,10 @@ def generate():
     # The body-reading setups' push: the text message without MsgId or FromUserName, so
     # that the gate reads it (dedupe_seconds 15) and finds nothing to deduplicate.
     reqs["anon"] = dict(reqs["post"], body=re.sub(r"<(MsgId|FromUserName)>.*?</\1>", "", reqs["post"]["body"]))
+    # The defaults' push: the same message, its MsgId replaced per push (`load`, `one_request`).
+    if MSGID not in reqs["post"]["body"]:
+        raise SystemExit(f"the verified POST's body has no MsgId {MSGID}: the unique workload needs one")
+    reqs["unique"] = dict(reqs["post"], unique=MSGID)
     bodies = OUT / "bodies"
     bodies.mkdir(exist_ok=True)
     for w in WORKLOADS:
@@ -530,9 +556,21 @@ def signed_paths(req, count, ts=None):
     return out
 
 
+def unique_args(n):
+    """`wg-bench load` arguments giving each of n pushes a MsgId of its own."""
+    base = next(UNIQUE)
+    for _ in range(n):
+        next(UNIQUE)
+    return ["--unique", MSGID, "--unique-base", str(base)]
+
+
 def one_request(port, req, timeout=5):
-    """One request of the workload, with a query of its own; (status, headers, body)."""
-    body = req.get("body", "").encode()
+    """One request of the workload, with a query of its own (and in the unique workload
+    a MsgId of its own); (status, headers, body)."""
+    body = req.get("body", "")
+    if req.get("unique"):
+        body = body.replace(req["unique"], str(next(UNIQUE)))
+    body = body.encode()
     return http_request(port, req["method"], signed_paths(req, 1)[0], body, timeout=timeout)
 
 
@@ -540,7 +578,8 @@ def load(port, req, n, conns, rps=None, log_file=None, extra=None):
     """n requests of `req`'s workload over HTTP/1.1 on `conns` keep-alive connections
     (`wg-bench load`, on the load core), every request with a signed query of its own;
     `rps`: a fixed total rate instead of as fast as Envoy answers; `extra`: more
-    `wg-bench load` arguments (e.g. `--unique`). Returns the summary
+    `wg-bench load` arguments. In the unique workload every push also gets a MsgId of
+    its own (`--unique`). Returns the summary
     (`done`, `2xx` … `5xx`, `errored`, `failed` as h2load counts it, `rps`, `connects`).
 
     Not h2load: its URI list (`-i FILE`) starts again at the first URI for every client
@@ -555,6 +594,8 @@ def load(port, req, n, conns, rps=None, log_file=None, extra=None):
             "--method", req["method"]]
     if req["method"] == "POST":
         args += ["--body", req["body_file"], "--header", "content-type: text/xml"]
+    if req.get("unique"):
+        args += unique_args(n)
     if rps:
         args += ["--rps", str(rps)]
     if log_file:
@@ -596,23 +637,32 @@ def percentile(sorted_values, q):
 
 # The proxy-wasm gate's setups (they have its counters and its table of used queries),
 # and every setup that checks the signature.
-WASM_GATES = {"wechat-gate", "wechat-gate-live", "wechat-gate-hold", "wechat-gate-stream", "wechat-gate-safe",
-              "wechat-gate-safe-stream"}
+WASM_GATES = {"wechat-gate", "wechat-gate-bare", "wechat-gate-defaults", "wechat-gate-live", "wechat-gate-hold",
+              "wechat-gate-stream", "wechat-gate-safe", "wechat-gate-safe-stream"}
 GATES = WASM_GATES | {"lua", "ext_authz"}
-ORDER = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-hold", "wechat-gate-stream", "wechat-gate-live",
-         "other-route", "lua", "ext_authz", "wechat-gate-safe", "wechat-gate-safe-stream"]
+ORDER = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-bare", "wechat-gate-defaults", "wechat-gate-hold",
+         "wechat-gate-stream", "wechat-gate-live", "other-route", "lua", "ext_authz", "wechat-gate-safe",
+         "wechat-gate-safe-stream"]
 SAFE_SETUPS = ("wechat-gate-safe", "wechat-gate-safe-stream")
 
 
 def workloads_of(setup):
+    """A setup's workloads; a body-reading setup's first is the one its body mode is
+    settled with."""
     if setup in ("passthrough", "noop-wasm"):
-        return PLAIN + ["anon"] + SAFE
+        return PLAIN + ["anon", "unique"] + SAFE
     if setup == "wechat-gate":
         return PLAIN + ["anon"]
+    if setup == "wechat-gate-bare":
+        return ["post"]
+    if setup == "wechat-gate-defaults":
+        return ["unique"]
     if setup in ("wechat-gate-hold", "wechat-gate-stream"):
         return ["anon"]
     if setup in SAFE_SETUPS:
         return SAFE
+    if setup == "lua":
+        return PLAIN + ["unique"]
     return PLAIN
 
 
@@ -622,7 +672,7 @@ def check_once(setup, envoy_port, workload, req, plain_len):
     up = hdrs.get("x-bench-upstream", "")
     gate = setup in GATES
     want = None
-    if workload in ("post", "anon"):
+    if workload in ("post", "anon", "unique"):
         want = (200, "v=1" if gate else "v=0", None)
     elif workload == "get":
         want = (200, None, ECHOSTR if gate else "success")
@@ -654,7 +704,7 @@ def expected_path(setup, workload, n):
     """What n requests of a workload must do in a setup: how much each of the gate's
     counters rises (those not named: not at all) and what the upstream receives."""
     gate = setup in GATES
-    forwarded = workload in ("post", "anon", *SAFE) or not gate
+    forwarded = workload in ("post", "anon", "unique", *SAFE) or not gate
     counters = {}
     if setup in WASM_GATES:
         if workload == "get":
@@ -753,7 +803,7 @@ def prepare(envoys, reqs):
         if s not in envoys:
             continue
         e = envoys[s]
-        req = reqs["aes512" if s in SAFE_SETUPS else "anon"]
+        req = reqs[workloads_of(s)[0]]
         mode = None
         for _ in range(20):  # one after the other: each may be a probe
             one_request(e.port, req)
