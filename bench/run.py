@@ -1050,7 +1050,9 @@ def micro(args):
 def memory(envoy_bin, ports, args):
     """VmRSS of Envoy at --concurrency 4 after some traffic, per setup (median of trials)."""
     log("memory at --concurrency 4 ...")
-    setups = ["passthrough", "noop-wasm", "wechat-gate", "lua"]
+    setups = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-defaults", "lua"]
+    # The defaults get pushes with MsgIds of their own: what both of their tables hold.
+    workload = {"wechat-gate-defaults": "unique"}
     rss = {s: [] for s in setups}
     for t in range(args.memory_trials):
         for s in setups[t % len(setups):] + setups[: t % len(setups)]:
@@ -1058,7 +1060,7 @@ def memory(envoy_bin, ports, args):
             if not e.wait_ready():
                 raise SystemExit(f"Envoy {s} --concurrency 4 did not start:\n{e.log_text()[-2000:]}")
             reqs = generate()
-            load(e.port, reqs["post"], 4000, 16)
+            load(e.port, reqs[workload.get(s, "post")], 4000, 16)
             time.sleep(0.3)
             rss[s].append(vm_rss_kib(e.pid))
             e.stop()
@@ -1198,7 +1200,10 @@ def render(rep):
     out(f"- gate configuration: `{json.dumps(gate_config())}` (+ `allow_on_headers_stop_iteration: true`); "
         f"wechat-gate-hold and wechat-gate-stream: `dedupe_seconds` {DEDUPE_ON['dedupe_seconds'] if DEDUPE_OFF else 'default'}, "
         "with and without `allow_on_headers_stop_iteration`; wechat-gate-safe and wechat-gate-safe-stream: `safe_mode` "
-        "(`decrypt: true`), with and without it. Each body-reading Envoy's log is checked for the mode it settled in.")
+        "(`decrypt: true`), with and without it; wechat-gate-bare: `timestamp_tolerance_seconds` 0 too (no table); "
+        f"wechat-gate-defaults: `{json.dumps(DEFAULTS_CONFIG)}` (the defaults: duplicate suppression 15 s and the replay "
+        "table), hold mode, sent the verified POST with a MsgId of its own per push. Each body-reading Envoy's log is "
+        "checked for the mode it settled in.")
     rec = rep.get("recorded") or {}
     if rec:
         s_max = max(rec, key=rec.get)
@@ -1252,6 +1257,41 @@ def render(rep):
         ("wechat-gate-safe-stream", "aes8k", "gate, safe mode 8 KiB, stream"),
     ]
     body_rows = [row for row in body_rows if total(*row[:2])]
+
+    def vs_noop_table(rows):
+        """(setup, workload, label) rows: CPU per push, and × and − noop-wasm on the same
+        workload (medians of per-round values)."""
+        out("| setup | Envoy CPU per push | × noop-wasm | − noop-wasm (µs) | per round |")
+        out("|---|---|---|---|---|")
+        for s, w, label in rows:
+            t_ = total(s, w)
+            r = ratio(s, w, base="noop-wasm")
+            d = med(per_round(t_, total("noop-wasm", w), lambda a, b: a - b))
+            rounds_ = ", ".join(f"{t_[k]:.0f}" for k in sorted(t_))
+            out(f"| {label} | {med(t_):.1f} | " + (f"{r:.2f}×" if r else "") + " | "
+                + (f"{d:+.1f}" if d is not None else "") + f" | {rounds_} |")
+        out("")
+
+    # ---- the defaults, and the gate with no table
+    push_rows = [
+        ("passthrough", "unique", "passthrough (no filter)"),
+        ("noop-wasm", "unique", "noop-wasm"),
+        ("lua", "unique", "lua"),
+        ("wechat-gate-defaults", "unique", "gate, **the defaults** (duplicate suppression 15 s, replay table, hold)"),
+        ("noop-wasm", "post", "noop-wasm, verified POST"),
+        ("wechat-gate", "post", "gate, replay table only (`dedupe_seconds` 0), verified POST"),
+        ("wechat-gate-bare", "post", "gate, **no table** (`timestamp_tolerance_seconds` 0, `dedupe_seconds` 0), verified POST"),
+    ]
+    push_rows = [row for row in push_rows if total(*row[:2])]
+    if any(s in ("wechat-gate-defaults", "wechat-gate-bare") for s, _, _ in push_rows):
+        out("## The cost of a push with the defaults (Envoy CPU per push, µs)")
+        out("")
+        out("The first rows share one workload: the verified POST, every push a fresh signed query and a MsgId of its "
+            "own (`wg-bench load --unique`), so the defaults read each body, record the push in both tables and "
+            "forward it. The last rows are the verified POST of the table above (one MsgId), decided on the headers. "
+            "Ratios and differences are medians of per-round values (same workload, same round).")
+        out("")
+        vs_noop_table(push_rows)
     if any(s in BODY_MODE for s, _, _ in body_rows):
         out("## Reading a push's body: hold or stream (Envoy CPU per push, µs)")
         out("")
@@ -1260,16 +1300,7 @@ def render(rep):
             "duplicate): the hold and stream gates (`dedupe_seconds` 15) read its body, find nothing to deduplicate "
             "and forward it. Ratios and differences are medians of per-round values (same workload, same round).")
         out("")
-        out("| setup | Envoy CPU per push | × noop-wasm | − noop-wasm (µs) | per round |")
-        out("|---|---|---|---|---|")
-        for s, w, label in body_rows:
-            t_ = total(s, w)
-            r = ratio(s, w, base="noop-wasm")
-            d = med(per_round(t_, total("noop-wasm", w), lambda a, b: a - b))
-            rounds_ = ", ".join(f"{t_[k]:.0f}" for k in sorted(t_))
-            out(f"| {label} | {med(t_):.1f} | " + (f"{r:.2f}×" if r else "") + " | "
-                + (f"{d:+.1f}" if d is not None else "") + f" | {rounds_} |")
-        out("")
+        vs_noop_table(body_rows)
         for hold, stream, w, label in [
             ("wechat-gate-hold", "wechat-gate-stream", "anon", "plaintext, body read"),
             ("wechat-gate-safe", "wechat-gate-safe-stream", "aes512", "safe mode 0.5 KiB"),
@@ -1416,6 +1447,27 @@ def render(rep):
     v = vs("wechat-gate", "lua", "post")
     if v:
         target("verified POST: gate cheaper than lua", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", v[3] < 1)
+    # Issue 21: the cost of a push with the defaults, of the gate with no table, of safe mode.
+    v = vs("wechat-gate-defaults", "noop-wasm", "unique")
+    if v:
+        target("the defaults, every push unique: ≤ noop-wasm + 15 µs (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 15)
+    v = vs("wechat-gate-defaults", "lua", "unique")
+    if v:
+        target("the defaults, every push unique: below lua (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs, {v[3]:.2f}×)", v[2] < 0)
+    v = vs("wechat-gate-bare", "noop-wasm", "post")
+    if v:
+        target("no table (`timestamp_tolerance_seconds` 0, `dedupe_seconds` 0), verified POST: ≤ noop-wasm + 8 µs (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 8)
+    v = vs("wechat-gate-safe", "noop-wasm", "aes512")
+    if v:
+        target("safe mode 0.5 KiB, decrypted, hold: ≤ noop-wasm + 35 µs (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 35)
+    v = vs("wechat-gate-safe", "noop-wasm", "aes8k")
+    if v:
+        target("(for reference) safe mode 8 KiB, decrypted, hold, − noop-wasm",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", None)
     for key, limit, label in [
         ("allowlist lookup 10000 entries (hit)", 100, "allowlist lookup < 100 ns at 10,000 entries (address listed)"),
         ("allowlist lookup 10000 entries (miss)", 100, "allowlist lookup < 100 ns at 10,000 entries (not listed)"),
@@ -1428,6 +1480,10 @@ def render(rep):
     if mem.get("wechat-gate") and mem.get("passthrough"):
         d = (med(mem["wechat-gate"]) - med(mem["passthrough"])) / 1024
         target("VmRSS with the gate at `--concurrency 4` ≤ passthrough + 10 MiB", f"{d:+.1f} MiB", d <= 10)
+    if mem.get("wechat-gate-defaults") and mem.get("passthrough"):
+        d = (med(mem["wechat-gate-defaults"]) - med(mem["passthrough"])) / 1024
+        target("(for reference) VmRSS with the defaults (4,000 unique pushes) at `--concurrency 4` − passthrough",
+               f"{d:+.1f} MiB", None)
     out("")
     out("How each setup is built, and why: bench/README.md.")
     return "\n".join(lines) + "\n"
