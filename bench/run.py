@@ -994,6 +994,10 @@ def run(args):
     for e in envoys.values():
         e.stop()
 
+    # ---- the API role against a plain route to the same mock-api
+    if not args.no_api:
+        log("the API role against a plain route ...")
+        report["api"] = run_api(envoy_bin, args.api_rounds, args.api_requests, args.api_rate, args.rewarm)
     # ---- memory at --concurrency 4
     report["memory"] = memory(envoy_bin, ports, args)
     # ---- time from start to the first verified request with the live list
@@ -1110,6 +1114,123 @@ def startup(envoy_bin, ports, args):
         if t_ok is not None:
             verified.append(t_ok)
     return {"ready": ready, "verified": verified, "trials": args.startup_trials}
+
+
+# ------------------------------------------------------------------ the API role
+
+
+def api_config(mock_port):
+    """The API role as envoy/envoy.yaml's wechat_api_role listener has it (hold mode),
+    calling mock-api as its only upstream."""
+    cfg = envoy_config("passthrough", {"upstream": mock_port})
+    gate = {
+        "role": "api", "path": "/wechat-api/mp", "name": "mp", "platform": "official_account",
+        "appid": APPID,
+        "wechat_api": {"secret": SECRET, "token_api": "stable",
+                       "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}], "timeout_ms": 5000},
+        "callers": ["127.0.0.1"],
+    }
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"].insert(0, wasm_filter("wechat_gate_api", GATE_WASM, gate, GATE_PLUGIN))
+    cfg["static_resources"]["clusters"].append(cluster("wechat_api", mock_port))
+    return cfg
+
+
+def api_token(mock_port):
+    body = json.dumps({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}).encode()
+    st, _, resp = http_request(mock_port, "POST", "/cgi-bin/stable_token", body, {"content-type": "application/json"})
+    if st != 200 or b"access_token" not in resp:
+        raise SystemExit(f"mock-api gave no token: {st} {resp[:200]!r}")
+    return json.loads(resp)["access_token"]
+
+
+def api_latency(port, req, n, rps, lf):
+    res = load(port, req, n, 4, rps=rps, log_file=lf)
+    if not as_expected(res, "2xx", n):
+        raise SystemExit(f"api latency run: {res}")
+    durations = sorted(int(line.split("\t")[2]) for line in lf.read_text().splitlines() if line.strip())
+    return percentile(durations, 0.50), percentile(durations, 0.99)
+
+
+def run_api(envoy_bin, rounds, requests, rate, rewarm):
+    """The API role (`GET /wechat-api/mp/cgi-bin/user/info`, the gate calling mock-api
+    with the real token; the module is GATE_WASM) against a plain route to the same
+    mock-api (`GET /cgi-bin/user/info?access_token=…`), fresh Envoys every round, the
+    order alternating: ({route: [µs of Envoy CPU per call, per round]}, {route: [(p50,
+    p99) at `rate` calls/s, per round]}). `make bench` and `make bench-attribution` both
+    report it."""
+    env = dict(os.environ, WECHAT_APPSECRET=SECRET)
+    mock_proc, mock = start_server("mock-api-role", [str(CLI), "mock-api", "--listen", "127.0.0.1:0", "--appid", APPID], env=env)
+    token = api_token(mock)
+    query = "openid=o_bench_user_000000000001&lang=zh_CN"
+    reqs = {
+        "api-role": {"method": "GET", "path": f"/wechat-api/mp/cgi-bin/user/info?{query}", "token": TOKEN},
+        "plain": {"method": "GET", "path": f"/cgi-bin/user/info?access_token={urllib.parse.quote(token)}&{query}", "token": TOKEN},
+    }
+    names = list(reqs)
+    cpu = {n: [] for n in names}
+    lat = {n: [] for n in names}
+    envoys = {}
+    lf = OUT / "api-latency.log"
+    try:
+        for r in range(rounds):
+            for e in envoys.values():
+                e.stop()
+            envoys = {"api-role": Envoy(envoy_bin, "api-role", api_config(mock)),
+                      "plain": Envoy(envoy_bin, "api-plain", envoy_config("passthrough", {"upstream": mock}))}
+            for n, e in envoys.items():
+                if not e.wait_ready():
+                    raise SystemExit(f"{n} did not start:\n{e.log_text()[-2000:]}")
+            deadline = time.monotonic() + 30
+            while one_request(envoys["api-role"].port, reqs["api-role"])[0] != 200:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the API role never answered 200 (see {envoys['api-role'].log})")
+                time.sleep(0.1)
+            for n in names:
+                load(envoys[n].port, reqs[n], rewarm, 16)
+            for n in names[r % 2:] + names[: r % 2]:
+                e = envoys[n]
+                t0 = cpu_ns(e.pid)
+                res = load(e.port, reqs[n], requests, 16)
+                t1 = cpu_ns(e.pid)
+                if not as_expected(res, "2xx", requests):
+                    raise SystemExit(f"api / {n}: unexpected answers {res}")
+                cpu[n].append((t1 - t0) / 1e3 / requests)
+                lat[n].append(api_latency(e.port, reqs[n], rate * 2, rate, lf))
+            log(f"api round {r + 1}/{rounds}: " + ", ".join(f"{n} {cpu[n][-1]:.1f} us {lat[n][-1]}" for n in names))
+    finally:
+        for e in envoys.values():
+            e.stop()
+        PROCS.stop(mock_proc)
+    return cpu, lat
+
+
+def render_api(cpu, lat, rounds, requests, rate):
+    """The API role's paragraph and table, as Markdown lines."""
+    d = [a - b for a, b in zip(cpu["api-role"], cpu["plain"])]
+    out = [f"**The API role** (`GET /wechat-api/mp/cgi-bin/user/info`, the gate calling mock-api with the "
+           f"real token) against a plain Envoy route to the same mock-api (`GET /cgi-bin/user/info?access_token=…`), "
+           f"{rounds} rounds × {requests} calls over 16 connections; latency at "
+           f"{rate} calls/s over 4 connections, p50 / p99 medians over rounds:", "",
+           "| route | Envoy CPU per call (µs, interquartile range) | latency p50 / p99 (µs) |", "|---|---|---|"]
+    for n, label in (("plain", "plain route"), ("api-role", "API role")):
+        p50 = statistics.median(x[0] for x in lat[n])
+        p99 = statistics.median(x[1] for x in lat[n])
+        out.append(f"| {label} | {spread(cpu[n], '')} | {p50:.0f} / {p99:.0f} |")
+    dp50 = statistics.median(a[0] - b[0] for a, b in zip(lat["api-role"], lat["plain"]))
+    out.append(f"| API role − plain | {spread(d, '+')} | {dp50:+.0f} (p50, median of per-round differences) |")
+    return out
+
+
+def quartiles(xs):
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], statistics.median(xs), q[2]
+
+
+def spread(xs, sign="+"):
+    """The median of xs with its interquartile range in brackets."""
+    lo, mid, hi = quartiles(xs)
+    return f"{mid:{sign}.1f} ({lo:{sign}.1f} … {hi:{sign}.1f})"
 
 
 # ------------------------------------------------------------------ the report
@@ -1356,6 +1477,12 @@ def render(rep):
         out(f"| {s} | " + " | ".join(row) + " |")
     out("")
 
+    if rep.get("api"):
+        out("## The API role (reported, no target)")
+        out("")
+        out("\n".join(render_api(*rep["api"], args.api_rounds, args.api_requests, args.api_rate)))
+        out("")
+
     # ---- other figures
     out("## Size, memory, start-up")
     out("")
@@ -1508,6 +1635,10 @@ def main():
     ap.add_argument("--memory-trials", type=int, default=3)
     ap.add_argument("--startup-trials", type=int, default=5)
     ap.add_argument("--setups", nargs="*", help="only these setups")
+    ap.add_argument("--no-api", action="store_true", help="skip the API role against a plain route")
+    ap.add_argument("--api-rounds", type=int, default=5, help="rounds of the API role's runs (fresh Envoys each)")
+    ap.add_argument("--api-requests", type=int, default=4000, help="calls per API CPU run")
+    ap.add_argument("--api-rate", type=int, default=500, help="calls/s of the API latency runs")
     ap.add_argument("--no-build", action="store_true", help="use the bench tools already built")
     ap.add_argument("--no-micro", action="store_true", help="skip the criterion micro-benchmarks")
     ap.add_argument("--quick", action="store_true", help="1 round, short runs: to try the harness")
@@ -1516,6 +1647,7 @@ def main():
         args.rounds, args.latency_rounds, args.run_seconds, args.min_requests, args.warmup = 1, 1, 0.3, 1000, 500
         args.rewarm = 500
         args.latency_seconds, args.memory_trials, args.startup_trials = 0.5, 1, 1
+        args.api_rounds, args.api_requests = 1, 1000
     run(args)
 
 
