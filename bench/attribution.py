@@ -33,7 +33,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -62,12 +61,9 @@ SAFE_ROWS = [
     ("attribution-twice-body-replace", "re-encoding the body (the plaintext handed to Envoy: `proxy_set_buffer_bytes`)", "twice"),
 ]
 GROUPS = {
-    "push": ("wechat-gate-hold", "post", PUSH_ROWS),
+    "push": ("wechat-gate-defaults", "unique", PUSH_ROWS),
     "safe": ("wechat-gate-safe", "aes512", SAFE_ROWS),
 }
-# The post body's MsgId, replaced per request by a number of its own.
-MSGID = "1234567890123456"
-UNIQUE = iter(range(10**15, 10**16, 1))
 
 
 def build_all(features):
@@ -87,14 +83,6 @@ def build_all(features):
         out[f or "full"] = dst
     subprocess.run([str(R.ROOT / "scripts/shrink-wasm.sh"), str(R.GATE_WASM)], check=True)
     return out
-
-
-def unique_args(n):
-    """`wg-bench load` arguments giving each of n pushes a MsgId of its own."""
-    base = next(UNIQUE)
-    for _ in range(n):
-        next(UNIQUE)
-    return ["--unique", MSGID, "--unique-base", str(base)]
 
 
 def run_group(envoy_bin, up, group, wasm, args):
@@ -122,7 +110,7 @@ def run_group(envoy_bin, up, group, wasm, args):
                 if problems:
                     raise SystemExit(f"{n}: {problems}")
             for e in envoys.values():
-                R.load(e.port, req, args.rewarm, 16, extra=unique_args(args.rewarm))
+                R.load(e.port, req, args.rewarm, 16)
             R.settle(envoys.values())
             # `--passes` short runs per build, the builds in turn, so that every build's
             # figure spans the whole round and drift on the machine hits them alike.
@@ -133,9 +121,8 @@ def run_group(envoy_bin, up, group, wasm, args):
                     e = envoys[n]
                     s = "noop-wasm" if n == "noop-wasm" else setup
                     before = R.path_snapshot(e, up)
-                    extra = unique_args(n_pass)
                     t0 = R.cpu_ns(e.pid)
-                    res = R.load(e.port, req, n_pass, 16, extra=extra)
+                    res = R.load(e.port, req, n_pass, 16)
                     t1 = R.cpu_ns(e.pid)
                     strayed = R.path_problems_settled(s, workload, n_pass, before, e, up)
                     if not R.as_expected(res, "2xx", n_pass) or strayed:
@@ -149,106 +136,15 @@ def run_group(envoy_bin, up, group, wasm, args):
     return cpu
 
 
-def api_config(mock_port):
-    """The API role as envoy/envoy.yaml's wechat_api_role listener has it (hold mode),
-    calling mock-api as its only upstream."""
-    cfg = R.envoy_config("passthrough", {"upstream": mock_port})
-    gate = {
-        "role": "api", "path": "/wechat-api/mp", "name": "mp", "platform": "official_account",
-        "appid": R.APPID,
-        "wechat_api": {"secret": R.SECRET, "token_api": "stable",
-                       "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}], "timeout_ms": 5000},
-        "callers": ["127.0.0.1"],
-    }
-    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm["http_filters"].insert(0, R.wasm_filter("wechat_gate_api", R.GATE_WASM, gate, {"allow_on_headers_stop_iteration": True}))
-    cfg["static_resources"]["clusters"].append(R.cluster("wechat_api", mock_port))
-    return cfg
-
-
-def api_token(mock_port):
-    body = json.dumps({"grant_type": "client_credential", "appid": R.APPID, "secret": R.SECRET}).encode()
-    st, _, resp = R.http_request(mock_port, "POST", "/cgi-bin/stable_token", body, {"content-type": "application/json"})
-    if st != 200 or b"access_token" not in resp:
-        raise SystemExit(f"mock-api gave no token: {st} {resp[:200]!r}")
-    return json.loads(resp)["access_token"]
-
-
-def latency(port, req, n, rps, lf):
-    res = R.load(port, req, n, 4, rps=rps, log_file=lf)
-    if not R.as_expected(res, "2xx", n):
-        raise SystemExit(f"api latency run: {res}")
-    durations = sorted(int(line.split("\t")[2]) for line in lf.read_text().splitlines() if line.strip())
-    return R.percentile(durations, 0.50), R.percentile(durations, 0.99)
-
-
-def run_api(envoy_bin, args):
-    """The API role against a plain route, both to one mock-api; CPU per call and latency."""
-    env = dict(os.environ, WECHAT_APPSECRET=R.SECRET)
-    _, mock = R.start_server("mock-api", [str(R.CLI), "mock-api", "--listen", "127.0.0.1:0", "--appid", R.APPID], env=env)
-    token = api_token(mock)
-    query = "openid=o_bench_user_000000000001&lang=zh_CN"
-    reqs = {
-        "api-role": {"method": "GET", "path": f"/wechat-api/mp/cgi-bin/user/info?{query}", "token": R.TOKEN},
-        "plain": {"method": "GET", "path": f"/cgi-bin/user/info?access_token={urllib.parse.quote(token)}&{query}", "token": R.TOKEN},
-    }
-    names = list(reqs)
-    cpu = {n: [] for n in names}
-    lat = {n: [] for n in names}
-    envoys = {}
-    lf = R.OUT / "attribution-latency.log"
-    R.GATE_WASM = WASM_DIR / "full.wasm"
-    try:
-        for r in range(args.rounds):
-            for e in envoys.values():
-                e.stop()
-            envoys = {"api-role": R.Envoy(envoy_bin, "attr-api-role", api_config(mock)),
-                      "plain": R.Envoy(envoy_bin, "attr-api-plain", R.envoy_config("passthrough", {"upstream": mock}))}
-            for n, e in envoys.items():
-                if not e.wait_ready():
-                    raise SystemExit(f"{n} did not start:\n{e.log_text()[-2000:]}")
-            deadline = time.monotonic() + 30
-            while R.one_request(envoys["api-role"].port, reqs["api-role"])[0] != 200:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"the API role never answered 200 (see {envoys['api-role'].log})")
-                time.sleep(0.1)
-            for n in names:
-                R.load(envoys[n].port, reqs[n], args.rewarm, 16)
-            for n in names[r % 2:] + names[: r % 2]:
-                e = envoys[n]
-                t0 = R.cpu_ns(e.pid)
-                res = R.load(e.port, reqs[n], args.api_requests, 16)
-                t1 = R.cpu_ns(e.pid)
-                if not R.as_expected(res, "2xx", args.api_requests):
-                    raise SystemExit(f"api / {n}: unexpected answers {res}")
-                cpu[n].append((t1 - t0) / 1e3 / args.api_requests)
-                lat[n].append(latency(e.port, reqs[n], args.api_rate * 2, args.api_rate, lf))
-            R.log(f"api round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {cpu[n][-1]:.1f} us {lat[n][-1]}" for n in names))
-    finally:
-        for e in envoys.values():
-            e.stop()
-    return cpu, lat
-
-
 def git_describe():
     return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=R.ROOT, capture_output=True,
                           text=True).stdout.strip()
 
 
-def quartiles(xs):
-    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
-    return q[0], statistics.median(xs), q[2]
-
-
-def spread(xs, sign="+"):
-    lo, mid, hi = quartiles(xs)
-    return f"{mid:{sign}.1f} ({lo:{sign}.1f} … {hi:{sign}.1f})"
-
-
 def stderr(xs):
     """The standard error of a median, from the interquartile range (a normal's σ is
     IQR / 1.349; the median's error is 1.2533 σ / √n): robust to the bursts."""
-    lo, _, hi = quartiles(xs)
+    lo, _, hi = R.quartiles(xs)
     return 1.2533 * (hi - lo) / 1.349 / len(xs) ** 0.5
 
 
@@ -281,26 +177,13 @@ def render(results, args, load_before, load_after, started, minutes):
                 "| step | build | how | µs per push (interquartile range) | ≈ s.e. of the median |",
                 "|---|---|---|---|---|"]
         d_noop = [a - b for a, b in zip(full, noop)]
-        out.append(f"| the full gate, Envoy CPU per push | default | | {spread(full, '')} | {stderr(full):.1f} |")
-        out.append(f"| the full gate − noop-wasm | default | | {spread(d_noop)} | {stderr(d_noop):.1f} |")
+        out.append(f"| the full gate, Envoy CPU per push | default | | {R.spread(full, '')} | {stderr(full):.1f} |")
+        out.append(f"| the full gate − noop-wasm | default | | {R.spread(d_noop)} | {stderr(d_noop):.1f} |")
         for f, what, how in rows:
             d = [a - b for a, b in zip(full, cpu[f])] if how == "no" else [b - a for a, b in zip(full, cpu[f])]
-            out.append(f"| {what} | `{f}` | {how} | {spread(d)} | {stderr(d):.1f} |")
+            out.append(f"| {what} | `{f}` | {how} | {R.spread(d)} | {stderr(d):.1f} |")
     if "api" in results:
-        cpu, lat = results["api"]
-        d = [a - b for a, b in zip(cpu["api-role"], cpu["plain"])]
-        out += ["", f"**The API role** (`GET /wechat-api/mp/cgi-bin/user/info`, the gate calling mock-api with the "
-                f"real token) against a plain Envoy route to the same mock-api (`GET /cgi-bin/user/info?access_token=…`), "
-                f"{args.rounds} rounds × {args.api_requests} calls over 16 connections; latency at "
-                f"{args.api_rate} calls/s over 4 connections, p50 / p99 medians over rounds:", "",
-                "| route | Envoy CPU per call (µs, interquartile range) | latency p50 / p99 (µs) |", "|---|---|---|"]
-        for n, label in (("plain", "plain route"), ("api-role", "API role")):
-            p50 = statistics.median(x[0] for x in lat[n])
-            p99 = statistics.median(x[1] for x in lat[n])
-            out.append(f"| {label} | {spread(cpu[n], '')} | "
-                       f"{p50:.0f} / {p99:.0f} |")
-        dp50 = statistics.median(a[0] - b[0] for a, b in zip(lat["api-role"], lat["plain"]))
-        out.append(f"| API role − plain | {spread(d)} | {dp50:+.0f} (p50, median of per-round differences) |")
+        out += [""] + R.render_api(*results["api"], args.rounds, args.api_requests, args.api_rate)
     return "\n".join(out) + "\n"
 
 
@@ -345,7 +228,8 @@ def main():
             if g in GROUPS:
                 results[g] = run_group(envoy_bin, up, g, wasm, args)
             elif g == "api":
-                results[g] = run_api(envoy_bin, args)
+                R.GATE_WASM = wasm["full"]
+                results[g] = R.run_api(envoy_bin, args.rounds, args.api_requests, args.api_rate, args.rewarm)
             else:
                 raise SystemExit(f"unknown group {g}")
     finally:

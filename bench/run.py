@@ -6,6 +6,8 @@ Setups (one Envoy each, all forwarding to the same fast upstream process):
   passthrough        no filter
   noop-wasm          a proxy-wasm module that does nothing (bench/noop-wasm)
   wechat-gate        the filter, static allowlist, dedupe_seconds 0 (decides on the headers)
+  wechat-gate-bare   the same with timestamp_tolerance_seconds 0 too (no table at all)
+  wechat-gate-defaults  the filter with the defaults (dedupe 15 s, replay table), hold mode
   wechat-gate-hold   the filter reading the body, held (allow_on_headers_stop_iteration)
   wechat-gate-stream the filter reading the body, streamed (no such flag)
   wechat-gate-live   the filter, allowlist = the live callback IP list from mock-api
@@ -16,8 +18,9 @@ Setups (one Envoy each, all forwarding to the same fast upstream process):
   wechat-gate-safe-stream  the same in stream mode
 
 Workloads: verified POST (forwarded), GET handshake, forged POST (401), a verified POST
-without MsgId (forwarded; the body-reading setups' workload), and safe-mode POSTs of
-0.5 KiB and 8 KiB. Every request carries a signed query of its own (the gate answers a
+without MsgId (forwarded; the body-reading setups' workload), the verified POST with a
+MsgId of its own per push (the defaults' workload), and safe-mode POSTs of 0.5 KiB and
+8 KiB. Every request carries a signed query of its own (the gate answers a
 reused one itself), and every run is checked to have taken the path it is meant to
 measure (the gate's counters, what the upstream received). bench/README.md explains
 every choice.
@@ -73,6 +76,7 @@ WORKLOADS = {
     "get": "GET handshake",
     "forged": "forged POST (401)",
     "anon": "verified POST, no MsgId (forwarded)",
+    "unique": "verified POST, defaults, every push unique (forwarded)",
     "aes512": "safe-mode POST 0.5 KiB",
     "aes8k": "safe-mode POST 8 KiB",
 }
@@ -80,6 +84,11 @@ PLAIN = ["post", "get", "forged"]
 SAFE = ["aes512", "aes8k"]
 # The token a workload's queries are signed with (the forged POST: another one).
 FORGED_TOKEN = "not-the-token"
+# The verified POST's MsgId (`wg-bench gen`): in the "unique" workload every push gets a
+# number of its own in its place (same length), so that the defaults' duplicate
+# suppression finds nothing to suppress.
+MSGID = "1234567890123456"
+UNIQUE = iter(range(10**15, 10**16))
 
 
 def log(msg):
@@ -157,6 +166,7 @@ GATE_PLUGIN = {"allow_on_headers_stop_iteration": True}
 
 # The setups that read every push's body, and the mode each must settle in.
 BODY_MODE = {
+    "wechat-gate-defaults": "hold",
     "wechat-gate-hold": "hold",
     "wechat-gate-stream": "stream",
     "wechat-gate-safe": "hold",
@@ -192,6 +202,14 @@ def gate_config(**extra):
     return c
 
 
+# wechat-gate-defaults: nothing but what a push needs, every table as by default
+# (duplicate suppression 15 s, the replay table); sent pushes with MsgIds of their own.
+DEFAULTS_CONFIG = {"path": "/wechat", "token": TOKEN, "source": {"allow": ["127.0.0.1"]}}
+# wechat-gate-bare: no freshness check, so no replay table, and no duplicate suppression:
+# the gate decides on the headers alone and keeps no table.
+BARE = {"timestamp_tolerance_seconds": 0}
+
+
 def config_accepted(config):
     """Whether this build of wechat-gate accepts a configuration (its own parser, natively)."""
     p = subprocess.run([str(WG_BENCH), "check-config", json.dumps(config)], capture_output=True, text=True)
@@ -225,6 +243,10 @@ def envoy_config(setup, ports):
         filters = [wasm_filter("noop", NOOP_WASM)]
     elif setup == "wechat-gate":
         filters = [wasm_filter("wechat_gate", GATE_WASM, gate_config(), GATE_PLUGIN)]
+    elif setup == "wechat-gate-bare":
+        filters = [wasm_filter("wechat_gate", GATE_WASM, gate_config(**BARE), GATE_PLUGIN)]
+    elif setup == "wechat-gate-defaults":
+        filters = [wasm_filter("wechat_gate", GATE_WASM, DEFAULTS_CONFIG, GATE_PLUGIN)]
     elif setup == "wechat-gate-live":
         cfg = {
             "path": "/wechat",
@@ -482,6 +504,10 @@ def generate():
     # The body-reading setups' push: the text message without MsgId or FromUserName, so
     # that the gate reads it (dedupe_seconds 15) and finds nothing to deduplicate.
     reqs["anon"] = dict(reqs["post"], body=re.sub(r"<(MsgId|FromUserName)>.*?</\1>", "", reqs["post"]["body"]))
+    # The defaults' push: the same message, its MsgId replaced per push (`load`, `one_request`).
+    if MSGID not in reqs["post"]["body"]:
+        raise SystemExit(f"the verified POST's body has no MsgId {MSGID}: the unique workload needs one")
+    reqs["unique"] = dict(reqs["post"], unique=MSGID)
     bodies = OUT / "bodies"
     bodies.mkdir(exist_ok=True)
     for w in WORKLOADS:
@@ -530,9 +556,21 @@ def signed_paths(req, count, ts=None):
     return out
 
 
+def unique_args(n):
+    """`wg-bench load` arguments giving each of n pushes a MsgId of its own."""
+    base = next(UNIQUE)
+    for _ in range(n):
+        next(UNIQUE)
+    return ["--unique", MSGID, "--unique-base", str(base)]
+
+
 def one_request(port, req, timeout=5):
-    """One request of the workload, with a query of its own; (status, headers, body)."""
-    body = req.get("body", "").encode()
+    """One request of the workload, with a query of its own (and in the unique workload
+    a MsgId of its own); (status, headers, body)."""
+    body = req.get("body", "")
+    if req.get("unique"):
+        body = body.replace(req["unique"], str(next(UNIQUE)))
+    body = body.encode()
     return http_request(port, req["method"], signed_paths(req, 1)[0], body, timeout=timeout)
 
 
@@ -540,7 +578,8 @@ def load(port, req, n, conns, rps=None, log_file=None, extra=None):
     """n requests of `req`'s workload over HTTP/1.1 on `conns` keep-alive connections
     (`wg-bench load`, on the load core), every request with a signed query of its own;
     `rps`: a fixed total rate instead of as fast as Envoy answers; `extra`: more
-    `wg-bench load` arguments (e.g. `--unique`). Returns the summary
+    `wg-bench load` arguments. In the unique workload every push also gets a MsgId of
+    its own (`--unique`). Returns the summary
     (`done`, `2xx` … `5xx`, `errored`, `failed` as h2load counts it, `rps`, `connects`).
 
     Not h2load: its URI list (`-i FILE`) starts again at the first URI for every client
@@ -555,6 +594,8 @@ def load(port, req, n, conns, rps=None, log_file=None, extra=None):
             "--method", req["method"]]
     if req["method"] == "POST":
         args += ["--body", req["body_file"], "--header", "content-type: text/xml"]
+    if req.get("unique"):
+        args += unique_args(n)
     if rps:
         args += ["--rps", str(rps)]
     if log_file:
@@ -596,23 +637,32 @@ def percentile(sorted_values, q):
 
 # The proxy-wasm gate's setups (they have its counters and its table of used queries),
 # and every setup that checks the signature.
-WASM_GATES = {"wechat-gate", "wechat-gate-live", "wechat-gate-hold", "wechat-gate-stream", "wechat-gate-safe",
-              "wechat-gate-safe-stream"}
+WASM_GATES = {"wechat-gate", "wechat-gate-bare", "wechat-gate-defaults", "wechat-gate-live", "wechat-gate-hold",
+              "wechat-gate-stream", "wechat-gate-safe", "wechat-gate-safe-stream"}
 GATES = WASM_GATES | {"lua", "ext_authz"}
-ORDER = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-hold", "wechat-gate-stream", "wechat-gate-live",
-         "other-route", "lua", "ext_authz", "wechat-gate-safe", "wechat-gate-safe-stream"]
+ORDER = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-bare", "wechat-gate-defaults", "wechat-gate-hold",
+         "wechat-gate-stream", "wechat-gate-live", "other-route", "lua", "ext_authz", "wechat-gate-safe",
+         "wechat-gate-safe-stream"]
 SAFE_SETUPS = ("wechat-gate-safe", "wechat-gate-safe-stream")
 
 
 def workloads_of(setup):
+    """A setup's workloads; a body-reading setup's first is the one its body mode is
+    settled with."""
     if setup in ("passthrough", "noop-wasm"):
-        return PLAIN + ["anon"] + SAFE
+        return PLAIN + ["anon", "unique"] + SAFE
     if setup == "wechat-gate":
         return PLAIN + ["anon"]
+    if setup == "wechat-gate-bare":
+        return ["post"]
+    if setup == "wechat-gate-defaults":
+        return ["unique"]
     if setup in ("wechat-gate-hold", "wechat-gate-stream"):
         return ["anon"]
     if setup in SAFE_SETUPS:
         return SAFE
+    if setup == "lua":
+        return PLAIN + ["unique"]
     return PLAIN
 
 
@@ -622,7 +672,7 @@ def check_once(setup, envoy_port, workload, req, plain_len):
     up = hdrs.get("x-bench-upstream", "")
     gate = setup in GATES
     want = None
-    if workload in ("post", "anon"):
+    if workload in ("post", "anon", "unique"):
         want = (200, "v=1" if gate else "v=0", None)
     elif workload == "get":
         want = (200, None, ECHOSTR if gate else "success")
@@ -654,7 +704,7 @@ def expected_path(setup, workload, n):
     """What n requests of a workload must do in a setup: how much each of the gate's
     counters rises (those not named: not at all) and what the upstream receives."""
     gate = setup in GATES
-    forwarded = workload in ("post", "anon", *SAFE) or not gate
+    forwarded = workload in ("post", "anon", "unique", *SAFE) or not gate
     counters = {}
     if setup in WASM_GATES:
         if workload == "get":
@@ -753,7 +803,7 @@ def prepare(envoys, reqs):
         if s not in envoys:
             continue
         e = envoys[s]
-        req = reqs["aes512" if s in SAFE_SETUPS else "anon"]
+        req = reqs[workloads_of(s)[0]]
         mode = None
         for _ in range(20):  # one after the other: each may be a probe
             one_request(e.port, req)
@@ -944,6 +994,10 @@ def run(args):
     for e in envoys.values():
         e.stop()
 
+    # ---- the API role against a plain route to the same mock-api
+    if not args.no_api:
+        log("the API role against a plain route ...")
+        report["api"] = run_api(envoy_bin, args.api_rounds, args.api_requests, args.api_rate, args.rewarm)
     # ---- memory at --concurrency 4
     report["memory"] = memory(envoy_bin, ports, args)
     # ---- time from start to the first verified request with the live list
@@ -1000,7 +1054,9 @@ def micro(args):
 def memory(envoy_bin, ports, args):
     """VmRSS of Envoy at --concurrency 4 after some traffic, per setup (median of trials)."""
     log("memory at --concurrency 4 ...")
-    setups = ["passthrough", "noop-wasm", "wechat-gate", "lua"]
+    setups = ["passthrough", "noop-wasm", "wechat-gate", "wechat-gate-defaults", "lua"]
+    # The defaults get pushes with MsgIds of their own: what both of their tables hold.
+    workload = {"wechat-gate-defaults": "unique"}
     rss = {s: [] for s in setups}
     for t in range(args.memory_trials):
         for s in setups[t % len(setups):] + setups[: t % len(setups)]:
@@ -1008,7 +1064,7 @@ def memory(envoy_bin, ports, args):
             if not e.wait_ready():
                 raise SystemExit(f"Envoy {s} --concurrency 4 did not start:\n{e.log_text()[-2000:]}")
             reqs = generate()
-            load(e.port, reqs["post"], 4000, 16)
+            load(e.port, reqs[workload.get(s, "post")], 4000, 16)
             time.sleep(0.3)
             rss[s].append(vm_rss_kib(e.pid))
             e.stop()
@@ -1058,6 +1114,123 @@ def startup(envoy_bin, ports, args):
         if t_ok is not None:
             verified.append(t_ok)
     return {"ready": ready, "verified": verified, "trials": args.startup_trials}
+
+
+# ------------------------------------------------------------------ the API role
+
+
+def api_config(mock_port):
+    """The API role as envoy/envoy.yaml's wechat_api_role listener has it (hold mode),
+    calling mock-api as its only upstream."""
+    cfg = envoy_config("passthrough", {"upstream": mock_port})
+    gate = {
+        "role": "api", "path": "/wechat-api/mp", "name": "mp", "platform": "official_account",
+        "appid": APPID,
+        "wechat_api": {"secret": SECRET, "token_api": "stable",
+                       "upstreams": [{"cluster": "wechat_api", "authority": "api.weixin.qq.com"}], "timeout_ms": 5000},
+        "callers": ["127.0.0.1"],
+    }
+    hcm = cfg["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"].insert(0, wasm_filter("wechat_gate_api", GATE_WASM, gate, GATE_PLUGIN))
+    cfg["static_resources"]["clusters"].append(cluster("wechat_api", mock_port))
+    return cfg
+
+
+def api_token(mock_port):
+    body = json.dumps({"grant_type": "client_credential", "appid": APPID, "secret": SECRET}).encode()
+    st, _, resp = http_request(mock_port, "POST", "/cgi-bin/stable_token", body, {"content-type": "application/json"})
+    if st != 200 or b"access_token" not in resp:
+        raise SystemExit(f"mock-api gave no token: {st} {resp[:200]!r}")
+    return json.loads(resp)["access_token"]
+
+
+def api_latency(port, req, n, rps, lf):
+    res = load(port, req, n, 4, rps=rps, log_file=lf)
+    if not as_expected(res, "2xx", n):
+        raise SystemExit(f"api latency run: {res}")
+    durations = sorted(int(line.split("\t")[2]) for line in lf.read_text().splitlines() if line.strip())
+    return percentile(durations, 0.50), percentile(durations, 0.99)
+
+
+def run_api(envoy_bin, rounds, requests, rate, rewarm):
+    """The API role (`GET /wechat-api/mp/cgi-bin/user/info`, the gate calling mock-api
+    with the real token; the module is GATE_WASM) against a plain route to the same
+    mock-api (`GET /cgi-bin/user/info?access_token=…`), fresh Envoys every round, the
+    order alternating: ({route: [µs of Envoy CPU per call, per round]}, {route: [(p50,
+    p99) at `rate` calls/s, per round]}). `make bench` and `make bench-attribution` both
+    report it."""
+    env = dict(os.environ, WECHAT_APPSECRET=SECRET)
+    mock_proc, mock = start_server("mock-api-role", [str(CLI), "mock-api", "--listen", "127.0.0.1:0", "--appid", APPID], env=env)
+    token = api_token(mock)
+    query = "openid=o_bench_user_000000000001&lang=zh_CN"
+    reqs = {
+        "api-role": {"method": "GET", "path": f"/wechat-api/mp/cgi-bin/user/info?{query}", "token": TOKEN},
+        "plain": {"method": "GET", "path": f"/cgi-bin/user/info?access_token={urllib.parse.quote(token)}&{query}", "token": TOKEN},
+    }
+    names = list(reqs)
+    cpu = {n: [] for n in names}
+    lat = {n: [] for n in names}
+    envoys = {}
+    lf = OUT / "api-latency.log"
+    try:
+        for r in range(rounds):
+            for e in envoys.values():
+                e.stop()
+            envoys = {"api-role": Envoy(envoy_bin, "api-role", api_config(mock)),
+                      "plain": Envoy(envoy_bin, "api-plain", envoy_config("passthrough", {"upstream": mock}))}
+            for n, e in envoys.items():
+                if not e.wait_ready():
+                    raise SystemExit(f"{n} did not start:\n{e.log_text()[-2000:]}")
+            deadline = time.monotonic() + 30
+            while one_request(envoys["api-role"].port, reqs["api-role"])[0] != 200:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the API role never answered 200 (see {envoys['api-role'].log})")
+                time.sleep(0.1)
+            for n in names:
+                load(envoys[n].port, reqs[n], rewarm, 16)
+            for n in names[r % 2:] + names[: r % 2]:
+                e = envoys[n]
+                t0 = cpu_ns(e.pid)
+                res = load(e.port, reqs[n], requests, 16)
+                t1 = cpu_ns(e.pid)
+                if not as_expected(res, "2xx", requests):
+                    raise SystemExit(f"api / {n}: unexpected answers {res}")
+                cpu[n].append((t1 - t0) / 1e3 / requests)
+                lat[n].append(api_latency(e.port, reqs[n], rate * 2, rate, lf))
+            log(f"api round {r + 1}/{rounds}: " + ", ".join(f"{n} {cpu[n][-1]:.1f} us {lat[n][-1]}" for n in names))
+    finally:
+        for e in envoys.values():
+            e.stop()
+        PROCS.stop(mock_proc)
+    return cpu, lat
+
+
+def render_api(cpu, lat, rounds, requests, rate):
+    """The API role's paragraph and table, as Markdown lines."""
+    d = [a - b for a, b in zip(cpu["api-role"], cpu["plain"])]
+    out = [f"**The API role** (`GET /wechat-api/mp/cgi-bin/user/info`, the gate calling mock-api with the "
+           f"real token) against a plain Envoy route to the same mock-api (`GET /cgi-bin/user/info?access_token=…`), "
+           f"{rounds} rounds × {requests} calls over 16 connections; latency at "
+           f"{rate} calls/s over 4 connections, p50 / p99 medians over rounds:", "",
+           "| route | Envoy CPU per call (µs, interquartile range) | latency p50 / p99 (µs) |", "|---|---|---|"]
+    for n, label in (("plain", "plain route"), ("api-role", "API role")):
+        p50 = statistics.median(x[0] for x in lat[n])
+        p99 = statistics.median(x[1] for x in lat[n])
+        out.append(f"| {label} | {spread(cpu[n], '')} | {p50:.0f} / {p99:.0f} |")
+    dp50 = statistics.median(a[0] - b[0] for a, b in zip(lat["api-role"], lat["plain"]))
+    out.append(f"| API role − plain | {spread(d, '+')} | {dp50:+.0f} (p50, median of per-round differences) |")
+    return out
+
+
+def quartiles(xs):
+    q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
+    return q[0], statistics.median(xs), q[2]
+
+
+def spread(xs, sign="+"):
+    """The median of xs with its interquartile range in brackets."""
+    lo, mid, hi = quartiles(xs)
+    return f"{mid:{sign}.1f} ({lo:{sign}.1f} … {hi:{sign}.1f})"
 
 
 # ------------------------------------------------------------------ the report
@@ -1148,7 +1321,10 @@ def render(rep):
     out(f"- gate configuration: `{json.dumps(gate_config())}` (+ `allow_on_headers_stop_iteration: true`); "
         f"wechat-gate-hold and wechat-gate-stream: `dedupe_seconds` {DEDUPE_ON['dedupe_seconds'] if DEDUPE_OFF else 'default'}, "
         "with and without `allow_on_headers_stop_iteration`; wechat-gate-safe and wechat-gate-safe-stream: `safe_mode` "
-        "(`decrypt: true`), with and without it. Each body-reading Envoy's log is checked for the mode it settled in.")
+        "(`decrypt: true`), with and without it; wechat-gate-bare: `timestamp_tolerance_seconds` 0 too (no table); "
+        f"wechat-gate-defaults: `{json.dumps(DEFAULTS_CONFIG)}` (the defaults: duplicate suppression 15 s and the replay "
+        "table), hold mode, sent the verified POST with a MsgId of its own per push. Each body-reading Envoy's log is "
+        "checked for the mode it settled in.")
     rec = rep.get("recorded") or {}
     if rec:
         s_max = max(rec, key=rec.get)
@@ -1202,6 +1378,41 @@ def render(rep):
         ("wechat-gate-safe-stream", "aes8k", "gate, safe mode 8 KiB, stream"),
     ]
     body_rows = [row for row in body_rows if total(*row[:2])]
+
+    def vs_noop_table(rows):
+        """(setup, workload, label) rows: CPU per push, and × and − noop-wasm on the same
+        workload (medians of per-round values)."""
+        out("| setup | Envoy CPU per push | × noop-wasm | − noop-wasm (µs) | per round |")
+        out("|---|---|---|---|---|")
+        for s, w, label in rows:
+            t_ = total(s, w)
+            r = ratio(s, w, base="noop-wasm")
+            d = med(per_round(t_, total("noop-wasm", w), lambda a, b: a - b))
+            rounds_ = ", ".join(f"{t_[k]:.0f}" for k in sorted(t_))
+            out(f"| {label} | {med(t_):.1f} | " + (f"{r:.2f}×" if r else "") + " | "
+                + (f"{d:+.1f}" if d is not None else "") + f" | {rounds_} |")
+        out("")
+
+    # ---- the defaults, and the gate with no table
+    push_rows = [
+        ("passthrough", "unique", "passthrough (no filter)"),
+        ("noop-wasm", "unique", "noop-wasm"),
+        ("lua", "unique", "lua"),
+        ("wechat-gate-defaults", "unique", "gate, **the defaults** (duplicate suppression 15 s, replay table, hold)"),
+        ("noop-wasm", "post", "noop-wasm, verified POST"),
+        ("wechat-gate", "post", "gate, replay table only (`dedupe_seconds` 0), verified POST"),
+        ("wechat-gate-bare", "post", "gate, **no table** (`timestamp_tolerance_seconds` 0, `dedupe_seconds` 0), verified POST"),
+    ]
+    push_rows = [row for row in push_rows if total(*row[:2])]
+    if any(s in ("wechat-gate-defaults", "wechat-gate-bare") for s, _, _ in push_rows):
+        out("## The cost of a push with the defaults (Envoy CPU per push, µs)")
+        out("")
+        out("The first rows share one workload: the verified POST, every push a fresh signed query and a MsgId of its "
+            "own (`wg-bench load --unique`), so the defaults read each body, record the push in both tables and "
+            "forward it. The last rows are the verified POST of the table above (one MsgId), decided on the headers. "
+            "Ratios and differences are medians of per-round values (same workload, same round).")
+        out("")
+        vs_noop_table(push_rows)
     if any(s in BODY_MODE for s, _, _ in body_rows):
         out("## Reading a push's body: hold or stream (Envoy CPU per push, µs)")
         out("")
@@ -1210,16 +1421,7 @@ def render(rep):
             "duplicate): the hold and stream gates (`dedupe_seconds` 15) read its body, find nothing to deduplicate "
             "and forward it. Ratios and differences are medians of per-round values (same workload, same round).")
         out("")
-        out("| setup | Envoy CPU per push | × noop-wasm | − noop-wasm (µs) | per round |")
-        out("|---|---|---|---|---|")
-        for s, w, label in body_rows:
-            t_ = total(s, w)
-            r = ratio(s, w, base="noop-wasm")
-            d = med(per_round(t_, total("noop-wasm", w), lambda a, b: a - b))
-            rounds_ = ", ".join(f"{t_[k]:.0f}" for k in sorted(t_))
-            out(f"| {label} | {med(t_):.1f} | " + (f"{r:.2f}×" if r else "") + " | "
-                + (f"{d:+.1f}" if d is not None else "") + f" | {rounds_} |")
-        out("")
+        vs_noop_table(body_rows)
         for hold, stream, w, label in [
             ("wechat-gate-hold", "wechat-gate-stream", "anon", "plaintext, body read"),
             ("wechat-gate-safe", "wechat-gate-safe-stream", "aes512", "safe mode 0.5 KiB"),
@@ -1274,6 +1476,12 @@ def render(rep):
                 row.append(missing(s, w))
         out(f"| {s} | " + " | ".join(row) + " |")
     out("")
+
+    if rep.get("api"):
+        out("## The API role (reported, no target)")
+        out("")
+        out("\n".join(render_api(*rep["api"], args.api_rounds, args.api_requests, args.api_rate)))
+        out("")
 
     # ---- other figures
     out("## Size, memory, start-up")
@@ -1366,6 +1574,27 @@ def render(rep):
     v = vs("wechat-gate", "lua", "post")
     if v:
         target("verified POST: gate cheaper than lua", f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[3]:.2f}×)", v[3] < 1)
+    # Issue 21: the cost of a push with the defaults, of the gate with no table, of safe mode.
+    v = vs("wechat-gate-defaults", "noop-wasm", "unique")
+    if v:
+        target("the defaults, every push unique: ≤ noop-wasm + 15 µs (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 15)
+    v = vs("wechat-gate-defaults", "lua", "unique")
+    if v:
+        target("the defaults, every push unique: below lua (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs, {v[3]:.2f}×)", v[2] < 0)
+    v = vs("wechat-gate-bare", "noop-wasm", "post")
+    if v:
+        target("no table (`timestamp_tolerance_seconds` 0, `dedupe_seconds` 0), verified POST: ≤ noop-wasm + 8 µs (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 8)
+    v = vs("wechat-gate-safe", "noop-wasm", "aes512")
+    if v:
+        target("safe mode 0.5 KiB, decrypted, hold: ≤ noop-wasm + 35 µs (issue 21)",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", v[2] <= 35)
+    v = vs("wechat-gate-safe", "noop-wasm", "aes8k")
+    if v:
+        target("(for reference) safe mode 8 KiB, decrypted, hold, − noop-wasm",
+               f"{v[0]:.1f} vs {v[1]:.1f} µs ({v[2]:+.1f} µs)", None)
     for key, limit, label in [
         ("allowlist lookup 10000 entries (hit)", 100, "allowlist lookup < 100 ns at 10,000 entries (address listed)"),
         ("allowlist lookup 10000 entries (miss)", 100, "allowlist lookup < 100 ns at 10,000 entries (not listed)"),
@@ -1378,6 +1607,10 @@ def render(rep):
     if mem.get("wechat-gate") and mem.get("passthrough"):
         d = (med(mem["wechat-gate"]) - med(mem["passthrough"])) / 1024
         target("VmRSS with the gate at `--concurrency 4` ≤ passthrough + 10 MiB", f"{d:+.1f} MiB", d <= 10)
+    if mem.get("wechat-gate-defaults") and mem.get("passthrough"):
+        d = (med(mem["wechat-gate-defaults"]) - med(mem["passthrough"])) / 1024
+        target("(for reference) VmRSS with the defaults (4,000 unique pushes) at `--concurrency 4` − passthrough",
+               f"{d:+.1f} MiB", None)
     out("")
     out("How each setup is built, and why: bench/README.md.")
     return "\n".join(lines) + "\n"
@@ -1402,6 +1635,10 @@ def main():
     ap.add_argument("--memory-trials", type=int, default=3)
     ap.add_argument("--startup-trials", type=int, default=5)
     ap.add_argument("--setups", nargs="*", help="only these setups")
+    ap.add_argument("--no-api", action="store_true", help="skip the API role against a plain route")
+    ap.add_argument("--api-rounds", type=int, default=5, help="rounds of the API role's runs (fresh Envoys each)")
+    ap.add_argument("--api-requests", type=int, default=4000, help="calls per API CPU run")
+    ap.add_argument("--api-rate", type=int, default=500, help="calls/s of the API latency runs")
     ap.add_argument("--no-build", action="store_true", help="use the bench tools already built")
     ap.add_argument("--no-micro", action="store_true", help="skip the criterion micro-benchmarks")
     ap.add_argument("--quick", action="store_true", help="1 round, short runs: to try the harness")
@@ -1410,6 +1647,7 @@ def main():
         args.rounds, args.latency_rounds, args.run_seconds, args.min_requests, args.warmup = 1, 1, 0.3, 1000, 500
         args.rewarm = 500
         args.latency_seconds, args.memory_trials, args.startup_trials = 0.5, 1, 1
+        args.api_rounds, args.api_requests = 1, 1000
     run(args)
 
 
