@@ -36,16 +36,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import instructions as I  # noqa: E402
 import run as R  # noqa: E402
 
 WASM_DIR = R.OUT / "attribution"
 SECTION = "## Where a push's time goes"
+INSTR_SECTION = "## Where a push's instructions go"
 
 # (feature, what it stands for, "no": removed / "twice": done twice)
 PUSH_ROWS = [
     ("attribution-twice-header-map", "reading the request's header map (one `proxy_get_header_map_pairs`, decoded)", "twice"),
     ("attribution-no-source-address", "the source address (`source.address` property)", "no"),
-    ("attribution-no-clock", "the clock (`proxy_get_current_time_nanoseconds`: read 1 call in 64)", "no"),
     ("attribution-no-replay-table", "the replay table's read-modify-write (shared-data get + set of a shard)", "no"),
     ("attribution-no-retry-table", "the retry table's read-modify-write (shared-data get + set of a shard)", "no"),
     ("attribution-twice-body", "reading the body (`proxy_get_buffer_bytes`)", "twice"),
@@ -136,6 +137,59 @@ def run_group(envoy_bin, up, group, wasm, args):
     return cpu
 
 
+def count_group(up, group, wasm, args):
+    """Instructions per push (bench/instructions.py: Envoy under callgrind) of noop-wasm,
+    the full gate twice (the A/A row: what the count moves between two runs of one
+    build), `--before` if given, and one build per row; {build: instructions per push}."""
+    setup, workload, rows = GROUPS[group]
+    builds = {"full": wasm["full"], "full-again": wasm["full"]}
+    if args.before:
+        builds["before"] = Path(args.before)
+    builds.update({f: wasm[f] for f, _, _ in rows})
+    out_dir, envoy_bin = I.counter()
+    counts = {"noop-wasm": I.count(envoy_bin, out_dir, "noop-wasm", setup, workload, args.instr_requests,
+                                   args.instr_warmup, up)}
+    for name, path in builds.items():
+        R.GATE_WASM = Path(path).resolve()
+        counts[name] = I.count(envoy_bin, out_dir, name, setup, workload, args.instr_requests,
+                               args.instr_warmup, up)
+        R.log(f"{group} / {name}: {counts[name]:,.0f} instructions per push")
+    return counts
+
+
+def render_instructions(results, args, started, minutes):
+    out = [INSTR_SECTION, ""]
+    out.append(f"- date: {started} (the run took {minutes:.1f} min); wechat-gate {git_describe()}")
+    out.append(f"- command: `make bench-attribution ATTRIBUTION_ARGS=--instructions` (`python3 bench/attribution.py "
+               f"--instructions --instr-requests {args.instr_requests} --instr-warmup {args.instr_warmup}"
+               f"{' --before ' + args.before if args.before else ''}{' --no-build' if args.no_build else ''}`)")
+    out.append("- method: the same builds as the table above, each in its own Envoy (`--concurrency 1`) run under "
+               "valgrind's callgrind: the body mode settled, warmed up, then the instructions every thread of the "
+               "process executes (Envoy, V8's compiled Wasm, the hostcalls between them) counted over the pushes "
+               "(`bench/instructions.py`), every run path-checked. A count, not a time (a cache miss weighs as much as "
+               "any instruction), but it barely moves between runs (the A/A row), so steps of a few hundred "
+               "instructions show; `no` rows are full − build, `twice` rows build − full.")
+    for group, (setup, workload, rows) in GROUPS.items():
+        counts = results.get(group)
+        if not counts:
+            continue
+        full, noop = counts["full"], counts["noop-wasm"]
+        out += ["", f"**{group}** (`{setup}`, workload `{workload}`), instructions per push:", "",
+                "| step | build | how | instructions per push |", "|---|---|---|---|",
+                f"| noop-wasm | | | {noop:,.0f} |",
+                f"| the full gate | default | | {full:,.0f} |",
+                f"| the full gate − noop-wasm | default | | {full - noop:+,.0f} |",
+                f"| the full gate run again − the full gate (A/A: the count's own noise) | default | | "
+                f"{counts['full-again'] - full:+,.0f} |"]
+        if "before" in counts:
+            out.append(f"| the build before the cuts − noop-wasm (`{args.before}`) | before | | "
+                       f"{counts['before'] - noop:+,.0f} |")
+        for f, what, how in rows:
+            d = full - counts[f] if how == "no" else counts[f] - full
+            out.append(f"| {what} | `{f}` | {how} | {d:+,.0f} |")
+    return "\n".join(out) + "\n"
+
+
 def git_describe():
     return subprocess.run(["git", "describe", "--always", "--dirty"], cwd=R.ROOT, capture_output=True,
                           text=True).stdout.strip()
@@ -187,9 +241,9 @@ def render(results, args, load_before, load_after, started, minutes):
     return "\n".join(out) + "\n"
 
 
-def write_section(text):
+def write_section(text, section=SECTION):
     old = R.RESULTS.read_text()
-    at = old.find("\n" + SECTION)
+    at = old.find("\n" + section)
     if at >= 0:
         nxt = old.find("\n## ", at + 1)
         old = old[:at] + ("\n" + old[nxt:].lstrip("\n") if nxt >= 0 else "\n")
@@ -207,6 +261,11 @@ def main():
     ap.add_argument("--groups", default="push,safe,api")
     ap.add_argument("--no-build", action="store_true", help="use the .wasm files of the last run (bench/out/attribution)")
     ap.add_argument("--no-write", action="store_true", help="print the section, leave bench/results.md as it is")
+    ap.add_argument("--instructions", action="store_true",
+                    help="count instructions per push under callgrind instead of timing (push and safe groups)")
+    ap.add_argument("--instr-requests", type=int, default=1000, help="pushes counted per build (--instructions)")
+    ap.add_argument("--instr-warmup", type=int, default=1000, help="pushes before counting (--instructions)")
+    ap.add_argument("--before", metavar="WASM", help="with --instructions: an earlier build counted beside them")
     args = ap.parse_args()
     groups = args.groups.split(",")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -225,7 +284,12 @@ def main():
     try:
         _, up = R.start_server("upstream", [str(R.WG_BENCH), "upstream", "--listen", "127.0.0.1:0"])
         for g in groups:
-            if g in GROUPS:
+            if args.instructions:
+                if g in GROUPS:
+                    results[g] = count_group(up, g, wasm, args)
+                else:
+                    R.log(f"{g}: timed only, not counted with --instructions")
+            elif g in GROUPS:
                 results[g] = run_group(envoy_bin, up, g, wasm, args)
             elif g == "api":
                 R.GATE_WASM = wasm["full"]
@@ -235,8 +299,16 @@ def main():
     finally:
         R.PROCS.stop_all()
     load_after = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    minutes = (time.monotonic() - t_start) / 60
+    if args.instructions:
+        (WASM_DIR / "raw-instructions.json").write_text(json.dumps(results, indent=1))
+        text = render_instructions(results, args, started, minutes)
+        print(text)
+        if not args.no_write:
+            write_section(text, INSTR_SECTION)
+        return
     (WASM_DIR / "raw.json").write_text(json.dumps(results, indent=1))
-    text = render(results, args, load_before, load_after, started, (time.monotonic() - t_start) / 60)
+    text = render(results, args, load_before, load_after, started, minutes)
     print(text)
     if not args.no_write:
         write_section(text)

@@ -201,15 +201,9 @@ impl Host for ProxyWasm {
     }
 
     fn now(&self) -> Result<Duration, Refused> {
-        #[cfg(feature = "attribution-no-clock")]
-        if let Some(now) = attribution::cached_now() {
-            return Ok(now);
-        }
         let mut nanos: u64 = 0;
         // SAFETY: the host writes one u64 to a live local.
         done(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) })?;
-        #[cfg(feature = "attribution-no-clock")]
-        attribution::keep_now(nanos);
         Ok(Duration::from_nanos(nanos))
     }
 
@@ -379,25 +373,4 @@ impl log::Log for HostLog {
 fn write_log(level: LogLevel, message: &str) -> Result<(), Refused> {
     // SAFETY: `message` is live for the whole call; the host only reads it.
     done(unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) })
-}
-
-/// `attribution-no-clock` (bench/attribution.py only): the clock as last read, handed
-/// back for 63 calls in 64, so that the host's clock is all but never read.
-#[cfg(feature = "attribution-no-clock")]
-mod attribution {
-    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-    use std::time::Duration;
-
-    static CALLS: AtomicU32 = AtomicU32::new(0);
-    static LAST: AtomicU64 = AtomicU64::new(0);
-
-    pub fn cached_now() -> Option<Duration> {
-        let calls = CALLS.fetch_add(1, Ordering::Relaxed);
-        let last = LAST.load(Ordering::Relaxed);
-        (!calls.is_multiple_of(64) && last != 0).then(|| Duration::from_nanos(last))
-    }
-
-    pub fn keep_now(nanos: u64) {
-        LAST.store(nanos, Ordering::Relaxed);
-    }
 }
