@@ -66,7 +66,7 @@ clean:
 
 ## bench: Envoy CPU/request, latency, peak req/s, memory and start-up with and without the
 ## gate (and Lua, ext_authz), plus the micro-benchmarks; prints a table and writes
-## bench/results.md. Not part of `make test`. About 7.5 minutes on 2 cores from a fresh clone.
+## bench/results.md. Not part of `make test`. About 14 minutes on 2 cores from a fresh clone.
 bench: build bench-deps
 	python3 bench/run.py $(BENCH_ARGS)
 
@@ -78,7 +78,9 @@ bench-micro:
 ## repeat one step (crates/filter's `attribution-*` features, only for this), interleaved
 ## with the full gate and noop-wasm, plus the API role against a plain route; writes the
 ## section "Where a push's time goes" of bench/results.md. About 20 minutes on 2 cores.
-## ATTRIBUTION_ARGS passes more (e.g. --rounds 3, --groups push, --no-write).
+## ATTRIBUTION_ARGS passes more (e.g. --rounds 3, --groups push, --no-write; --instructions
+## counts each build's instructions per push under valgrind's callgrind instead of timing it,
+## writing the section "Where a push's instructions go": about 3 minutes a build).
 bench-attribution: build bench-deps
 	cargo build --release --target wasm32-wasip1 -p noop-wasm --quiet
 	cargo build --release -p wechat-gate-bench --quiet
