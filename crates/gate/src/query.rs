@@ -72,6 +72,10 @@ pub fn parse_query(query: &[u8]) -> Result<CallbackQuery<'_>, QueryError> {
 /// `application/x-www-form-urlencoded` decoding of one key or value; `None` when the
 /// decoded bytes are not UTF-8.
 fn decode(raw: &[u8]) -> Option<Cow<'_, str>> {
+    // Nothing to decode (as every WeChat parameter): the bytes as they are.
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return std::str::from_utf8(raw).ok().map(Cow::Borrowed);
+    }
     let plus_free: Cow<'_, [u8]> = if raw.contains(&b'+') {
         Cow::Owned(
             raw.iter()

@@ -112,9 +112,9 @@ impl<'b> Reader<'b> {
         }
     }
 
-    /// Skips up to and including `end`.
+    /// Skips up to and including `end` (ASCII).
     fn skip_past(&mut self, end: &str) -> Result<&'b str, ElementError> {
-        let at = self.rest.find(end).ok_or(ElementError::Malformed)?;
+        let at = find(self.rest, end).ok_or(ElementError::Malformed)?;
         let skipped = self.rest.get(..at).ok_or(ElementError::Malformed)?;
         self.rest = self
             .rest
@@ -123,21 +123,9 @@ impl<'b> Reader<'b> {
         Ok(skipped)
     }
 
-    /// Skips up to and including `end` (a search for one character, which is
-    /// cheaper than for a string).
-    fn skip_past_char(&mut self, end: char) -> Result<&'b str, ElementError> {
-        let at = self.rest.find(end).ok_or(ElementError::Malformed)?;
-        let skipped = self.rest.get(..at).ok_or(ElementError::Malformed)?;
-        self.rest = self
-            .rest
-            .get(at + end.len_utf8()..)
-            .ok_or(ElementError::Malformed)?;
-        Ok(skipped)
-    }
-
     fn skip_space_and_comments(&mut self) -> Result<(), ElementError> {
         loop {
-            self.rest = self.rest.trim_start();
+            self.rest = trim_start(self.rest);
             if self.eat("<!--") {
                 self.skip_past("-->")?;
             } else {
@@ -165,12 +153,12 @@ impl<'b> Reader<'b> {
             return Ok(None);
         }
         self.rest = after;
-        let tag = self.skip_past_char('>')?;
+        let tag = self.skip_past(">")?;
         let (tag, self_closed) = match tag.strip_suffix('/') {
             Some(t) => (t, true),
             None => (tag, false),
         };
-        let name = tag.split(char::is_whitespace).next().unwrap_or_default();
+        let name = name_of(tag);
         let not_in_a_name = |b: &u8| matches!(b, b'<' | b'&' | b'"' | b'\'' | b'=');
         if name.is_empty() || name.as_bytes().iter().any(not_in_a_name) {
             return Err(ElementError::Malformed);
@@ -184,8 +172,7 @@ impl<'b> Reader<'b> {
             return Ok(false);
         };
         let after = after.strip_prefix(name).ok_or(ElementError::Malformed)?;
-        let after = after
-            .trim_start()
+        let after = trim_start(after)
             .strip_prefix('>')
             .ok_or(ElementError::Malformed)?;
         self.rest = after;
@@ -197,14 +184,14 @@ impl<'b> Reader<'b> {
     fn skip_subtree(&mut self) -> Result<(), ElementError> {
         let mut depth = 1usize;
         while depth > 0 {
-            let at = self.rest.find('<').ok_or(ElementError::Malformed)?;
+            let at = find(self.rest, "<").ok_or(ElementError::Malformed)?;
             self.rest = self.rest.get(at..).ok_or(ElementError::Malformed)?;
             if self.eat("<![CDATA[") {
                 self.skip_past("]]>")?;
             } else if self.eat("<!--") {
                 self.skip_past("-->")?;
             } else if self.eat("</") {
-                self.skip_past_char('>')?;
+                self.skip_past(">")?;
                 depth -= 1;
             } else if let Some((_, self_closed)) = self.open_tag()? {
                 if !self_closed {
@@ -224,9 +211,9 @@ impl<'b> Reader<'b> {
         let mut text: Cow<'b, str> = Cow::Borrowed("");
         let mut nested = false;
         loop {
-            let at = self.rest.find('<').ok_or(ElementError::Malformed)?;
+            let at = find(self.rest, "<").ok_or(ElementError::Malformed)?;
             let plain = self.rest.get(..at).ok_or(ElementError::Malformed)?;
-            add(&mut text, plain.trim());
+            add(&mut text, trim(plain));
             self.rest = self.rest.get(at..).ok_or(ElementError::Malformed)?;
             if self.eat("<![CDATA[") {
                 add(&mut text, self.skip_past("]]>")?);
@@ -243,6 +230,68 @@ impl<'b> Reader<'b> {
                 return Err(ElementError::Malformed);
             }
         }
+    }
+}
+
+// The reader's scanning, byte by byte: every delimiter it looks for is ASCII, and in
+// Wasm (no SIMD memchr) a plain loop beats the standard library's string searcher,
+// which is built anew for each search, and its char-by-char trimming. Each gives
+// exactly what the standard library's does (tests below hold them to it).
+
+/// Where `needle` (ASCII) first occurs in `hay`, as `hay.find(needle)`.
+fn find(hay: &str, needle: &str) -> Option<usize> {
+    let (&first, rest) = needle.as_bytes().split_first()?;
+    let bytes = hay.as_bytes();
+    let mut from = 0;
+    loop {
+        let at = from + bytes.get(from..)?.iter().position(|&b| b == first)?;
+        if bytes.get(at + 1..)?.starts_with(rest) {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+}
+
+/// An ASCII byte that `char::is_whitespace` calls whitespace (tab to CR, space).
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ')
+}
+
+/// `s.trim_start()`: ASCII whitespace skipped byte by byte, the rest (from a
+/// non-ASCII character on) left to the standard library.
+fn trim_start(s: &str) -> &str {
+    let n = s.bytes().take_while(|&b| is_ascii_space(b)).count();
+    let rest = s.get(n..).unwrap_or_default();
+    match rest.as_bytes().first() {
+        Some(&b) if !b.is_ascii() => rest.trim_start(),
+        _ => rest,
+    }
+}
+
+/// `s.trim_end()`, likewise.
+fn trim_end(s: &str) -> &str {
+    let n = s.bytes().rev().take_while(|&b| is_ascii_space(b)).count();
+    let rest = s.get(..s.len() - n).unwrap_or_default();
+    match rest.as_bytes().last() {
+        Some(&b) if !b.is_ascii() => rest.trim_end(),
+        _ => rest,
+    }
+}
+
+/// `s.trim()`.
+fn trim(s: &str) -> &str {
+    trim_end(trim_start(s))
+}
+
+/// A tag's name: what comes before its first whitespace, as
+/// `tag.split(char::is_whitespace).next()`.
+fn name_of(tag: &str) -> &str {
+    match tag.bytes().position(|b| is_ascii_space(b) || !b.is_ascii()) {
+        None => tag,
+        Some(at) => match tag.as_bytes().get(at) {
+            Some(b) if b.is_ascii() => tag.get(..at).unwrap_or_default(),
+            _ => tag.split(char::is_whitespace).next().unwrap_or_default(),
+        },
     }
 }
 
@@ -346,6 +395,50 @@ mod tests {
         let body = b"<xml><EventKey>k</EventKey><Event>subscribe</Event></xml>";
         assert_eq!(el(body, "Event"), some("subscribe"));
         assert_eq!(el(body, "EventKey"), some("k"));
+    }
+
+    #[test]
+    fn the_byte_scanning_gives_what_the_standard_library_does() {
+        let samples = [
+            "",
+            " ",
+            "\t\n\x0b\x0c\r ",
+            "a",
+            " a ",
+            "\u{3000}a\u{3000}",
+            " \u{a0} x \u{85}",
+            "\u{2028}",
+            "x\u{2009}",
+            " 你好 ",
+            "\r\n<![CDATA[ x ]]>\n",
+            "\u{1c}a\u{1f}",
+            "é",
+            " é",
+            "é ",
+            "a]]]>b",
+            "--->",
+            "<!-- a -- -->",
+            "??>",
+            ">",
+            "a b",
+            "a\u{3000}b",
+            "名 x",
+            "a\tb",
+            "\u{feff}a",
+        ];
+        for s in samples {
+            assert_eq!(trim_start(s), s.trim_start(), "{s:?}");
+            assert_eq!(trim_end(s), s.trim_end(), "{s:?}");
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+            assert_eq!(
+                name_of(s),
+                s.split(char::is_whitespace).next().unwrap_or_default(),
+                "{s:?}"
+            );
+            for needle in [">", "<", "]]>", "-->", "?>"] {
+                assert_eq!(find(s, needle), s.find(needle), "{s:?} {needle:?}");
+            }
+        }
     }
 
     #[test]
