@@ -295,6 +295,8 @@ impl<H: Host> GateRoot<H> {
             backlog || probing,
             self.awaiting_live_list(),
         ));
+        // Set from this tick, the next one comes one period after it.
+        self.worker.state.clock_ms.set(now_ms);
     }
 
     /// A stream's HTTP context (one without configuration fails closed).
