@@ -245,6 +245,10 @@ impl<H: Host> GateRoot<H> {
             .as_ref()
             .map_or_else(|| Rc::new(DeskState::default()), |d| d.state());
         self.live = None;
+        // The API role's tick keeps no callback clock: should the callback role come
+        // back, it reads the host's clock until its own first tick, not this one's.
+        self.worker.state.clock.set(0);
+        self.worker.state.clock_ms.set(0);
         self.api = Some(Rc::new(ApiDesk::new(
             self.worker.clone(),
             config,
