@@ -245,6 +245,10 @@ impl<H: Host> GateRoot<H> {
             .as_ref()
             .map_or_else(|| Rc::new(DeskState::default()), |d| d.state());
         self.live = None;
+        // The API role's tick keeps no callback clock: should the callback role come
+        // back, it reads the host's clock until its own first tick, not this one's.
+        self.worker.state.clock.set(0);
+        self.worker.state.clock_ms.set(0);
         self.api = Some(Rc::new(ApiDesk::new(
             self.worker.clone(),
             config,
@@ -295,6 +299,8 @@ impl<H: Host> GateRoot<H> {
             backlog || probing,
             self.awaiting_live_list(),
         ));
+        // Set from this tick, the next one comes one period after it.
+        self.worker.state.clock_ms.set(now_ms);
     }
 
     /// A stream's HTTP context (one without configuration fails closed).

@@ -105,6 +105,10 @@ impl<H: Host> Worker<H> {
     pub fn tick_every(&self, period: Duration) {
         if self.state.tick_period.get() != Some(period) {
             self.state.tick_period.set(Some(period));
+            // Envoy times the next tick from now, not from the last tick: until it
+            // comes, a held push's deadline is reckoned from the host's clock (the
+            // tick that asked for this period sets its own clock again).
+            self.state.clock_ms.set(0);
             let _ = self.host.set_tick_period(period);
         }
     }
@@ -154,7 +158,9 @@ impl<H: Host> Worker<H> {
     /// period is added to the last tick's time. A push held at t is answered between
     /// t + `for_ms` and one period later, as with the host's clock read per push (a
     /// tick that comes late makes it early by as much). The host's clock before the
-    /// first tick.
+    /// first tick, and after the period changed outside a tick ([`Worker::tick_every`]):
+    /// the next tick is then one new period after the change, which may be later than
+    /// one period after the last tick.
     pub fn deadline_after(&self, for_ms: u64) -> u64 {
         let period = self.state.tick_period.get().unwrap_or_default();
         let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);

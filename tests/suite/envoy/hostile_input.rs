@@ -249,3 +249,30 @@ fn a_push_whose_body_stalls_gets_408() {
     assert_eq!(r.status, 408, "{}", r.body_text());
     assert!(backend.records().is_empty());
 }
+
+#[test]
+fn a_stalled_push_is_answered_408_no_sooner_than_its_deadline() {
+    // A push whose body never comes, on a worker that has not learnt how its host
+    // hands bodies over, is probed: the tick goes from 1 s to 10 ms as it comes.
+    // Wherever it falls between two ticks, it waits its whole 3 s.
+    let backend = Backend::start();
+    let envoy = gated(backend.port, safe_config(json!({}))).start();
+    for i in 0..6u64 {
+        std::thread::sleep(Duration::from_millis(170 * i % 1000));
+        let p = push(&text_message(&format!("stall-{i}"), 20), "1");
+        let head = format!(
+            "POST /wechat?{} HTTP/1.1\r\nhost: gate\r\ncontent-length: {}\r\n\r\n",
+            p.query,
+            p.body.len()
+        );
+        let sent = std::time::Instant::now();
+        let r = envoy.send_raw(head.as_bytes(), LISTED).expect("an answer");
+        let after = sent.elapsed();
+        assert_eq!(r.status, 408, "{}", r.body_text());
+        assert!(
+            after >= Duration::from_millis(gate::body::BODY_DEADLINE_MS),
+            "answered after {after:?}"
+        );
+    }
+    assert!(backend.records().is_empty());
+}

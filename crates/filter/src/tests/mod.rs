@@ -5,6 +5,7 @@
 
 mod api;
 mod cost;
+mod deadline;
 mod live_list;
 mod metrics;
 mod notes;

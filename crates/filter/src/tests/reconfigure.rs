@@ -85,3 +85,26 @@ fn the_clock_of_the_last_tick_is_kept() {
     let (id, _) = gate.handshake("n2");
     assert_eq!(gate.replies(id), [401]);
 }
+
+#[test]
+fn after_a_spell_in_the_api_role_the_callback_role_does_not_judge_by_its_old_clock() {
+    // The API role's tick keeps no callback clock: back in the callback role, the
+    // clock of its last tick is long gone.
+    let mut gate = Gate::configured(&config(""));
+    gate.learn_hold_mode();
+    gate.tick();
+    assert!(gate.reconfigure(
+        r#"{"role": "api", "path": "/wechat-api/mp", "name": "mp", "appid": "wx0123456789abcdef",
+            "wechat_api": {"secret": "s3cret", "upstreams": [
+                {"cluster": "wechat_api", "authority": "api.weixin.qq.com"}]},
+            "callers": ["10.0.0.0/8"]}"#
+    ));
+    for _ in 0..100 {
+        gate.host.advance(Duration::from_secs(10));
+        gate.tick();
+    }
+    assert!(gate.reconfigure(&config("")));
+    // A push signed 1000 s ago (past its 300 s): stale, whatever the last tick said.
+    let (id, _) = gate.push();
+    assert_eq!(gate.replies(id), [401]);
+}
