@@ -26,6 +26,7 @@ the full gate (`twice`); the spread is their interquartile range. Writes the
 section "Where a push's time goes" of bench/results.md (replacing it) unless --no-write.
 """
 import argparse
+import concurrent.futures
 import json
 import os
 import shutil
@@ -137,7 +138,7 @@ def run_group(envoy_bin, up, group, wasm, args):
     return cpu
 
 
-def count_group(up, group, wasm, args):
+def count_group(group, wasm, args):
     """Instructions per push (bench/instructions.py: Envoy under callgrind) of noop-wasm,
     the full gate twice (the A/A row: what the count moves between two runs of one
     build), `--before` if given, and one build per row; {build: instructions per push}."""
@@ -147,13 +148,17 @@ def count_group(up, group, wasm, args):
         builds["before"] = Path(args.before)
     builds.update({f: wasm[f] for f, _, _ in rows})
     out_dir, envoy_bin = I.counter()
-    counts = {"noop-wasm": I.count(envoy_bin, out_dir, "noop-wasm", setup, workload, args.instr_requests,
-                                   args.instr_warmup, up)}
-    for name, path in builds.items():
-        R.GATE_WASM = Path(path).resolve()
-        counts[name] = I.count(envoy_bin, out_dir, name, setup, workload, args.instr_requests,
-                               args.instr_warmup, up)
-        R.log(f"{group} / {name}: {counts[name]:,.0f} instructions per push")
+    reqs = R.generate()
+
+    def one(item):
+        name, path = item
+        n = I.count(envoy_bin, out_dir, name, setup, workload, args.instr_requests, args.instr_warmup, reqs, path)
+        R.log(f"{group} / {name}: {n:,.0f} instructions per push")
+        return name, n
+
+    # A count does not depend on what else runs: builds go side by side, one valgrind each.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.instr_jobs) as pool:
+        counts = dict(pool.map(one, [("noop-wasm", None)] + list(builds.items())))
     return counts
 
 
@@ -266,6 +271,7 @@ def main():
     ap.add_argument("--instr-requests", type=int, default=1000, help="pushes counted per build (--instructions)")
     ap.add_argument("--instr-warmup", type=int, default=1000, help="pushes before counting (--instructions)")
     ap.add_argument("--before", metavar="WASM", help="with --instructions: an earlier build counted beside them")
+    ap.add_argument("--instr-jobs", type=int, default=2, help="builds counted at once (--instructions)")
     args = ap.parse_args()
     groups = args.groups.split(",")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -286,7 +292,7 @@ def main():
         for g in groups:
             if args.instructions:
                 if g in GROUPS:
-                    results[g] = count_group(up, g, wasm, args)
+                    results[g] = count_group(g, wasm, args)
                 else:
                     R.log(f"{g}: timed only, not counted with --instructions")
             elif g in GROUPS:

@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -96,14 +97,24 @@ def control(flag, pid):
     subprocess.run(["callgrind_control", flag, str(pid)], check=True, capture_output=True, timeout=120)
 
 
-def count(envoy_bin, out_dir, name, setup, workload, requests, warmup, up):
-    """Instructions per push of one build (GATE_WASM set by the caller) in `setup`."""
+# Builds may be counted side by side (one valgrind each): the module path is a global
+# of run.py's that the configuration is built from.
+CONFIG_LOCK = threading.Lock()
+
+
+def count(envoy_bin, out_dir, name, setup, workload, requests, warmup, reqs, wasm=None):
+    """Instructions per push of one build (`wasm`, else run.py's GATE_WASM) in `setup`,
+    with `reqs` (`run.generate()`), forwarded to an upstream of its own (its counts are
+    part of the path check)."""
     s = "noop-wasm" if name == "noop-wasm" else setup
-    e = R.Envoy(str(envoy_bin), f"instr-{name}", R.envoy_config(s, {"upstream": up}))
+    upstream, up = R.start_server(f"upstream-{name}", [str(R.WG_BENCH), "upstream", "--listen", "127.0.0.1:0"])
+    with CONFIG_LOCK:
+        if wasm is not None:
+            R.GATE_WASM = Path(wasm).resolve()
+        e = R.Envoy(str(envoy_bin), f"instr-{name}", R.envoy_config(s, {"upstream": up}))
     try:
         if not e.wait_ready(limit=600):
             raise SystemExit(f"{name} did not start:\n{e.log_text()[-2000:]}")
-        reqs = R.generate()
         req = reqs[workload]
         if s != "noop-wasm":
             problems = R.prepare({s: e}, reqs)
@@ -127,6 +138,7 @@ def count(envoy_bin, out_dir, name, setup, workload, requests, warmup, up):
         return total_instructions(dumps[-1]) / requests
     finally:
         e.stop()
+        R.PROCS.stop(upstream)
 
 
 def counter():
@@ -134,6 +146,7 @@ def counter():
     callgrind; refuses to start without valgrind."""
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         raise SystemExit("valgrind not found: apt-get install valgrind")
+    R.REQUEST_TIMEOUT = 120
     R.OUT.mkdir(parents=True, exist_ok=True)
     out_dir = Path(tempfile.mkdtemp(prefix="callgrind-", dir=R.OUT))
     return out_dir, wrapper(out_dir)
@@ -150,15 +163,15 @@ def main():
     builds = dict(w.split("=", 1) for w in (args.wasm or [f"gate={R.GATE_WASM}"]))
     setup, workload = GROUPS[args.group]
     out_dir, envoy_bin = counter()
-    _, up = R.start_server("upstream", [str(R.WG_BENCH), "upstream", "--listen", "127.0.0.1:0"])
+    reqs = R.generate()
     per_push = {}
     try:
         per_push["noop-wasm"] = count(envoy_bin, out_dir, "noop-wasm", setup, workload, args.requests,
-                                      args.warmup, up)
+                                      args.warmup, reqs)
         R.log(f"noop-wasm: {per_push['noop-wasm']:,.0f} instructions per push")
         for name, path in builds.items():
-            R.GATE_WASM = Path(path).resolve()
-            per_push[name] = count(envoy_bin, out_dir, name, setup, workload, args.requests, args.warmup, up)
+            per_push[name] = count(envoy_bin, out_dir, name, setup, workload, args.requests, args.warmup, reqs,
+                                   path)
             R.log(f"{name}: {per_push[name]:,.0f} instructions per push")
     finally:
         R.PROCS.stop_all()

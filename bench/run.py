@@ -43,6 +43,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -118,8 +119,13 @@ def start_server(name, args, cpu=LOAD_CPU, env=None):
 # ------------------------------------------------------------------ HTTP helpers
 
 
-def http_request(port, method, path, body=b"", headers=None, timeout=5):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+# Seconds a single request may take (bench/instructions.py raises it: under valgrind a
+# cold Envoy takes longer).
+REQUEST_TIMEOUT = 5
+
+
+def http_request(port, method, path, body=b"", headers=None, timeout=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout or REQUEST_TIMEOUT)
     try:
         hdrs = dict(headers or {})
         if method == "POST":
@@ -564,7 +570,7 @@ def unique_args(n):
     return ["--unique", MSGID, "--unique-base", str(base)]
 
 
-def one_request(port, req, timeout=5):
+def one_request(port, req, timeout=None):
     """One request of the workload, with a query of its own (and in the unique workload
     a MsgId of its own); (status, headers, body)."""
     body = req.get("body", "")
@@ -588,7 +594,8 @@ def load(port, req, n, conns, rps=None, log_file=None, extra=None):
     (bench/tools/src/load.rs)."""
     udir = OUT / "uris"
     udir.mkdir(parents=True, exist_ok=True)
-    f = udir / "uris.txt"
+    # One list per thread: bench/instructions.py runs loads side by side.
+    f = udir / f"uris-{threading.get_ident()}.txt"
     f.write_text("".join(p + "\n" for p in signed_paths(req, n)))
     args = [str(WG_BENCH), "load", "--connect", f"127.0.0.1:{port}", "--uris", str(f), "-c", str(conns),
             "--method", req["method"]]
