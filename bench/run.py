@@ -1336,7 +1336,7 @@ def render(rep):
     if rec:
         s_max = max(rec, key=rec.get)
         out(f"- table of used queries: at most {rec[s_max]:,} recorded by one Envoy in one round ({s_max}), "
-            "of its 262,144 entries (1,024 shards × 256).")
+            "of its 262,144 entries (8,192 shards × 32).")
     ns, ticks = 0.0, 0.0
     for c in samples.values():
         for r in c["cpu"]:
