@@ -82,6 +82,20 @@ def total_instructions(dump):
     return int(m.group(1))
 
 
+def settled_snapshot(e, up, limit=120):
+    """The path snapshot once the gate's counts stop moving: under valgrind a tick (which
+    hands Envoy the counts) can come well after a second."""
+    deadline = R.time.monotonic() + limit
+    last = R.path_snapshot(e, up)
+    while R.time.monotonic() < deadline:
+        R.time.sleep(2)
+        now = R.path_snapshot(e, up)
+        if now == last:
+            return now
+        last = now
+    raise SystemExit(f"the counts of {e.name} never settled")
+
+
 def wait_for_dump(out_dir, pid, limit=300):
     """callgrind dumps when the process next runs: waits until the file is whole."""
     deadline = R.time.monotonic() + limit
@@ -121,15 +135,14 @@ def count(envoy_bin, out_dir, name, setup, workload, requests, warmup, reqs, was
             if problems:
                 raise SystemExit(f"{name}: {problems}")
         R.load(e.port, req, warmup, 4)
-        R.settle([e])
-        before = R.path_snapshot(e, up)
+        before = settled_snapshot(e, up)
         for old in out_dir.glob(f"cg.{e.pid}.out.*"):
             old.unlink()
         control("-z", e.pid)
         res = R.load(e.port, req, requests, 4)
         control("-d", e.pid)
         wait_for_dump(out_dir, e.pid)
-        strayed = R.path_problems_settled(s, workload, requests, before, e, up)
+        strayed = R.path_problems_settled(s, workload, requests, before, e, up, limit=120)
         if not R.as_expected(res, "2xx", requests) or strayed:
             raise SystemExit(f"{name}: unexpected answers {res} {strayed}")
         dumps = sorted(out_dir.glob(f"cg.{e.pid}.out.*"), key=lambda p: p.stat().st_mtime)
